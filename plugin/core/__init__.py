@@ -1,0 +1,1 @@
+"""The pure exam pipeline: plain data in, plain data out; no Flask, no HTTP, no database."""

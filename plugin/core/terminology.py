@@ -1,0 +1,35 @@
+"""Canonical URLs and identifier systems: the product's namespace, in one place.
+
+Identifier systems are part of the write-back contract: EHRs de-duplicate on them, so
+they must never change once an exam has been delivered.
+"""
+from __future__ import annotations
+
+BASE = "http://posterior-thigh-exam.org/fhir"
+
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+OBSERVATION_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+PROVENANCE_PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+#: The project's own CodeSystems (published at /fhir/CodeSystem).
+EXAM_ANSWERS = f"{BASE}/CodeSystem/exam-answers"
+EXAM_TESTS = f"{BASE}/CodeSystem/exam-tests"
+
+#: Identifier systems the plugin owns; conditional creates match on these.
+ID_QUESTIONNAIRE_RESPONSE = f"{BASE}/id/questionnaire-response"
+ID_OBSERVATION = f"{BASE}/id/exam-observation"
+ID_DEVICE = f"{BASE}/id/device"
+
+#: Extensions we write or read.
+EXT_OBSERVATION_EXTRACT = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-observationExtract"
+EXT_EXTRACT_CATEGORY = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-observation-extract-category"
+EXT_UNIT = "http://hl7.org/fhir/StructureDefinition/questionnaire-unit"
+EXT_UNIT_OPTION = "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption"
+EXT_MIN_VALUE = "http://hl7.org/fhir/StructureDefinition/minValue"
+EXT_MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
+EXT_MIN_QUANTITY = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-minQuantity"
+EXT_MAX_QUANTITY = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-maxQuantity"
+EXT_STRUCTURE_LATERALITY = "http://hl7.org/fhir/StructureDefinition/observation-structureLaterality"

@@ -1,0 +1,62 @@
+"""The exception family. Each error keeps its cause and names where it happened.
+
+Core modules raise these; each edge renders them once: an OperationOutcome for the
+FHIR API, a message and a non-zero exit for the CLI, field messages for the tablet.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+class PluginError(Exception):
+    """Base class: a message for people plus the original exception, if any."""
+
+    def __init__(self, message: str, *, original_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.original_error = original_error
+
+
+class KnowledgeError(PluginError):
+    """A questionnaire or mapping file is broken; start-up must stop.
+
+    ``source`` is the file, ``path`` the location inside it (``item[3].linkId``), so a
+    reviewer can go straight to the fault.
+    """
+
+    def __init__(self, source: str, path: str, problem: str) -> None:
+        super().__init__(f"{source}: {path or '(root)'}: {problem}")
+        self.source = source
+        self.path = path
+        self.problem = problem
+
+
+class InputError(PluginError):
+    """The request as a whole is unusable: malformed JSON, wrong resourceType, ...
+
+    ``expression`` points into the request (FHIRPath-like) when a location is known.
+    """
+
+    def __init__(self, message: str, *, expression: str | None = None,
+                 status: int = 400, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.expression = expression
+        self.status = status
+        self.code = code
+
+
+class NotFoundError(PluginError):
+    """A resource the caller named does not exist (unknown Questionnaire, CodeSystem...)."""
+
+
+class AnswerError(PluginError):
+    """Answers failed validation. ``errors`` maps each linkId to all of its messages.
+
+    Every problem is collected before raising, so the clinician fixes them in one pass.
+    """
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        self.errors = {link_id: list(messages) for link_id, messages in sorted(errors.items())}
+        count = sum(len(m) for m in self.errors.values())
+        super().__init__(f"{count} problem(s) in the answers: " + "; ".join(
+            f"{link_id}: {' '.join(msgs)}" for link_id, msgs in self.errors.items()))
