@@ -34,13 +34,15 @@ class KnowledgeError(PluginError):
 class InputError(PluginError):
     """The request as a whole is unusable: malformed JSON, wrong resourceType, ...
 
-    ``expression`` points into the request (FHIRPath-like) when a location is known.
+    ``issues`` lists (expression, message) pairs; the expression points into the
+    request (FHIRPath-like) when a location is known.
     """
 
     def __init__(self, message: str, *, expression: str | None = None,
+                 issues: Sequence[tuple[str | None, str]] = (),
                  status: int = 400, code: str = "invalid") -> None:
         super().__init__(message)
-        self.expression = expression
+        self.issues = tuple(issues) or ((expression, message),)
         self.status = status
         self.code = code
 

@@ -1,0 +1,28 @@
+"""Posterior thigh exam plugin: FHIR Questionnaire forms, coded Observations, decision support."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    """Build the Flask app: config, then knowledge (checked), then blueprints and errors."""
+    from flask import Flask
+
+    from . import config, knowledge
+    from .web import errors, fhir_api
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(config.DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("PLUGIN")
+    else:
+        app.config.update(test_config)
+    app.json.sort_keys = False
+    knowledge.init_app(app)
+    app.register_blueprint(fhir_api.bp)
+    errors.init_app(app)
+    return app

@@ -1,0 +1,88 @@
+"""The transaction Bundle an EHR can accept, safe to post again.
+
+Every entry is a conditional create (``ifNoneExist``) on an identifier the plugin owns,
+and every fullUrl is a ``urn:uuid`` derived from that identifier, so the same exam always
+yields the same Bundle and a re-post creates nothing new. A Device names the plugin and
+its version; a Provenance links the extracted Observations to their source response.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from . import observations as observations_mod
+from . import responses
+from . import terminology as t
+from .mapping import ObservationMappings
+from .responses import Exam
+
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, t.BASE + "/bundle")
+PLUGIN_NAME = "Posterior thigh exam plugin"
+
+
+def full_url(identifier: Mapping[str, str]) -> str:
+    """A stable urn:uuid for the resource carrying ``identifier``."""
+    return "urn:uuid:" + str(uuid.uuid5(_NAMESPACE, f"{identifier['system']}|{identifier['value']}"))
+
+
+def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str,
+               recorded: str) -> dict[str, Any]:
+    """QR + Observations + Device + Provenance as one transaction Bundle.
+
+    ``recorded`` (an instant) is when the plugin did the extraction; it is only used
+    when the response has no full ``authored`` date-time to stand for it.
+    """
+    qr = responses.build(exam)
+    qr_identifier = qr["identifier"]
+    qr_url = full_url(qr_identifier)
+    observations = observations_mod.extract(exam, mappings, {"reference": qr_url})
+    device = _device(plugin_version)
+    device_url = full_url(device["identifier"][0])
+    entries = [_entry(qr_url, qr, qr_identifier)]
+    entries += [_entry(full_url(o["identifier"][0]), o, o["identifier"][0]) for o in observations]
+    entries.append(_entry(device_url, device, device["identifier"][0]))
+    provenance = _provenance(exam, qr_url, [e["fullUrl"] for e in entries[1:-1]], device_url,
+                             plugin_version, recorded)
+    entries.append({
+        "fullUrl": full_url({"system": t.ID_QUESTIONNAIRE_RESPONSE + "/provenance",
+                             "value": qr_identifier["value"]}),
+        "resource": provenance,
+        "request": {"method": "POST", "url": "Provenance", "ifNoneExist":
+                    "entity:QuestionnaireResponse.identifier="
+                    f"{qr_identifier.get('system', '')}|{qr_identifier['value']}"}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _entry(url: str, resource: dict[str, Any], identifier: Mapping[str, str]) -> dict[str, Any]:
+    query = f"identifier={identifier.get('system', '')}|{identifier['value']}"
+    return {"fullUrl": url, "resource": resource,
+            "request": {"method": "POST", "url": resource["resourceType"], "ifNoneExist": query}}
+
+
+def _device(version: str) -> dict[str, Any]:
+    return {"resourceType": "Device",
+            "identifier": [{"system": t.ID_DEVICE, "value": f"posterior-thigh-exam-plugin/{version}"}],
+            "status": "active",
+            "deviceName": [{"name": PLUGIN_NAME, "type": "user-friendly-name"}],
+            "version": [{"value": version}]}
+
+
+def _provenance(exam: Exam, qr_url: str, targets: list[str], device_url: str, version: str,
+                recorded: str) -> dict[str, Any]:
+    authored = exam.context.authored
+    agents: list[dict[str, Any]] = [{
+        "type": {"coding": [{"system": t.PROVENANCE_PARTICIPANT_TYPE, "code": "assembler",
+                             "display": "Assembler"}]},
+        "who": {"reference": device_url, "display": f"{PLUGIN_NAME} {version}"}}]
+    if exam.context.author:
+        agents.append({"type": {"coding": [{"system": t.PROVENANCE_PARTICIPANT_TYPE,
+                                            "code": "author", "display": "Author"}]},
+                       "who": dict(exam.context.author)})
+    return {"resourceType": "Provenance",
+            "target": [{"reference": u} for u in targets] or [{"reference": qr_url}],
+            "recorded": authored if authored and observations_mod._is_instant(authored) else recorded,
+            "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                     "code": "CREATE", "display": "create"}]},
+            "agent": agents,
+            "entity": [{"role": "source", "what": {"reference": qr_url}}]}

@@ -1,0 +1,80 @@
+"""From raw input to a validated Exam, the same way for every edge (CLI, API, tablet).
+
+Input is either the plain answers format or a QuestionnaireResponse; an optional FHIR
+Patient supplies the subject and, through birthDate, the age. Edges call this and then
+``bundle.extraction``; none of them re-implements a step.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import InputError, NotFoundError
+from . import answers, patient as patient_mod, responses
+from .responses import Context, Exam
+
+#: The Questionnaire the plain format answers (the product has one exam).
+DEFAULT_FORM = "posterior-thigh-exam"
+#: Extraction reads a finished record only (SDC: extract after completion).
+EXTRACTABLE = ("completed", "amended")
+
+
+def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
+                    now: dt.datetime) -> Exam:
+    """Validate ``data`` (plain answers or a QR) into an Exam; ``now`` stands in for a
+    missing ``authored`` (plain answers carry no time of their own)."""
+    if patient is not None:
+        patient = patient_mod.check(patient)
+    if isinstance(data, Mapping) and "resourceType" in data:
+        exam = _from_response(kb, data)
+    else:
+        form = kb.forms.get(DEFAULT_FORM)
+        if form is None:
+            raise NotFoundError(f"Questionnaire {DEFAULT_FORM!r} is not loaded.")
+        exam = Exam(form, answers.load_plain(form, data),
+                    Context(authored=now.isoformat(timespec="seconds")))
+    if patient is not None:
+        on = _date_of(exam.context.authored) or now.date()
+        filled = patient_mod.prefill_age(exam.answers, patient, on)
+        ordered = {i.link_id: filled[i.link_id] for i in exam.form.answerable if i.link_id in filled}
+        context = exam.context
+        if context.subject is None:
+            context = replace(context, subject=patient_mod.reference(patient))
+        exam = replace(exam, answers=MappingProxyType(ordered), context=context)
+    return exam
+
+
+def require_extractable(exam: Exam) -> None:
+    """Refuse to extract a response that is still being filled in."""
+    if exam.context.status not in EXTRACTABLE:
+        raise InputError(f"Cannot extract from a response with status "
+                         f"{exam.context.status!r}; it must be completed or amended.",
+                         expression="QuestionnaireResponse.status", status=422,
+                         code="business-rule")
+
+
+def _from_response(kb: Any, qr: Mapping[str, Any]) -> Exam:
+    if qr.get("resourceType") != "QuestionnaireResponse":
+        raise InputError(f"Expected a QuestionnaireResponse or plain answers, got "
+                         f"{qr.get('resourceType')!r}.", expression="resourceType")
+    canonical = qr.get("questionnaire")
+    if not isinstance(canonical, str) or not canonical:
+        raise InputError("The QuestionnaireResponse does not name its Questionnaire.",
+                         expression="QuestionnaireResponse.questionnaire", status=422,
+                         code="required")
+    form = kb.form_for(canonical)
+    if form is None:
+        raise NotFoundError(f"Unknown Questionnaire {canonical!r}.")
+    return responses.read(form, qr)
+
+
+def _date_of(value: str | None) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None

@@ -1,0 +1,143 @@
+"""Load and check every definition and data file once, at start-up, into a KnowledgeBase.
+
+A typo in a data file must stop the service with a message naming the file and the
+place inside it, never surface halfway through a patient's exam. This is the only
+module that reads ``questionnaires/`` and ``mappings/``; everything else receives the
+frozen KnowledgeBase.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .core import fhir_models, mapping, questionnaire
+from .core import terminology as t
+from .core.mapping import ObservationMappings
+from .core.questionnaire import Form
+from .errors import KnowledgeError
+
+EXTENSION_KEY = "plugin.knowledge"
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    """Everything the pipeline knows, checked and frozen."""
+
+    forms: Mapping[str, Form]
+    code_systems: Mapping[str, Mapping[str, Any]]
+    observation_mappings: Mapping[str, ObservationMappings]
+
+    def form_for(self, canonical: str) -> Form | None:
+        """The Form a canonical names: ``url`` (newest loaded) or ``url|version``."""
+        url, _, version = canonical.partition("|")
+        for form in self.forms.values():
+            if form.url == url and (not version or form.version == version):
+                return form
+        return None
+
+    def mappings_for(self, form: Form) -> ObservationMappings:
+        return self.observation_mappings[form.id]
+
+
+def load(questionnaires_dir: str | Path, mappings_dir: str | Path) -> KnowledgeBase:
+    """Read, check and cross-check the definition and mapping folders."""
+    qdir, mdir = Path(questionnaires_dir), Path(mappings_dir)
+    code_systems = {}
+    for path in sorted((qdir / "codesystems").glob("*.json")):
+        resource = _read_resource(path, "CodeSystem")
+        _check_code_system(resource, str(path))
+        code_systems[resource["id"]] = resource
+    equivalents = _equivalents(code_systems.get("exam-answers"))
+    forms: dict[str, Form] = {}
+    for path in sorted(qdir.glob("*.json")):
+        resource = _read_resource(path, "Questionnaire")
+        form = questionnaire.parse(resource, source=str(path), equivalents=equivalents)
+        _check_codes_known(form, code_systems, str(path))
+        forms[form.id] = form
+    if not forms:
+        raise KnowledgeError(str(qdir), "", "no Questionnaire found")
+    observation_mappings = {}
+    for form in forms.values():
+        path = mdir / "observations" / f"{form.id}.json"
+        if not path.exists():
+            raise KnowledgeError(str(path), "", f"missing: every Questionnaire needs "
+                                                f"observation mappings ({form.id})")
+        parsed = mapping.parse(_read_json(path), source=str(path))
+        mapping.check(parsed, form, source=str(path))
+        observation_mappings[form.id] = parsed
+    return KnowledgeBase(forms=MappingProxyType(forms),
+                         code_systems=MappingProxyType(code_systems),
+                         observation_mappings=MappingProxyType(observation_mappings))
+
+
+def init_app(app: Any) -> None:
+    """Load the knowledge for a Flask app; a broken file raises and start-up stops."""
+    app.extensions[EXTENSION_KEY] = load(app.config["QUESTIONNAIRES_DIR"],
+                                         app.config["MAPPINGS_DIR"])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise KnowledgeError(str(path), f"line {exc.lineno} column {exc.colno}",
+                             f"invalid JSON: {exc.msg}") from exc
+    except OSError as exc:
+        raise KnowledgeError(str(path), "", f"cannot read: {exc.strerror}") from exc
+
+
+def _read_resource(path: Path, resource_type: str) -> dict[str, Any]:
+    resource = _read_json(path)
+    if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+        raise KnowledgeError(str(path), "resourceType", f"expected {resource_type!r}")
+    problems = fhir_models.validate(resource)
+    if problems:
+        location, _, problem = problems[0].partition(": ")
+        raise KnowledgeError(str(path), location, f"not valid FHIR R4: {problem}")
+    if resource.get("id") != path.stem:
+        raise KnowledgeError(str(path), "id", f"must equal the file name {path.stem!r}")
+    return resource
+
+
+def _check_code_system(resource: Mapping[str, Any], source: str) -> None:
+    codes = [c.get("code") for c in resource.get("concept") or []]
+    if len(set(codes)) != len(codes):
+        raise KnowledgeError(source, "concept", "duplicate codes")
+    if resource.get("count") is not None and resource["count"] != len(codes):
+        raise KnowledgeError(source, "count", f"says {resource['count']}, has {len(codes)}")
+
+
+def _equivalents(code_system: Mapping[str, Any] | None) -> dict[tuple[str, str], str]:
+    """Standard (system, code) -> short answer code, from the 'equivalent' property."""
+    result: dict[tuple[str, str], str] = {}
+    for concept in (code_system or {}).get("concept") or []:
+        for prop in concept.get("property") or []:
+            if prop.get("code") == "equivalent":
+                coding = prop["valueCoding"]
+                result[(coding["system"], coding["code"])] = concept["code"]
+    return result
+
+
+def _check_codes_known(form: Form, code_systems: Mapping[str, Mapping[str, Any]],
+                       source: str) -> None:
+    """Every project code the Questionnaire uses exists, with the same display."""
+    own = {cs["url"]: {c["code"]: c.get("display") for c in cs.get("concept") or []}
+           for cs in code_systems.values()}
+    for item in form.index.values():
+        codings = [*item.codes, *(o.coding for o in item.options)]
+        for coding in codings:
+            system = coding.get("system", "")
+            if not system.startswith(t.BASE):
+                continue
+            if system not in own:
+                raise KnowledgeError(source, item.link_id, f"unknown CodeSystem {system}")
+            if coding.get("code") not in own[system]:
+                raise KnowledgeError(source, item.link_id,
+                                     f"code {coding.get('code')!r} is not in {system}")
+            if coding.get("display") != own[system][coding["code"]]:
+                raise KnowledgeError(source, item.link_id,
+                                     f"display of {coding['code']!r} differs from {system}")
