@@ -109,6 +109,8 @@ def build(exam: Exam) -> dict[str, Any]:
         qr = copy.deepcopy(dict(exam.source))
         qr.pop("id", None)
         qr.pop("meta", None)  # server-managed; the receiving EHR assigns its own
+        if exam.context.subject and "subject" not in qr:
+            qr["subject"] = dict(exam.context.subject)  # from the Patient given beside it
         others = [i for i in _listify(qr.get("identifier"))
                   if i.get("system") != t.ID_QUESTIONNAIRE_RESPONSE]
         if others:
