@@ -36,7 +36,8 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     qr = responses.build(exam)
     qr_identifier = qr["identifier"]
     qr_url = full_url(qr_identifier)
-    observations = observations_mod.extract(exam, mappings, {"reference": qr_url})
+    observations = observations_mod.extract(
+        exam, mappings, {"reference": qr_url, "type": "QuestionnaireResponse"})
     device = _device(plugin_version)
     device_url = full_url(device["identifier"][0])
     entries = [_entry(qr_url, qr, qr_identifier)]
@@ -74,15 +75,18 @@ def _provenance(exam: Exam, qr_url: str, targets: list[str], device_url: str, ve
     agents: list[dict[str, Any]] = [{
         "type": {"coding": [{"system": t.PROVENANCE_PARTICIPANT_TYPE, "code": "assembler",
                              "display": "Assembler"}]},
-        "who": {"reference": device_url, "display": f"{PLUGIN_NAME} {version}"}}]
+        "who": {"reference": device_url, "type": "Device",
+                "display": f"{PLUGIN_NAME} {version}"}}]
     if exam.context.author:
         agents.append({"type": {"coding": [{"system": t.PROVENANCE_PARTICIPANT_TYPE,
                                             "code": "author", "display": "Author"}]},
                        "who": dict(exam.context.author)})
     return {"resourceType": "Provenance",
-            "target": [{"reference": u} for u in targets] or [{"reference": qr_url}],
+            "target": ([{"reference": u, "type": "Observation"} for u in targets]
+                       or [{"reference": qr_url, "type": "QuestionnaireResponse"}]),
             "recorded": authored if authored and observations_mod._is_instant(authored) else recorded,
             "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                      "code": "CREATE", "display": "create"}]},
             "agent": agents,
-            "entity": [{"role": "source", "what": {"reference": qr_url}}]}
+            "entity": [{"role": "source",
+                        "what": {"reference": qr_url, "type": "QuestionnaireResponse"}}]}
