@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..errors import AnswerError, InputError
@@ -54,9 +55,12 @@ class Exam:
     context: Context
     source: Mapping[str, Any] | None = field(default=None, compare=False)
 
-    @property
+    @cached_property
     def exam_id(self) -> str:
-        """The plugin-owned identifier value: given, or derived from the content."""
+        """The plugin-owned identifier value: given, or derived from the content.
+
+        Cached: it hashes every answer, and each extracted Observation needs it.
+        """
         if self.context.identifier:
             return self.context.identifier
         content = {"questionnaire": self.form.canonical,
