@@ -1,0 +1,48 @@
+"""The pure core stays pure: design.md's one-way imports, checked on every run."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "plugin"
+PURE = ("core", "decision")
+FORBIDDEN = ("flask", "werkzeug", "requests", "urllib.request", "http", "sqlalchemy",
+             "plugin.web", "plugin.adapters", "gunicorn")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: resolve against the package path
+                parts = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-node.level]
+                module = ".".join([*parts, module] if module else parts)
+            names.add(module)
+    return names
+
+
+PURE_MODULES = sorted(p for wing in PURE for p in (PACKAGE / wing).glob("*.py"))
+
+
+@pytest.mark.parametrize("path", PURE_MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_pure_modules_do_no_io_imports(path: Path) -> None:
+    bad = {name for name in _imports(path)
+           if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)}
+    assert not bad, f"{path.name} imports {sorted(bad)}; the core must not do I/O"
+
+
+def test_only_fhir_models_imports_fhir_resources() -> None:
+    offenders = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+                 if any(n.startswith("fhir.resources") for n in _imports(p))
+                 and p.name != "fhir_models.py"]
+    assert offenders == []
+
+
+def test_the_check_sees_the_core() -> None:
+    assert len(PURE_MODULES) >= 8  # guards against the glob silently matching nothing
