@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .core import fhir_models, mapping, questionnaire
+from .core import fhir_models, invariants, mapping, questionnaire
 from .core import terminology as t
 from .core.mapping import ObservationMappings
 from .core.questionnaire import Form
@@ -55,6 +55,8 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path) -> KnowledgeB
     forms: dict[str, Form] = {}
     for path in sorted(qdir.glob("*.json")):
         resource = _read_resource(path, "Questionnaire")
+        for key, link_id, description in invariants.violations(resource)[:1]:
+            raise KnowledgeError(str(path), link_id or "item", f"breaks {key}: {description}")
         form = questionnaire.parse(resource, source=str(path), equivalents=equivalents)
         _check_codes_known(form, code_systems, str(path))
         forms[form.id] = form
