@@ -1,0 +1,1 @@
+"""The HTTP edges: Flask blueprints that parse input, call the core and render."""
