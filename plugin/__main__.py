@@ -95,13 +95,12 @@ def _read_json(name: str) -> Any:
 def _authored(value: str | None) -> dt.datetime:
     if value is None:
         return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    from .core.datetimes import parse_aware
+
     try:
-        parsed = dt.datetime.fromisoformat(value)
+        return parse_aware(value)
     except ValueError as exc:
-        raise _UsageError(f"--authored {value!r} is not an ISO 8601 date-time") from exc
-    if parsed.tzinfo is None:
-        raise _UsageError("--authored needs a timezone offset, e.g. 2026-11-21T10:00:00+01:00")
-    return parsed
+        raise _UsageError(f"--authored: {exc}") from exc
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields
 
 from ..errors import AnswerError
+from .datetimes import parse_aware
 from .questionnaire import Condition, Form, Item, Quantity
 
 #: Typed answers: linkId -> its values (one unless the item repeats), in form order.
@@ -204,11 +205,9 @@ class _DateTime(_ItemField):
         if not isinstance(value, str):
             raise ValidationError(f"Expected a date-time, got {_show(value)}.")
         try:
-            parsed = dt.datetime.fromisoformat(value)
+            parse_aware(value)
         except ValueError as exc:
-            raise ValidationError(f"{value!r} is not an ISO 8601 date-time.") from exc
-        if parsed.tzinfo is None:
-            raise ValidationError("A date-time with a time needs a timezone offset.")
+            raise ValidationError(f"{exc}.") from exc
         return value
 
 

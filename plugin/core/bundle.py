@@ -14,6 +14,7 @@ from typing import Any
 from . import observations as observations_mod
 from . import responses
 from . import terminology as t
+from .datetimes import is_instant
 from .mapping import ObservationMappings
 from .responses import Exam
 
@@ -84,7 +85,7 @@ def _provenance(exam: Exam, qr_url: str, targets: list[str], device_url: str, ve
     return {"resourceType": "Provenance",
             "target": ([{"reference": u, "type": "Observation"} for u in targets]
                        or [{"reference": qr_url, "type": "QuestionnaireResponse"}]),
-            "recorded": authored if authored and observations_mod._is_instant(authored) else recorded,
+            "recorded": authored if authored and is_instant(authored) else recorded,
             "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                      "code": "CREATE", "display": "create"}]},
             "agent": agents,

@@ -9,11 +9,11 @@ negative. Its identifier ``<exam id>/<linkId>[/<answer code>]`` makes re-deliver
 """
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 from . import terminology as t
+from .datetimes import is_instant
 from .mapping import LATERALITY, ObservationMapping, ObservationMappings
 from .questionnaire import Quantity
 from .responses import Exam, quantity
@@ -58,7 +58,7 @@ def _observation(exam: Exam, m: ObservationMapping, item: Any, value: Any, ident
         obs["encounter"] = dict(ctx.encounter)
     if ctx.authored:
         obs["effectiveDateTime"] = ctx.authored
-        if _is_instant(ctx.authored):
+        if is_instant(ctx.authored):
             obs["issued"] = ctx.authored
     if ctx.author:
         obs["performer"] = [dict(ctx.author)]
@@ -95,11 +95,3 @@ def _body_site(m: ObservationMapping) -> dict[str, Any]:
     site["text"] = m.body_site["text"]
     return site
 
-
-def _is_instant(value: str) -> bool:
-    """``issued`` is an instant: only a full date-time with a zone qualifies."""
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return "T" in value and parsed.tzinfo is not None
