@@ -113,14 +113,15 @@ def _check_code_system(resource: Mapping[str, Any], source: str) -> None:
         raise KnowledgeError(source, "count", f"says {resource['count']}, has {len(codes)}")
 
 
-def _equivalents(code_system: Mapping[str, Any] | None) -> dict[tuple[str, str], str]:
-    """Standard (system, code) -> short answer code, from the 'equivalent' property."""
-    result: dict[tuple[str, str], str] = {}
+def _equivalents(code_system: Mapping[str, Any] | None) -> dict[tuple[str, str], tuple[str, str]]:
+    """Standard (system, code) -> (short answer code, display), from 'equivalent'."""
+    result: dict[tuple[str, str], tuple[str, str]] = {}
     for concept in (code_system or {}).get("concept") or []:
         for prop in concept.get("property") or []:
             if prop.get("code") == "equivalent":
                 coding = prop["valueCoding"]
-                result[(coding["system"], coding["code"])] = concept["code"]
+                result[(coding["system"], coding["code"])] = (concept["code"],
+                                                               concept.get("display", ""))
     return result
 
 

@@ -30,10 +30,12 @@ class Option:
 
     code: str
     coding: Mapping[str, str]
+    label: str = ""
 
     @property
     def display(self) -> str:
-        return self.coding.get("display", self.code)
+        """What people read: the exam-answers display, else the coding's own."""
+        return self.label or self.coding.get("display", self.code)
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,12 @@ class Form:
 
 
 def parse(resource: Mapping[str, Any], *, source: str,
-          equivalents: Mapping[tuple[str, str], str]) -> Form:
+          equivalents: Mapping[tuple[str, str], tuple[str, str]]) -> Form:
     """Read a Questionnaire resource into a Form.
 
     ``equivalents`` maps a standard (system, code) offered as an answer option to its
-    short plain-format code (from the exam-answers CodeSystem's ``equivalent`` property).
+    short plain-format code and plain display (from the exam-answers CodeSystem's
+    ``equivalent`` property).
     """
     if resource.get("resourceType") != "Questionnaire":
         raise KnowledgeError(source, "resourceType", "expected 'Questionnaire'")
@@ -161,7 +164,8 @@ def parse(resource: Mapping[str, Any], *, source: str,
 
 
 def _parse_item(raw: Mapping[str, Any], path: str, parent: str | None, source: str,
-                equivalents: Mapping[tuple[str, str], str], index: dict[str, Item]) -> Item:
+                equivalents: Mapping[tuple[str, str], tuple[str, str]],
+                index: dict[str, Item]) -> Item:
     link_id = raw.get("linkId")
     if not isinstance(link_id, str) or not link_id:
         raise KnowledgeError(source, f"{path}.linkId", "missing")
@@ -235,7 +239,7 @@ def _quantity(ext: Mapping[str, Any] | None, path: str, link_id: str,
 
 
 def _parse_option(raw: Mapping[str, Any], path: str, link_id: str, source: str,
-                  equivalents: Mapping[tuple[str, str], str]) -> Option:
+                  equivalents: Mapping[tuple[str, str], tuple[str, str]]) -> Option:
     coding = raw.get("valueCoding")
     if not isinstance(coding, Mapping) or not coding.get("code") or not coding.get("system"):
         raise KnowledgeError(source, path, f"{link_id}: answerOption needs valueCoding "
@@ -247,7 +251,7 @@ def _parse_option(raw: Mapping[str, Any], path: str, link_id: str, source: str,
         raise KnowledgeError(source, path, f"{link_id}: option {coding['system']}|{coding['code']}"
                                            " has no plain code; add it to the exam-answers "
                                            "CodeSystem with an 'equivalent' property")
-    return Option(plain, MappingProxyType(dict(coding)))
+    return Option(plain[0], MappingProxyType(dict(coding)), plain[1])
 
 
 def _parse_condition(raw: Mapping[str, Any], path: str, link_id: str, source: str) -> Condition:
