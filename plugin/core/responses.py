@@ -87,7 +87,7 @@ def read(form: Form, qr: Any) -> Exam:
                          f"{', '.join(STATUSES)}.", expression="QuestionnaireResponse.status")
     errors: dict[str, list[str]] = {}
     plain: dict[str, Any] = {}
-    _walk(form, qr.get("item") or [], None, plain, errors)
+    _walk(form, qr.get("item") or [], None, plain, errors, set())
     try:
         loaded = answers_mod.load_plain(form, plain)
     except AnswerError as exc:
@@ -168,7 +168,7 @@ def _node(exam: Exam, item: Item) -> dict[str, Any] | None:
 
 
 def _walk(form: Form, items: list[Any], parent: str | None, plain: dict[str, Any],
-          errors: dict[str, list[str]]) -> None:
+          errors: dict[str, list[str]], seen: set[str]) -> None:
     """Check nesting and value types; collect answers in the plain format."""
     for node in items:
         link_id = node.get("linkId")
@@ -181,12 +181,14 @@ def _walk(form: Form, items: list[Any], parent: str | None, plain: dict[str, Any
             where = f"under {item.parent}" if item.parent else "at the top level"
             errors.setdefault(link_id, []).append(f"Misplaced: belongs {where}.")
             continue
-        if link_id in plain or (item.type == "group" and node.get("answer")):
-            errors.setdefault(link_id, []).append(
-                "Appears more than once." if link_id in plain else "A group has no answers.")
+        if link_id in seen:
+            errors.setdefault(link_id, []).append("Appears more than once.")
             continue
+        seen.add(link_id)
         if item.type == "group":
-            _walk(form, node.get("item") or [], link_id, plain, errors)
+            if node.get("answer"):
+                errors.setdefault(link_id, []).append("A group has no answers.")
+            _walk(form, node.get("item") or [], link_id, plain, errors, seen)
             continue
         if node.get("item"):
             errors.setdefault(link_id, []).append("This question has no nested items.")
