@@ -1,4 +1,4 @@
-"""Command line: ``python -m plugin extract|serve``.
+"""Command line: ``python -m plugin extract|serve`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -9,30 +9,68 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE = 1, 2, 3
+EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
+#: Deepest JSON nesting read (as the API's): a complete exam record is ~20 levels, and
+#: the FHIR model checks recurse, so absurd depth is refused up front.
+MAX_JSON_DEPTH = 64
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (argparse's own exits included)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
+    try:
+        return _extract(args) if args.command == "extract" else _serve(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m plugin",
                                      description="Posterior thigh exam plugin")
-    commands = parser.add_subparsers(dest="command", required=True)
-    extract = commands.add_parser("extract", help="answers -> FHIR transaction Bundle")
-    extract.add_argument("answers", help="plain answers or a QuestionnaireResponse (JSON; - = stdin)")
-    extract.add_argument("--patient", help="a FHIR Patient (JSON): the record's subject")
-    extract.add_argument("--authored", help="when the exam took place (ISO date-time with "
-                                            "offset); default: now")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    extract = commands.add_parser(
+        "extract", help="answers -> FHIR transaction Bundle on stdout",
+        description="Validate answers (plain format or a QuestionnaireResponse) and print "
+                    "the transaction Bundle. Exit 1: invalid answers; 2: unusable input; "
+                    "3: broken data files.")
+    extract.add_argument("answers", metavar="ANSWERS.json",
+                         help="plain answers or a QuestionnaireResponse (JSON; - = stdin)")
+    extract.add_argument("--patient", metavar="PATIENT.json",
+                         help="a FHIR Patient (JSON): the record's subject; its birthDate "
+                              "fills the age")
+    extract.add_argument("--authored", metavar="ISO",
+                         help="when the exam took place, for plain answers (ISO date-time "
+                              "with offset); default: now")
     serve = commands.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    if args.command == "extract":
-        return _extract(args)
-    return _serve(args)
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--workers", type=_positive, default=2)
+    return parser
+
+
+def _port(value: str) -> int:
+    port = int(value) if value.isdigit() else -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return port
+
+
+def _positive(value: str) -> int:
+    number = int(value) if value.isdigit() else 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -46,32 +84,36 @@ def _extract(args: argparse.Namespace) -> int:
         patient = _read_json(args.patient) if args.patient else None
         now = _authored(args.authored)
     except _UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return EXIT_INPUT
     try:
-        kb = knowledge.load(DEFAULTS["QUESTIONNAIRES_DIR"], DEFAULTS["MAPPINGS_DIR"])
+        kb = knowledge.load(str(DEFAULTS["QUESTIONNAIRES_DIR"]), str(DEFAULTS["MAPPINGS_DIR"]))
     except KnowledgeError as exc:
-        print(f"error: broken data file: {exc}", file=sys.stderr)
+        _say(f"error: broken data file: {exc}")
         return EXIT_KNOWLEDGE
     try:
         exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
         pipeline.require_extractable(exam)
     except AnswerError as exc:
-        print(f"error: {len(exc.errors)} question(s) have invalid answers:", file=sys.stderr)
+        _say(f"error: {len(exc.errors)} question(s) have invalid answers:")
         for link_id, messages in exc.errors.items():
             for message in messages:
-                print(f"  {link_id}: {message}", file=sys.stderr)
+                _say(f"  {link_id}: {message}")
         return EXIT_INVALID
-    except (InputError, NotFoundError) as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        for expression, message in getattr(exc, "issues", ())[1:] or ():
-            print(f"  {expression}: {message}", file=sys.stderr)
+    except InputError as exc:
+        _say(f"error: {exc.message}")
+        if exc.issues != ((exc.issues[0][0], exc.message),):
+            for expression, message in exc.issues:
+                _say(f"  {expression or '(input)'}: {message}")
+        return EXIT_INVALID
+    except NotFoundError as exc:
+        _say(f"error: {exc.message}")
         return EXIT_INVALID
     result = bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=__version__,
                                recorded=now.isoformat(timespec="seconds"))
-    json.dump(result, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
-    return 0
+    if not any(e["resource"]["resourceType"] == "Observation" for e in result["entry"]):
+        _say("warning: nothing to extract: no answer maps to an Observation")
+    return _print_json(result)
 
 
 class _UsageError(Exception):
@@ -82,14 +124,36 @@ def _read_json(name: str) -> Any:
     try:
         text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
     except OSError as exc:
-        raise _UsageError(f"cannot read {name}: {exc.strerror}") from exc
+        raise _UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise _UsageError(f"{name} is not UTF-8 text") from exc
     try:
-        return json.loads(text)
+        data = json.loads(text)
+        too_deep = _nests_deeper(data, MAX_JSON_DEPTH)
     except json.JSONDecodeError as exc:
         raise _UsageError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                           f"{exc.msg})") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise _UsageError(f"{name} is not JSON this tool can read: {exc}") from exc
+    except RecursionError:  # deeper than Python's parser goes
+        too_deep = True
+    if too_deep:
+        raise _UsageError(f"{name} nests JSON deeper than {MAX_JSON_DEPTH} levels; no exam "
+                          "record is that deep")
+    return data
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` has containers nested more than ``limit`` deep (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _authored(value: str | None) -> dt.datetime:
@@ -103,6 +167,28 @@ def _authored(value: str | None) -> dt.datetime:
         raise _UsageError(f"--authored: {exc}") from exc
 
 
+def _print_json(resource: dict[str, Any]) -> int:
+    """Write JSON as UTF-8 (what RFC 8259 requires) whatever the terminal's encoding."""
+    text = json.dumps(resource, indent=2, ensure_ascii=False) + "\n"
+    try:
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            sys.stdout.flush()
+            out.write(text.encode("utf-8"))
+            out.flush()
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except BrokenPipeError:  # e.g. `| head`: the reader left; not an error of ours
+        # point stdout at devnull so the interpreter's flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -112,24 +198,29 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         app = create_app()
     except KnowledgeError as exc:
-        print(f"error: cannot start, broken data file: {exc}", file=sys.stderr)
+        _say(f"error: cannot start, broken data file: {exc}")
         return EXIT_KNOWLEDGE
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
-        """gunicorn hosting the already-built app (its checks ran before binding)."""
+        """gunicorn hosting the already-built app: its checks ran before binding, and the
+        workers fork with the knowledge loaded once."""
 
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
             self.cfg.set("accesslog", "-")
-            # No query string or body in the log: they may identify a patient.
+            # Path only (%(U)s): no query string or body, they may identify a patient.
             self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms')
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
+                # no runtime-control socket in $HOME: nothing uses it, and two instances
+                # on one host would fight over the same default path
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             return app
 
     _Gunicorn().run()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

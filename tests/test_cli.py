@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from plugin.__main__ import main
+from plugin.config import DEFAULTS
+
 ROOT = Path(__file__).resolve().parent.parent
 PATIENT = {"resourceType": "Patient", "id": "p-42", "birthDate": "1986-03-14",
            "name": [{"given": ["Ana"], "family": "Silva"}]}
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, stdin: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "plugin", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, encoding="utf-8", timeout=60,
+                          env={**os.environ, **(env or {})})
 
 
 def write(tmp_path: Path, name: str, data: object) -> str:
@@ -95,4 +101,79 @@ def test_age_contradicting_birth_date_is_refused(tmp_path: Path) -> None:
     patient = write(tmp_path, "p.json", PATIENT)
     result = run("extract", answers, "--patient", patient, "--authored", "2026-11-21T10:00:00Z")
     assert result.returncode == 1
-    assert "patient.age-years: 25 does not match the Patient's birthDate 1986-03-14" in result.stderr
+    assert ("patient.age-years: 25 does not match the Patient's birthDate 1986-03-14"
+            in result.stderr)
+
+
+def test_in_progress_response_is_refused(tmp_path: Path) -> None:
+    qr = {"resourceType": "QuestionnaireResponse", "status": "in-progress", "questionnaire":
+          "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"}
+    result = run("extract", write(tmp_path, "qr.json", qr))
+    assert result.returncode == 1
+    assert "must be completed or amended" in result.stderr
+
+
+def test_every_problem_of_an_invalid_patient_is_listed(tmp_path: Path) -> None:
+    answers = write(tmp_path, "a.json", {})
+    patient = write(tmp_path, "p.json", {"resourceType": "Patient", "birthDate": "14/03/1986",
+                                         "active": "maybe"})
+    result = run("extract", answers, "--patient", patient)
+    assert result.returncode == 1
+    assert "The Patient is not valid FHIR R4." in result.stderr
+    assert "Patient.birthDate:" in result.stderr and "Patient.active:" in result.stderr
+
+
+def test_nothing_to_extract_still_prints_the_bundle_with_a_warning(tmp_path: Path) -> None:
+    result = run("extract", write(tmp_path, "a.json", {}))
+    assert result.returncode == 0, result.stderr
+    assert "warning: nothing to extract" in result.stderr
+    assert json.loads(result.stdout)["type"] == "transaction"
+
+
+def test_output_is_utf8_whatever_the_terminal_encoding(tmp_path: Path) -> None:
+    answers = write(tmp_path, "a.json", {"slr.left.onset-angle": 40})
+    result = run("extract", answers, env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    assert '"unit": "°"' in result.stdout
+
+
+def test_absurdly_nested_json_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    answers = write(tmp_path, "a.json", "[" * 5000 + "]" * 5000)
+    result = run("extract", answers)
+    assert result.returncode == 2
+    assert "nests JSON deeper than 64 levels" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["--help"], 0), (["extract", "--help"], 0), ([], 2), (["bogus"], 2), (["extract"], 2),
+    (["serve", "--port", "70000"], 2), (["serve", "--workers", "0"], 2),
+])
+def test_main_returns_the_exit_code(argv: list[str], code: int, capsys) -> None:
+    """main() is the console script: it returns the code, usage errors included."""
+    assert main(argv) == code
+    if code:
+        assert "usage:" in capsys.readouterr().err
+
+
+def _broken_questionnaires(tmp_path: Path) -> Path:
+    folder = tmp_path / "questionnaires"
+    folder.mkdir()
+    (folder / "exam.json").write_text('{"resourceType": "Questionnaire",', encoding="utf-8")
+    return folder
+
+
+def test_broken_data_files_stop_extract_with_exit_3(tmp_path: Path, monkeypatch,
+                                                    capsys) -> None:
+    monkeypatch.setitem(DEFAULTS, "QUESTIONNAIRES_DIR", str(_broken_questionnaires(tmp_path)))
+    assert main(["extract", write(tmp_path, "a.json", {})]) == 3
+    err = capsys.readouterr().err
+    assert "broken data file" in err and "exam.json" in err and "invalid JSON" in err
+
+
+def test_broken_data_files_stop_serve_before_it_binds(tmp_path: Path) -> None:
+    folder = _broken_questionnaires(tmp_path)
+    result = run("serve", "--port", "1", env={"PLUGIN_QUESTIONNAIRES_DIR": str(folder)})
+    assert result.returncode == 3
+    assert "cannot start, broken data file" in result.stderr and "exam.json" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,38 +1,64 @@
-"""The CapabilityStatement: exactly what this server implements, nothing more."""
+"""The CapabilityStatement: exactly what this server implements, nothing more.
+
+Integrators read it to decide what to call, so it lists only the interactions, search
+parameters and operation that the FHIR API really serves; anything added to the API is
+added here in the same change. Built from plain data so a test can validate it.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .fhir_models import FHIR_VERSION
 
+if TYPE_CHECKING:  # the KnowledgeBase is passed in; the core never loads it
+    from ..knowledge import KnowledgeBase
+
 EXTRACT = "http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract"
+SOFTWARE = "Posterior thigh exam plugin"
+#: The canonical search parameters both definition types support (FHIR "conformance-*").
+SEARCH_PARAMS = (
+    {"name": "url", "definition": "http://hl7.org/fhir/SearchParameter/conformance-url",
+     "type": "uri", "documentation": "Canonical URL; 'url|version' is accepted too."},
+    {"name": "version",
+     "definition": "http://hl7.org/fhir/SearchParameter/conformance-version",
+     "type": "token", "documentation": "Business version of the resource."},
+)
 
 
-def build(*, version: str, base_url: str, date: str) -> dict[str, Any]:
-    """A CapabilityStatement for the API at ``base_url``."""
-    def definition(resource_type: str) -> dict[str, Any]:
-        return {"type": resource_type,
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "searchParam": [{"name": "url", "type": "uri"},
-                                {"name": "version", "type": "token"}]}
+def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[str, Any]:
+    """A CapabilityStatement for the API at ``base_url`` serving the knowledge in ``kb``.
 
+    ``date`` is a FHIR date or dateTime; ``version`` is the plugin's.
+    """
+    canonicals = sorted(form.canonical for form in kb.forms.values())
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": date,
-        "publisher": "Posterior thigh exam plugin team",
+        "publisher": f"{SOFTWARE} team",
         "kind": "instance",
-        "software": {"name": "Posterior thigh exam plugin", "version": version},
+        "software": {"name": SOFTWARE, "version": version},
         "implementation": {"description": "Posterior thigh exam FHIR API", "url": base_url},
         "fhirVersion": FHIR_VERSION,
-        "format": ["application/fhir+json", "json"],
+        "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "resource": [
-                definition("Questionnaire"),
-                definition("CodeSystem"),
+                _definition("Questionnaire"),
+                _definition("CodeSystem"),
                 {"type": "QuestionnaireResponse",
-                 "operation": [{"name": "extract", "definition": EXTRACT}]},
+                 "operation": [{
+                     "name": "extract", "definition": EXTRACT,
+                     "documentation": (
+                         "Type level only (POST [base]/QuestionnaireResponse/$extract): "
+                         "observation-based extraction to a transaction Bundle, for responses "
+                         "to " + ", ".join(canonicals) + ".")}]},
             ],
         }],
     }
+
+
+def _definition(resource_type: str) -> dict[str, Any]:
+    return {"type": resource_type,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [dict(p) for p in SEARCH_PARAMS]}

@@ -1,20 +1,36 @@
-"""The FHIR API: definitions (Questionnaire, CodeSystem), metadata and SDC $extract."""
+"""The FHIR API: definitions (Questionnaire, CodeSystem), metadata and SDC $extract.
+
+A thin edge: it parses the request, hands plain data to the core (``pipeline``,
+``bundle``, ``capability``) and renders the result. Every refusal is raised as a
+PluginError and rendered once, as an OperationOutcome, by ``web.errors``.
+"""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import NotAcceptable
 
 from .. import __version__
-from ..core import bundle, capability, pipeline
+from ..core import bundle, capability, outcome, pipeline
 from ..errors import InputError, NotFoundError
 from ..knowledge import EXTENSION_KEY, KnowledgeBase
 from .errors import fhir_response
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+#: Request bodies we read; anything else is refused with 415.
 JSON_TYPES = ("application/json", "application/fhir+json")
+#: ``_format`` values that ask for what we serve (FHIR JSON); others get 406.
+JSON_FORMATS = ("json", "application/json", "application/fhir+json")
+#: SDC $extract inputs (``patient`` is this server's extension: the record's subject).
+EXTRACT_PARAMETERS = ("questionnaire-response", "questionnaire", "patient")
+SEARCH_PARAMETERS = ("url", "version", "_format")
+#: Deepest JSON nesting accepted. A complete exam as a Parameters-wrapped response is
+#: ~20 levels; far deeper input is refused before a recursive reader meets it.
+MAX_JSON_DEPTH = 64
 
 
 def _kb() -> KnowledgeBase:
@@ -22,13 +38,24 @@ def _kb() -> KnowledgeBase:
 
 
 def _base_url() -> str:
-    return (current_app.config.get("FHIR_BASE_URL") or request.url_root.rstrip("/") + "/fhir")
+    return (current_app.config.get("FHIR_BASE_URL") or request.url_root + "fhir").rstrip("/")
+
+
+@bp.before_request
+def _only_json() -> None:
+    """Honour ``_format``: we serve FHIR JSON only, and say so rather than ignore it."""
+    wanted = request.args.get("_format")
+    if wanted is not None and wanted.split(";")[0].strip() not in JSON_FORMATS:
+        raise NotAcceptable(f"_format={wanted} is not served; this server speaks FHIR JSON "
+                            f"({', '.join(JSON_FORMATS)}).")
 
 
 @bp.get("/metadata")
 def metadata() -> Response:
-    return fhir_response(capability.build(version=__version__, base_url=_base_url(),
-                                          date=dt.date.today().isoformat()))
+    """The CapabilityStatement (``GET [base]/metadata``)."""
+    return fhir_response(capability.build(
+        _kb(), version=__version__, base_url=_base_url(),
+        date=dt.datetime.now(dt.timezone.utc).date().isoformat()))
 
 
 @bp.get("/Questionnaire")
@@ -38,6 +65,7 @@ def search_questionnaires() -> Response:
 
 @bp.get("/Questionnaire/<id_>")
 def read_questionnaire(id_: str) -> Response:
+    """The Questionnaire exactly as loaded from ``questionnaires/<id>.json``."""
     form = _kb().forms.get(id_)
     if form is None:
         raise NotFoundError(f"Questionnaire/{id_} is not known to this server.")
@@ -59,66 +87,172 @@ def read_code_system(id_: str) -> Response:
 
 @bp.post("/QuestionnaireResponse/$extract")
 def extract() -> Response:
-    """SDC $extract at type level; also takes a bare QR or the plain answers format."""
+    """SDC $extract at type level; also takes a bare QR or the plain answers format.
+
+    Answers SDC-style: ``Parameters`` with ``return`` (the transaction Bundle) and, when
+    no answer maps to an Observation, ``issues`` (a warning). Nothing is stored.
+    """
     data = _json_body()
     patient = None
     if isinstance(data, Mapping) and data.get("resourceType") == "Parameters":
-        data, patient = _parameters(data)
-    now = dt.datetime.now(dt.timezone.utc)
-    exam = pipeline.exam_from_input(_kb(), data, patient=patient, now=now)
+        data, patient = _extract_inputs(data)
+    kb = _kb()
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    try:
+        exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
+    except NotFoundError as exc:  # named in the body, not the URL: 422, not 404
+        raise InputError(exc.message, status=422, code="not-found",
+                         expression="QuestionnaireResponse.questionnaire") from exc
     pipeline.require_extractable(exam)
-    result = bundle.extraction(exam, _kb().mappings_for(exam.form), plugin_version=__version__,
-                               recorded=now.isoformat(timespec="seconds"))
-    return fhir_response({"resourceType": "Parameters",
-                          "parameter": [{"name": "return", "resource": result}]})
+    result = bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=__version__,
+                               recorded=now.isoformat())
+    parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
+    if not any(e["resource"]["resourceType"] == "Observation" for e in result["entry"]):
+        parameters.append({"name": "issues", "resource": outcome.information(
+            "Nothing to extract: no answer in this response maps to an Observation; "
+            "the Bundle holds only the QuestionnaireResponse and its provenance.",
+            severity="warning")})
+    return fhir_response({"resourceType": "Parameters", "parameter": parameters})
 
 
-def _search(resource_type: str, resources: list[Mapping[str, Any]]) -> Response:
-    """A searchset over the loaded resources, filtered by canonical ``url``/``version``."""
-    url, version = request.args.get("url"), request.args.get("version")
-    if url and "|" in url:
-        url, version = url.split("|", 1)
-    unknown = set(request.args) - {"url", "version"}
+def _search(resource_type: str, resources: Sequence[Mapping[str, Any]]) -> Response:
+    """A searchset over the loaded resources, filtered by canonical ``url``/``version``.
+
+    Unknown parameters are refused (400), not ignored: a client that believes it
+    filtered must not receive everything.
+    """
+    unknown = sorted(set(request.args) - set(SEARCH_PARAMETERS))
     if unknown:
-        raise InputError(f"Unsupported search parameter(s): {', '.join(sorted(unknown))}; "
-                         "this server supports url and version.", expression="search")
-    matches = [r for r in resources if (not url or r.get("url") == url)
-               and (not version or r.get("version") == version)]
+        raise InputError(f"Unsupported search parameter(s): {', '.join(unknown)}; "
+                         f"{resource_type} supports url and version.", code="not-supported")
+    wanted: list[tuple[str, str | None]] = []
+    for url in filter(None, request.args.getlist("url")):  # an empty value is no filter
+        plain_url, _, version = url.partition("|")
+        wanted.append((plain_url, version or None))
+    versions = [v for v in request.args.getlist("version") if v]
+    matches = [r for r in resources
+               if all(r.get("url") == u and (v is None or r.get("version") == v)
+                      for u, v in wanted)
+               and all(r.get("version") == v for v in versions)]
     base = _base_url()
+    query = urlencode(list(request.args.items(multi=True)))
     return fhir_response({
         "resourceType": "Bundle", "type": "searchset", "total": len(matches),
-        "link": [{"relation": "self", "url": request.url}],
+        "link": [{"relation": "self",
+                  "url": f"{base}/{resource_type}" + (f"?{query}" if query else "")}],
         "entry": [{"fullUrl": f"{base}/{resource_type}/{r['id']}", "resource": dict(r),
                    "search": {"mode": "match"}} for r in matches]})
 
 
 def _json_body() -> Any:
+    """The request body as JSON, or an InputError saying exactly why not."""
     if request.mimetype not in JSON_TYPES:
         raise InputError(f"Send JSON ({' or '.join(JSON_TYPES)}), not "
-                         f"{request.mimetype or 'no content type'}.", status=415,
+                         f"{request.mimetype or 'a body without Content-Type'}.", status=415,
                          code="not-supported")
-    data = request.get_json(silent=True)
+    raw = request.get_data(cache=True)  # raises 413 first when the body is too large
+    if not raw.strip():
+        raise InputError("The request body is empty; send a Parameters resource, a "
+                         "QuestionnaireResponse or plain answers.", code="required")
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # deeper than Python's parser goes
+        raise InputError(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels; "
+                         "no exam record is that deep.", code="structure") from None
     if data is None:
+        if raw.strip() == b"null":
+            raise InputError("The request body is JSON null; send a JSON object.")
         raise InputError("The request body is not valid JSON.", code="structure")
+    if _nests_deeper(data, MAX_JSON_DEPTH):
+        raise InputError(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels; "
+                         "no exam record is that deep.", code="structure")
     return data
 
 
-def _parameters(parameters: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Pick the SDC inputs out of a Parameters resource."""
-    by_name: dict[str, Any] = {}
-    for part in parameters.get("parameter") or []:
-        if isinstance(part, Mapping) and "name" in part:
-            by_name[part["name"]] = part.get("resource")
-    response = by_name.get("questionnaire-response")
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` has containers nested more than ``limit`` deep (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _extract_inputs(parameters: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Pick the $extract inputs out of a Parameters resource: (response, patient).
+
+    ``questionnaire`` is only checked: the response's own canonical chooses the
+    Questionnaire, and it must be one this server loaded.
+    """
+    parts = _parts(parameters)
+    response = _resource(parts, "questionnaire-response")
     if response is None:
         raise InputError("Parameters must contain 'questionnaire-response' with a "
                          "QuestionnaireResponse.", expression="Parameters.parameter",
                          code="required")
-    questionnaire = by_name.get("questionnaire")
-    if isinstance(questionnaire, Mapping) and _kb().form_for(
-            f"{questionnaire.get('url')}|{questionnaire.get('version')}") is None:
-        raise InputError("Only Questionnaires loaded on this server can be extracted; "
-                         f"{questionnaire.get('url')} is not.", status=422,
-                         expression="Parameters.parameter.where(name='questionnaire')",
+    questionnaire = _resource(parts, "questionnaire")
+    if questionnaire is not None:
+        _check_questionnaire(questionnaire, response)
+    return response, _resource(parts, "patient")
+
+
+def _parts(parameters: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The parameters by name; unknown or repeated names are refused."""
+    parts = parameters.get("parameter", [])
+    if not isinstance(parts, list):
+        raise InputError("Parameters.parameter must be a list.",
+                         expression="Parameters.parameter")
+    by_name: dict[str, Mapping[str, Any]] = {}
+    for n, part in enumerate(parts):
+        name = part.get("name") if isinstance(part, Mapping) else None
+        where = f"Parameters.parameter[{n}]"
+        if not isinstance(name, str):
+            raise InputError("Each parameter needs a name.", expression=f"{where}.name")
+        if name not in EXTRACT_PARAMETERS:
+            raise InputError(f"Unknown parameter {name!r}; $extract takes "
+                             f"{', '.join(EXTRACT_PARAMETERS)}.", expression=f"{where}.name",
+                             code="not-supported")
+        if name in by_name:
+            raise InputError(f"Parameter {name!r} may appear only once.",
+                             expression=f"{where}.name")
+        by_name[name] = part
+    return by_name
+
+
+def _resource(parts: Mapping[str, Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    """The JSON object carried in ``resource`` of the named part, if the part is given."""
+    part = parts.get(name)
+    if part is None:
+        return None
+    resource = part.get("resource")
+    if not isinstance(resource, Mapping):
+        raise InputError(f"Parameter {name!r} must carry its content as a resource "
+                         "(a JSON object in 'resource').",
+                         expression=f"Parameters.parameter.where(name='{name}').resource")
+    return resource
+
+
+def _check_questionnaire(questionnaire: Mapping[str, Any], response: Mapping[str, Any]) -> None:
+    """Refuse a Questionnaire this server did not load, or one the response does not answer."""
+    where = "Parameters.parameter.where(name='questionnaire').resource"
+    if questionnaire.get("resourceType") != "Questionnaire":
+        raise InputError(f"Parameter 'questionnaire' must be a Questionnaire, got "
+                         f"{questionnaire.get('resourceType')!r}.", expression=where)
+    url, version = questionnaire.get("url"), questionnaire.get("version")
+    canonical = f"{url}|{version}" if isinstance(version, str) and version else url
+    form = _kb().form_for(canonical) if isinstance(canonical, str) and canonical else None
+    if form is None:
+        loaded = ", ".join(sorted(f.canonical for f in _kb().forms.values()))
+        raise InputError(f"Only Questionnaires loaded on this server can be extracted; "
+                         f"{canonical or 'a Questionnaire without url'} is not one of them "
+                         f"(loaded: {loaded}).", status=422, expression=where,
                          code="not-supported")
-    return response, by_name.get("patient")
+    answered = response.get("questionnaire")
+    if isinstance(answered, str) and answered and answered.partition("|")[0] != form.url:
+        raise InputError(f"Parameter 'questionnaire' ({form.url}) is not the Questionnaire the "
+                         f"response answers ({answered}).", status=422, expression=where,
+                         code="business-rule")

@@ -1,156 +1,380 @@
-"""The FHIR API as an integrator uses it: definitions, metadata, $extract, and errors."""
+"""The FHIR API as an integrator uses it: definitions, metadata, $extract, and errors.
+
+Every refusal must be an OperationOutcome that says what was wrong (naming the linkId
+when an answer is at fault), with a 4xx status: bad input never produces a 500.
+"""
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plugin import create_app
+from plugin.config import DEFAULTS
+from plugin.core.fhir_models import validate
+from plugin.errors import AnswerError
 
 Q_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
-ANSWERS = {"history.onset": "sudden", "history.pop": True, "slr.left.onset-angle": 40,
-           "slr.left.response": "leg-pain-below-knee", "history.pain-location": ["sit-bone"]}
+FHIR_JSON = "application/fhir+json"
+ANSWERS = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee",
+           "history.onset": "sudden", "history.pop": True}
+PATIENT = {"resourceType": "Patient", "id": "p-7", "birthDate": "1990-06-01"}
+#: The body limit of the app under the error table: small, so a 413 is cheap to provoke.
+SMALL_LIMIT = 4096
 
 
-def _bundle(response: Any) -> dict[str, Any]:
+def _ok(response: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == "application/fhir+json"
-    params = response.get_json()
-    assert params["resourceType"] == "Parameters"
-    return next(p["resource"] for p in params["parameter"] if p["name"] == "return")
+    assert response.mimetype == FHIR_JSON
+    return response.get_json()
 
 
-def test_metadata_says_r4_and_lists_extract(client) -> None:
-    cs = client.get("/fhir/metadata").get_json()
-    assert cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1"
-    resources = {r["type"]: r for r in cs["rest"][0]["resource"]}
-    assert set(resources) == {"Questionnaire", "CodeSystem", "QuestionnaireResponse"}
-    assert resources["QuestionnaireResponse"]["operation"][0]["name"] == "extract"
+def _returned(response: Any) -> dict[str, Any]:
+    """The Bundle in an $extract answer (SDC: Parameters.parameter 'return')."""
+    parameters = _ok(response)
+    assert parameters["resourceType"] == "Parameters"
+    return next(p["resource"] for p in parameters["parameter"] if p["name"] == "return")
 
 
-def test_questionnaire_read_and_search(client) -> None:
-    q = client.get("/fhir/Questionnaire/posterior-thigh-exam").get_json()
-    assert q["url"] == Q_URL and q["version"] == "1.0.0"
-    found = client.get(f"/fhir/Questionnaire?url={Q_URL}").get_json()
-    assert found["type"] == "searchset" and found["total"] == 1
-    assert found["entry"][0]["resource"]["id"] == "posterior-thigh-exam"
-    assert client.get(f"/fhir/Questionnaire?url={Q_URL}|9.9").get_json()["total"] == 0
+def _of_type(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"]
+            if e["resource"]["resourceType"] == resource_type]
 
 
-def test_code_system_read_and_search(client) -> None:
-    ids = {e["resource"]["id"] for e in client.get("/fhir/CodeSystem").get_json()["entry"]}
-    assert ids == {"exam-answers", "exam-tests"}
-    cs = client.get("/fhir/CodeSystem/exam-tests").get_json()
-    assert any(c["code"] == "slr.onset-angle" for c in cs["concept"])
-
-
-def test_extract_plain_answers(client) -> None:
-    bundle = _bundle(client.post(EXTRACT, json=ANSWERS))
-    assert bundle["type"] == "transaction"
-    obs = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
-    angle = next(o for o in obs if o["identifier"][0]["value"].endswith("/slr.left.onset-angle"))
-    assert angle["valueQuantity"] == {"value": 40, "unit": "°",
-                                      "system": "http://unitsofmeasure.org", "code": "deg"}
-
-
-def test_extract_sdc_parameters_with_a_response(client) -> None:
-    first = _bundle(client.post(EXTRACT, json=ANSWERS))
-    qr = first["entry"][0]["resource"]
-    body = {"resourceType": "Parameters",
-            "parameter": [{"name": "questionnaire-response", "resource": qr}]}
-    again = _bundle(client.post(EXTRACT, json=body, content_type="application/fhir+json"))
-    # the same record sent back gives the same identifiers: a re-post duplicates nothing
-    ids = lambda b: sorted(json.dumps(e["request"]) for e in b["entry"]  # noqa: E731
-                           if e["resource"]["resourceType"] != "Provenance")
-    assert ids(again) == ids(first)
+def _params(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": list(parts)}
 
 
 def _qr(**changes: Any) -> dict[str, Any]:
     qr = {"resourceType": "QuestionnaireResponse", "questionnaire": f"{Q_URL}|1.0.0",
-          "status": "completed", "item": [{"linkId": "slr", "item": [{"linkId": "slr.left", "item": [
+          "status": "completed", "authored": "2026-11-21T10:00:00+01:00",
+          "item": [{"linkId": "slr", "item": [{"linkId": "slr.left", "item": [
               {"linkId": "slr.left.onset-angle", "answer": [{"valueInteger": 40}]}]}]}]}
     qr.update(changes)
     return qr
 
 
-def _params(resource: Any) -> dict[str, Any]:
-    return {"resourceType": "Parameters",
-            "parameter": [{"name": "questionnaire-response", "resource": resource}]}
+def _response_part(resource: Any) -> dict[str, Any]:
+    return {"name": "questionnaire-response", "resource": resource}
+
+
+# --- definitions and metadata ------------------------------------------------------------
+
+def test_metadata_says_r4_and_lists_exactly_what_is_served(client) -> None:
+    response = client.get("/fhir/metadata")
+    statement = _ok(response)
+    assert validate(statement) == []
+    assert statement["resourceType"] == "CapabilityStatement"
+    assert (statement["fhirVersion"], statement["kind"], statement["status"]) == \
+        ("4.0.1", "instance", "active")
+    assert statement["implementation"]["url"] == "http://localhost/fhir"
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert set(resources) == {"Questionnaire", "CodeSystem", "QuestionnaireResponse"}
+    for definition in ("Questionnaire", "CodeSystem"):
+        assert [i["code"] for i in resources[definition]["interaction"]] == \
+            ["read", "search-type"]
+        assert [p["name"] for p in resources[definition]["searchParam"]] == ["url", "version"]
+    operation, = resources["QuestionnaireResponse"]["operation"]
+    assert operation["name"] == "extract"
+    assert operation["definition"] == \
+        "http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract"
+    assert f"{Q_URL}|1.0.0" in operation["documentation"]
+
+
+def test_metadata_uses_the_configured_base_url() -> None:
+    client = create_app({"TESTING": True,
+                         "FHIR_BASE_URL": "https://exam.example.org/fhir/"}).test_client()
+    assert client.get("/fhir/metadata").get_json()["implementation"]["url"] == \
+        "https://exam.example.org/fhir"
+
+
+def test_questionnaire_read_returns_the_file_as_loaded(client) -> None:
+    path = Path(DEFAULTS["QUESTIONNAIRES_DIR"]) / "posterior-thigh-exam.json"
+    response = client.get("/fhir/Questionnaire/posterior-thigh-exam")
+    assert _ok(response) == json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(("query", "total"), [
+    ("", 1), (f"url={Q_URL}", 1), (f"url={Q_URL}|1.0.0", 1), (f"url={Q_URL}|9.9", 0),
+    ("url=http://example.org/other", 0), ("version=1.0.0", 1), ("version=2", 0),
+    (f"url={Q_URL}&_format=json", 1),
+])
+def test_questionnaire_search_by_canonical(client, query: str, total: int) -> None:
+    found = _ok(client.get(f"/fhir/Questionnaire?{query}"))
+    assert validate(found) == []
+    assert (found["type"], found["total"], len(found["entry"])) == ("searchset", total, total)
+    for entry in found["entry"]:
+        assert entry["fullUrl"] == "http://localhost/fhir/Questionnaire/posterior-thigh-exam"
+        assert entry["search"] == {"mode": "match"}
+        assert entry["resource"]["url"] == Q_URL
+
+
+def test_code_system_read_and_search(client) -> None:
+    found = _ok(client.get("/fhir/CodeSystem"))
+    ids = {e["resource"]["id"] for e in found["entry"]}
+    assert found["total"] == len(ids) and {"exam-answers", "exam-tests"} <= ids
+    tests = _ok(client.get("/fhir/CodeSystem/exam-tests"))
+    assert any(c["code"] == "slr.onset-angle" for c in tests["concept"])
+    by_url = _ok(client.get(f"/fhir/CodeSystem?url={tests['url']}"))
+    assert [e["fullUrl"] for e in by_url["entry"]] == \
+        ["http://localhost/fhir/CodeSystem/exam-tests"]
+
+
+# --- $extract ----------------------------------------------------------------------------
+
+def test_extract_plain_answers(client) -> None:
+    bundle = _returned(client.post(EXTRACT, json=ANSWERS))
+    assert bundle["type"] == "transaction"
+    assert all(e["request"]["method"] == "POST" and e["request"]["ifNoneExist"]
+               for e in bundle["entry"])
+    observations = _of_type(bundle, "Observation")
+    assert len(observations) >= 2
+    angle = next(o for o in observations
+                 if o["identifier"][0]["value"].endswith("/slr.left.onset-angle"))
+    assert angle["valueQuantity"] == {"value": 40, "unit": "°",
+                                      "system": "http://unitsofmeasure.org", "code": "deg"}
+
+
+def test_extract_sdc_parameters_is_repeatable(client) -> None:
+    """The same record sent again gives the same conditional creates: nothing duplicates."""
+    first = _returned(client.post(EXTRACT, json=_params(_response_part(_qr()))))
+    again = _returned(client.post(EXTRACT, data=json.dumps(_params(_response_part(_qr()))),
+                                  content_type=FHIR_JSON))
+    assert _of_type(first, "Observation")
+    assert [e["request"] for e in again["entry"]] == [e["request"] for e in first["entry"]]
+    assert first["entry"][0]["resource"]["authored"] == "2026-11-21T10:00:00+01:00"
+
+
+def test_extract_a_bare_questionnaire_response(client) -> None:
+    bundle = _returned(client.post(EXTRACT, json=_qr()))
+    assert len(_of_type(bundle, "Observation")) == 1
+
+
+def test_a_loaded_questionnaire_parameter_is_accepted(client) -> None:
+    """SDC's optional 'questionnaire' input: fine when it is the one loaded (any version
+    spelling), refused otherwise (see the error table)."""
+    for questionnaire in ({"resourceType": "Questionnaire", "url": Q_URL, "status": "active"},
+                          {"resourceType": "Questionnaire", "url": Q_URL, "version": "1.0.0",
+                           "status": "active"}):
+        body = _params(_response_part(_qr()), {"name": "questionnaire",
+                                               "resource": questionnaire})
+        assert _of_type(_returned(client.post(EXTRACT, json=body)), "Observation")
+
+
+def test_the_patient_parameter_sets_subject_and_age(client) -> None:
+    body = _params(_response_part(ANSWERS), {"name": "patient", "resource": PATIENT})
+    bundle = _returned(client.post(EXTRACT, json=body))
+    qr, = _of_type(bundle, "QuestionnaireResponse")
+    assert qr["subject"]["reference"] == "Patient/p-7"
+    age = next(i for i in qr["item"] if i["linkId"] == "patient")["item"][0]
+    today = dt.datetime.now(dt.timezone.utc).date()  # plain answers are authored "now"
+    assert age["answer"] == [{"valueInteger": today.year - 1990 - (today < today.replace(
+        month=6, day=1))}]  # born 1990-06-01
+    assert {o["subject"]["reference"] for o in _of_type(bundle, "Observation")} == {"Patient/p-7"}
+
+
+def test_nothing_to_extract_is_a_success_with_a_warning(client) -> None:
+    parameters = _ok(client.post(EXTRACT, json={}))
+    by_name = {p["name"]: p["resource"] for p in parameters["parameter"]}
+    assert _of_type(by_name["return"], "Observation") == []
+    issue, = by_name["issues"]["issue"]
+    assert (issue["severity"], issue["code"]) == ("warning", "informational")
+    assert "Nothing to extract" in issue["details"]["text"]
+
+
+# --- errors ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_client():
+    """An app with a small body limit, so the table can include a 413."""
+    return create_app({"TESTING": True, "MAX_CONTENT_LENGTH": SMALL_LIMIT}).test_client()
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return {"pain.current": value}
 
 
 BAD = [
-    # label, body (bytes or JSON), content type, status, text in the outcome, linkId named
-    ("malformed JSON", b'{"slr.left.onset-angle": ', "application/json", 400, "not valid JSON", None),
-    ("not FHIR JSON", b"plain text", "text/plain", 415, "Send JSON", None),
-    ("wrong resourceType", {"resourceType": "Patient"}, "application/fhir+json", 400,
+    # label, method, path, body (bytes or JSON), content type, status, text in the
+    # outcome, linkId the outcome must name (None: not about one answer)
+    ("malformed JSON", "POST", EXTRACT, b'{"slr.left.onset-angle": ', "application/json",
+     400, "not valid JSON", None),
+    ("empty body", "POST", EXTRACT, b"", "application/json", 400, "body is empty", None),
+    ("JSON null", "POST", EXTRACT, b"null", "application/json", 400, "JSON null", None),
+    ("absurdly deep JSON", "POST", EXTRACT, _deep(200), "application/json", 400,
+     "deeper than 64 levels", None),
+    ("deeper than the parser goes", "POST", EXTRACT, b"[" * 1500 + b"]" * 1500,
+     "application/json", 400, "deeper than 64 levels", None),
+    ("wrong resourceType", "POST", EXTRACT, {"resourceType": "Patient"}, FHIR_JSON, 400,
      "got 'Patient'", None),
-    ("Parameters without a response", {"resourceType": "Parameters", "parameter": []},
-     "application/fhir+json", 400, "questionnaire-response", None),
-    ("unknown Questionnaire", _params(_qr(questionnaire="http://example.org/Questionnaire/x")),
-     "application/fhir+json", 404, "Unknown Questionnaire", None),
-    ("in-progress response", _params(_qr(status="in-progress")), "application/fhir+json", 422,
-     "must be completed", None),
-    ("angle out of range", {"slr.left.onset-angle": 95}, "application/json", 422,
-     "between 0 and 90", "slr.left.onset-angle"),
-    ("unknown linkId", {"slr.left.angle": 40}, "application/json", 422, "Unknown linkId",
-     "slr.left.angle"),
-    ("answer to a disabled item", {"history.onset": "gradual", "history.pop": True},
-     "application/json", 422, "applies only when history.onset = sudden", "history.pop"),
-    ("wrong value type in a QR", _params(_qr(item=[{"linkId": "pain", "item": [
-        {"linkId": "pain.current", "answer": [{"valueString": "5"}]}]}])),
-     "application/fhir+json", 422, "Expected valueInteger", "pain.current"),
+    ("not a JSON object", "POST", EXTRACT, [1, 2], "application/json", 422,
+     "Expected a JSON object", None),
+    ("Parameters without a response", "POST", EXTRACT, _params(), FHIR_JSON, 400,
+     "must contain 'questionnaire-response'", None),
+    ("response part without a resource", "POST", EXTRACT,
+     _params({"name": "questionnaire-response", "valueString": "{}"}), FHIR_JSON, 400,
+     "must carry its content as a resource", None),
+    ("parameter name that is not a string", "POST", EXTRACT,
+     _params({"name": ["questionnaire-response"], "resource": _qr()}), FHIR_JSON, 400,
+     "needs a name", None),
+    ("unknown parameter", "POST", EXTRACT,
+     _params(_response_part(_qr()), {"name": "questionaire", "resource": {}}), FHIR_JSON,
+     400, "Unknown parameter 'questionaire'", None),
+    ("repeated parameter", "POST", EXTRACT,
+     _params(_response_part(_qr()), _response_part(_qr())), FHIR_JSON, 400,
+     "only once", None),
+    ("questionnaire not loaded", "POST", EXTRACT,
+     _params(_response_part(_qr()), {"name": "questionnaire", "resource": {
+         "resourceType": "Questionnaire", "url": "http://example.org/Questionnaire/x",
+         "status": "active"}}),
+     FHIR_JSON, 422, "Only Questionnaires loaded on this server", None),
+    ("patient part that is no Patient", "POST", EXTRACT,
+     _params(_response_part(ANSWERS), {"name": "patient", "resource": {
+         "resourceType": "Practitioner"}}), FHIR_JSON, 400, "Expected a FHIR Patient", None),
+    ("QR naming an unknown Questionnaire", "POST", EXTRACT,
+     _params(_response_part(_qr(questionnaire="http://example.org/Questionnaire/x"))),
+     FHIR_JSON, 422, "Unknown Questionnaire", None),
+    ("QR still in progress", "POST", EXTRACT, _params(_response_part(_qr(status="in-progress"))),
+     FHIR_JSON, 422, "must be completed", None),
+    ("SLR angle out of range", "POST", EXTRACT, {"slr.left.onset-angle": 95},
+     "application/json", 422, "between 0 and 90", "slr.left.onset-angle"),
+    ("unknown linkId", "POST", EXTRACT, {"slr.left.angle": 40}, "application/json", 422,
+     "Unknown linkId", "slr.left.angle"),
+    ("answer to a disabled item", "POST", EXTRACT,
+     {"history.onset": "gradual", "history.pop": True}, "application/json", 422,
+     "applies only when history.onset = sudden", "history.pop"),
+    ("wrong value type in a QR", "POST", EXTRACT, _params(_response_part(_qr(item=[
+        {"linkId": "pain", "item": [{"linkId": "pain.current",
+                                     "answer": [{"valueString": "5"}]}]}]))),
+     FHIR_JSON, 422, "Expected valueInteger", "pain.current"),
+    ("body over MAX_CONTENT_LENGTH", "POST", EXTRACT,
+     {"history.onset": "sudden", "note": "x" * SMALL_LIMIT}, "application/json", 413,
+     f"larger than this server accepts ({SMALL_LIMIT} bytes)", None),
+    ("text/plain", "POST", EXTRACT, b"slr.left.onset-angle=40", "text/plain", 415,
+     "Send JSON", None),
+    ("no content type", "POST", EXTRACT, b"{}", None, 415, "without Content-Type", None),
+    ("unknown route under /fhir", "GET", "/fhir/Nothing/here", None, None, 404, "not found",
+     None),
+    ("unknown Questionnaire id", "GET", "/fhir/Questionnaire/nope", None, None, 404,
+     "Questionnaire/nope is not known", None),
+    ("unknown CodeSystem id", "GET", "/fhir/CodeSystem/nope", None, None, 404,
+     "CodeSystem/nope is not known", None),
+    ("wrong method", "GET", EXTRACT, None, None, 405, "method is not allowed", None),
+    ("unsupported search parameter", "GET", "/fhir/Questionnaire?name=x", None, None, 400,
+     "Unsupported search parameter(s): name", None),
+    ("format we do not serve", "GET", "/fhir/metadata?_format=xml", None, None, 406,
+     "_format=xml is not served", None),
 ]
 
 
-@pytest.mark.parametrize(("label", "body", "ctype", "status", "text", "link_id"), BAD,
-                         ids=[b[0] for b in BAD])
-def test_bad_input_gets_an_operation_outcome(client, label, body, ctype, status, text,
-                                             link_id) -> None:
-    data = body if isinstance(body, bytes) else json.dumps(body)
-    response = client.post(EXTRACT, data=data, content_type=ctype)
+@pytest.mark.parametrize(("label", "method", "path", "body", "ctype", "status", "text",
+                          "link_id"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_an_operation_outcome(small_client, label, method, path, body, ctype,
+                                             status, text, link_id) -> None:
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body)
+    response = small_client.open(path, method=method, data=data, content_type=ctype)
     assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == FHIR_JSON
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
+    assert validate(outcome) == []
+    assert all(i["severity"] == "error" and i["details"]["text"] for i in outcome["issue"])
     texts = " | ".join(i["details"]["text"] for i in outcome["issue"])
     assert text in texts
     if link_id:
-        assert any(i["details"]["text"].startswith(f"{link_id}:")
-                   and f"linkId='{link_id}'" in i["expression"][0] for i in outcome["issue"])
+        assert any(i["details"]["text"].startswith(f"{link_id}: ")
+                   and i["expression"] == [
+                       f"QuestionnaireResponse.repeat(item).where(linkId='{link_id}')"]
+                   for i in outcome["issue"])
 
 
-def test_every_error_is_reported_at_once(client) -> None:
+def test_every_answer_error_is_reported_at_once(client) -> None:
     response = client.post(EXTRACT, json={"slr.left.onset-angle": -5, "pain.current": 11,
                                           "history.onset": "slow", "red-flags.fever": "yes"})
+    assert response.status_code == 422
     named = {i["details"]["text"].split(":")[0] for i in response.get_json()["issue"]}
     assert named == {"slr.left.onset-angle", "pain.current", "history.onset", "red-flags.fever"}
 
 
-def test_oversized_body_is_refused_with_an_outcome() -> None:
-    client = create_app({"TESTING": True, "MAX_CONTENT_LENGTH": 512}).test_client()
-    response = client.post(EXTRACT, data=json.dumps({"x": "y" * 1000}),
-                           content_type="application/json")
-    assert response.status_code == 413
-    assert "larger than this server accepts (512 bytes)" in \
-        response.get_json()["issue"][0]["details"]["text"]
+def test_a_405_says_which_methods_are_allowed(client) -> None:
+    assert "POST" in client.get(EXTRACT).headers["Allow"]
 
 
-@pytest.mark.parametrize("path", ["/fhir/Nothing", "/fhir/Questionnaire/nope",
-                                  "/fhir/CodeSystem/nope"])
-def test_unknown_things_are_404_outcomes(client, path: str) -> None:
-    response = client.get(path)
-    assert response.status_code == 404
-    assert response.get_json()["resourceType"] == "OperationOutcome"
+def test_errors_outside_fhir_are_not_operation_outcomes() -> None:
+    """Pages for people (the tablet) keep ordinary HTML errors, with the right status."""
+    app = create_app({"TESTING": True})
+
+    def page() -> None:
+        raise AnswerError({"pain.current": ["Expected a whole number."]})
+
+    app.add_url_rule("/exam/page", "page", page)
+    client = app.test_client()
+    for path, status in (("/no-such-page", 404), ("/exam/page", 422)):
+        response = client.get(path)
+        assert (response.status_code, response.mimetype) == (status, "text/html")
 
 
-def test_wrong_method_is_405_outcome(client) -> None:
-    response = client.get(EXTRACT)
-    assert response.status_code == 405
-    assert response.get_json()["issue"][0]["code"] == "not-supported"
+def test_an_unexpected_failure_is_a_500_outcome_that_logs_no_patient_data(caplog) -> None:
+    app = create_app({"TESTING": True})
+
+    def broken() -> None:
+        raise ValueError("Ana Silva, born 1986-03-14")  # what a careless message might hold
+
+    app.add_url_rule("/fhir/broken", "broken", broken, methods=["POST"])
+    with caplog.at_level(logging.ERROR, logger="plugin.web.errors"):
+        response = app.test_client().post("/fhir/broken?name=Ana", json={"name": "Ana Silva"})
+    assert response.status_code == 500
+    issue, = response.get_json()["issue"]
+    assert issue["code"] == "exception"
+    assert "ValueError" in caplog.text and "/fhir/broken" in caplog.text
+    assert "Ana" not in caplog.text and "1986" not in caplog.text
 
 
-def test_unsupported_search_parameter_is_refused(client) -> None:
-    response = client.get("/fhir/Questionnaire?name=x")
-    assert response.status_code == 400
-    assert "Unsupported search parameter" in response.get_json()["issue"][0]["details"]["text"]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                              max_size=4),
+    max_leaves=20)
+LINK_IDS = ["slr.left.onset-angle", "slr.left.response", "history.onset", "history.pop",
+            "pain.current", "patient.age-years", "red-flags.fever", "history.duration"]
+
+
+@st.composite
+def _bodies(draw: Any) -> Any:
+    """Anything a careless or hostile client might post: JSON of any shape, answers with
+    values of any type, and QRs / Parameters with parts of any type."""
+    kind = draw(st.sampled_from(["json", "answers", "qr", "parameters"]))
+    if kind == "json":
+        return draw(JSON_VALUES)
+    if kind == "answers":
+        return draw(st.dictionaries(st.sampled_from(LINK_IDS), JSON_VALUES, max_size=5))
+    qr = _qr(**draw(st.dictionaries(
+        st.sampled_from(["status", "item", "authored", "subject", "questionnaire", "id"]),
+        JSON_VALUES, max_size=2)))
+    if kind == "qr":
+        return qr
+    return _params(*draw(st.lists(st.fixed_dictionaries({
+        "name": st.sampled_from(["questionnaire-response", "questionnaire", "patient"])
+        | JSON_VALUES,
+        "resource": st.just(qr) | JSON_VALUES}), max_size=3)))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_bodies())
+def test_no_input_ever_yields_a_500(app, body: Any) -> None:
+    response = app.test_client().post(EXTRACT, data=json.dumps(body),
+                                      content_type="application/json")
+    assert response.status_code in (200, 400, 422), response.get_data(as_text=True)
+    result = response.get_json()
+    assert result["resourceType"] == ("Parameters" if response.status_code == 200
+                                      else "OperationOutcome")

@@ -1,4 +1,9 @@
-"""The service as deployed: `python -m plugin serve` under gunicorn, over real HTTP."""
+"""The service as deployed: ``python -m plugin serve`` under gunicorn, over real HTTP.
+
+One test, start to stop, so nothing depends on test order: it must come up, answer
+metadata and $extract, refuse bad input with an OperationOutcome, keep query strings out
+of its access log, and stop cleanly on SIGTERM.
+"""
 from __future__ import annotations
 
 import json
@@ -9,10 +14,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+EXTRACT = "/fhir/QuestionnaireResponse/$extract"
 
 
 def _free_port() -> int:
@@ -21,62 +28,67 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "plugin", "serve", "--host", "127.0.0.1",
-                                "--port", str(port), "--workers", "1"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+def _wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path,
+                      timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(f"{base}/fhir/metadata", timeout=2).read()
-            break
+            with urllib.request.urlopen(f"{base}/fhir/metadata", timeout=2) as response:
+                response.read()
+            return
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"service did not start:\n{process.stdout.read()}")
+                pytest.fail(f"service did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.2)
-    yield base, process
-    process.terminate()
-    process.wait(timeout=15)
 
 
-def test_metadata_over_http(server) -> None:
-    base, _ = server
-    with urllib.request.urlopen(f"{base}/fhir/metadata", timeout=5) as response:
-        assert response.headers["Content-Type"].startswith("application/fhir+json")
-        assert json.load(response)["fhirVersion"] == "4.0.1"
+def _post(url: str, body: bytes, content_type: str = "application/fhir+json") -> Any:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": content_type})
+    return urllib.request.urlopen(request, timeout=10)
 
 
-def test_extract_over_http(server) -> None:
-    base, _ = server
-    body = json.dumps({"slr.right.onset-angle": 35, "slr.right.response": "leg-pain-below-knee"})
-    request = urllib.request.Request(f"{base}/fhir/QuestionnaireResponse/$extract",
-                                     data=body.encode(), method="POST",
-                                     headers={"Content-Type": "application/fhir+json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        bundle = json.load(response)["parameter"][0]["resource"]
-    assert bundle["type"] == "transaction"
-    assert sum(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"]) == 2
+def test_serve_runs_gunicorn_over_real_http(tmp_path: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:  # a file, not a pipe: an unread pipe could block the server
+        process = subprocess.Popen(
+            [sys.executable, "-m", "plugin", "serve", "--host", "127.0.0.1", "--port",
+             str(port)], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_ready(base, process, log)
 
+        with urllib.request.urlopen(f"{base}/fhir/metadata", timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("application/fhir+json")
+            assert json.load(response)["fhirVersion"] == "4.0.1"
 
-def test_bad_input_over_http_is_an_outcome_not_a_500(server) -> None:
-    base, _ = server
-    request = urllib.request.Request(f"{base}/fhir/QuestionnaireResponse/$extract",
-                                     data=b"{oops", method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(request, timeout=10)
-    assert caught.value.code == 400
-    assert json.load(caught.value)["resourceType"] == "OperationOutcome"
+        answers = {"slr.right.onset-angle": 35, "slr.right.response": "leg-pain-below-knee"}
+        with _post(base + EXTRACT, json.dumps(answers).encode()) as response:
+            assert response.status == 200
+            bundle = json.load(response)["parameter"][0]["resource"]
+        assert bundle["type"] == "transaction"
+        assert sum(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"]) == 2
 
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(base + EXTRACT, b"{oops", "application/json")
+        with refused.value as error:
+            assert error.code == 400
+            assert json.load(error)["resourceType"] == "OperationOutcome"
 
-def test_it_is_gunicorn_and_logs_no_query_strings(server) -> None:
-    base, process = server
-    urllib.request.urlopen(f"{base}/fhir/Questionnaire?url=secret-marker", timeout=5).read()
-    process.terminate()
-    output = process.communicate(timeout=15)[0]
-    assert "gunicorn" in output.lower()
-    assert "secret-marker" not in output
+        with urllib.request.urlopen(f"{base}/fhir/Questionnaire?url=secret-marker",
+                                    timeout=5) as response:
+            assert json.load(response)["total"] == 0
+    finally:
+        process.terminate()
+        try:
+            returncode = process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+    output = log.read_text(errors="replace")
+    assert returncode == 0, output
+    assert "gunicorn" in output.lower() and "Booting worker" in output
+    assert '"GET /fhir/Questionnaire"' in output  # the access log is on ...
+    assert "secret-marker" not in output  # ... without query strings
