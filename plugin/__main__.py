@@ -19,7 +19,6 @@ EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 #: Deepest JSON nesting read (as the API's): a complete exam record is ~20 levels, and
 #: the FHIR model checks recurse, so absurd depth is refused up front.
-MAX_JSON_DEPTH = 64
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,6 +120,8 @@ class _UsageError(Exception):
 
 
 def _read_json(name: str) -> Any:
+    from .core import pipeline
+
     try:
         text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
     except OSError as exc:
@@ -129,7 +130,7 @@ def _read_json(name: str) -> Any:
         raise _UsageError(f"{name} is not UTF-8 text") from exc
     try:
         data = json.loads(text)
-        too_deep = _nests_deeper(data, MAX_JSON_DEPTH)
+        too_deep = pipeline.nests_deeper(data)
     except json.JSONDecodeError as exc:
         raise _UsageError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                           f"{exc.msg})") from exc
@@ -138,22 +139,8 @@ def _read_json(name: str) -> Any:
     except RecursionError:  # deeper than Python's parser goes
         too_deep = True
     if too_deep:
-        raise _UsageError(f"{name} nests JSON deeper than {MAX_JSON_DEPTH} levels; no exam "
-                          "record is that deep")
+        raise _UsageError(f"{name} {pipeline.TOO_DEEP}")
     return data
-
-
-def _nests_deeper(value: Any, limit: int) -> bool:
-    """Whether ``value`` has containers nested more than ``limit`` deep (iterative)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1)
-                         for child in (item.values() if isinstance(item, dict) else item))
-    return False
 
 
 def _authored(value: str | None) -> dt.datetime:

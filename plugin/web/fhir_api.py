@@ -28,9 +28,6 @@ JSON_FORMATS = ("json", "application/json", "application/fhir+json")
 #: SDC $extract inputs (``patient`` is this server's extension: the record's subject).
 EXTRACT_PARAMETERS = ("questionnaire-response", "questionnaire", "patient")
 SEARCH_PARAMETERS = ("url", "version", "_format")
-#: Deepest JSON nesting accepted. A complete exam as a Parameters-wrapped response is
-#: ~20 levels; far deeper input is refused before a recursive reader meets it.
-MAX_JSON_DEPTH = 64
 
 
 def _kb() -> KnowledgeBase:
@@ -157,29 +154,14 @@ def _json_body() -> Any:
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # deeper than Python's parser goes
-        raise InputError(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels; "
-                         "no exam record is that deep.", code="structure") from None
+        raise InputError(f"The request body {pipeline.TOO_DEEP}.", code="structure") from None
     if data is None:
         if raw.strip() == b"null":
             raise InputError("The request body is JSON null; send a JSON object.")
         raise InputError("The request body is not valid JSON.", code="structure")
-    if _nests_deeper(data, MAX_JSON_DEPTH):
-        raise InputError(f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels; "
-                         "no exam record is that deep.", code="structure")
+    if pipeline.nests_deeper(data):  # before any recursive reader (Parameters, resources)
+        raise InputError(f"The request body {pipeline.TOO_DEEP}.", code="structure")
     return data
-
-
-def _nests_deeper(value: Any, limit: int) -> bool:
-    """Whether ``value`` has containers nested more than ``limit`` deep (iterative)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1)
-                         for child in (item.values() if isinstance(item, dict) else item))
-    return False
 
 
 def _extract_inputs(parameters: Mapping[str, Any]) -> tuple[Any, Any]:
