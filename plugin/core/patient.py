@@ -57,6 +57,10 @@ def prefill_age(answers: Mapping[str, tuple[Any, ...]], patient: Mapping[str, An
     if not birth_date:
         return result
     age = age_on(birth_date, on)
+    if age < 0:
+        raise InputError(f"The Patient's birthDate {birth_date} is after the exam date "
+                         f"{on.isoformat()}.", expression="Patient.birthDate",
+                         status=422, code="business-rule")
     given = answers.get(AGE_LINK_ID)
     if given is None:
         result[AGE_LINK_ID] = (age,)

@@ -82,6 +82,12 @@ def read(form: Form, qr: Any) -> Exam:
         raise InputError("The QuestionnaireResponse is not valid FHIR R4.", issues=[
             ("QuestionnaireResponse." + p.partition(": ")[0], p.partition(": ")[2])
             for p in problems])
+    authored = qr.get("authored")
+    if authored is not None and not isinstance(authored, str):
+        # fhir.resources would coerce a number into a date-time; refuse it instead, as
+        # the response is passed on verbatim.
+        raise InputError("authored must be a FHIR dateTime string.",
+                         expression="QuestionnaireResponse.authored")
     if qr.get("status") not in STATUSES:
         raise InputError(f"Unknown status {qr.get('status')!r}; expected one of "
                          f"{', '.join(STATUSES)}.", expression="QuestionnaireResponse.status")
