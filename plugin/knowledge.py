@@ -55,9 +55,10 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path) -> KnowledgeB
     forms: dict[str, Form] = {}
     for path in sorted(qdir.glob("*.json")):
         resource = _read_resource(path, "Questionnaire")
+        # The parser first: its messages give the exact position (item[1].item[3]...).
+        form = questionnaire.parse(resource, source=str(path), equivalents=equivalents)
         for key, link_id, description in invariants.violations(resource)[:1]:
             raise KnowledgeError(str(path), link_id or "item", f"breaks {key}: {description}")
-        form = questionnaire.parse(resource, source=str(path), equivalents=equivalents)
         _check_codes_known(form, code_systems, str(path))
         forms[form.id] = form
     if not forms:

@@ -10,6 +10,7 @@ clamped, coerced from strings or guessed: ``"40"`` is not an integer and ``1`` i
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -21,15 +22,11 @@ from marshmallow import RAISE, Schema, ValidationError, fields
 
 from ..errors import AnswerError
 from .datetimes import parse_aware
-from .questionnaire import Condition, Form, Item, Quantity
+from .questionnaire import Condition, Form, Item, Quantity, seconds
 
 #: Typed answers: linkId -> its values (one unless the item repeats), in form order.
 Answers = Mapping[str, tuple[Any, ...]]
 
-#: Seconds per UCUM time unit, to compare a quantity against bounds in another unit.
-#: ``mo`` and ``a`` are UCUM's mean Julian month and year.
-_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "wk": 604800,
-            "mo": Decimal("2629800"), "a": 31557600}
 _DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 
 
@@ -73,13 +70,14 @@ def enabled(form: Form, answers: Answers, item: Item) -> bool:
 def plain_value(item: Item, value: Any) -> Any:
     """A typed value back in the plain format's JSON shape."""
     if isinstance(value, Quantity):
-        return {"value": _json_number(value.value), "unit": value.unit}
+        return {"value": json_number(value.value), "unit": value.unit}
     if isinstance(value, Decimal):
-        return _json_number(value)
+        return json_number(value)
     return value
 
 
-def _json_number(value: int | Decimal) -> int | float:
+def json_number(value: int | Decimal) -> int | float:
+    """A number JSON can carry: ints stay ints, decimals become floats (``2.5``)."""
     return value if isinstance(value, int) else (int(value) if value == value.to_integral()
                                                  and "." not in str(value) else float(value))
 
@@ -235,14 +233,16 @@ class _QuantityField(_ItemField):
         number, unit = value["value"], value["unit"]
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise ValidationError(f"Expected a number for value, got {_show(number)}.")
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValidationError(f"Expected a finite number for value, got {number}.")
         units = self.item.unit_options or ((self.item.unit["code"],) if self.item.unit else ())
         if unit not in units:
             raise ValidationError(f"Unit {_show(unit)} is not allowed; expected one of: "
                                   f"{', '.join(units)}.")
         quantity = Quantity(number if isinstance(number, int) else Decimal(str(number)), unit)
         low, high = self.item.min_quantity, self.item.max_quantity
-        if ((low is not None and _seconds(quantity) < _seconds(low))
-                or (high is not None and _seconds(quantity) > _seconds(high))):
+        if ((low is not None and seconds(quantity) < seconds(low))
+                or (high is not None and seconds(quantity) > seconds(high))):
             raise ValidationError(f"{_fmt(quantity.value)} {unit} is out of range: must be "
                                   f"between {_fmt(low.value) if low else '-'} and "
                                   f"{_fmt(high.value) if high else '-'} "
@@ -271,10 +271,6 @@ class _Repeats(_ItemField):
         if len(set(map(repr, result))) != len(result):
             raise ValidationError("The same answer is given more than once.")
         return result
-
-
-def _seconds(quantity: Quantity) -> Decimal:
-    return Decimal(str(quantity.value)) * Decimal(_SECONDS[quantity.unit])
 
 
 def _fmt(value: Any) -> str:

@@ -9,6 +9,8 @@ from ..errors import AnswerError, InputError
 from . import fhir_models
 
 AGE_LINK_ID = "patient.age-years"
+#: The exam dictionary's range for patient.age-years.
+MAX_AGE = 120
 
 
 def check(patient: Any) -> Mapping[str, Any]:
@@ -60,6 +62,10 @@ def prefill_age(answers: Mapping[str, tuple[Any, ...]], patient: Mapping[str, An
     if age < 0:
         raise InputError(f"The Patient's birthDate {birth_date} is after the exam date "
                          f"{on.isoformat()}.", expression="Patient.birthDate",
+                         status=422, code="business-rule")
+    if age > MAX_AGE:
+        raise InputError(f"The Patient's birthDate {birth_date} gives an age of {age}; the "
+                         f"exam records ages up to {MAX_AGE}.", expression="Patient.birthDate",
                          status=422, code="business-rule")
     given = answers.get(AGE_LINK_ID)
     if given is None:

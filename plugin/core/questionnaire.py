@@ -46,6 +46,17 @@ class Quantity:
     unit: str
 
 
+#: Seconds per UCUM time unit, to compare a quantity with bounds in another unit.
+#: ``mo`` and ``a`` are UCUM's mean Julian month and year.
+SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "wk": 604800,
+           "mo": Decimal("2629800"), "a": 31557600}
+
+
+def seconds(quantity: Quantity) -> Decimal:
+    """A time quantity in seconds (its unit must be in SECONDS)."""
+    return Decimal(str(quantity.value)) * Decimal(SECONDS[quantity.unit])
+
+
 @dataclass(frozen=True)
 class Condition:
     """One enableWhen: ``question`` ``operator`` ``answer`` (plain value; a code for choices)."""
@@ -202,6 +213,12 @@ def _parse_item(raw: Mapping[str, Any], path: str, parent: str | None, source: s
               for url in (t.EXT_MIN_QUANTITY, t.EXT_MAX_QUANTITY)]
     if type_ == "quantity" and not unit_options and not unit:
         raise KnowledgeError(source, path, f"{link_id}: a quantity item needs a unit or unitOption")
+    units = [*unit_options, *(b.unit for b in bounds if b is not None)]
+    if type_ == "quantity" and any(u not in SECONDS for u in units):
+        raise KnowledgeError(source, path, f"{link_id}: quantity units must be UCUM time "
+                                           f"units ({', '.join(SECONDS)})")
+    if bounds[0] is not None and bounds[1] is not None and seconds(bounds[0]) > seconds(bounds[1]):
+        raise KnowledgeError(source, path, f"{link_id}: minQuantity is above maxQuantity")
     conditions = tuple(_parse_condition(c, f"{path}.enableWhen[{n}]", link_id, source)
                        for n, c in enumerate(raw.get("enableWhen") or []))
     behavior = raw.get("enableBehavior", "all")

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from decimal import Decimal
 from typing import Any
 
 from ..errors import AnswerError, InputError
@@ -64,11 +65,19 @@ class Exam:
         if self.context.identifier:
             return self.context.identifier
         content = {"questionnaire": self.form.canonical,
-                   "subject": self.context.subject, "encounter": self.context.encounter,
+                   "subject": _identity(self.context.subject),
+                   "encounter": _identity(self.context.encounter),
                    "authored": self.context.authored,
                    "answers": {k: [answers_mod.plain_value(self.form.index[k], v) for v in vs]
                                for k, vs in self.answers.items()}}
         return str(uuid.uuid5(_NAMESPACE, json.dumps(content, sort_keys=True, default=str)))
+
+
+def _identity(reference: Mapping[str, Any] | None) -> Any:
+    """What identifies a referenced resource; a display name may be corrected later."""
+    if not reference:
+        return None
+    return {k: reference[k] for k in ("reference", "identifier", "type") if k in reference}
 
 
 def read(form: Form, qr: Any) -> Exam:
@@ -88,6 +97,11 @@ def read(form: Form, qr: Any) -> Exam:
         # the response is passed on verbatim.
         raise InputError("authored must be a FHIR dateTime string.",
                          expression="QuestionnaireResponse.authored")
+    for identifier in _listify(qr.get("identifier")):
+        if not (isinstance(identifier, Mapping) and identifier.get("system")
+                and identifier.get("value")):
+            raise InputError("identifier needs both system and value: the EHR de-duplicates "
+                             "deliveries on it.", expression="QuestionnaireResponse.identifier")
     if qr.get("status") not in STATUSES:
         raise InputError(f"Unknown status {qr.get('status')!r}; expected one of "
                          f"{', '.join(STATUSES)}.", expression="QuestionnaireResponse.status")
@@ -153,12 +167,14 @@ def answer_value(item: Item, value: Any) -> dict[str, Any]:
         return {"valueCoding": dict(item.option(value).coding)}  # type: ignore[union-attr]
     if isinstance(value, Quantity):
         return {"valueQuantity": quantity(value)}
+    if isinstance(value, Decimal):
+        value = answers_mod.json_number(value)
     return {ANSWER_KEYS[item.type]: value}
 
 
 def quantity(value: Quantity, display: str | None = None) -> dict[str, Any]:
     """A FHIR Quantity in UCUM for a typed quantity value."""
-    return {"value": value.value, "unit": display or value.unit,
+    return {"value": answers_mod.json_number(value.value), "unit": display or value.unit,
             "system": t.UCUM, "code": value.unit}
 
 
@@ -220,7 +236,8 @@ def _plain(item: Item, answer: Mapping[str, Any], errors: dict[str, list[str]]) 
         return _BAD
     if keys != [expected]:
         errors.setdefault(item.link_id, []).append(
-            f"Expected {expected} for a {item.type} item, got {', '.join(keys) or 'no value'}.")
+            f"Expected {expected} for {'an' if item.type[0] in 'aeiou' else 'a'} {item.type} "
+            f"item, got {', '.join(keys) or 'no value'}.")
         return _BAD
     value = answer[expected]
     if item.type == "choice":

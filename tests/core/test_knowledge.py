@@ -396,7 +396,7 @@ BROKEN = [
     ("invalid JSON in the mappings", _write(M_FILE, '{\n  "version": "1.0.0",\n}'),
      M_FILE, "line 3 column 1", "invalid JSON"),
     ("duplicate linkId", _q(lambda d: _item(d, "history.pop").update(linkId="history.onset")),
-     Q_FILE, "item", "breaks que-2: linkIds must be unique"),
+     Q_FILE, "item[1].item[3].linkId", "duplicate linkId 'history.onset'"),
     ("choice item without options", _q(lambda d: _item(d, "history.onset").pop("answerOption")),
      Q_FILE, "item[1].item[1]", "history.onset: a choice item needs answerOption"),
     ("minValue above maxValue", _q(lambda d: _min_value(d, "pain.current", 11)),

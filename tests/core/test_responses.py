@@ -45,7 +45,7 @@ def coding(code: str, system: str = ANSWERS) -> dict[str, Any]:
 
 BAD = [
     ("valueString for an integer", pain({"valueString": "5"}), "pain.current",
-     "Expected valueInteger for a integer item, got valueString."),
+     "Expected valueInteger for an integer item, got valueString."),
     ("valueDecimal for an integer", pain({"valueDecimal": 5.0}), "pain.current",
      "Expected valueInteger"),
     ("valueString for a boolean", [{"linkId": "red-flags", "item": [
