@@ -73,8 +73,7 @@ def _positive(value: str) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from . import __version__, knowledge
-    from .config import DEFAULTS
+    from . import __version__, create_app, knowledge
     from .core import bundle, pipeline
     from .errors import AnswerError, InputError, KnowledgeError, NotFoundError
 
@@ -86,7 +85,9 @@ def _extract(args: argparse.Namespace) -> int:
         _say(f"error: {exc}")
         return EXIT_INPUT
     try:
-        kb = knowledge.load(str(DEFAULTS["QUESTIONNAIRES_DIR"]), str(DEFAULTS["MAPPINGS_DIR"]))
+        # The same configuration as the service (defaults, instance file, PLUGIN_*),
+        # so the CLI and the API never extract with different knowledge.
+        kb = create_app().extensions[knowledge.EXTENSION_KEY]
     except KnowledgeError as exc:
         _say(f"error: broken data file: {exc}")
         return EXIT_KNOWLEDGE

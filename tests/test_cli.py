@@ -177,3 +177,11 @@ def test_broken_data_files_stop_serve_before_it_binds(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "cannot start, broken data file" in result.stderr and "exam.json" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_extract_reads_the_same_configuration_as_the_service(tmp_path: Path) -> None:
+    folder = _broken_questionnaires(tmp_path)
+    result = run("extract", write(tmp_path, "a.json", {}),
+                 env={"PLUGIN_QUESTIONNAIRES_DIR": str(folder)})
+    assert result.returncode == 3
+    assert "broken data file" in result.stderr and "exam.json" in result.stderr
