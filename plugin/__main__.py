@@ -75,7 +75,7 @@ def _positive(value: str) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from . import __version__, create_app, knowledge
     from .core import bundle, pipeline
-    from .errors import AnswerError, InputError, KnowledgeError, NotFoundError
+    from .errors import AnswerError, InputError, KnowledgeError
 
     try:
         data = _read_json(args.answers)
@@ -92,8 +92,7 @@ def _extract(args: argparse.Namespace) -> int:
         _say(f"error: broken data file: {exc}")
         return EXIT_KNOWLEDGE
     try:
-        exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
-        pipeline.require_extractable(exam)
+        result = pipeline.extract(kb, data, patient=patient, now=now, plugin_version=__version__)
     except AnswerError as exc:
         _say(f"error: {len(exc.errors)} question(s) have invalid answers:")
         for link_id, messages in exc.errors.items():
@@ -106,13 +105,8 @@ def _extract(args: argparse.Namespace) -> int:
             for expression, message in exc.issues:
                 _say(f"  {expression or '(input)'}: {message}")
         return EXIT_INVALID
-    except NotFoundError as exc:
-        _say(f"error: {exc.message}")
-        return EXIT_INVALID
-    result = bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=__version__,
-                               recorded=now.isoformat(timespec="seconds"))
-    if not any(e["resource"]["resourceType"] == "Observation" for e in result["entry"]):
-        _say("warning: nothing to extract: no answer maps to an Observation")
+    if bundle.extracted_nothing(result):
+        _say(f"warning: {bundle.NOTHING_EXTRACTED}")
     return _print_json(result)
 
 

@@ -126,7 +126,7 @@ def test_every_problem_of_an_invalid_patient_is_listed(tmp_path: Path) -> None:
 def test_nothing_to_extract_still_prints_the_bundle_with_a_warning(tmp_path: Path) -> None:
     result = run("extract", write(tmp_path, "a.json", {}))
     assert result.returncode == 0, result.stderr
-    assert "warning: nothing to extract" in result.stderr
+    assert "warning: Nothing to extract: no answer in this response maps to an Observation" in result.stderr
     assert json.loads(result.stdout)["type"] == "transaction"
 
 

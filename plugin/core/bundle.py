@@ -22,6 +22,16 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, t.BASE + "/bundle")
 PLUGIN_NAME = "Posterior thigh exam plugin"
 
 
+#: SDC: when nothing maps to an Observation, extraction succeeds with a warning.
+NOTHING_EXTRACTED = ("Nothing to extract: no answer in this response maps to an Observation; "
+                     "the Bundle holds only the QuestionnaireResponse and its provenance.")
+
+
+def extracted_nothing(result: Mapping[str, Any]) -> bool:
+    """Whether an extraction Bundle holds no Observation."""
+    return not any(e["resource"]["resourceType"] == "Observation" for e in result["entry"])
+
+
 def full_url(identifier: Mapping[str, str]) -> str:
     """A stable urn:uuid for the resource carrying ``identifier``."""
     return "urn:uuid:" + str(uuid.uuid5(_NAMESPACE, f"{identifier['system']}|{identifier['value']}"))

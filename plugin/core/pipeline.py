@@ -12,8 +12,8 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import InputError, NotFoundError
-from . import answers, patient as patient_mod, responses
+from ..errors import InputError
+from . import answers, bundle, patient as patient_mod, responses
 from .responses import Context, Exam
 
 #: The Questionnaire the plain format answers (the product has one exam).
@@ -24,6 +24,16 @@ EXTRACTABLE = ("completed", "amended")
 #: ~20 levels; far deeper input is refused before a recursive reader meets it.
 MAX_JSON_DEPTH = 64
 TOO_DEEP = f"nests JSON deeper than {MAX_JSON_DEPTH} levels; no exam record is that deep"
+
+
+def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
+            now: dt.datetime, plugin_version: str) -> dict[str, Any]:
+    """Input to transaction Bundle, as every edge does it: validate, require a finished
+    record, extract. ``now`` is the extraction time (and the stand-in ``authored``)."""
+    exam = exam_from_input(kb, data, patient=patient, now=now)
+    require_extractable(exam)
+    return bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=plugin_version,
+                             recorded=now.isoformat(timespec="seconds"))
 
 
 def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
@@ -39,7 +49,8 @@ def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = N
     else:
         form = kb.forms.get(DEFAULT_FORM)
         if form is None:
-            raise NotFoundError(f"Questionnaire {DEFAULT_FORM!r} is not loaded.")
+            raise InputError(f"Questionnaire {DEFAULT_FORM!r} is not loaded.", status=422,
+                             code="not-found")
         exam = Exam(form, answers.load_plain(form, data),
                     Context(authored=now.isoformat(timespec="seconds")))
     if patient is not None:
@@ -87,7 +98,9 @@ def _from_response(kb: Any, qr: Mapping[str, Any]) -> Exam:
                          code="required")
     form = kb.form_for(canonical)
     if form is None:
-        raise NotFoundError(f"Unknown Questionnaire {canonical!r}.")
+        # Named in the body, not the URL: the request is unprocessable (422), not a 404.
+        raise InputError(f"Unknown Questionnaire {canonical!r}.", status=422, code="not-found",
+                         expression="QuestionnaireResponse.questionnaire")
     return responses.read(form, qr)
 
 

@@ -93,22 +93,12 @@ def extract() -> Response:
     patient = None
     if isinstance(data, Mapping) and data.get("resourceType") == "Parameters":
         data, patient = _extract_inputs(data)
-    kb = _kb()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    try:
-        exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
-    except NotFoundError as exc:  # named in the body, not the URL: 422, not 404
-        raise InputError(exc.message, status=422, code="not-found",
-                         expression="QuestionnaireResponse.questionnaire") from exc
-    pipeline.require_extractable(exam)
-    result = bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=__version__,
-                               recorded=now.isoformat())
+    result = pipeline.extract(_kb(), data, patient=patient,
+                              now=dt.datetime.now(dt.timezone.utc), plugin_version=__version__)
     parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
-    if not any(e["resource"]["resourceType"] == "Observation" for e in result["entry"]):
+    if bundle.extracted_nothing(result):
         parameters.append({"name": "issues", "resource": outcome.information(
-            "Nothing to extract: no answer in this response maps to an Observation; "
-            "the Bundle holds only the QuestionnaireResponse and its provenance.",
-            severity="warning")})
+            bundle.NOTHING_EXTRACTED, severity="warning")})
     return fhir_response({"resourceType": "Parameters", "parameter": parameters})
 
 
