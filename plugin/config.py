@@ -25,4 +25,31 @@ DEFAULTS: dict[str, object] = {
     "FHIR_BASE_URL": "",
     # Keep JSON responses in the order FHIR readers expect (resourceType first).
     "JSON_SORT_KEYS": False,
+    # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
+    # is a local policy choice within the range its evidence allows (shared/clinical.md
+    # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.
+    "DECISION_THRESHOLDS": {
+        # Lumbar MRI for radicular pain only after it persists this long, and only in an
+        # injection/surgery candidate: 4-6 weeks (ACP/APS Chou 2007 rec. 4 [V]; RCGP [S]).
+        "MRI_RADICULAR_PERSISTENCE_WEEKS": 6,
+        # Conservative care tried before injection consultations (epidural, piriformis,
+        # SIJ): "several weeks" (NICE NG59 [S]; Fishman 2002 [V]; Prather 2020 [V]).
+        "CONSERVATIVE_CARE_WEEKS": 6,
+        # Structured tendon loading before imaging/injection for PHT: about 3 months
+        # (range 3-6; UNVERIFIED, seed "several months"; Goom 2016 [S]).
+        "PHT_LOADING_TRIAL_WEEKS": 12,
+        # Care before a surgical opinion for PHT: 6 months (UNVERIFIED for PHT; chronic
+        # incomplete avulsions were operated after 6 months, Kayani/Haddad [V]).
+        "PHT_SURGICAL_OPINION_WEEKS": 26,
+        # Radicular pain before a spine-surgeon referral after failed care: 6-12 weeks
+        # (NICE NG59 decompression [S]; Liu 2023 [S]).
+        "SURGERY_RADICULAR_WEEKS": 12,
+        # Complete proximal avulsion repair: target 4 weeks, upper bound 6 weeks after
+        # injury (Buckwalter 2017 [V]; Bone Joint Open 2022 [V]).
+        "AVULSION_REPAIR_TARGET_WEEKS": 4,
+        "AVULSION_REPAIR_WINDOW_WEEKS": 6,
+        # Emergency MRI for suspected cauda equina syndrome: within 4 hours of request
+        # (GIRFT national pathway via BMJ Best Practice [V]).
+        "CES_MRI_TARGET_HOURS": 4,
+    },
 }

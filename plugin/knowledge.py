@@ -18,9 +18,13 @@ from .core import fhir_models, invariants, mapping, questionnaire
 from .core import terminology as t
 from .core.mapping import ObservationMappings
 from .core.questionnaire import Form
+from .decision import catalogue, codesystem
+from .decision.catalogue import DecisionKnowledge
 from .errors import KnowledgeError
 
 EXTENSION_KEY = "plugin.knowledge"
+#: The Questionnaire whose linkIds the decision rules speak (the exam dictionary's).
+DECISION_FORM = "posterior-thigh-exam"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class KnowledgeBase:
     forms: Mapping[str, Form]
     code_systems: Mapping[str, Mapping[str, Any]]
     observation_mappings: Mapping[str, ObservationMappings]
+    decision: DecisionKnowledge
 
     def form_for(self, canonical: str) -> Form | None:
         """The Form a canonical names: ``url`` (newest loaded) or ``url|version``."""
@@ -43,8 +48,10 @@ class KnowledgeBase:
         return self.observation_mappings[form.id]
 
 
-def load(questionnaires_dir: str | Path, mappings_dir: str | Path) -> KnowledgeBase:
-    """Read, check and cross-check the definition and mapping folders."""
+def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
+         thresholds: Mapping[str, Any] | None = None) -> KnowledgeBase:
+    """Read, check and cross-check the definition and mapping folders; ``thresholds``
+    are the decision rules' timing thresholds (default: the configured defaults)."""
     qdir, mdir = Path(questionnaires_dir), Path(mappings_dir)
     code_systems = {}
     for path in sorted((qdir / "codesystems").glob("*.json")):
@@ -72,15 +79,27 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path) -> KnowledgeB
         parsed = mapping.parse(_read_json(path), source=str(path))
         mapping.check(parsed, form, source=str(path))
         observation_mappings[form.id] = parsed
+    if DECISION_FORM not in forms:
+        raise KnowledgeError(str(qdir), "", f"the decision rules need Questionnaire {DECISION_FORM!r}")
+    if thresholds is None:
+        from .config import DEFAULTS
+        thresholds = DEFAULTS["DECISION_THRESHOLDS"]  # type: ignore[assignment]
+    decision = catalogue.load(mdir / "decision", forms[DECISION_FORM], thresholds)
+    if codesystem.ID in code_systems:
+        raise KnowledgeError(str(qdir / "codesystems"), codesystem.ID,
+                             "is built from mappings/decision; do not keep a copy")
+    code_systems[codesystem.ID] = codesystem.build(decision)
     return KnowledgeBase(forms=MappingProxyType(forms),
                          code_systems=MappingProxyType(code_systems),
-                         observation_mappings=MappingProxyType(observation_mappings))
+                         observation_mappings=MappingProxyType(observation_mappings),
+                         decision=decision)
 
 
 def init_app(app: Any) -> None:
     """Load the knowledge for a Flask app; a broken file raises and start-up stops."""
     app.extensions[EXTENSION_KEY] = load(app.config["QUESTIONNAIRES_DIR"],
-                                         app.config["MAPPINGS_DIR"])
+                                         app.config["MAPPINGS_DIR"],
+                                         app.config["DECISION_THRESHOLDS"])
 
 
 def _read_json(path: Path) -> Any:

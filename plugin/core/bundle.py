@@ -38,11 +38,14 @@ def full_url(identifier: Mapping[str, str]) -> str:
 
 
 def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str,
-               recorded: str) -> dict[str, Any]:
-    """QR + Observations + Device + Provenance as one transaction Bundle.
+               recorded: str, assessment: Any = None) -> dict[str, Any]:
+    """QR + Observations (+ the assessment's Conditions and ServiceRequests) + Device +
+    Provenance as one transaction Bundle.
 
     ``recorded`` (an instant) is when the plugin did the extraction; it is only used
-    when the response has no full ``authored`` date-time to stand for it.
+    when the response has no full ``authored`` date-time to stand for it. The
+    assessment is included only for an exam with a subject (Condition and
+    ServiceRequest require one).
     """
     qr = responses.build(exam)
     qr_identifier = qr["identifier"]
@@ -53,8 +56,12 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     device_url = full_url(device["identifier"][0])
     entries = [_entry(qr_url, qr, qr_identifier)]
     entries += [_entry(full_url(o["identifier"][0]), o, o["identifier"][0]) for o in observations]
+    if assessment is not None and exam.context.subject:
+        entries += [_entry(full_url(r["identifier"][0]), r, r["identifier"][0])
+                    for r in _assessment_resources(exam, assessment, observations)]
     entries.append(_entry(device_url, device, device["identifier"][0]))
-    provenance = _provenance(exam, qr_url, [e["fullUrl"] for e in entries[1:-1]], device_url,
+    provenance = _provenance(exam, qr_url, [(e["fullUrl"], e["resource"]["resourceType"])
+                                           for e in entries[1:-1]], device_url,
                              plugin_version, recorded)
     entries.append({
         "fullUrl": full_url({"system": t.ID_QUESTIONNAIRE_RESPONSE + "/provenance",
@@ -64,6 +71,53 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
                     "entity:QuestionnaireResponse.identifier="
                     f"{qr_identifier.get('system', '')}|{qr_identifier['value']}"}})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _assessment_resources(exam: Exam, assessment: Any,
+                          observations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from ..decision import fhir as decision_fhir  # the decision wing builds its own resources
+
+    by_identifier = {o["identifier"][0]["value"]: full_url(o["identifier"][0]) for o in observations}
+
+    def resolve(source: tuple[str, Any]) -> dict[str, Any] | None:
+        link_id, value = source
+        suffix = f"/{value}" if value is not None else ""
+        url = by_identifier.get(f"{exam.exam_id}/{link_id}{suffix}")
+        return {"reference": url, "type": "Observation"} if url else None
+
+    assert exam.context.subject is not None
+    return decision_fhir.resources(assessment, exam_id=exam.exam_id, subject=exam.context.subject,
+                                   encounter=exam.context.encounter,
+                                   authored=exam.context.authored, resolve=resolve,
+                                   full_url=full_url)
+
+
+def collection(transaction: Mapping[str, Any], resource_types: tuple[str, ...]) -> dict[str, Any]:
+    """A ``collection`` Bundle of the entries of ``resource_types`` plus everything they
+    refer to inside ``transaction``, so every reference in it resolves."""
+    by_url = {e["fullUrl"]: e["resource"] for e in transaction["entry"]}
+    wanted = [e["fullUrl"] for e in transaction["entry"]
+              if e["resource"]["resourceType"] in resource_types]
+    keep: dict[str, None] = {}
+    stack = list(reversed(wanted))
+    while stack:
+        url = stack.pop()
+        if url in keep or url not in by_url:
+            continue
+        keep[url] = None
+        stack.extend(reversed(_references_in(by_url[url])))
+    order = [e["fullUrl"] for e in transaction["entry"] if e["fullUrl"] in keep]
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"fullUrl": u, "resource": by_url[u]} for u in order]}
+
+
+def _references_in(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return found + [r for v in value.values() for r in _references_in(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _references_in(v)]
+    return []
 
 
 def _entry(url: str, resource: dict[str, Any], identifier: Mapping[str, str]) -> dict[str, Any]:
@@ -80,7 +134,7 @@ def _device(version: str) -> dict[str, Any]:
             "version": [{"value": version}]}
 
 
-def _provenance(exam: Exam, qr_url: str, targets: list[str], device_url: str, version: str,
+def _provenance(exam: Exam, qr_url: str, targets: list[tuple[str, str]], device_url: str, version: str,
                 recorded: str) -> dict[str, Any]:
     authored = exam.context.authored
     agents: list[dict[str, Any]] = [{
@@ -93,7 +147,7 @@ def _provenance(exam: Exam, qr_url: str, targets: list[str], device_url: str, ve
                                             "code": "author", "display": "Author"}]},
                        "who": dict(exam.context.author)})
     return {"resourceType": "Provenance",
-            "target": ([{"reference": u, "type": "Observation"} for u in targets]
+            "target": ([{"reference": u, "type": kind} for u, kind in targets]
                        or [{"reference": qr_url, "type": "QuestionnaireResponse"}]),
             "recorded": authored if authored and is_instant(authored) else recorded,
             "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",

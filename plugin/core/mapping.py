@@ -56,7 +56,7 @@ class ObservationMappings:
     not_extracted: Mapping[str, str]
 
 
-class _Coding(Schema):
+class CodingSchema(Schema):
     class Meta:
         unknown = RAISE
 
@@ -69,7 +69,7 @@ class _BodySite(Schema):
     class Meta:
         unknown = RAISE
 
-    coding = fields.List(fields.Nested(_Coding), validate=validate.Length(min=1))
+    coding = fields.List(fields.Nested(CodingSchema), validate=validate.Length(min=1))
     text = fields.String(required=True, validate=validate.Length(min=1))
 
 
@@ -78,13 +78,13 @@ class _Mapping(Schema):
         unknown = RAISE
 
     linkId = fields.String(required=True)
-    code = fields.List(fields.Nested(_Coding), required=True, validate=validate.Length(min=1))
+    code = fields.List(fields.Nested(CodingSchema), required=True, validate=validate.Length(min=1))
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     value = fields.String(required=True, validate=validate.OneOf(VALUE_TYPES))
-    unit = fields.Nested(_Coding)
+    unit = fields.Nested(CodingSchema)
     bodySite = fields.Nested(_BodySite)
     laterality = fields.String(validate=validate.OneOf(SIDES))
-    interpretation = fields.Dict(keys=fields.String(), values=fields.Nested(_Coding))
+    interpretation = fields.Dict(keys=fields.String(), values=fields.Nested(CodingSchema))
 
 
 class _Exclusion(Schema):
@@ -110,7 +110,7 @@ def parse(data: Any, *, source: str) -> ObservationMappings:
     try:
         loaded = _MappingFile().load(data)
     except ValidationError as exc:
-        path, problem = _first_error(exc.messages)
+        path, problem = first_error(exc.messages)
         raise KnowledgeError(source, path, problem) from exc
     by_link_id: dict[str, ObservationMapping] = {}
     for n, m in enumerate(loaded["observations"]):
@@ -206,12 +206,12 @@ def _raw(item: Item, form: Form) -> Mapping[str, Any]:
     return node
 
 
-def _first_error(messages: Any, prefix: str = "") -> tuple[str, str]:
+def first_error(messages: Any, prefix: str = "") -> tuple[str, str]:
     """Flatten marshmallow's nested messages to the first (path, message)."""
     if isinstance(messages, dict):
         key, value = next(iter(messages.items()))
         key = f"[{key}]" if isinstance(key, int) else (f".{key}" if prefix else str(key))
-        return _first_error(value, prefix + key)
+        return first_error(value, prefix + key)
     if isinstance(messages, list) and messages and not isinstance(messages[0], str):
-        return _first_error(messages[0], prefix)
+        return first_error(messages[0], prefix)
     return prefix, " ".join(messages) if isinstance(messages, list) else str(messages)

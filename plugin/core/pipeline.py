@@ -29,11 +29,31 @@ TOO_DEEP = f"nests JSON deeper than {MAX_JSON_DEPTH} levels; no exam record is t
 def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
             now: dt.datetime, plugin_version: str) -> dict[str, Any]:
     """Input to transaction Bundle, as every edge does it: validate, require a finished
-    record, extract. ``now`` is the extraction time (and the stand-in ``authored``)."""
+    record, assess, extract. ``now`` is the extraction time (and the stand-in
+    ``authored``)."""
     exam = exam_from_input(kb, data, patient=patient, now=now)
     require_extractable(exam)
+    return record(kb, exam, plugin_version=plugin_version, recorded=now)
+
+
+def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime) -> dict[str, Any]:
+    """The exam and its assessment as one transaction Bundle."""
     return bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=plugin_version,
-                             recorded=now.isoformat(timespec="seconds"))
+                             recorded=recorded.isoformat(timespec="seconds"),
+                             assessment=assess_exam(kb, exam))
+
+
+def assess_exam(kb: Any, exam: Exam) -> Any:
+    """The decision engine over an exam's answers (age included, prefilled from the
+    Patient when one was given). Pure: the same exam always gives the same result."""
+    from ..decision import assessment, facts
+
+    return assessment.assess(kb.decision, facts.from_answers(exam.answers))
+
+
+#: Why an exam without a subject carries no Conditions or ServiceRequests.
+NO_SUBJECT = ("The assessment is not in the Bundle: Condition and ServiceRequest need a "
+              "subject. Send a Patient (or a response with a subject) to include it.")
 
 
 def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,

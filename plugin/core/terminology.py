@@ -33,3 +33,12 @@ EXT_MAX_VALUE = "http://hl7.org/fhir/StructureDefinition/maxValue"
 EXT_MIN_QUANTITY = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-minQuantity"
 EXT_MAX_QUANTITY = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-maxQuantity"
 EXT_STRUCTURE_LATERALITY = "http://hl7.org/fhir/StructureDefinition/observation-structureLaterality"
+
+#: Decision support: our codes for conditions, red flags and services without a verified
+#: standard code (published at /fhir/CodeSystem/decision-support).
+DECISION_SUPPORT = f"{BASE}/CodeSystem/decision-support"
+ID_CONDITION = f"{BASE}/id/suggested-condition"
+ID_SERVICE_REQUEST = f"{BASE}/id/suggested-referral"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"

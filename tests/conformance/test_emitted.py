@@ -43,7 +43,8 @@ def test_definitions_and_capability_statement(client, validator) -> None:
 def test_extraction_bundle_of_every_golden_case(client, validator, case: Path) -> None:
     data = json.loads(case.read_text(encoding="utf-8"))
     body = {"resourceType": "Parameters", "parameter": [
-        {"name": "questionnaire-response", "resource": _as_response(client, data)}]}
+        {"name": "questionnaire-response", "resource": _as_response(client, data)},
+        {"name": "patient", "resource": data["patient"]}]}
     response = client.post("/fhir/QuestionnaireResponse/$extract", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     parameters = response.get_json()
@@ -55,6 +56,11 @@ def test_extraction_bundle_of_every_golden_case(client, validator, case: Path) -
         assert_conformant(validator, entry["resource"])
         kinds.add(entry["resource"]["resourceType"])
     assert {"QuestionnaireResponse", "Observation", "Provenance", "Device"} <= kinds
+    expected = data.get("assessment") or {}
+    if expected.get("top_condition"):  # the assessment travels in the same Bundle
+        assert "Condition" in kinds
+    if expected.get("referrals_required"):
+        assert "ServiceRequest" in kinds
 
 
 def _as_response(client: Any, case: dict[str, Any]) -> dict[str, Any]:

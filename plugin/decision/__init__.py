@@ -1,0 +1,1 @@
+"""Pure clinical decision support: findings, rules and the assessment engine."""

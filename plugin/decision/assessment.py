@@ -1,0 +1,298 @@
+"""The engine: facts in, an explainable Assessment out, the same every time.
+
+Order matters and is fixed: red flags first (they set the urgency and can never be
+outranked); then every condition is scored from the findings for and against it and
+ranked; then the referral rules run over the findings, the suggested conditions and the
+raised red flags. In an emergency only the emergency referrals remain. Nothing here
+decides: every output carries its reasons and says it is a suggestion.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import predicates as p
+from .catalogue import (PRIORITIES, CaveatDef, ConditionDef, DecisionKnowledge, FactorDef,
+                        FocusDef, RedFlagDef, ServiceDef)
+from .facts import Facts
+from .findings import Finding, Findings
+
+URGENCY_ORDER = ("emergency", "urgent", "routine")
+#: Bands at which a condition counts as suggested even when not ranked first.
+SUGGESTED_BANDS = ("high", "moderate")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One finding's part in one condition's score, as shown to the clinician."""
+
+    finding: Finding
+    weight: float  # contribution to the score; 0 when its test family already counted
+    basis: str
+    rationale: str
+    citations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    condition: ConditionDef
+    rank: int
+    score: float
+    likelihood: str
+    confidence: str
+    for_: tuple[Evidence, ...]
+    against: tuple[Evidence, ...]
+    not_assessed: tuple[str, ...]
+    citations: tuple[str, ...]
+
+    @property
+    def suggested(self) -> bool:
+        return self.score > 0 and (self.rank == 1 or self.likelihood in SUGGESTED_BANDS)
+
+
+@dataclass(frozen=True)
+class RaisedFlag:
+    definition: RedFlagDef
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class Factor:
+    definition: FactorDef
+    finding: Finding
+
+
+@dataclass(frozen=True)
+class Referral:
+    service: ServiceDef
+    priority: str
+    reason: str
+    timing: str
+    citations: tuple[str, ...]
+    rules: tuple[str, ...]
+    focus: tuple[FocusDef, ...]
+    sources: frozenset[p.Source]  # the answers behind it (its Observations)
+    conditions: tuple[str, ...]  # suggested conditions it rests on
+    red_flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Caveat:
+    id: str
+    text: str
+    citations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Assessment:
+    urgency: str
+    red_flags: tuple[RaisedFlag, ...]
+    differential: tuple[Candidate, ...]
+    factors: tuple[Factor, ...]
+    referrals: tuple[Referral, ...]
+    pt_focus: tuple[FocusDef, ...]
+    caveats: tuple[Caveat, ...]
+    knowledge_version: str
+    disclaimer: str
+    findings: Findings
+
+    @property
+    def facts(self) -> Facts:
+        return self.findings.facts
+
+    def as_json(self) -> dict[str, Any]:
+        """The stable JSON contract (CLI ``--format json``, API, tablet review)."""
+        return {
+            "urgency": self.urgency,
+            "red_flags": [{"id": f.definition.id, "display": f.definition.display,
+                           "urgency": f.definition.urgency,
+                           "findings": [x.id for x in f.findings],
+                           "action": f.definition.action,
+                           "citations": list(f.definition.citations)} for f in self.red_flags],
+            "differential": [_candidate_json(c) for c in self.differential],
+            "contributing_factors": [{"id": f.definition.id, "display": f.definition.display,
+                                      "findings": [f.finding.id], "note": f.definition.note,
+                                      "citations": list(f.definition.citations)}
+                                     for f in self.factors],
+            "referrals": [_referral_json(r) for r in self.referrals],
+            "pt_focus": [{"for": f.for_, "focus": f.focus, "citations": list(f.citations)}
+                         for f in self.pt_focus],
+            "caveats": [{"id": c.id, "text": c.text, "citations": list(c.citations)}
+                        for c in self.caveats],
+            "knowledge_version": self.knowledge_version,
+            "disclaimer": self.disclaimer,
+        }
+
+
+def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
+    """Red flags, then the ranked differential, then referrals and caveats."""
+    findings = Findings(knowledge, facts)
+    env = findings.env
+    flags = tuple(_raise(r, findings) for r in knowledge.red_flags
+                  if r.when.evaluate(env, None).truth)
+    urgency = min((f.definition.urgency for f in flags), key=URGENCY_ORDER.index,
+                  default="routine")
+    differential = _differential(knowledge, findings)
+    suggested = {c.condition.id for c in differential if c.suggested}
+    raised = {f.definition.id for f in flags}
+    env.condition = lambda id_: id_ in suggested
+    env.red_flag = lambda id_: id_ in raised
+    factors = tuple(Factor(f, findings.get(f.finding)) for f in knowledge.factors
+                    if findings.truth(f.finding))
+    focus = () if urgency == "emergency" else tuple(
+        knowledge.pt_focus[i] for i in [*(c.condition.id for c in differential if c.suggested),
+                                        *(f.definition.id for f in factors)]
+        if i in knowledge.pt_focus)
+    referrals = _referrals(knowledge, env, urgency, focus, findings)
+    caveats = [Caveat(c.id, c.text, c.citations) for c in knowledge.caveats
+               if c.when.evaluate(env, None).truth]
+    caveats += _completeness_caveats(differential)
+    return Assessment(urgency, flags, differential, factors, referrals, focus, tuple(caveats),
+                      knowledge.version, knowledge.disclaimer, findings)
+
+
+def _raise(definition: RedFlagDef, findings: Findings) -> RaisedFlag:
+    """The raised flag with the findings that triggered it (either leg for sided ones:
+    a red flag on the other leg is still a red flag)."""
+    shown = []
+    for kind, id_ in sorted(definition.when.refs(), key=lambda r: list(findings.knowledge.findings).index(r[1])):
+        finding = findings.get(id_)
+        if not finding.truth and findings.knowledge.findings[id_].sided:
+            result = findings.result(id_, None, "any")
+            finding = Finding(id_, finding.display, result.truth,
+                              tuple(s for s in p.SIDES if findings.result(id_, None, s).truth),
+                              result.sources)
+        if finding.truth:
+            shown.append(finding)
+    return RaisedFlag(definition, tuple(shown))
+
+
+def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Candidate, ...]:
+    scored = []
+    for index, condition in enumerate(knowledge.conditions):
+        applicable: list[tuple[Any, Finding]] = []
+        for e in condition.evidence:
+            if e.only_if and findings.truth(e.only_if) is not True:
+                continue
+            if e.unless and findings.truth(e.unless) is True:
+                continue
+            finding = findings.get(e.finding)
+            if finding.truth is (e.when == "present"):
+                applicable.append((e, finding))
+        strongest: dict[str, Any] = {}
+        for e, _ in applicable:  # one test family counts once: its strongest item
+            if e.group and abs(e.contribution) > abs(strongest.get(e.group, e).contribution):
+                strongest[e.group] = e
+            strongest.setdefault(e.group or id(e), e)
+        counted = {id(e) for e in strongest.values()}
+        lines = []
+        for e, finding in applicable:
+            weight = e.contribution if id(e) in counted else 0.0
+            basis = e.basis if id(e) in counted else (
+                f"same test family as '{strongest[e.group].finding}', counted once")
+            lines.append((e, Evidence(finding, weight, basis, e.rationale, e.citations)))
+        for_ = tuple(ev for e, ev in lines if e.contribution > 0)
+        score = round(sum(ev.weight for _, ev in lines), 2)
+        # Listed only when a present finding supports it and the score reaches a band:
+        # the absence of findings alone never suggests anything.
+        if knowledge.scoring.band(score) is None or not any(
+                ev.weight > 0 for e, ev in lines if e.when == "present"):
+            continue
+        key = condition.key_findings
+        missing = tuple(k for k in key if findings.truth(k) is None)
+        citations = list(condition.citations)
+        for e, _ in lines:
+            citations += [c for c in e.citations if c not in citations]
+        scored.append((score, index, condition, for_,
+                       tuple(ev for e, ev in lines if e.contribution < 0), missing,
+                       1 - len(missing) / len(key), tuple(dict.fromkeys(citations))))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    return tuple(
+        Candidate(condition, rank, score, knowledge.scoring.band(score) or "",
+                  knowledge.scoring.confidence_band(known), for_, against, missing, citations)
+        for rank, (score, _, condition, for_, against, missing, known, citations)
+        in enumerate(scored, start=1))
+
+
+def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
+               focus: tuple[FocusDef, ...], findings: Findings) -> tuple[Referral, ...]:
+    by_service: dict[str, list[Any]] = {}
+    for rule in knowledge.rules:
+        result = rule.when.evaluate(env, None)
+        if result.truth:
+            by_service.setdefault(rule.service, []).append((rule, result))
+    referrals = []
+    for service_id, hits in by_service.items():
+        hits.sort(key=lambda h: PRIORITIES.index(h[0].priority))
+        lead = hits[0][0]
+        if urgency == "emergency" and lead.priority != "stat":
+            continue  # in an emergency nothing routine distracts
+        citations: list[str] = []
+        for rule, _ in hits:
+            citations += [c for c in rule.citations if c not in citations]
+        refs = set().union(*(r.when.refs() for r, _ in hits))
+        referrals.append(Referral(
+            knowledge.services[service_id], lead.priority,
+            " ".join(dict.fromkeys(r.reason for r, _ in hits)), lead.timing, tuple(citations),
+            tuple(r.id for r, _ in hits), focus if service_id == "physiotherapy" else (),
+            frozenset().union(*(res.sources for _, res in hits)),
+            tuple(c.id for c in knowledge.conditions
+                  if ("condition", c.id) in refs and env.condition and env.condition(c.id)),
+            tuple(f.id for f in knowledge.red_flags
+                  if ("red_flag", f.id) in refs and env.red_flag and env.red_flag(f.id))))
+    order = [r.id for r in knowledge.rules]
+    referrals.sort(key=lambda r: (PRIORITIES.index(r.priority), order.index(r.rules[0])))
+    return tuple(referrals)
+
+
+def _completeness_caveats(differential: tuple[Candidate, ...]) -> list[Caveat]:
+    """Say which key tests were not done for the leading conditions (unknown is never
+    counted as negative, so a thin exam shows as low confidence, not as a verdict)."""
+    caveats = []
+    for candidate in differential[:2]:
+        if candidate.not_assessed and candidate.confidence != "high":
+            caveats.append(Caveat(
+                f"not-assessed-{candidate.condition.id}",
+                f"{candidate.condition.display}: confidence {candidate.confidence}; not "
+                f"assessed: {', '.join(candidate.not_assessed)}. Missing tests are not "
+                f"counted as negative.", ("engine-weighting",)))
+    if not differential:
+        caveats.append(Caveat("nothing-supported", "No condition is supported by the "
+                              "recorded findings.", ("engine-weighting",)))
+    return caveats
+
+
+def _evidence_json(e: Evidence) -> dict[str, Any]:
+    line: dict[str, Any] = {"finding": e.finding.id, "display": e.finding.display}
+    if e.finding.sides:
+        line["sides"] = list(e.finding.sides)
+    line.update({"weight": round(e.weight, 2), "basis": e.basis,
+                 "citations": list(e.citations)})
+    return line
+
+
+def _candidate_json(c: Candidate) -> dict[str, Any]:
+    entry: dict[str, Any] = {"condition": c.condition.id, "display": c.condition.display}
+    if c.condition.codes:
+        entry["code"] = [dict(x) for x in c.condition.codes]
+    entry.update({"rank": c.rank, "likelihood": c.likelihood, "score": c.score,
+                  "confidence": c.confidence, "suggested": c.suggested,
+                  "for": [_evidence_json(e) for e in c.for_],
+                  "against": [_evidence_json(e) for e in c.against],
+                  "not_assessed": list(c.not_assessed), "citations": list(c.citations)})
+    return entry
+
+
+def _referral_json(r: Referral) -> dict[str, Any]:
+    entry: dict[str, Any] = {"service": r.service.id, "display": r.service.display,
+                             "priority": r.priority, "reason": r.reason, "timing": r.timing,
+                             "citations": list(r.citations), "rules": list(r.rules)}
+    if r.focus:
+        entry["focus"] = [f.focus for f in r.focus]
+    return entry
+
+
+def referral_codes(service: ServiceDef, side: str | None) -> list[Mapping[str, str]]:
+    """The verified codes for a service, side-specific where one exists."""
+    return list(service.codes_by_side.get(side or "", service.codes))

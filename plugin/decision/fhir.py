@@ -1,0 +1,111 @@
+"""The Assessment as FHIR R4: a Condition per suggested condition, a ServiceRequest per
+referral, both plainly marked as decision-support suggestions.
+
+Conditions carry ``verificationStatus = differential`` and cite the Observations behind
+their supporting findings as evidence; ServiceRequests are ``status = draft``,
+``intent = proposal`` with the FHIR priority and the Conditions/Observations they rest
+on as ``reasonReference``. Codes: the verified standard code where clinical.md lists one,
+always alongside our own ``decision-support`` code.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..core import terminology as t
+from .assessment import Assessment, Candidate, Referral, referral_codes
+from .predicates import Source
+
+#: Resolves an answer to the reference of its Observation (None when not extracted).
+Resolver = Callable[[Source], Mapping[str, Any] | None]
+
+SUGGESTION = "Decision-support suggestion, not a diagnosis or an order; the clinician decides."
+
+
+def resources(assessment: Assessment, *, exam_id: str, subject: Mapping[str, Any],
+              encounter: Mapping[str, Any] | None, authored: str | None,
+              resolve: Resolver, full_url: Callable[[Mapping[str, str]], str]
+              ) -> list[dict[str, Any]]:
+    """Conditions (rank order), then ServiceRequests (priority order)."""
+    conditions = [_condition(c, exam_id, subject, encounter, authored, resolve)
+                  for c in assessment.differential]
+    condition_urls = {c.condition.id: full_url(r["identifier"][0])
+                      for c, r in zip(assessment.differential, conditions)}
+    side = assessment.facts.affected_side
+    requests = [_service_request(r, exam_id, subject, encounter, authored, resolve,
+                                 condition_urls, side) for r in assessment.referrals]
+    return conditions + requests
+
+
+def _references(sources: Any, resolve: Resolver) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for source in sorted(sources, key=lambda s: (s[0], str(s[1]))):
+        ref = resolve(source)
+        if ref is not None:
+            seen.setdefault(ref["reference"], dict(ref))
+    return list(seen.values())
+
+
+def _condition(c: Candidate, exam_id: str, subject: Mapping[str, Any],
+               encounter: Mapping[str, Any] | None, authored: str | None,
+               resolve: Resolver) -> dict[str, Any]:
+    display = c.condition.display
+    resource: dict[str, Any] = {
+        "resourceType": "Condition",
+        "identifier": [{"system": t.ID_CONDITION, "value": f"{exam_id}/{c.condition.id}"}],
+        "clinicalStatus": {"coding": [{"system": t.CONDITION_CLINICAL, "code": "active",
+                                       "display": "Active"}]},
+        "verificationStatus": {"coding": [{"system": t.CONDITION_VERIFICATION,
+                                           "code": "differential", "display": "Differential"}]},
+        "category": [{"coding": [{"system": t.CONDITION_CATEGORY, "code": "encounter-diagnosis",
+                                  "display": "Encounter Diagnosis"}]}],
+        "code": {"coding": [*(dict(x) for x in c.condition.codes),
+                            {"system": t.DECISION_SUPPORT, "code": c.condition.id,
+                             "display": display}], "text": display},
+        "subject": dict(subject),
+    }
+    if encounter:
+        resource["encounter"] = dict(encounter)
+    if authored:
+        resource["recordedDate"] = authored
+    sources = frozenset().union(*(e.finding.sources for e in c.for_ if e.weight > 0))
+    detail = _references(sources, resolve)
+    if detail:
+        resource["evidence"] = [{"detail": detail}]
+    against = "; ".join(e.finding.display for e in c.against) or "none recorded"
+    resource["note"] = [{"text": (
+        f"Ranked {c.rank} in the differential: likelihood {c.likelihood}, score {c.score:g}, "
+        f"confidence {c.confidence}. For: {'; '.join(e.finding.display for e in c.for_ if e.weight > 0)}. "
+        f"Against: {against}. {SUGGESTION}")}]
+    return resource
+
+
+def _service_request(r: Referral, exam_id: str, subject: Mapping[str, Any],
+                     encounter: Mapping[str, Any] | None, authored: str | None,
+                     resolve: Resolver, condition_urls: Mapping[str, str],
+                     side: str | None) -> dict[str, Any]:
+    display = r.service.display
+    side_code = side if r.service.category == "imaging" else None
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"system": t.ID_SERVICE_REQUEST, "value": f"{exam_id}/{r.service.id}"}],
+        "status": "draft", "intent": "proposal", "priority": r.priority,
+        "code": {"coding": [*(dict(x) for x in referral_codes(r.service, side_code)),
+                            {"system": t.DECISION_SUPPORT, "code": r.service.id,
+                             "display": display}], "text": display},
+    }
+    if r.focus:
+        resource["orderDetail"] = [{"text": f.focus} for f in r.focus]
+    resource["subject"] = dict(subject)
+    if encounter:
+        resource["encounter"] = dict(encounter)
+    if authored:
+        resource["authoredOn"] = authored
+    resource["reasonCode"] = [{"text": r.reason}]
+    reasons = [{"reference": condition_urls[c], "type": "Condition"}
+               for c in r.conditions if c in condition_urls]
+    reasons += _references(r.sources, resolve)
+    if reasons:
+        resource["reasonReference"] = reasons
+    resource["note"] = [{"text": f"Timing: {r.timing} {SUGGESTION}"}]
+    return resource
