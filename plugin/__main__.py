@@ -1,4 +1,4 @@
-"""Command line: ``python -m plugin extract|serve`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -29,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2): already printed
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     try:
-        return _extract(args) if args.command == "extract" else _serve(args)
+        if args.command == "serve":
+            return _serve(args)
+        return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
@@ -51,6 +53,22 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--authored", metavar="ISO",
                          help="when the exam took place, for plain answers (ISO date-time "
                               "with offset); default: now")
+    assess = commands.add_parser(
+        "assess", help="answers -> decision support (red flags, differential, referrals)",
+        description="Assess an exam: red flags and urgency, a ranked differential with the "
+                    "findings for and against, and suggested referrals. A suggestion; the "
+                    "clinician decides. Exit 1: invalid answers; 2: unusable input; 3: broken "
+                    "data files.")
+    assess.add_argument("answers", metavar="ANSWERS.json",
+                        help="plain answers or a QuestionnaireResponse (JSON; - = stdin)")
+    assess.add_argument("--patient", metavar="PATIENT.json",
+                        help="a FHIR Patient (JSON): its birthDate gives the age; needed for "
+                             "--format fhir (Conditions and ServiceRequests need a subject)")
+    assess.add_argument("--format", choices=("json", "text", "fhir"), default="json",
+                        help="json: the stable assessment contract (default); text: a "
+                             "clinician summary; fhir: Conditions and ServiceRequests")
+    assess.add_argument("--authored", metavar="ISO",
+                        help="when the exam took place (ISO date-time with offset); default: now")
     serve = commands.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
@@ -73,8 +91,51 @@ def _positive(value: str) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from . import __version__, create_app, knowledge
+    from . import __version__
     from .core import bundle, pipeline
+
+    def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
+        result = pipeline.extract(kb, data, patient=patient, now=now,
+                                  plugin_version=__version__)
+        if bundle.extracted_nothing(result):
+            _say(f"warning: {bundle.NOTHING_EXTRACTED}")
+        if patient is None and not _has_subject(result):
+            _say(f"note: {pipeline.NO_SUBJECT}")
+        return _print_json(result)
+
+    return _with_exam_input(args, run)
+
+
+def _assess(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .core import bundle, pipeline
+    from .decision import summary
+
+    def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
+        exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
+        if args.format == "fhir":
+            if exam.context.subject is None:
+                raise _UsageError(f"--format fhir: {pipeline.NO_SUBJECT}")
+            return _print_json(bundle.collection(
+                pipeline.record(kb, exam, plugin_version=__version__, recorded=now),
+                ("Condition", "ServiceRequest")))
+        result = pipeline.assess_exam(kb, exam)
+        if args.format == "text":
+            return _print_text(summary.render(result))
+        return _print_json(result.as_json())
+
+    return _with_exam_input(args, run)
+
+
+def _has_subject(result: dict[str, Any]) -> bool:
+    return any("subject" in e["resource"] for e in result["entry"]
+               if e["resource"]["resourceType"] == "QuestionnaireResponse")
+
+
+def _with_exam_input(args: argparse.Namespace, run: Any) -> int:
+    """Read the answers and patient, load the knowledge, run; bad input of any kind
+    becomes a message and an exit code, never a traceback."""
+    from . import create_app, knowledge
     from .errors import AnswerError, InputError, KnowledgeError
 
     try:
@@ -86,13 +147,16 @@ def _extract(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         # The same configuration as the service (defaults, instance file, PLUGIN_*),
-        # so the CLI and the API never extract with different knowledge.
+        # so the CLI and the API never work from different knowledge.
         kb = create_app().extensions[knowledge.EXTENSION_KEY]
     except KnowledgeError as exc:
         _say(f"error: broken data file: {exc}")
         return EXIT_KNOWLEDGE
     try:
-        result = pipeline.extract(kb, data, patient=patient, now=now, plugin_version=__version__)
+        return int(run(kb, data, patient, now))
+    except _UsageError as exc:
+        _say(f"error: {exc}")
+        return EXIT_INPUT
     except AnswerError as exc:
         _say(f"error: {len(exc.errors)} question(s) have invalid answers:")
         for link_id, messages in exc.errors.items():
@@ -105,9 +169,6 @@ def _extract(args: argparse.Namespace) -> int:
             for expression, message in exc.issues:
                 _say(f"  {expression or '(input)'}: {message}")
         return EXIT_INVALID
-    if bundle.extracted_nothing(result):
-        _say(f"warning: {bundle.NOTHING_EXTRACTED}")
-    return _print_json(result)
 
 
 class _UsageError(Exception):
@@ -163,6 +224,15 @@ def _print_json(resource: dict[str, Any]) -> int:
             sys.stdout.flush()
     except BrokenPipeError:  # e.g. `| head`: the reader left; not an error of ours
         # point stdout at devnull so the interpreter's flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _print_text(text: str) -> int:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 

@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # the KnowledgeBase is passed in; the core never loads it
     from ..knowledge import KnowledgeBase
 
 EXTRACT = "http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract"
+#: This server's own operation (decision support over an exam).
+ASSESS = "http://posterior-thigh-exam.org/fhir/OperationDefinition/QuestionnaireResponse-assess"
 SOFTWARE = "Posterior thigh exam plugin"
 #: The canonical search parameters both definition types support (FHIR "conformance-*").
 SEARCH_PARAMS = (
@@ -52,7 +54,15 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
                      "documentation": (
                          "Type level only (POST [base]/QuestionnaireResponse/$extract): "
                          "observation-based extraction to a transaction Bundle, for responses "
-                         "to " + ", ".join(canonicals) + ".")}]},
+                         "to " + ", ".join(canonicals) + "; with a subject, the Bundle also "
+                         "carries the decision-support Conditions and ServiceRequests.")},
+                     {"name": "assess", "definition": ASSESS,
+                      "documentation": (
+                          "Type level only (POST [base]/QuestionnaireResponse/$assess), the same "
+                          "inputs as $extract: decision support as a collection Bundle of "
+                          "Conditions (verificationStatus differential) and draft "
+                          "ServiceRequests (intent proposal) with the Observations they cite. "
+                          "Needs a subject. Suggestions only; the clinician decides.")}]},
             ],
         }],
     }

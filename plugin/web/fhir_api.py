@@ -99,7 +99,31 @@ def extract() -> Response:
     if bundle.extracted_nothing(result):
         parameters.append({"name": "issues", "resource": outcome.information(
             bundle.NOTHING_EXTRACTED, severity="warning")})
+    elif not any(e["resource"]["resourceType"] == "QuestionnaireResponse"
+                 and "subject" in e["resource"] for e in result["entry"]):
+        parameters.append({"name": "issues", "resource": outcome.information(
+            pipeline.NO_SUBJECT, severity="information")})
     return fhir_response({"resourceType": "Parameters", "parameter": parameters})
+
+
+@bp.post("/QuestionnaireResponse/$assess")
+def assess() -> Response:
+    """Decision support over an exam: the same inputs as $extract; returns Parameters
+    with ``return``, a collection Bundle of the suggested Conditions and draft
+    ServiceRequests plus the Observations they cite. Nothing is stored."""
+    data = _json_body()
+    patient = None
+    if isinstance(data, Mapping) and data.get("resourceType") == "Parameters":
+        data, patient = _extract_inputs(data)
+    now = dt.datetime.now(dt.timezone.utc)
+    exam = pipeline.exam_from_input(_kb(), data, patient=patient, now=now)
+    if exam.context.subject is None:
+        raise InputError(pipeline.NO_SUBJECT, status=422, code="required",
+                         expression="QuestionnaireResponse.subject")
+    result = bundle.collection(pipeline.record(_kb(), exam, plugin_version=__version__,
+                                               recorded=now), ("Condition", "ServiceRequest"))
+    return fhir_response({"resourceType": "Parameters",
+                          "parameter": [{"name": "return", "resource": result}]})
 
 
 def _search(resource_type: str, resources: Sequence[Mapping[str, Any]]) -> Response:

@@ -81,11 +81,12 @@ def test_metadata_says_r4_and_lists_exactly_what_is_served(client) -> None:
         assert [i["code"] for i in resources[definition]["interaction"]] == \
             ["read", "search-type"]
         assert [p["name"] for p in resources[definition]["searchParam"]] == ["url", "version"]
-    operation, = resources["QuestionnaireResponse"]["operation"]
+    operation, assess = resources["QuestionnaireResponse"]["operation"]
     assert operation["name"] == "extract"
     assert operation["definition"] == \
         "http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract"
     assert f"{Q_URL}|1.0.0" in operation["documentation"]
+    assert assess["name"] == "assess" and "suggestion" in assess["documentation"].lower()
 
 
 def test_metadata_uses_the_configured_base_url() -> None:
