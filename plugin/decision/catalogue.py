@@ -401,7 +401,7 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
     caveats = tuple(
         CaveatDef(c["id"], _predicate(c["when"], form, thresholds, src["differential"],
                                       f"caveats[{n}].when", known),
-                  c["text"], cites(c["citation"], src["differential"], f"caveats[{n}].citation"))
+                  fill(c["text"], src["differential"], f"caveats[{n}].text"), cites(c["citation"], src["differential"], f"caveats[{n}].citation"))
         for n, c in enumerate(diff["caveats"]))
     ref = raw["referrals"]
     services = {}

@@ -162,15 +162,25 @@ VERIFIED: dict[str, dict[str, tuple[str, ...]]] = {
         "77568009": ("Structure of back of trunk",),
         # findings and conditions
         "449813001": ("Numbness of saddle area (finding)",),
-        "23056005": ("Sciatica (disorder)",), "128196005": ("Lumbar radiculopathy (disorder)",),
+        "23056005": ("Sciatica (disorder)",),
+        # conditions: the FSN, or the FSN without its semantic tag as a display
+        "128196005": ("Lumbar radiculopathy (disorder)", "Lumbar radiculopathy"),
         "2415007": ("Lumbosacral radiculopathy (disorder)",),
         "311211000119105": ("Radiculopathy due to lumbar intervertebral disc disorder (disorder)",),
-        "18347007": ("Spinal stenosis of lumbar region (disorder)",),
-        "192970008": ("Cauda equina syndrome (disorder)",),
+        "18347007": ("Spinal stenosis of lumbar region (disorder)", "Spinal stenosis of lumbar region"),
+        "192970008": ("Cauda equina syndrome (disorder)", "Cauda equina syndrome"),
+        "129139009": ("Disorder of lumbar spine (disorder)", "Disorder of lumbar spine"),
+        # referrals (procedures)
+        "308447003": ("Referral to physiotherapist (procedure)", "Referral to physiotherapist"),
+        "308481009": ("Referral to orthopedic surgeon (procedure)", "Referral to orthopedic surgeon"),
         "263221003": ("Fracture of ischial tuberosity (disorder)",),
     },
     LOINC: {"72514-3": ("Pain severity - 0-10 verbal numeric rating [Score] - Reported",),
-            "38208-5": ("Pain severity - Reported",)},
+            "38208-5": ("Pain severity - Reported",),
+            # imaging orders (ServiceRequest.code)
+            "24968-0": ("MR Lumbar spine",), "24702-3": ("MR Thigh",),
+            "26236-0": ("MR Thigh - left",), "26237-8": ("MR Thigh - right",),
+            "26235-2": ("MR Thigh - bilateral",)},
     "http://terminology.hl7.org/CodeSystem/observation-category": {
         "exam": ("Exam",), "survey": ("Survey",)},
     "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation": {
