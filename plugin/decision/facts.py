@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -137,7 +136,3 @@ def _reference(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return {"reference": f"Observation/{obs['id']}", "type": "Observation"}
     return None
 
-
-def number(value: Any) -> Any:
-    """JSON-friendly number (answers hold Decimal for decimals)."""
-    return float(value) if isinstance(value, Decimal) else value
