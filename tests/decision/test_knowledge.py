@@ -4,7 +4,6 @@ start-up naming the file and the place inside it."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,6 @@ from tests.core.test_knowledge import LOINC, SNOMED, VERIFIED, codings
 
 MDIR = Path(DEFAULTS["MAPPINGS_DIR"])
 DDIR = MDIR / "decision"
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 FILES = ("citations", "findings", "red-flags", "differential", "referrals")
 
 
@@ -28,17 +26,22 @@ def _raw(name: str) -> dict[str, Any]:
 
 
 def _vocabulary() -> dict[str, set[str]]:
-    """The decision vocabulary of shared/exam-dictionary.md, as written there."""
-    text = (SHARED / "exam-dictionary.md").read_text(encoding="utf-8")
-    section = text.split("## Decision vocabulary", 1)[1]
-    parts = {}
-    for label, key in (("Conditions:", "conditions"), ("Emergencies:", "emergencies"),
-                       ("Contributing factor", "factors"), ("Urgency:", "urgency"),
-                       ("Referral services:", "services")):
-        chunk = section.split(label, 1)[1]
-        chunk = re.split(r"\n\n|(?<=\.)\s+(?=[A-Z])", chunk, maxsplit=1)[0]
-        parts[key] = set(re.findall(r"`([a-z0-9-]+)`", chunk))
-    return parts
+    """The decision vocabulary of shared/exam-dictionary.md, written out by hand (the
+    repository does not ship shared/, so the contract is copied here on purpose)."""
+    return {
+        "conditions": {"proximal-hamstring-tendinopathy", "hamstring-strain",
+                       "proximal-hamstring-avulsion", "lumbar-radiculopathy",
+                       "lumbar-spinal-stenosis", "deep-gluteal-syndrome",
+                       "sacroiliac-joint-pain", "hamstring-syndrome",
+                       "neural-mechanosensitivity", "referred-lumbar-pain"},
+        "emergencies": {"cauda-equina-syndrome", "serious-pathology"},
+        "factors": {"hip-drop"},
+        "urgency": {"emergency", "urgent", "routine"},
+        "services": {"emergency-department", "urgent-spine-assessment",
+                     "urgent-orthopaedic-surgeon", "physiotherapy", "mri-lumbar-spine",
+                     "mri-pelvis-hamstring", "injection-consultation", "spine-surgeon",
+                     "sports-medicine"},
+    }
 
 
 def _refs(node: Any, kind: str) -> set[str]:
