@@ -107,8 +107,10 @@ def collection(transaction: Mapping[str, Any], resource_types: tuple[str, ...]) 
         keep[url] = None
         stack.extend(reversed(_references_in(by_url[url])))
     order = [e["fullUrl"] for e in transaction["entry"] if e["fullUrl"] in keep]
-    return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"fullUrl": u, "resource": by_url[u]} for u in order]}
+    result: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
+    if order:  # FHIR JSON has no empty arrays
+        result["entry"] = [{"fullUrl": u, "resource": by_url[u]} for u in order]
+    return result
 
 
 def _references_in(value: Any) -> list[str]:

@@ -135,9 +135,10 @@ def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
                   default="routine")
     differential = _differential(knowledge, findings)
     suggested = {c.condition.id for c in differential if c.suggested}
-    raised = {f.definition.id for f in flags}
+    raised = {f.definition.id: p.Result(True, frozenset().union(*(x.sources for x in f.findings)))
+              for f in flags}
     env.condition = lambda id_: id_ in suggested
-    env.red_flag = lambda id_: id_ in raised
+    env.red_flag = lambda id_: raised.get(id_, p.Result(False))
     factors = tuple(Factor(f, findings.get(f.finding)) for f in knowledge.factors
                     if findings.truth(f.finding))
     focus = () if urgency == "emergency" else tuple(
@@ -240,7 +241,7 @@ def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
             tuple(c.id for c in knowledge.conditions
                   if ("condition", c.id) in refs and env.condition and env.condition(c.id)),
             tuple(f.id for f in knowledge.red_flags
-                  if ("red_flag", f.id) in refs and env.red_flag and env.red_flag(f.id))))
+                  if ("red_flag", f.id) in refs and env.red_flag and env.red_flag(f.id).truth)))
     order = [r.id for r in knowledge.rules]
     referrals.sort(key=lambda r: (PRIORITIES.index(r.priority), order.index(r.rules[0])))
     return tuple(referrals)

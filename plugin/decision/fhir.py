@@ -26,11 +26,13 @@ def resources(assessment: Assessment, *, exam_id: str, subject: Mapping[str, Any
               encounter: Mapping[str, Any] | None, authored: str | None,
               resolve: Resolver, full_url: Callable[[Mapping[str, str]], str]
               ) -> list[dict[str, Any]]:
-    """Conditions (rank order), then ServiceRequests (priority order)."""
+    """Conditions for the suggested candidates (rank order), then ServiceRequests
+    (priority order); low-likelihood candidates stay in the JSON differential only."""
+    suggested = [c for c in assessment.differential if c.suggested]
     conditions = [_condition(c, exam_id, subject, encounter, authored, resolve)
-                  for c in assessment.differential]
+                  for c in suggested]
     condition_urls = {c.condition.id: full_url(r["identifier"][0])
-                      for c, r in zip(assessment.differential, conditions)}
+                      for c, r in zip(suggested, conditions)}
     side = assessment.facts.affected_side
     requests = [_service_request(r, exam_id, subject, encounter, authored, resolve,
                                  condition_urls, side) for r in assessment.referrals]

@@ -50,7 +50,7 @@ class Env:
     def __init__(self, answers: Mapping[str, tuple[Any, ...]], not_done: frozenset[str],
                  finding: Callable[[str, str | None, str | None], Result] | None = None,
                  condition: Callable[[str], Truth] | None = None,
-                 red_flag: Callable[[str], Truth] | None = None) -> None:
+                 red_flag: Callable[[str], Result] | None = None) -> None:
         self.answers = answers
         self.not_done = not_done
         self.finding = finding
@@ -220,7 +220,7 @@ class RedFlagRef(Predicate):
 
     def evaluate(self, env: Env, side: str | None) -> Result:
         assert env.red_flag is not None, "red flags are not available at this stage"
-        return Result(env.red_flag(self.id))
+        return env.red_flag(self.id)  # with the answers that raised it
 
     def refs(self) -> set[tuple[str, str]]:
         return {("red_flag", self.id)}

@@ -209,7 +209,7 @@ def _parts(parameters: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         if not isinstance(name, str):
             raise InputError("Each parameter needs a name.", expression=f"{where}.name")
         if name not in EXTRACT_PARAMETERS:
-            raise InputError(f"Unknown parameter {name!r}; $extract takes "
+            raise InputError(f"Unknown parameter {name!r}; this operation takes "
                              f"{', '.join(EXTRACT_PARAMETERS)}.", expression=f"{where}.name",
                              code="not-supported")
         if name in by_name:
