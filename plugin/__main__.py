@@ -45,35 +45,34 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate answers (plain format or a QuestionnaireResponse) and print "
                     "the transaction Bundle. Exit 1: invalid answers; 2: unusable input; "
                     "3: broken data files.")
-    extract.add_argument("answers", metavar="ANSWERS.json",
-                         help="plain answers or a QuestionnaireResponse (JSON; - = stdin)")
-    extract.add_argument("--patient", metavar="PATIENT.json",
-                         help="a FHIR Patient (JSON): the record's subject; its birthDate "
-                              "fills the age")
-    extract.add_argument("--authored", metavar="ISO",
-                         help="when the exam took place, for plain answers (ISO date-time "
-                              "with offset); default: now")
+    _exam_arguments(extract, "a FHIR Patient (JSON): the record's subject; its birthDate "
+                             "fills the age")
     assess = commands.add_parser(
         "assess", help="answers -> decision support (red flags, differential, referrals)",
         description="Assess an exam: red flags and urgency, a ranked differential with the "
                     "findings for and against, and suggested referrals. A suggestion; the "
                     "clinician decides. Exit 1: invalid answers; 2: unusable input; 3: broken "
                     "data files.")
-    assess.add_argument("answers", metavar="ANSWERS.json",
-                        help="plain answers or a QuestionnaireResponse (JSON; - = stdin)")
-    assess.add_argument("--patient", metavar="PATIENT.json",
-                        help="a FHIR Patient (JSON): its birthDate gives the age; needed for "
-                             "--format fhir (Conditions and ServiceRequests need a subject)")
+    _exam_arguments(assess, "a FHIR Patient (JSON): its birthDate gives the age; needed for "
+                            "--format fhir (Conditions and ServiceRequests need a subject)")
     assess.add_argument("--format", choices=("json", "text", "fhir"), default="json",
                         help="json: the stable assessment contract (default); text: a "
                              "clinician summary; fhir: Conditions and ServiceRequests")
-    assess.add_argument("--authored", metavar="ISO",
-                        help="when the exam took place (ISO date-time with offset); default: now")
     serve = commands.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--workers", type=_positive, default=2)
     return parser
+
+
+def _exam_arguments(parser: argparse.ArgumentParser, patient_help: str) -> None:
+    """The exam input every exam command takes (read by ``_with_exam_input``)."""
+    parser.add_argument("answers", metavar="ANSWERS.json",
+                        help="plain answers or a QuestionnaireResponse (JSON; - = stdin)")
+    parser.add_argument("--patient", metavar="PATIENT.json", help=patient_help)
+    parser.add_argument("--authored", metavar="ISO",
+                        help="when the exam took place, for plain answers (ISO date-time "
+                             "with offset); default: now")
 
 
 def _port(value: str) -> int:

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ..decision import fhir as decision_fhir
+from ..decision.assessment import Assessment
 from . import observations as observations_mod
 from . import responses
 from . import terminology as t
@@ -38,7 +40,7 @@ def full_url(identifier: Mapping[str, str]) -> str:
 
 
 def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str,
-               recorded: str, assessment: Any = None) -> dict[str, Any]:
+               recorded: str, assessment: Assessment | None = None) -> dict[str, Any]:
     """QR + Observations (+ the assessment's Conditions and ServiceRequests) + Device +
     Provenance as one transaction Bundle.
 
@@ -73,10 +75,8 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def _assessment_resources(exam: Exam, assessment: Any,
+def _assessment_resources(exam: Exam, assessment: Assessment,
                           observations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from ..decision import fhir as decision_fhir  # the decision wing builds its own resources
-
     by_identifier = {o["identifier"][0]["value"]: full_url(o["identifier"][0]) for o in observations}
 
     def resolve(source: tuple[str, Any]) -> dict[str, Any] | None:

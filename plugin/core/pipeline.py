@@ -12,6 +12,8 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from ..decision import assessment, facts
+from ..decision.assessment import Assessment
 from ..errors import InputError
 from . import answers, bundle, patient as patient_mod, responses
 from .responses import Context, Exam
@@ -43,11 +45,9 @@ def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime) -
                              assessment=assess_exam(kb, exam))
 
 
-def assess_exam(kb: Any, exam: Exam) -> Any:
+def assess_exam(kb: Any, exam: Exam) -> Assessment:
     """The decision engine over an exam's answers (age included, prefilled from the
     Patient when one was given). Pure: the same exam always gives the same result."""
-    from ..decision import assessment, facts
-
     return assessment.assess(kb.decision, facts.from_answers(exam.answers))
 
 

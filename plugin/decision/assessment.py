@@ -8,8 +8,7 @@ decides: every output carries its reasons and says it is a suggestion.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import predicates as p
@@ -74,7 +73,6 @@ class Referral:
     focus: tuple[FocusDef, ...]
     sources: frozenset[p.Source]  # the answers behind it (its Observations)
     conditions: tuple[str, ...]  # suggested conditions it rests on
-    red_flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
         knowledge.pt_focus[i] for i in [*(c.condition.id for c in differential if c.suggested),
                                         *(f.definition.id for f in factors)]
         if i in knowledge.pt_focus)
-    referrals = _referrals(knowledge, env, urgency, focus, findings)
+    referrals = _referrals(knowledge, env, urgency, focus, suggested)
     caveats = [Caveat(c.id, c.text, c.citations) for c in knowledge.caveats
                if c.when.evaluate(env, None).truth]
     caveats += _completeness_caveats(differential)
@@ -154,24 +152,16 @@ def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
 
 
 def _raise(definition: RedFlagDef, findings: Findings) -> RaisedFlag:
-    """The raised flag with the findings that triggered it (either leg for sided ones:
-    a red flag on the other leg is still a red flag)."""
-    shown = []
-    for kind, id_ in sorted(definition.when.refs(), key=lambda r: list(findings.knowledge.findings).index(r[1])):
-        finding = findings.get(id_)
-        if not finding.truth and findings.knowledge.findings[id_].sided:
-            result = findings.result(id_, None, "any")
-            finding = Finding(id_, finding.display, result.truth,
-                              tuple(s for s in p.SIDES if findings.result(id_, None, s).truth),
-                              result.sources)
-        if finding.truth:
-            shown.append(finding)
-    return RaisedFlag(definition, tuple(shown))
+    """The raised flag with the findings that triggered it, on either leg (a red flag
+    on the other leg is still a red flag)."""
+    ids = {id_ for kind, id_ in definition.when.refs() if kind == "finding"}
+    shown = (findings.get(id_, "any") for id_ in findings.knowledge.findings if id_ in ids)
+    return RaisedFlag(definition, tuple(f for f in shown if f.truth))
 
 
 def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Candidate, ...]:
-    scored = []
-    for index, condition in enumerate(knowledge.conditions):
+    candidates = []
+    for condition in knowledge.conditions:
         applicable: list[tuple[Any, Finding]] = []
         for e in condition.evidence:
             if e.only_if and findings.truth(e.only_if) is not True:
@@ -181,43 +171,40 @@ def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Can
             finding = findings.get(e.finding)
             if finding.truth is (e.when == "present"):
                 applicable.append((e, finding))
-        strongest: dict[str, Any] = {}
-        for e, _ in applicable:  # one test family counts once: its strongest item
-            if e.group and abs(e.contribution) > abs(strongest.get(e.group, e).contribution):
-                strongest[e.group] = e
-            strongest.setdefault(e.group or id(e), e)
-        counted = {id(e) for e in strongest.values()}
+        strongest: dict[Any, Any] = {}  # one test family counts once: its strongest item
+        for e, _ in applicable:
+            family = e.group or id(e)
+            if family not in strongest or abs(e.contribution) > abs(strongest[family].contribution):
+                strongest[family] = e
         lines = []
         for e, finding in applicable:
-            weight = e.contribution if id(e) in counted else 0.0
-            basis = e.basis if id(e) in counted else (
+            counted = strongest[e.group or id(e)] is e
+            basis = e.basis if counted else (
                 f"same test family as '{strongest[e.group].finding}', counted once")
-            lines.append((e, Evidence(finding, weight, basis, e.rationale, e.citations)))
-        for_ = tuple(ev for e, ev in lines if e.contribution > 0)
+            lines.append((e, Evidence(finding, e.contribution if counted else 0.0, basis,
+                                      e.rationale, e.citations)))
         score = round(sum(ev.weight for _, ev in lines), 2)
         # Listed only when a present finding supports it and the score reaches a band:
         # the absence of findings alone never suggests anything.
-        if knowledge.scoring.band(score) is None or not any(
-                ev.weight > 0 for e, ev in lines if e.when == "present"):
+        band = knowledge.scoring.band(score)
+        if band is None or not any(ev.weight > 0 for e, ev in lines if e.when == "present"):
             continue
-        key = condition.key_findings
-        missing = tuple(k for k in key if findings.truth(k) is None)
-        citations = list(condition.citations)
+        missing = tuple(k for k in condition.key_findings if findings.truth(k) is None)
+        citations = dict.fromkeys(condition.citations)
         for e, _ in lines:
-            citations += [c for c in e.citations if c not in citations]
-        scored.append((score, index, condition, for_,
-                       tuple(ev for e, ev in lines if e.contribution < 0), missing,
-                       1 - len(missing) / len(key), tuple(dict.fromkeys(citations))))
-    scored.sort(key=lambda s: (-s[0], s[1]))
-    return tuple(
-        Candidate(condition, rank, score, knowledge.scoring.band(score) or "",
-                  knowledge.scoring.confidence_band(known), for_, against, missing, citations)
-        for rank, (score, _, condition, for_, against, missing, known, citations)
-        in enumerate(scored, start=1))
+            citations.update(dict.fromkeys(e.citations))
+        candidates.append(Candidate(
+            condition, 0, score, band,
+            knowledge.scoring.confidence_band(1 - len(missing) / len(condition.key_findings)),
+            tuple(ev for e, ev in lines if e.contribution > 0),
+            tuple(ev for e, ev in lines if e.contribution < 0), missing, tuple(citations)))
+    # stable sort: equal scores keep the order of differential.json
+    candidates.sort(key=lambda c: -c.score)
+    return tuple(replace(c, rank=rank) for rank, c in enumerate(candidates, start=1))
 
 
 def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
-               focus: tuple[FocusDef, ...], findings: Findings) -> tuple[Referral, ...]:
+               focus: tuple[FocusDef, ...], suggested: set[str]) -> tuple[Referral, ...]:
     by_service: dict[str, list[Any]] = {}
     for rule in knowledge.rules:
         result = rule.when.evaluate(env, None)
@@ -239,9 +226,7 @@ def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
             tuple(r.id for r, _ in hits), focus if service_id == "physiotherapy" else (),
             frozenset().union(*(res.sources for _, res in hits)),
             tuple(c.id for c in knowledge.conditions
-                  if ("condition", c.id) in refs and env.condition and env.condition(c.id)),
-            tuple(f.id for f in knowledge.red_flags
-                  if ("red_flag", f.id) in refs and env.red_flag and env.red_flag(f.id).truth)))
+                  if ("condition", c.id) in refs and c.id in suggested)))
     order = [r.id for r in knowledge.rules]
     referrals.sort(key=lambda r: (PRIORITIES.index(r.priority), order.index(r.rules[0])))
     return tuple(referrals)
@@ -293,7 +278,3 @@ def _referral_json(r: Referral) -> dict[str, Any]:
         entry["focus"] = [f.focus for f in r.focus]
     return entry
 
-
-def referral_codes(service: ServiceDef, side: str | None) -> list[Mapping[str, str]]:
-    """The verified codes for a service, side-specific where one exists."""
-    return list(service.codes_by_side.get(side or "", service.codes))

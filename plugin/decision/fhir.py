@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..core import terminology as t
-from .assessment import Assessment, Candidate, Referral, referral_codes
+from .assessment import Assessment, Candidate, Referral
+from .catalogue import ServiceDef
 from .predicates import Source
 
 #: Resolves an answer to the reference of its Observation (None when not extracted).
@@ -37,6 +38,11 @@ def resources(assessment: Assessment, *, exam_id: str, subject: Mapping[str, Any
     requests = [_service_request(r, exam_id, subject, encounter, authored, resolve,
                                  condition_urls, side) for r in assessment.referrals]
     return conditions + requests
+
+
+def _service_codes(service: ServiceDef, side: str | None) -> list[Mapping[str, str]]:
+    """The verified codes for a service, side-specific where one exists."""
+    return list(service.codes_by_side.get(side or "", service.codes))
 
 
 def _references(sources: Any, resolve: Resolver) -> list[dict[str, Any]]:
@@ -92,7 +98,7 @@ def _service_request(r: Referral, exam_id: str, subject: Mapping[str, Any],
         "resourceType": "ServiceRequest",
         "identifier": [{"system": t.ID_SERVICE_REQUEST, "value": f"{exam_id}/{r.service.id}"}],
         "status": "draft", "intent": "proposal", "priority": r.priority,
-        "code": {"coding": [*(dict(x) for x in referral_codes(r.service, side_code)),
+        "code": {"coding": [*(dict(x) for x in _service_codes(r.service, side_code)),
                             {"system": t.DECISION_SUPPORT, "code": r.service.id,
                              "display": display}], "text": display},
     }

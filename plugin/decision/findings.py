@@ -8,7 +8,6 @@ absent if tested negative and positive nowhere.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import predicates as p
@@ -63,19 +62,16 @@ class Findings:
             return p.Result(False, frozenset().union(*(r.sources for r in false)))
         return p.UNKNOWN
 
-    def get(self, id_: str) -> Finding:
+    def get(self, id_: str, mode: str | None = None) -> Finding:
+        """The finding over the symptomatic sides (``mode='any'``: over both legs), with
+        the legs it is present on."""
         definition: FindingDef = self.knowledge.findings[id_]
-        result = self.result(id_)
+        result = self.result(id_, None, mode)
         sides: tuple[str, ...] = ()
         if definition.sided and result.truth:
-            sides = tuple(s for s in self.symptomatic if self._values[(id_, s)].truth)
+            legs = p.SIDES if mode == "any" else self.symptomatic
+            sides = tuple(s for s in legs if self._values[(id_, s)].truth)
         return Finding(id_, definition.display, result.truth, sides, result.sources)
 
     def truth(self, id_: str) -> p.Truth:
         return self.result(id_).truth
-
-    def present(self) -> Iterator[Finding]:
-        for id_ in self.knowledge.findings:
-            finding = self.get(id_)
-            if finding.truth:
-                yield finding

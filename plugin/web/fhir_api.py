@@ -89,10 +89,7 @@ def extract() -> Response:
     Answers SDC-style: ``Parameters`` with ``return`` (the transaction Bundle) and, when
     no answer maps to an Observation, ``issues`` (a warning). Nothing is stored.
     """
-    data = _json_body()
-    patient = None
-    if isinstance(data, Mapping) and data.get("resourceType") == "Parameters":
-        data, patient = _extract_inputs(data)
+    data, patient = _exam_input()
     result = pipeline.extract(_kb(), data, patient=patient,
                               now=dt.datetime.now(dt.timezone.utc), plugin_version=__version__)
     parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
@@ -111,10 +108,7 @@ def assess() -> Response:
     """Decision support over an exam: the same inputs as $extract; returns Parameters
     with ``return``, a collection Bundle of the suggested Conditions and draft
     ServiceRequests plus the Observations they cite. Nothing is stored."""
-    data = _json_body()
-    patient = None
-    if isinstance(data, Mapping) and data.get("resourceType") == "Parameters":
-        data, patient = _extract_inputs(data)
+    data, patient = _exam_input()
     now = dt.datetime.now(dt.timezone.utc)
     exam = pipeline.exam_from_input(_kb(), data, patient=patient, now=now)
     if exam.context.subject is None:
@@ -124,6 +118,15 @@ def assess() -> Response:
                                                recorded=now), ("Condition", "ServiceRequest"))
     return fhir_response({"resourceType": "Parameters",
                           "parameter": [{"name": "return", "resource": result}]})
+
+
+def _exam_input() -> tuple[Any, Any]:
+    """The exam and the optional Patient of an $extract/$assess body: a Parameters
+    resource, a bare QuestionnaireResponse, or plain answers."""
+    data = _json_body()
+    if isinstance(data, Mapping) and data.get("resourceType") == "Parameters":
+        return _extract_inputs(data)
+    return data, None
 
 
 def _search(resource_type: str, resources: Sequence[Mapping[str, Any]]) -> Response:
