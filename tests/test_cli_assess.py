@@ -25,6 +25,7 @@ from plugin.__main__ import main
 from plugin.config import DEFAULTS
 from plugin.core import pipeline, responses
 from plugin.core.datetimes import parse_aware
+from tests.support.bundles import by_url as _by_url, of_type as _of_type, references as _references
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "data" / "cases"
@@ -175,23 +176,6 @@ def test_text_of_a_normal_exam_says_nothing_is_supported(tmp_path: Path, capsys)
 
 
 # --- fhir --------------------------------------------------------------------------------
-
-def _by_url(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
-
-
-def _references(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        own = [value["reference"]] if isinstance(value.get("reference"), str) else []
-        return own + [r for v in value.values() for r in _references(v)]
-    if isinstance(value, list):
-        return [r for v in value for r in _references(v)]
-    return []
-
-
-def _of_type(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"]
-            if e["resource"]["resourceType"] == resource_type]
 
 
 def test_fhir_is_a_collection_of_suggestions_whose_references_resolve(tmp_path: Path,

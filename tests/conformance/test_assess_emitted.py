@@ -15,6 +15,7 @@ import pytest
 from plugin.core import pipeline, responses
 from plugin.core.datetimes import parse_aware
 from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.bundles import references as _references
 
 CASES = sorted((Path(__file__).resolve().parent.parent / "data" / "cases").glob("*.json"))
 ASSESS = "/fhir/QuestionnaireResponse/$assess"
@@ -40,15 +41,6 @@ def _request(kb: Any, case: dict[str, Any]) -> dict[str, Any]:
 
 def _ds_codes(resource: dict[str, Any]) -> list[str]:
     return [c["code"] for c in resource["code"]["coding"] if c["system"] == DECISION_SUPPORT]
-
-
-def _references(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        own = [value["reference"]] if isinstance(value.get("reference"), str) else []
-        return own + [r for v in value.values() for r in _references(v)]
-    if isinstance(value, list):
-        return [r for v in value for r in _references(v)]
-    return []
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)

@@ -18,6 +18,7 @@ import pytest
 
 from plugin import __version__
 from plugin.core import bundle, fhir_models, pipeline
+from tests.support.bundles import references as _references
 
 CASES = sorted((Path(__file__).resolve().parents[1] / "data" / "cases").glob("*.json"))
 REQUIRED = {"triathlete-proximal-hamstring-tendinopathy", "runner-deep-gluteal",
@@ -255,10 +256,3 @@ def test_the_bundle_survives_the_wire(kb, case) -> None:
     assert json.loads(json.dumps(result)) == result
 
 
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        own = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return own + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []

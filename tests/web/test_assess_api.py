@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from plugin.core import pipeline, responses
 from plugin.core.datetimes import parse_aware
 from plugin.core.fhir_models import validate
+from tests.support.bundles import by_url as _by_url, of_type as _of_type, references as _references
 
 ASSESS = "/fhir/QuestionnaireResponse/$assess"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
@@ -75,28 +76,10 @@ def _assess_case(client: Any, kb: Any, name: str) -> tuple[dict[str, Any], dict[
                                                               case["patient"])))
 
 
-def _of_type(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle.get("entry", [])
-            if e["resource"]["resourceType"] == resource_type]
-
-
 def _ds_code(resource: dict[str, Any]) -> str:
     codes = [c["code"] for c in resource["code"]["coding"] if c["system"] == DECISION_SUPPORT]
     assert len(codes) == 1, resource["code"]
     return codes[0]
-
-
-def _references(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        own = [value["reference"]] if isinstance(value.get("reference"), str) else []
-        return own + [r for v in value.values() for r in _references(v)]
-    if isinstance(value, list):
-        return [r for v in value for r in _references(v)]
-    return []
-
-
-def _by_url(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["fullUrl"]: e["resource"] for e in bundle.get("entry", [])}
 
 
 # --- what $assess returns ----------------------------------------------------------------

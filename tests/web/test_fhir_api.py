@@ -19,6 +19,7 @@ from plugin import create_app
 from plugin.config import DEFAULTS
 from plugin.core.fhir_models import validate
 from plugin.errors import AnswerError
+from tests.support.bundles import of_type as _of_type
 
 Q_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
@@ -41,11 +42,6 @@ def _returned(response: Any) -> dict[str, Any]:
     parameters = _ok(response)
     assert parameters["resourceType"] == "Parameters"
     return next(p["resource"] for p in parameters["parameter"] if p["name"] == "return")
-
-
-def _of_type(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"]
-            if e["resource"]["resourceType"] == resource_type]
 
 
 def _params(*parts: dict[str, Any]) -> dict[str, Any]:
