@@ -25,6 +25,17 @@ DEFAULTS: dict[str, object] = {
     "FHIR_BASE_URL": "",
     # Keep JSON responses in the order FHIR readers expect (resourceType first).
     "JSON_SORT_KEYS": False,
+    # Where exams are stored (SQLAlchemy URL). Empty: an SQLite file in the instance
+    # folder. For several app processes, PostgreSQL: postgresql+psycopg://user@host/db.
+    "DATABASE_URL": "",
+    # Signs the session cookie (CSRF tokens). Empty: a random key kept in the instance
+    # folder (file secret_key, mode 0600), so restarts do not log tablets out.
+    "SECRET_KEY": "",
+    # Session cookie flags: never readable from script, sent only over HTTPS, and not
+    # on cross-site requests.
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.

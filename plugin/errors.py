@@ -51,6 +51,22 @@ class NotFoundError(PluginError):
     """A resource the caller named does not exist (unknown Questionnaire, CodeSystem...)."""
 
 
+class ConflictError(PluginError):
+    """A write was based on a version that is no longer current (optimistic locking).
+
+    ``current`` is the version now stored, so the edge can tell the caller what to
+    reload; nothing was written.
+    """
+
+    def __init__(self, message: str, *, current: int | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class LockedError(PluginError):
+    """The record is signed: it can only be amended, with a reason."""
+
+
 class AnswerError(PluginError):
     """Answers failed validation. ``errors`` maps each linkId to all of its messages.
 
