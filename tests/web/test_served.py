@@ -7,10 +7,8 @@ of its access log, and stop cleanly on SIGTERM.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,28 +16,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.served import ROOT, free_port, wait_until_ready
+
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path,
-                      timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/fhir/metadata", timeout=2) as response:
-                response.read()
-            return
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"service did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
 
 
 def _post(url: str, body: bytes, content_type: str = "application/fhir+json") -> Any:
@@ -49,7 +28,7 @@ def _post(url: str, body: bytes, content_type: str = "application/fhir+json") ->
 
 
 def test_serve_runs_gunicorn_over_real_http(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:  # a file, not a pipe: an unread pipe could block the server
@@ -57,7 +36,7 @@ def test_serve_runs_gunicorn_over_real_http(tmp_path: Path) -> None:
             [sys.executable, "-m", "plugin", "serve", "--host", "127.0.0.1", "--port",
              str(port)], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        _wait_until_ready(base, process, log)
+        wait_until_ready(base, process, log)
 
         with urllib.request.urlopen(f"{base}/fhir/metadata", timeout=5) as response:
             assert response.headers["Content-Type"].startswith("application/fhir+json")

@@ -1,0 +1,172 @@
+"""Browser-facing security for the tablet pages: secret key, CSRF, response headers.
+
+``init_app(app)`` wires three things, once per app (it is idempotent, so ``create_app``
+and a test may both call it):
+
+1. **SECRET_KEY.** It signs the session cookie, and so every CSRF token. When the
+   configuration leaves it empty, a random key is kept in ``<instance>/secret_key``
+   (mode 0600): a restart or a second gunicorn worker must sign with the same key, or
+   every open form on every tablet would fail its CSRF check.
+2. **CSRF** (flask-wtf's ``CSRFProtect``) on every POST/PUT/PATCH/DELETE of the app,
+   except the FHIR API under ``/fhir``: that is a machine API called without cookies,
+   so a forged cross-site request carries no ambient authority there and a token would
+   only break its clients. A failed check is a clear 400 - a page for a browser, JSON
+   for a script - never a 500. Templates get ``csrf_token()``.
+3. **Headers** on every response: a strict Content-Security-Policy (no inline script or
+   style, so injected markup cannot run), no sniffing, no framing, no referrer leaving
+   the site, no camera/microphone/location, and ``no-store`` on pages, which show
+   patient data that must not linger in a shared tablet's cache.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+from html import escape
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from . import fhir_api
+
+log = logging.getLogger(__name__)
+EXTENSION_KEY = "security"
+SECRET_KEY_FILE = "secret_key"
+
+#: Only our own origin may supply anything; ``data:`` images for inline icons. No
+#: 'unsafe-inline' or 'unsafe-eval' anywhere: pages carry their script and style in
+#: static files, so an injected <script> or style="" attribute is inert.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+
+#: Set on every response unless the view set the header itself on purpose.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # ``same-origin``, not ``no-referrer``: URLs (which may name a patient) never go to
+    # another site either way, but under ``no-referrer`` browsers omit the Referer on our
+    # own form posts too, and over HTTPS flask-wtf's CSRF check (WTF_CSRF_SSL_STRICT)
+    # refuses any POST without a same-origin Referer - every form would fail in
+    # production. tests/web/test_security.py shows both halves.
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",  # for browsers that predate frame-ancestors
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+EXPIRED_MESSAGE = ("This page has expired, so nothing was saved. "
+                   "Reload the page and try again.")
+
+_EXPIRED_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Page expired</title></head>
+<body><main>
+<h1>This page has expired</h1>
+<p>{message}</p>
+<p>Go back, reload the page and enter your change again. This happens when a page
+was left open for a long time or the service was restarted.</p>
+</main></body>
+</html>
+"""
+
+
+def init_app(app: Flask) -> CSRFProtect:
+    """Install secret key, CSRF protection and security headers on ``app`` (once)."""
+    existing = app.extensions.get(EXTENSION_KEY)
+    if existing is not None:
+        return existing
+
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_or_create_secret_key(
+            Path(app.instance_path) / SECRET_KEY_FILE)
+
+    csrf = CSRFProtect(app)  # also puts csrf_token() into every template's globals
+    # Exempt the blueprint object rather than its name or path: flask-wtf compares the
+    # request's blueprint with it, so this works whether or not create_app has
+    # registered the blueprint yet. tests/web/test_security.py checks that every
+    # state-changing route under /fhir stays token-free.
+    csrf.exempt(fhir_api.bp)
+    app.register_error_handler(CSRFError, _csrf_failed)
+    app.after_request(_add_security_headers)
+    app.extensions[EXTENSION_KEY] = csrf
+    return csrf
+
+
+def load_or_create_secret_key(path: Path) -> str:
+    """The key in ``path``, creating it (random, mode 0600) if there is none yet.
+
+    Creation is atomic: the key is written to a private temporary file which is then
+    hard-linked to ``path``; ``link`` never replaces an existing file, so when two
+    processes start together exactly one key wins, the other reads it, and no process
+    can ever read a half-written file.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        return _read_secret_key(path)
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as sink:
+            sink.write(key + "\n")
+            sink.flush()
+            os.fsync(sink.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:  # another process won the race: use its key
+            return _read_secret_key(path)
+        log.info("created a new secret key in %s", path)
+        return key
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _read_secret_key(path: Path) -> str:
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 32:
+        # A truncated or emptied file would silently weaken every session: refuse.
+        raise RuntimeError(f"{path} holds no usable secret key (fewer than 32 "
+                           "characters); delete it to have a new one created")
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        log.warning("%s is readable by other users; it should be mode 0600", path)
+    return key
+
+
+def _csrf_failed(error: CSRFError) -> tuple[Response | str, int]:
+    """A 400 the person (or script) can act on; the precise reason only goes to the log."""
+    log.info("CSRF check failed on %s %s: %s", request.method,
+             request.url_rule.rule if request.url_rule else "(no route)", error.description)
+    if _wants_json():
+        return jsonify(error="csrf", message=EXPIRED_MESSAGE), 400
+    return _EXPIRED_PAGE.format(message=escape(EXPIRED_MESSAGE)), 400
+
+
+def _wants_json() -> bool:
+    """True for fetch()/XHR callers: a JSON body, or JSON preferred over HTML."""
+    if request.is_json:
+        return True
+    return request.accept_mimetypes.best_match(("text/html", "application/json")) == \
+        "application/json"
+
+
+def _add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.mimetype == "text/html":
+        # Pages show patient data: keep them out of every cache, including back/forward.
+        response.headers["Cache-Control"] = "no-store"
+    return response

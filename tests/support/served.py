@@ -1,0 +1,90 @@
+"""The service as deployed, for tests that talk to it over real HTTP.
+
+``serve()`` starts ``python -m plugin serve`` (gunicorn, as in production) on a free
+loopback port with its own SQLite file and secret key, waits until it answers, and
+stops it with SIGTERM afterwards. Its output goes to a log file, never a pipe: nobody
+reads a pipe while the tests run, and a full pipe would block the server mid-test.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: How long a SIGTERM'd service may take to finish its requests before it is killed.
+STOP_TIMEOUT = 10
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path,
+                     path: str = "/fhir/metadata", timeout: float = 30) -> None:
+    """Poll ``base + path`` until it answers; fail with the service's log if it exits
+    or does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}{path}", timeout=2) as response:
+                response.read()
+            return
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"service did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+
+
+@contextmanager
+def serve(tmp_path: Path, env: Mapping[str, str] | None = None, *,
+          url_host: str = "127.0.0.1") -> Iterator[str]:
+    """Run the service for the duration of the ``with`` block; yields its base URL.
+
+    It binds 127.0.0.1 only. ``url_host`` is the host name put in the URL: browsers may
+    use ``localhost`` (same socket), which Chromium treats as a secure context. ``env``
+    adds to or overrides the service's environment (``PLUGIN_*`` settings).
+    """
+    port = free_port()
+    service_env = {
+        **os.environ,
+        "PLUGIN_DATABASE_URL": f"sqlite:///{tmp_path / 'exam.sqlite3'}",
+        # not all digits: PLUGIN_* values are read as JSON first, and must stay a string
+        "PLUGIN_SECRET_KEY": "test-" + secrets.token_hex(32),
+        **(env or {}),
+    }
+    log = tmp_path / f"serve-{port}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "plugin", "serve", "--host", "127.0.0.1", "--port",
+             str(port)], cwd=ROOT, env=service_env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", process, log)
+        yield f"http://{url_host}:{port}"
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (gunicorn's graceful shutdown), then SIGKILL after STOP_TIMEOUT seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
