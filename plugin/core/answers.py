@@ -32,8 +32,21 @@ _DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 
 def load_plain(form: Form, data: Any) -> Answers:
     """Validate answers in the plain format; raise AnswerError naming every bad linkId."""
+    loaded, errors = load_partial(form, data)
+    if errors:
+        raise AnswerError(errors)
+    return loaded
+
+
+def load_partial(form: Form, data: Any) -> tuple[Answers, dict[str, list[str]]]:
+    """The answers that are valid, and every problem keyed by linkId.
+
+    For work in progress (a tablet draft): a wrong value must be reported without
+    discarding the rest, so the valid part can still be kept as a QuestionnaireResponse.
+    An answer to a question that is not enabled is reported and left out.
+    """
     if not isinstance(data, Mapping):
-        raise AnswerError({"(answers)": ["Expected a JSON object of linkId: value."]})
+        return MappingProxyType({}), {"(answers)": ["Expected a JSON object of linkId: value."]}
     errors: dict[str, list[str]] = {}
     try:
         loaded = _schema(form)().load(dict(data))
@@ -43,18 +56,19 @@ def load_plain(form: Form, data: Any) -> Answers:
     # Attribute names are positional (marshmallow would nest dotted ones); map back.
     link_ids = [item.link_id for item in form.answerable]
     typed = {link_ids[int(attr[1:])]: _as_tuple(v) for attr, v in loaded.items()}
+    disabled = set()
     for link_id in typed:
         item = form.index[link_id]
         controls = {c.question for n in (item, *form.ancestors(link_id)) for c in n.enable_when}
         if controls & errors.keys():
-            continue  # the question it depends on is itself wrong; report that one only
+            disabled.add(link_id)  # depends on a wrong answer: report that one only
+            continue
         if not enabled(form, typed, item):
+            disabled.add(link_id)
             errors.setdefault(link_id, []).append(_disabled_message(form, item))
-    if errors:
-        raise AnswerError(errors)
     ordered = {item.link_id: typed[item.link_id] for item in form.answerable
-               if item.link_id in typed}
-    return MappingProxyType(ordered)
+               if item.link_id in typed and item.link_id not in disabled}
+    return MappingProxyType(ordered), errors
 
 
 def enabled(form: Form, answers: Answers, item: Item) -> bool:

@@ -92,6 +92,11 @@ class Item:
     enable_when: tuple[Condition, ...] = ()
     enable_behavior: str = "all"
     codes: tuple[Mapping[str, str], ...] = ()
+    #: How a form shows the item (SDC rendering hints): itemControl code (``slider``,
+    #: ``spinner``, ``radio-button``, ``check-box``), slider step, entry-format hint.
+    control: str | None = None
+    step: int | Decimal | None = None
+    entry_format: str | None = None
     _by_code: Mapping[str, Option] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -230,13 +235,21 @@ def _parse_item(raw: Mapping[str, Any], path: str, parent: str | None, source: s
                 min_value=_number(min_value), max_value=_number(max_value), unit=unit,
                 unit_options=unit_options, min_quantity=bounds[0], max_quantity=bounds[1],
                 enable_when=conditions, enable_behavior=behavior,
-                codes=tuple(raw.get("code") or ()), _by_code={o.code: o for o in options})
+                codes=tuple(raw.get("code") or ()), control=_item_control(ext),
+                step=_number(ext.get(t.EXT_SLIDER_STEP, {}).get("valueInteger")),
+                entry_format=ext.get(t.EXT_ENTRY_FORMAT, {}).get("valueString"),
+                _by_code={o.code: o for o in options})
     index[link_id] = item
     return item
 
 
 def _extensions(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {e.get("url"): e for e in raw.get("extension") or []}
+
+
+def _item_control(ext: Mapping[str, Mapping[str, Any]]) -> str | None:
+    codings = ext.get(t.EXT_ITEM_CONTROL, {}).get("valueCodeableConcept", {}).get("coding") or []
+    return next((c.get("code") for c in codings if c.get("system") == t.ITEM_CONTROL), None)
 
 
 def _number(value: Any) -> int | Decimal | None:

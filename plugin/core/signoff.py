@@ -1,0 +1,81 @@
+"""Sign-off: a clinician's name turns working answers into a locked, attributable record.
+
+The first signature gives a ``completed`` QuestionnaireResponse, each later one an
+``amended`` response carrying the same identifier (it is one record, revised), and
+every signature a Provenance naming the signer, the time and, for an amendment, the
+reason. Validation is the strict one: a draft with any problem cannot be signed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..errors import InputError
+from . import pipeline, responses
+from . import terminology as t
+from .responses import Exam
+
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+#: Longest signer name or amendment reason kept (a name, a sentence or two; not a note).
+MAX_TEXT = 500
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed revision: the exam, its response and the signature's Provenance."""
+
+    exam: Exam
+    response: dict[str, Any]
+    provenance: dict[str, Any]
+
+
+def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[str, Any],
+         signer: str, signed_at: dt.datetime, revision: int,
+         reason: str | None = None) -> Signed:
+    """Validate ``raw`` strictly and sign it as revision ``revision`` (1 = first)."""
+    signer = text(signer, "signer", "Enter your name to sign.")
+    if revision > 1:
+        reason = text(reason, "reason", "An amendment needs a reason.")
+    when = signed_at.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    exam = pipeline.exam_from_input(kb, dict(raw), patient=patient, now=signed_at)
+    exam = replace(exam, context=replace(
+        exam.context, status="completed" if revision == 1 else "amended", authored=when,
+        author={"display": signer}, identifier=record_id))
+    qr = responses.build(exam)
+    return Signed(exam, qr, provenance(record_id, signer=signer, recorded=when,
+                                       revision=revision, reason=reason))
+
+
+def provenance(record_id: str, *, signer: str, recorded: str, revision: int,
+               reason: str | None) -> dict[str, Any]:
+    """Who signed which revision of the record, when, and why (for an amendment)."""
+    create = revision == 1
+    result: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "target": [{"type": "QuestionnaireResponse",
+                    "identifier": {"system": t.ID_QUESTIONNAIRE_RESPONSE, "value": record_id},
+                    "display": f"Exam record, revision {revision}"}],
+        "recorded": recorded,
+        "activity": {"coding": [{"system": DATA_OPERATION,
+                                 "code": "CREATE" if create else "UPDATE",
+                                 "display": "create" if create else "revise"}]},
+        "agent": [{"type": {"coding": [{"system": t.PROVENANCE_PARTICIPANT_TYPE,
+                                        "code": "author", "display": "Author"}]},
+                   "who": {"display": signer}}],
+    }
+    if reason:
+        result["reason"] = [{"text": reason}]
+    return result
+
+
+def text(value: Any, field: str, missing: str) -> str:
+    """A short required text from a form, trimmed; refused when blank or too long."""
+    value = value.strip() if isinstance(value, str) else ""
+    if not value:
+        raise InputError(missing, expression=field, status=422, code="required")
+    if len(value) > MAX_TEXT:
+        raise InputError(f"At most {MAX_TEXT} characters.", expression=field, status=422,
+                         code="too-long")
+    return value
