@@ -1,0 +1,38 @@
+"""What the tablet stores as the record validates under fhir.resources AND the
+independent validator: the in-progress draft response, the signed (completed and
+amended) responses and each signature's Provenance, for every golden case."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from plugin.core import drafts, signoff
+from plugin.core.responses import Context
+from tests.support.conformance import IndependentValidator, assert_conformant
+
+CASES = sorted((Path(__file__).resolve().parent.parent / "data" / "cases").glob("*.json"))
+WHEN = dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def validator():
+    with IndependentValidator() as v:
+        yield v
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_signed_records_and_drafts_conform(kb, form, validator, path) -> None:
+    case = json.loads(path.read_text())
+    patient = dict(case["patient"], id="p-1")
+    checked = drafts.check(form, case["answers"])
+    draft = drafts.response(form, checked, Context(status="in-progress", identifier="exam-1",
+                                                   authored=WHEN.isoformat()))
+    assert_conformant(validator, draft)
+    for revision, reason in ((1, None), (2, "Corrected after review")):
+        signed = signoff.sign(kb, case["answers"], record_id="exam-1", patient=patient,
+                              signer="Dr Lee", signed_at=WHEN, revision=revision, reason=reason)
+        assert_conformant(validator, signed.response)
+        assert_conformant(validator, signed.provenance)
