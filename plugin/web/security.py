@@ -19,6 +19,7 @@ and a test may both call it):
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import secrets
@@ -29,7 +30,7 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from . import fhir_api
+from .errors import FHIR_PREFIX
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "security"
@@ -87,17 +88,28 @@ def init_app(app: Flask) -> CSRFProtect:
     existing = app.extensions.get(EXTENSION_KEY)
     if existing is not None:
         return existing
+    if "apply_exemptions" not in inspect.signature(CSRFProtect.protect).parameters:
+        # Fail at start-up, not with a TypeError (a 500) at the first form post.
+        raise RuntimeError("plugin.web.security needs flask-wtf >= 1.3 "
+                           "(CSRFProtect.protect(apply_exemptions=...))")
 
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret_key(
             Path(app.instance_path) / SECRET_KEY_FILE)
 
+    # The exemption follows the URL, as web.errors does: everything under /fhir is the
+    # machine API, whichever blueprint (or app-level rule) serves it. Exempting only the
+    # fhir_api blueprint would leave any other /fhir route demanding a token its
+    # clients cannot have. So flask-wtf's own app-wide hook is switched off and ours
+    # runs its check - honouring @csrf.exempt on views - for every other path.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf = CSRFProtect(app)  # also puts csrf_token() into every template's globals
-    # Exempt the blueprint object rather than its name or path: flask-wtf compares the
-    # request's blueprint with it, so this works whether or not create_app has
-    # registered the blueprint yet. tests/web/test_security.py checks that every
-    # state-changing route under /fhir stays token-free.
-    csrf.exempt(fhir_api.bp)
+
+    @app.before_request
+    def _csrf_outside_fhir() -> None:
+        if app.config["WTF_CSRF_ENABLED"] and not _under_fhir():
+            csrf.protect(apply_exemptions=True)  # skips 404/405s and exempt views
+
     app.register_error_handler(CSRFError, _csrf_failed)
     app.after_request(_add_security_headers)
     app.extensions[EXTENSION_KEY] = csrf
@@ -144,6 +156,11 @@ def _read_secret_key(path: Path) -> str:
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         log.warning("%s is readable by other users; it should be mode 0600", path)
     return key
+
+
+def _under_fhir() -> bool:
+    """The FHIR API's paths: the same test web.errors uses to choose OperationOutcomes."""
+    return request.path == FHIR_PREFIX or request.path.startswith(FHIR_PREFIX + "/")
 
 
 def _csrf_failed(error: CSRFError) -> tuple[Response | str, int]:

@@ -38,16 +38,36 @@ def _demo_blueprint() -> Blueprint:
     def save() -> dict[str, bool]:
         return {"saved": True}
 
+    bp.add_url_rule("/callback", view_func=_callback, methods=["POST"])
     return bp
 
 
+def _callback() -> dict[str, bool]:
+    """A view marked exempt with csrf.exempt (in _app), as a webhook would be."""
+    return {"called": True}
+
+
+def _fhir_like_rule() -> dict[str, bool]:
+    return {"fhir": True}
+
+
+def _lookalike_rule() -> dict[str, bool]:
+    return {"fhir": False}
+
+
 def _app(tmp_path: Path, **config: object) -> Flask:
-    settings = {"TESTING": True, "SECRET_KEY": "k" * 64, **config}
+    # Database, key and instance folder in tmp_path: never the checkout's instance/.
+    settings = {"TESTING": True, "SECRET_KEY": "k" * 64,
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'exam.sqlite3'}", **config}
     app = create_app(settings)
-    app.instance_path = str(tmp_path / "instance")  # never the checkout's instance/
-    security.init_app(app)
-    security.init_app(app)  # idempotent: create_app may call it too
+    app.instance_path = str(tmp_path / "instance")
+    csrf = security.init_app(app)
+    assert security.init_app(app) is csrf  # idempotent: create_app calls it too
+    csrf.exempt(_callback)
     app.register_blueprint(_demo_blueprint())
+    # Under /fhir but outside the fhir_api blueprint, and a path that only looks alike.
+    app.add_url_rule("/fhir/extra", "fhir_extra", _fhir_like_rule, methods=["POST"])
+    app.add_url_rule("/fhirish", "fhirish", _lookalike_rule, methods=["POST"])
     return app
 
 
@@ -179,12 +199,27 @@ def test_the_fhir_api_takes_posts_without_a_token(client) -> None:
     assert response.get_json()["resourceType"] == "Parameters"
 
 
+def test_the_exemption_follows_the_path_not_the_blueprint(client) -> None:
+    assert client.post("/fhir/extra", json={}).get_json() == {"fhir": True}
+    lookalike = client.post("/fhirish", json={})
+    assert lookalike.status_code == 400 and lookalike.get_json()["error"] == "csrf"
+
+
+def test_views_marked_exempt_need_no_token(client) -> None:
+    assert client.post("/demo/callback").get_json() == {"called": True}
+
+
+def test_csrf_can_be_switched_off_for_other_tests(tmp_path: Path) -> None:
+    app = _app(tmp_path, WTF_CSRF_ENABLED=False)
+    assert app.test_client().post("/demo/save").get_json() == {"saved": True}
+
+
 def test_every_state_changing_fhir_route_is_exempt(app: Flask) -> None:
     """A guard for routes added later: none under /fhir may ever ask for a token."""
     client = app.test_client()
     checked = 0
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/fhir"):
+        if not rule.rule.startswith("/fhir/"):
             continue
         for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"}):
             url = re.sub(r"<[^>]+>", "x", rule.rule)
