@@ -1,8 +1,9 @@
-"""Command line: ``python -m plugin extract|assess|serve`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
-arguments), 3 = the service's own data files are broken.
+arguments), 3 = the service's own data files are broken, 4 = the database is unusable
+(bad ``DATABASE_URL``, unreachable, or a schema this version cannot migrate).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE = 0, 1, 2, 3
+EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
 #: Deepest JSON nesting read (as the API's): a complete exam record is ~20 levels, and
 #: the FHIR model checks recurse, so absurd depth is refused up front.
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "db":
+            return _db(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -62,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--workers", type=_positive, default=2)
+    db = commands.add_parser(
+        "db", help="database maintenance (upgrade)",
+        description="Maintain the exam database named by DATABASE_URL (default: an SQLite "
+                    "file in the instance folder). Exit 4: the database is unusable.")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    db_commands.add_parser(
+        "upgrade", help="migrate the database to the newest schema",
+        description="Create or migrate the tables (Alembic) to the newest revision. Safe "
+                    "to run while other processes do the same: they take turns.")
     return parser
 
 
@@ -135,6 +147,7 @@ def _with_exam_input(args: argparse.Namespace, run: Any) -> int:
     """Read the answers and patient, load the knowledge, run; bad input of any kind
     becomes a message and an exit code, never a traceback."""
     from . import create_app, knowledge
+    from .adapters.store import StoreError
     from .errors import AnswerError, InputError, KnowledgeError
 
     try:
@@ -151,6 +164,9 @@ def _with_exam_input(args: argparse.Namespace, run: Any) -> int:
     except KnowledgeError as exc:
         _say(f"error: broken data file: {exc}")
         return EXIT_KNOWLEDGE
+    except StoreError as exc:  # create_app opens the store too
+        _say(f"error: {exc.message}")
+        return EXIT_DATABASE
     try:
         return int(run(kb, data, patient, now))
     except _UsageError as exc:
@@ -244,13 +260,20 @@ def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from . import create_app
+    from .adapters.store import StoreError
     from .errors import KnowledgeError
 
     try:
         app = create_app()
+        # Migrate once here, before gunicorn forks: workers never race to migrate, and
+        # they start with no database connection inherited from this process.
+        _upgrade_database(app)
     except KnowledgeError as exc:
         _say(f"error: cannot start, broken data file: {exc}")
         return EXIT_KNOWLEDGE
+    except StoreError as exc:
+        _say(f"error: cannot start: {exc.message}")
+        return EXIT_DATABASE
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         """gunicorn hosting the already-built app: its checks ran before binding, and the
@@ -272,6 +295,39 @@ def _serve(args: argparse.Namespace) -> int:
 
     _Gunicorn().run()
     return EXIT_OK
+
+
+def _db(args: argparse.Namespace) -> int:
+    """``db upgrade``: the schema migrated with the service's own configuration."""
+    from . import create_app
+    from .adapters.store import StoreError
+    from .errors import KnowledgeError
+
+    try:
+        _upgrade_database(create_app())
+    except KnowledgeError as exc:
+        _say(f"error: broken data file: {exc}")
+        return EXIT_KNOWLEDGE
+    except StoreError as exc:
+        _say(f"error: {exc.message}")
+        return EXIT_DATABASE
+    _say("database is up to date")
+    return EXIT_OK
+
+
+def _upgrade_database(app: Any) -> None:
+    """Migrate the app's database to the newest schema (a no-op when it is there)."""
+    from .adapters import store as storage
+
+    existing = app.extensions.get(storage.EXTENSION_KEY)
+    if existing is not None and app.config.get("DATABASE_UPGRADE", True):
+        return  # create_app has just migrated it
+    store = existing or storage.Store(storage.database_url(app))
+    try:
+        store.upgrade()
+    finally:
+        if existing is None:
+            store.dispose()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ DEFAULTS: dict[str, object] = {
     # Where exams are stored (SQLAlchemy URL). Empty: an SQLite file in the instance
     # folder. For several app processes, PostgreSQL: postgresql+psycopg://user@host/db.
     "DATABASE_URL": "",
+    # Migrate the database to the newest schema when the app starts (Alembic; several
+    # processes starting at once take turns), so a fresh checkout serves with one
+    # command. Turn off where deployments run `python -m plugin db upgrade` themselves.
+    "DATABASE_UPGRADE": True,
     # Signs the session cookie (CSRF tokens). Empty: a random key kept in the instance
     # folder (file secret_key, mode 0600), so restarts do not log tablets out.
     "SECRET_KEY": "",

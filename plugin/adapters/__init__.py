@@ -1,0 +1,1 @@
+"""I/O edges: the exam store (SQLAlchemy, Alembic); EHR delivery and documents to come."""

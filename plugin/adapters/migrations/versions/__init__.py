@@ -1,0 +1,1 @@
+"""Revision files, one per schema change, named ``NNNN_<what>.py`` with ``revision = "NNNN"``."""

@@ -1,0 +1,513 @@
+"""The exam store: patients, exams with one draft each, and signed revisions.
+
+SQLAlchemy 2 Core over the tables in ``tables.py``; an SQLite file by default, PostgreSQL
+when several app processes share one database. Every write is one short transaction
+whose first statement takes the row (a conditional ``UPDATE ... WHERE version = :expected``)
+so two tablets saving the same exam can never both win: the loser gets a ConflictError
+naming the version to reload. Signed answers are locked; changing them means an
+amendment with a reason, and every signature is kept as a revision.
+
+Records come back frozen and detached (fresh plain dicts from each read), so callers can
+serialise them directly and nothing they do reaches the database. Nothing here logs
+answers, names or resources.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (Connection, Engine, Row, create_engine, event, exc, insert, select,
+                        update)
+from sqlalchemy.engine import make_url
+
+from ..errors import ConflictError, InputError, LockedError, NotFoundError, PluginError
+from . import migrations
+from .tables import EDITABLE, STATES, exams, patients, revisions
+
+__all__ = ["STATES", "ExamRecord", "PatientRecord", "Revision", "Store", "StoreError",
+           "database_url", "from_app", "init_app"]
+
+log = logging.getLogger(__name__)
+EXTENSION_KEY = "store"
+#: How long an SQLite writer waits for another's lock before giving up (ms). Writes
+#: take milliseconds; this only has to outlast a burst of them or a migration.
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+_WRITE = "plugin_write"  # execution option marking a write transaction (SQLite: IMMEDIATE)
+
+
+class StoreError(PluginError):
+    """The database URL is unusable, or the database cannot be reached or migrated."""
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """A stored FHIR Patient; ``id`` (a uuid4) is also ``resource["id"]``."""
+
+    id: str
+    resource: Mapping[str, Any]
+    created: dt.datetime
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One signature, kept unchanged for good: number 1 is ``completed``, later ones
+    ``amended`` with the amendment's ``reason``; ``signed_at`` is aware UTC."""
+
+    exam_id: str
+    number: int
+    status: str
+    answers: Mapping[str, Any]
+    response: Mapping[str, Any]
+    provenance: Mapping[str, Any]
+    signed_by: str
+    signed_at: dt.datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ExamRecord:
+    """An exam as it stands. ``version`` starts at 1 and grows with every write: it is
+    the ETag every write must quote. ``answers`` are the working answers (plain format),
+    ``draft`` the in-progress QuestionnaireResponse (None while signed), ``amend_reason``
+    set while amending, ``revisions`` the number of signatures so far."""
+
+    id: str
+    patient_id: str
+    questionnaire: str
+    state: str
+    version: int
+    answers: Mapping[str, Any]
+    draft: Mapping[str, Any] | None
+    amend_reason: str | None
+    revisions: int
+    created: dt.datetime
+    updated: dt.datetime
+
+
+class Store:
+    """All reads and writes of exams; one per app (process), thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = _engine(url)
+        self._writer = self._engine.execution_options(**{_WRITE: True})
+        # JSONB keeps keys sorted its own way; FHIR readers expect resourceType first.
+        self._reorder = self._engine.dialect.name == "postgresql"
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def upgrade(self) -> None:
+        """Migrate to the newest schema. Safe when several processes start at once: the
+        first takes the lock and migrates, the others wait and then find nothing to do."""
+        from alembic.util import CommandError
+
+        try:
+            with self._writer.begin() as conn:  # SQLite: BEGIN IMMEDIATE, the lock
+                migrations.upgrade(conn)
+        except (exc.SQLAlchemyError, CommandError) as error:
+            raise StoreError(f"cannot upgrade the database: {_first_line(error)}",
+                             original_error=error) from error
+        finally:
+            # no pooled connection survives into forked workers (gunicorn)
+            self._engine.dispose()
+        log.info("database schema is at the newest revision")
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    # -- patients ---------------------------------------------------------------------
+
+    def add_patient(self, resource: Mapping[str, Any]) -> PatientRecord:
+        """Store a FHIR Patient under a new id (also written into the resource)."""
+        if not isinstance(resource, Mapping) or resource.get("resourceType") != "Patient":
+            raise InputError("a Patient resource is required", status=422)
+        patient_id = str(uuid.uuid4())
+        stored = _json({"resourceType": "Patient", "id": patient_id,
+                        **{k: v for k, v in resource.items() if k not in ("resourceType", "id")}},
+                       "patient")
+        family, given, birth_date, identifier = _patient_columns(stored)
+        search = "\n".join(p for p in (family, given, identifier) if p).casefold()
+        with self._writer.begin() as conn:
+            row = conn.execute(insert(patients).values(
+                id=patient_id, resource=stored, family=family, given=given,
+                birth_date=birth_date, identifier=identifier, search=search,
+                created=_now()).returning(*patients.c)).one()
+        return self._patient(row)
+
+    def patient(self, patient_id: str) -> PatientRecord:
+        key = _key(patient_id, "patient")
+        with self._engine.connect() as conn:
+            row = conn.execute(select(patients).where(patients.c.id == key)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no patient with id {key}")
+        return self._patient(row)
+
+    def patients(self, search: str | None = None, limit: int = 200) -> list[PatientRecord]:
+        """Patients whose family name, given names or identifier contain ``search``
+        (any case), ordered by family then given name."""
+        stmt = select(patients).order_by(patients.c.family.asc().nulls_last(),
+                                         patients.c.given.asc().nulls_last(), patients.c.id)
+        term = (search or "").strip().casefold()
+        if term:
+            stmt = stmt.where(patients.c.search.contains(term, autoescape=True))
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt.limit(min(max(0, int(limit)), 10_000))).all()
+        return [self._patient(row) for row in rows]
+
+    # -- exams ------------------------------------------------------------------------
+
+    def create_exam(self, patient_id: str, questionnaire: str, *, answers: Mapping[str, Any],
+                    draft: Mapping[str, Any]) -> ExamRecord:
+        key = _key(patient_id, "patient")
+        values = {"answers": _json(answers, "answers"), "draft": _json(draft, "draft"),
+                  "questionnaire": _text(questionnaire, "questionnaire")}
+        now = _now()
+        with self._writer.begin() as conn:
+            if conn.execute(select(patients.c.id).where(patients.c.id == key)).first() is None:
+                raise NotFoundError(f"no patient with id {key}")
+            row = conn.execute(insert(exams).values(
+                id=str(uuid.uuid4()), patient_id=key, state="draft", version=1,
+                amend_reason=None, revisions=0, created=now, updated=now,
+                **values).returning(*exams.c)).one()
+        return self._exam(row)
+
+    def exam(self, exam_id: str) -> ExamRecord:
+        key = _key(exam_id, "exam")
+        with self._engine.connect() as conn:
+            row = conn.execute(select(exams).where(exams.c.id == key)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no exam with id {key}")
+        return self._exam(row)
+
+    def exams_for(self, patient_id: str) -> list[ExamRecord]:
+        """The patient's exams, newest first; NotFoundError for an unknown patient."""
+        key = _key(patient_id, "patient")
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(exams).where(exams.c.patient_id == key)
+                                .order_by(exams.c.created.desc(), exams.c.id)).all()
+            if not rows and conn.execute(
+                    select(patients.c.id).where(patients.c.id == key)).first() is None:
+                raise NotFoundError(f"no patient with id {key}")
+        return [self._exam(row) for row in rows]
+
+    def save_draft(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
+                   draft: Mapping[str, Any]) -> ExamRecord:
+        """Replace the working answers and draft of a draft or amending exam."""
+        key = _key(exam_id, "exam")
+        values = {"answers": _json(answers, "answers"), "draft": _json(draft, "draft")}
+        with self._writer.begin() as conn:
+            row = _bump(conn, key, expected_version, EDITABLE, **values)
+        return self._exam(row)
+
+    def sign(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
+             response: Mapping[str, Any], provenance: Mapping[str, Any], signed_by: str,
+             signed_at: dt.datetime) -> ExamRecord:
+        """Lock the answers as the next revision; the amendment's reason goes with it."""
+        key = _key(exam_id, "exam")
+        answers, response = _json(answers, "answers"), _json(response, "response")
+        signature = {"provenance": _json(provenance, "provenance"),
+                     "signed_by": _text(signed_by, "signed_by"), "signed_at": _aware(signed_at)}
+        status = response.get("status")
+        with self._writer.begin() as conn:
+            row = _bump(conn, key, expected_version, EDITABLE, state="signed",
+                        answers=answers, draft=None, revisions=exams.c.revisions + 1)
+            # a response built for another revision number: refused, nothing written
+            if status != ("completed" if row.revisions == 1 else "amended"):
+                raise InputError(f"revision {row.revisions} cannot have status {status!r}",
+                                 expression="status", status=422)
+            conn.execute(insert(revisions).values(
+                exam_id=key, number=row.revisions, status=status, answers=answers,
+                response=response, reason=row.amend_reason, **signature))
+            if row.amend_reason is not None:  # kept until now: it is the revision's reason
+                row = conn.execute(update(exams).where(exams.c.id == key)
+                                   .values(amend_reason=None).returning(*exams.c)).one()
+        return self._exam(row)
+
+    def begin_amendment(self, exam_id: str, *, expected_version: int, reason: str,
+                        draft: Mapping[str, Any]) -> ExamRecord:
+        """Reopen a signed exam for changes; ``reason`` is kept with the next revision."""
+        key = _key(exam_id, "exam")
+        if not isinstance(reason, str) or not reason.strip():
+            raise InputError("An amendment needs a reason.", expression="reason",
+                             status=422, code="required")
+        values = {"amend_reason": _text(reason.strip(), "reason"), "draft": _json(draft, "draft")}
+        with self._writer.begin() as conn:
+            row = _bump(conn, key, expected_version, ("signed",), state="amending", **values)
+        return self._exam(row)
+
+    def cancel_amendment(self, exam_id: str, *, expected_version: int) -> ExamRecord:
+        """Drop an amendment in progress: back to the answers of the latest revision."""
+        key = _key(exam_id, "exam")
+        latest = (select(revisions.c.answers)
+                  .where(revisions.c.exam_id == exams.c.id,
+                         revisions.c.number == exams.c.revisions)
+                  .scalar_subquery())
+        with self._writer.begin() as conn:
+            row = _bump(conn, key, expected_version, ("amending",), state="signed",
+                        answers=latest, draft=None, amend_reason=None)
+        return self._exam(row)
+
+    def revisions(self, exam_id: str) -> list[Revision]:
+        """Every signed revision, oldest first."""
+        key = _key(exam_id, "exam")
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(revisions).where(revisions.c.exam_id == key)
+                                .order_by(revisions.c.number)).all()
+            if not rows and conn.execute(
+                    select(exams.c.id).where(exams.c.id == key)).first() is None:
+                raise NotFoundError(f"no exam with id {key}")
+        return [self._revision(row) for row in rows]
+
+    def revision(self, exam_id: str, number: int) -> Revision:
+        key = _key(exam_id, "exam")
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 2**31:
+            raise NotFoundError(f"exam {key} has no revision {number!r}")
+        with self._engine.connect() as conn:
+            row = conn.execute(select(revisions).where(
+                revisions.c.exam_id == key, revisions.c.number == number)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"exam {key} has no revision {number}")
+        return self._revision(row)
+
+    # -- rows to records --------------------------------------------------------------
+
+    def _resource(self, value: Any) -> Any:
+        return _resource_type_first(value) if self._reorder else value
+
+    def _patient(self, row: Row[Any]) -> PatientRecord:
+        return PatientRecord(id=row.id, resource=self._resource(row.resource),
+                             created=row.created)
+
+    def _exam(self, row: Row[Any]) -> ExamRecord:
+        return ExamRecord(
+            id=row.id, patient_id=row.patient_id, questionnaire=row.questionnaire,
+            state=row.state, version=row.version, answers=row.answers,
+            draft=None if row.draft is None else self._resource(row.draft),
+            amend_reason=row.amend_reason, revisions=row.revisions, created=row.created,
+            updated=row.updated)
+
+    def _revision(self, row: Row[Any]) -> Revision:
+        return Revision(
+            exam_id=row.exam_id, number=row.number, status=row.status, answers=row.answers,
+            response=self._resource(row.response), provenance=self._resource(row.provenance),
+            signed_by=row.signed_by, signed_at=row.signed_at, reason=row.reason)
+
+
+def _bump(conn: Connection, key: str, expected: int, states: tuple[str, ...],
+          **values: Any) -> Row[Any]:
+    """The one conditional UPDATE every exam write starts with: it changes the row only
+    if the caller saw the current version and the state allows it, and takes the row's
+    lock, so racing writers are serialised and all but the first find a newer version."""
+    if not isinstance(expected, int) or isinstance(expected, bool):
+        raise InputError("expected_version must be a whole number")
+    # a version beyond the column matches no row (and must not overflow a driver)
+    match = expected if 0 < expected < 2**31 else 0
+    row = conn.execute(
+        update(exams)
+        .where(exams.c.id == key, exams.c.version == match, exams.c.state.in_(states))
+        .values(version=exams.c.version + 1, updated=_now(), **values)
+        .returning(*exams.c)).one_or_none()
+    if row is not None:
+        return row
+    current = conn.execute(select(exams.c.state, exams.c.version)
+                           .where(exams.c.id == key)).one_or_none()
+    if current is None:
+        raise NotFoundError(f"no exam with id {key}")
+    state, version = current
+    if state not in states:
+        raise _wrong_state(state, states, version)
+    raise ConflictError(f"the exam changed since version {expected}; "
+                        f"it is now at version {version}: reload it", current=version)
+
+
+def _wrong_state(state: str, wanted: tuple[str, ...], version: int) -> PluginError:
+    if wanted == EDITABLE:  # a signed exam's answers are locked
+        return LockedError("the exam is signed: begin an amendment (with a reason) "
+                           "to change it")
+    if wanted == ("signed",):
+        message = ("an amendment is already in progress" if state == "amending"
+                   else "the exam is not signed yet: there is nothing to amend")
+    else:
+        message = "no amendment is in progress"
+    return ConflictError(message, current=version)
+
+
+# -- input checks -----------------------------------------------------------------------
+
+def _key(value: Any, what: str) -> str:
+    """A well-formed id, or NotFoundError: a malformed one names nothing stored, and
+    must never reach PostgreSQL's uuid parser as a database error."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFoundError(f"no {what} with that id") from None
+
+
+def _json(value: Any, field: str) -> dict[str, Any]:
+    """A JSON object both backends store unchanged: no NaN or infinity (not JSON), no
+    NUL characters (PostgreSQL text and JSONB refuse them). Returns a detached copy."""
+    if not isinstance(value, Mapping):
+        raise InputError(f"{field} must be a JSON object", expression=field)
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise InputError(f"{field} is not storable JSON: {error}", expression=field) from None
+    copy = json.loads(text)
+    if _has_nul(copy):
+        raise InputError(f"{field} contains a NUL character", expression=field)
+    return dict(copy)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InputError(f"{field} must be non-empty text", expression=field, status=422)
+    return value
+
+
+def _aware(value: Any) -> dt.datetime:
+    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+        raise InputError("signed_at must be a datetime with a timezone",
+                         expression="signed_at", status=422)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _patient_columns(resource: Mapping[str, Any]) -> tuple[str | None, ...]:
+    """family, given (joined), birthDate, identifier[0].value: tolerant of any shape."""
+    def first(value: Any) -> Any:
+        return value[0] if isinstance(value, list) and value else None
+
+    def string(value: Any) -> str | None:
+        return value if isinstance(value, str) and value else None
+
+    name = first(resource.get("name"))
+    name = name if isinstance(name, Mapping) else {}
+    given = name.get("given")
+    given = " ".join(g for g in given if isinstance(g, str)) if isinstance(given, list) else None
+    identifier = first(resource.get("identifier"))
+    identifier = identifier.get("value") if isinstance(identifier, Mapping) else None
+    birth_date = string(resource.get("birthDate"))
+    return (string(name.get("family")), string(given),
+            birth_date if birth_date and len(birth_date) <= 10 else None, string(identifier))
+
+
+def _resource_type_first(value: Any) -> Any:
+    if isinstance(value, dict):
+        items = {k: _resource_type_first(v) for k, v in value.items()}
+        if "resourceType" in items:
+            return {"resourceType": items.pop("resourceType"), **items}
+        return items
+    if isinstance(value, list):
+        return [_resource_type_first(v) for v in value]
+    return value
+
+
+# -- engine and app ----------------------------------------------------------------
+
+def _engine(url: str) -> Engine:
+    """An engine tuned per backend; a URL that cannot work is a StoreError at once."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise StoreError("DATABASE_URL is not a database URL "
+                         "(expected e.g. postgresql+psycopg://user@host/db)") from None
+    if parsed.drivername == "postgresql":  # the driver installed with the service
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    serializer = partial(json.dumps, ensure_ascii=False, allow_nan=False)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, json_serializer=serializer)
+            _sqlite_events(engine)
+        else:
+            engine = create_engine(parsed, json_serializer=serializer, pool_pre_ping=True)
+    except (exc.NoSuchModuleError, ImportError) as error:
+        raise StoreError("DATABASE_URL: unsupported database or driver "
+                         f"{parsed.drivername!r}", original_error=error) from None
+    except (exc.ArgumentError, TypeError, ValueError) as error:
+        raise StoreError(f"DATABASE_URL: {_first_line(error)}", original_error=error) from None
+    _fork_guard(engine)
+    return engine
+
+
+def _sqlite_events(engine: Engine) -> None:
+    """Real transactions on SQLite: Python's sqlite3 would start them only before DML, so a
+    read followed by a write would not be atomic, and DDL would not be transactional.
+    Writes (and migrations) begin IMMEDIATE: they queue for the write lock up front
+    rather than fail half-way. WAL lets readers go on while one writer writes."""
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _fork_guard(engine: Engine) -> None:
+    """A pooled connection opened before a fork (gunicorn's master) is never used by the
+    child: two processes on one socket corrupt both sessions (SQLAlchemy's recipe)."""
+    @event.listens_for(engine, "connect")
+    def _connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(_dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise exc.DisconnectionError("connection opened in another process")
+
+
+def _first_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def database_url(app: Any) -> str:
+    """The configured URL, or the embedded default: an SQLite file in the instance folder."""
+    url = app.config.get("DATABASE_URL") or ""
+    if url:
+        return str(url)
+    os.makedirs(app.instance_path, exist_ok=True)
+    return f"sqlite:///{Path(app.instance_path) / 'plugin.sqlite3'}"
+
+
+def init_app(app: Any) -> None:
+    """Open the store for ``app``; migrate first unless DATABASE_UPGRADE is off."""
+    store = Store(database_url(app))
+    if app.config.get("DATABASE_UPGRADE", True):
+        store.upgrade()
+    app.extensions[EXTENSION_KEY] = store
+
+
+def from_app(app: Any) -> Store:
+    store: Store = app.extensions[EXTENSION_KEY]
+    return store
