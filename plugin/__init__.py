@@ -8,11 +8,12 @@ __version__ = "0.1.0"
 
 
 def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
-    """Build the Flask app: config, then knowledge (checked), then blueprints and errors."""
+    """Build the Flask app: config, knowledge (checked), storage, security, blueprints, errors."""
     from flask import Flask
 
     from . import config, knowledge
-    from .web import errors, fhir_api
+    from .adapters import store
+    from .web import errors, exam, fhir_api, security
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -23,6 +24,9 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
         app.config.update(test_config)
     app.json.sort_keys = False
     knowledge.init_app(app)
+    store.init_app(app)
+    security.init_app(app)
     app.register_blueprint(fhir_api.bp)
+    app.register_blueprint(exam.bp)
     errors.init_app(app)
     return app

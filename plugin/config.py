@@ -40,6 +40,9 @@ DEFAULTS: dict[str, object] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # A CSRF token lives as long as the session, not one hour: an exam page stays open
+    # beside the couch for as long as the exam takes, and its autosave must keep working.
+    "WTF_CSRF_TIME_LIMIT": None,
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.

@@ -19,9 +19,23 @@ def form(kb):
 
 
 @pytest.fixture(scope="session")
-def app():
-    """One app for the session: it is stateless, and loading the knowledge takes ~0.4 s."""
-    return create_app({"TESTING": True})
+def app(tmp_path_factory):
+    """One app for the session (loading the knowledge takes ~0.4 s), its database a
+    throwaway SQLite file; tests that need isolation build their own app."""
+    folder = tmp_path_factory.mktemp("app")
+    return create_app({"TESTING": True, "SECRET_KEY": "test-secret",
+                       "DATABASE_URL": f"sqlite:///{folder / 'exam.sqlite3'}"})
+
+
+@pytest.fixture()
+def make_app(tmp_path):
+    """Build an app with extra settings; its database and secret key live in tmp_path,
+    never in the checkout's instance folder."""
+    def make(settings=None):
+        return create_app({"TESTING": True, "SECRET_KEY": "test-secret",
+                           "DATABASE_URL": f"sqlite:///{tmp_path / 'exam.sqlite3'}",
+                           **(settings or {})})
+    return make
 
 
 @pytest.fixture()

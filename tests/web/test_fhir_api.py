@@ -85,9 +85,8 @@ def test_metadata_says_r4_and_lists_exactly_what_is_served(client) -> None:
     assert assess["name"] == "assess" and "suggestion" in assess["documentation"].lower()
 
 
-def test_metadata_uses_the_configured_base_url() -> None:
-    client = create_app({"TESTING": True,
-                         "FHIR_BASE_URL": "https://exam.example.org/fhir/"}).test_client()
+def test_metadata_uses_the_configured_base_url(make_app) -> None:
+    client = make_app({"FHIR_BASE_URL": "https://exam.example.org/fhir/"}).test_client()
     assert client.get("/fhir/metadata").get_json()["implementation"]["url"] == \
         "https://exam.example.org/fhir"
 
@@ -188,10 +187,10 @@ def test_nothing_to_extract_is_a_success_with_a_warning(client) -> None:
 
 # --- errors ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def small_client():
+@pytest.fixture()
+def small_client(make_app):
     """An app with a small body limit, so the table can include a 413."""
-    return create_app({"TESTING": True, "MAX_CONTENT_LENGTH": SMALL_LIMIT}).test_client()
+    return make_app({"MAX_CONTENT_LENGTH": SMALL_LIMIT}).test_client()
 
 
 def _deep(levels: int) -> dict[str, Any]:
@@ -307,9 +306,9 @@ def test_a_405_says_which_methods_are_allowed(client) -> None:
     assert "POST" in client.get(EXTRACT).headers["Allow"]
 
 
-def test_errors_outside_fhir_are_not_operation_outcomes() -> None:
+def test_errors_outside_fhir_are_not_operation_outcomes(make_app) -> None:
     """Pages for people (the tablet) keep ordinary HTML errors, with the right status."""
-    app = create_app({"TESTING": True})
+    app = make_app()
 
     def page() -> None:
         raise AnswerError({"pain.current": ["Expected a whole number."]})
@@ -321,8 +320,8 @@ def test_errors_outside_fhir_are_not_operation_outcomes() -> None:
         assert (response.status_code, response.mimetype) == (status, "text/html")
 
 
-def test_an_unexpected_failure_is_a_500_outcome_that_logs_no_patient_data(caplog) -> None:
-    app = create_app({"TESTING": True})
+def test_an_unexpected_failure_is_a_500_outcome_that_logs_no_patient_data(caplog, make_app) -> None:
+    app = make_app()
 
     def broken() -> None:
         raise ValueError("Ana Silva, born 1986-03-14")  # what a careless message might hold

@@ -1,0 +1,329 @@
+"""The tablet exam app: patients, exam pages, autosaved drafts, review, sign-off, amendment.
+
+Views are glue: they read the request, call the store and the pure core (drafts,
+signoff, the decision engine) and render. The working answers are stored exactly as
+entered on every autosave, so a wrong value is reported but never dropped; writes
+carry the version they were based on (ETag / If-Match, or a hidden field on forms),
+so a second tablet can never silently overwrite the first.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
+                   render_template, request, url_for)
+
+from ..adapters import store as store_mod
+from ..core import drafts, patient as patient_mod, pipeline, signoff
+from ..core.responses import Context, Exam
+from ..decision import assessment as assessment_mod, facts
+from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
+from .. import knowledge
+from . import layout
+from .patient_form import PatientInput
+
+bp = Blueprint("exam", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/exam")
+
+CONFLICT = ("This exam was changed on another tablet or tab since this page was opened. "
+            "Your latest change here was not saved. Reload to see the current version, "
+            "then make the change again.")
+LOCKED = "This exam is signed and locked. Start an amendment (with a reason) to change it."
+
+
+def _store() -> store_mod.Store:
+    return store_mod.from_app(current_app)
+
+
+def _kb() -> Any:
+    return current_app.extensions[knowledge.EXTENSION_KEY]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _form_for(exam: store_mod.ExamRecord) -> Any:
+    form = _kb().form_for(exam.questionnaire)
+    if form is None:
+        abort(410, "This exam's Questionnaire version is no longer loaded.")
+    return form
+
+
+def _load(exam_id: str) -> tuple[store_mod.ExamRecord, store_mod.PatientRecord, Any]:
+    try:
+        exam = _store().exam(exam_id)
+        return exam, _store().patient(exam.patient_id), _form_for(exam)
+    except NotFoundError:
+        abort(404, "No such exam.")
+
+
+# --- patients ---------------------------------------------------------------------------
+
+@bp.get("/")
+def home() -> Response:
+    return redirect(url_for("exam.patients"))
+
+
+@bp.get("/patients")
+def patients() -> str:
+    search = (request.args.get("q") or "").strip()[:100]
+    return render_template("exam/patients.html", patients=_store().patients(search or None),
+                           search=search, values={}, errors={})
+
+
+@bp.post("/patients")
+def add_patient() -> Any:
+    values = {k: request.form.get(k, "") for k in PatientInput.FIELDS}
+    result = PatientInput(today=_now().date()).validate_form(values)
+    if result.errors:
+        return render_template("exam/patients.html", patients=_store().patients(),
+                               search="", values=values, errors=result.errors), 422
+    record = _store().add_patient(result.resource(current_app.config.get(
+        "PATIENT_IDENTIFIER_SYSTEM", "")))
+    return redirect(url_for("exam.patient", patient_id=record.id), 303)
+
+
+@bp.get("/patients/<patient_id>")
+def patient(patient_id: str) -> str:
+    try:
+        record = _store().patient(patient_id)
+    except NotFoundError:
+        abort(404, "No such patient.")
+    return render_template("exam/patient.html", patient=record,
+                           exams=_store().exams_for(patient_id), form=_kb().forms.get(
+                               pipeline.DEFAULT_FORM))
+
+
+@bp.post("/patients/<patient_id>/exams")
+def start_exam(patient_id: str) -> Response:
+    try:
+        record = _store().patient(patient_id)
+    except NotFoundError:
+        abort(404, "No such patient.")
+    form = _kb().forms[pipeline.DEFAULT_FORM]
+    now = _now()
+    raw: dict[str, Any] = {}
+    birth_date = record.resource.get("birthDate")
+    if birth_date:
+        raw[patient_mod.AGE_LINK_ID] = patient_mod.age_on(birth_date, now.date())
+    checked = drafts.check(form, raw)
+    exam = _store().create_exam(patient_id, form.canonical, answers=raw, draft={})
+    exam = _store().save_draft(exam.id, expected_version=exam.version, answers=raw,
+                               draft=_draft_qr(form, checked, exam.id, record, now))
+    first = layout.pages(form)[0].item.link_id
+    return redirect(url_for("exam.page", exam_id=exam.id, section=first), 303)
+
+
+# --- the exam pages and their autosave ---------------------------------------------------
+
+@bp.get("/exams/<exam_id>")
+def exam(exam_id: str) -> Response:
+    record, _, form = _load(exam_id)
+    if record.state == "signed":
+        return redirect(url_for("exam.record", exam_id=exam_id))
+    return redirect(url_for("exam.page", exam_id=exam_id,
+                            section=layout.pages(form)[0].item.link_id))
+
+
+@bp.get("/exams/<exam_id>/pages/<section>")
+def page(exam_id: str, section: str) -> Any:
+    record, patient_record, form = _load(exam_id)
+    if record.state == "signed":
+        return redirect(url_for("exam.record", exam_id=exam_id))
+    current = layout.page(form, section)
+    if current is None:
+        abort(404, "No such page in this exam.")
+    checked = drafts.check(form, record.answers)
+    pages = layout.pages(form)
+    return render_template(
+        "exam/page.html", exam=record, patient=patient_record, form=form, page=current,
+        pages=pages, progress=drafts.progress(form, checked.valid), raw=record.answers,
+        errors=checked.errors, layout=layout,
+        previous=pages[current.number - 2] if current.number > 1 else None,
+        next=pages[current.number] if current.number < len(pages) else None,
+        client_data={"examId": record.id, "version": record.version, "section": section,
+                     "linkIds": list(current.link_ids), "answers": record.answers,
+                     "errors": checked.errors,
+                     "saveUrl": url_for("exam.save_draft", exam_id=exam_id)})
+
+
+@bp.put("/exams/<exam_id>/draft")
+def save_draft(exam_id: str) -> Response:
+    """Autosave one page: its answers replace that page's part of the working answers."""
+    record, patient_record, form = _load(exam_id)
+    expected = _if_match()
+    body = request.get_json(silent=True)
+    current = layout.page(form, body.get("section")) if isinstance(body, Mapping) else None
+    if current is None or not isinstance(body.get("answers"), Mapping):
+        return _json_error(400, "bad-request",
+                           'Expected {"section": a page of this exam, "answers": {...}}.')
+    raw = drafts.merge(record.answers, current.link_ids, body["answers"])
+    checked = drafts.check(form, raw)
+    try:
+        saved = _store().save_draft(
+            exam_id, expected_version=expected, answers=raw,
+            draft=_draft_qr(form, checked, exam_id, patient_record, _now()))
+    except ConflictError as exc:
+        return _json_error(412, "conflict", CONFLICT, version=exc.current)
+    except LockedError:
+        return _json_error(409, "locked", LOCKED)
+    response = jsonify(version=saved.version, errors=checked.errors,
+                       progress={k: list(v) for k, v in drafts.progress(form, checked.valid).items()})
+    response.headers["ETag"] = f'"{saved.version}"'
+    return response
+
+
+def _if_match() -> int:
+    header = request.headers.get("If-Match", "").strip()
+    if header.startswith("W/"):
+        header = header[2:]
+    try:
+        return int(header.strip('"'))
+    except ValueError:
+        abort(_json_error(428, "precondition-required",
+                          "Send If-Match with the version this change is based on."))
+
+
+def _json_error(status: int, error: str, message: str, **extra: Any) -> Response:
+    response = jsonify(error=error, message=message, **extra)
+    response.status_code = status
+    return response
+
+
+def _draft_qr(form: Any, checked: drafts.Checked, exam_id: str,
+              patient_record: store_mod.PatientRecord, now: dt.datetime) -> dict[str, Any]:
+    context = Context(subject=patient_mod.reference(patient_record.resource),
+                      authored=now.isoformat(timespec="seconds"), status="in-progress",
+                      identifier=exam_id)
+    return drafts.response(form, checked, context)
+
+
+# --- review, sign-off, record, amendment -------------------------------------------------
+
+def _signable(raw: Mapping[str, Any], checked: drafts.Checked) -> dict[str, Any]:
+    """The raw answers that pass validation: what a signature would record."""
+    return {k: v for k, v in raw.items() if k in checked.valid}
+
+
+def _assessment(form: Any, valid: Any) -> dict[str, Any]:
+    return assessment_mod.assess(_kb().decision, facts.from_answers(valid)).as_json()
+
+
+def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> Any:
+    record, patient_record, form = _load(exam_id)
+    if record.state == "signed":
+        return redirect(url_for("exam.record", exam_id=exam_id))
+    checked = drafts.check(form, record.answers)
+    return render_template(
+        "exam/review.html", exam=record, patient=patient_record, form=form,
+        pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
+        summary=layout.summary(form, _signable(record.answers, checked)),
+        errors=checked.errors, assessment=_assessment(form, checked.valid),
+        citations=_kb().decision.citations, message=message, layout=layout,
+        section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
+
+
+@bp.get("/exams/<exam_id>/review")
+def review(exam_id: str) -> Any:
+    return _review(exam_id)
+
+
+@bp.post("/exams/<exam_id>/sign")
+def sign(exam_id: str) -> Any:
+    record, patient_record, _ = _load(exam_id)
+    try:
+        expected = int(request.form.get("version", ""))
+    except ValueError:
+        abort(400, "The form is missing its version; reload the page.")
+    now = _now()
+    try:
+        signed = signoff.sign(_kb(), record.answers, record_id=exam_id,
+                              patient=patient_record.resource,
+                              signer=request.form.get("signer", ""), signed_at=now,
+                              revision=record.revisions + 1, reason=record.amend_reason)
+        _store().sign(exam_id, expected_version=expected, answers=record.answers,
+                      response=signed.response, provenance=signed.provenance,
+                      signed_by=signed.response["author"]["display"], signed_at=now)
+    except ConflictError:
+        return _review(exam_id, message=CONFLICT, status=409)
+    except LockedError:
+        return redirect(url_for("exam.record", exam_id=exam_id), 303)
+    except InputError as exc:
+        return _review(exam_id, message=exc.message, status=422)
+    except AnswerError:
+        return _review(exam_id, message="Correct the problems listed before signing.",
+                       status=422)
+    return redirect(url_for("exam.record", exam_id=exam_id), 303)
+
+
+def _form_version() -> int:
+    try:
+        return int(request.form.get("version", ""))
+    except ValueError:
+        abort(400, "The form is missing its version; reload the page.")
+
+
+@bp.get("/exams/<exam_id>/record")
+def record(exam_id: str) -> Any:
+    """The signed record, read-only, with the way to amend it."""
+    record_, patient_record, form = _load(exam_id)
+    if record_.state != "signed":
+        return redirect(url_for("exam.review", exam_id=exam_id))
+    latest = _store().revision(exam_id, record_.revisions)
+    return _revision_page(record_, patient_record, form, latest, current=True)
+
+
+@bp.get("/exams/<exam_id>/revisions/<int:number>")
+def revision(exam_id: str, number: int) -> Any:
+    record_, patient_record, form = _load(exam_id)
+    try:
+        shown = _store().revision(exam_id, number)
+    except NotFoundError:
+        abort(404, "No such revision.")
+    return _revision_page(record_, patient_record, form, shown,
+                          current=record_.state == "signed" and number == record_.revisions)
+
+
+def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.PatientRecord,
+                   form: Any, shown: store_mod.Revision, *, current: bool,
+                   message: str | None = None, status: int = 200) -> Any:
+    checked = drafts.check(form, shown.answers)
+    return render_template(
+        "exam/record.html", exam=record_, patient=patient_record, form=form,
+        revision=shown, current=current, summary=layout.summary(form, shown.answers),
+        assessment=_assessment(form, checked.valid), citations=_kb().decision.citations,
+        history=_store().revisions(record_.id), message=message, layout=layout), status
+
+
+@bp.post("/exams/<exam_id>/amend")
+def amend(exam_id: str) -> Any:
+    record_, patient_record, form = _load(exam_id)
+    expected = _form_version()
+    checked = drafts.check(form, record_.answers)
+    try:
+        reason = signoff.text(request.form.get("reason"), "reason",
+                              "An amendment needs a reason.")
+        _store().begin_amendment(exam_id, expected_version=expected, reason=reason,
+                                 draft=_draft_qr(form, checked, exam_id, patient_record, _now()))
+    except (InputError, ConflictError) as exc:
+        if record_.state != "signed":
+            return redirect(url_for("exam.exam", exam_id=exam_id), 303)
+        latest = _store().revision(exam_id, record_.revisions)
+        message = CONFLICT if isinstance(exc, ConflictError) else exc.message
+        return _revision_page(record_, patient_record, form, latest, current=True,
+                              message=message, status=409 if isinstance(exc, ConflictError)
+                              else 422)
+    return redirect(url_for("exam.exam", exam_id=exam_id), 303)
+
+
+@bp.post("/exams/<exam_id>/amend/cancel")
+def cancel_amendment(exam_id: str) -> Any:
+    _load(exam_id)
+    try:
+        _store().cancel_amendment(exam_id, expected_version=_form_version())
+    except ConflictError:
+        return _review(exam_id, message=CONFLICT, status=409)
+    return redirect(url_for("exam.record", exam_id=exam_id), 303)

@@ -1,0 +1,206 @@
+"""How the tablet lays out a Questionnaire: pages, left|right rows, body map, neuro grid.
+
+Everything here is derived from the Form's structure and rendering hints, never from a
+list of linkIds, so a revised Questionnaire lays itself out: a group whose two
+questions end in ``.left`` and ``.right`` is one row with two columns; a group whose two
+sub-groups do is two columns of questions; palpation sites graded on the tenderness
+scale also appear on the body map; rows with a normal value get a one-tap "normal".
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ..core.questionnaire import Form, Item
+
+#: The palpation scale a tap on the body map cycles through, in order.
+TENDERNESS = ("not-tender", "tender", "reproduces-familiar-pain")
+#: Units that get a stopwatch beside the number (timed holds and sitting tolerance).
+TIMED_UNITS = {"s": 1, "min": 60}
+#: Body-map positions (posterior view, viewBox 300 x 380; x is the distance from the
+#: midline, mirrored per side, the patient's left drawn on the left as seen from
+#: behind). Keyed by the site's group; a site without a position is listed, not drawn.
+SITE_POSITIONS = {
+    "lumbar-spine": (22, 40), "psis": (30, 92), "sciatic-notch": (54, 128),
+    "greater-trochanter": (104, 160), "ischial-tuberosity": (44, 188),
+    "hamstring-proximal": (50, 230), "hamstring-mid": (52, 280),
+    "hamstring-distal": (50, 330),
+}
+MIDLINE = 150
+
+
+@dataclass(frozen=True)
+class Site:
+    """A body-map site: its group label and the two questions with their positions."""
+
+    label: str
+    left: Item
+    right: Item
+    positions: tuple[tuple[int, int], tuple[int, int]] | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One section of the form (a top-level group) as a tablet page."""
+
+    item: Item
+    number: int
+    link_ids: tuple[str, ...]
+    sites: tuple[Site, ...]
+    normal_rows: int
+
+
+def pages(form: Form) -> tuple[Page, ...]:
+    return _pages(form)
+
+
+def page(form: Form, link_id: str) -> Page | None:
+    return next((p for p in _pages(form) if p.item.link_id == link_id), None)
+
+
+@lru_cache(maxsize=8)
+def _pages(form: Form) -> tuple[Page, ...]:
+    result = []
+    for number, section in enumerate(form.items, start=1):
+        ids = tuple(i.link_id for i in _descendants(form, section) if i.answerable)
+        sites = tuple(_site(form, g) for g in _descendants(form, section)
+                      if pair(form, g) and _graded(pair(form, g)[0]))  # type: ignore[index]
+        rows = sum(1 for g in _descendants(form, section)
+                   if pair(form, g) and normal_value(pair(form, g)[0]) is not None)  # type: ignore[index]
+        result.append(Page(section, number, ids, sites, rows))
+    return tuple(result)
+
+
+def pair(form: Form, item: Item) -> tuple[Item, Item] | None:
+    """The (left, right) questions of a sided group, else None."""
+    return _sided(form, item, answerable=True)
+
+
+def sides(form: Form, item: Item) -> tuple[Item, Item] | None:
+    """The (left, right) sub-groups of a group that examines each leg in turn."""
+    return _sided(form, item, answerable=False)
+
+
+def _sided(form: Form, item: Item, *, answerable: bool) -> tuple[Item, Item] | None:
+    if item.type != "group" or len(item.children) != 2:
+        return None
+    left, right = form.children(item)
+    if not (left.link_id == f"{item.link_id}.left" and right.link_id == f"{item.link_id}.right"):
+        return None
+    if left.answerable != answerable or right.answerable != answerable:
+        return None
+    return left, right
+
+
+def normal_value(item: Item) -> Any:
+    """The value "normal" stands for: the option coded ``normal``, or full MRC power."""
+    if item.type == "choice" and item.option("normal") is not None:
+        return "normal"
+    if item.type == "integer" and item.min_value == 0 and item.max_value == 5 and not item.unit:
+        return 5
+    return None
+
+
+def timed(item: Item) -> int | None:
+    """Seconds per unit for a number a stopwatch can fill, else None."""
+    if item.type == "integer" and item.unit:
+        return TIMED_UNITS.get(item.unit.get("code", ""))
+    return None
+
+
+def enable_when_json(form: Form, item: Item) -> str:
+    """The item's own enableWhen for the page script (ancestors carry theirs)."""
+    if not item.enable_when:
+        return ""
+    return json.dumps({"behavior": item.enable_behavior, "conditions": [
+        {"question": c.question, "operator": c.operator, "answer": c.answer}
+        for c in item.enable_when]})
+
+
+def side_label(item: Item) -> str:
+    return "Left" if item.link_id.endswith(".left") else "Right"
+
+
+def _graded(item: Item) -> bool:
+    return item.type == "choice" and tuple(o.code for o in item.options) == TENDERNESS
+
+
+def _site(form: Form, group: Item) -> Site:
+    left, right = pair(form, group)  # type: ignore[misc]
+    key = group.link_id.rsplit(".", 1)[-1]
+    where = SITE_POSITIONS.get(key)
+    positions = ((MIDLINE - where[0], where[1]), (MIDLINE + where[0], where[1])) if where else None
+    return Site(group.text, left, right, positions)
+
+
+def _descendants(form: Form, item: Item) -> list[Item]:
+    found = []
+    for child in form.children(item):
+        found.append(child)
+        found.extend(_descendants(form, child))
+    return found
+
+
+def display(item: Item, value: Any) -> str:
+    """A raw draft value as people read it (an option's display, a unit, Yes/No)."""
+    if isinstance(value, list):
+        return ", ".join(display(item, v) for v in value)
+    if item.type == "choice" and isinstance(value, str) and item.option(value) is not None:
+        return item.option(value).display  # type: ignore[union-attr]
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, Mapping) and "value" in value:
+        return f"{value.get('value')} {value.get('unit', '')}".strip()
+    unit = (item.unit or {}).get("display") or (item.unit or {}).get("code")
+    if unit == "°":
+        return f"{value}°"
+    return f"{value} {unit}" if unit else str(value)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the findings summary: a label and the left/right (or single) value."""
+
+    label: str
+    left: str | None = None
+    right: str | None = None
+    value: str | None = None
+    link_id: str = ""
+
+
+def summary(form: Form, raw: Mapping[str, Any]) -> list[tuple[Page, list[Row]]]:
+    """Answered findings per page, sided ones as left | right rows, for review and record."""
+    result = []
+    for p in _pages(form):
+        rows = [r for r in _rows(form, p.item, raw) if r.left or r.right or r.value]
+        if rows:
+            result.append((p, rows))
+    return result
+
+
+def _rows(form: Form, group: Item, raw: Mapping[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+
+    def shown(item: Item) -> str | None:
+        return display(item, raw[item.link_id]) if item.link_id in raw else None
+
+    legs = sides(form, group)
+    if legs:
+        for left in form.children(legs[0]):
+            right = form.item(legs[1].link_id + left.link_id[len(legs[0].link_id):])
+            label = left.text[5:] if left.text.lower().startswith("left ") else left.text
+            rows.append(Row(label[:1].upper() + label[1:], shown(left),
+                            shown(right) if right else None, link_id=left.link_id))
+        return rows
+    for child in form.children(group):
+        both = pair(form, child)
+        if both:
+            rows.append(Row(child.text, shown(both[0]), shown(both[1]), link_id=child.link_id))
+        elif child.type == "group":
+            rows.extend(_rows(form, child, raw))
+        elif child.answerable:
+            rows.append(Row(child.text, value=shown(child), link_id=child.link_id))
+    return rows

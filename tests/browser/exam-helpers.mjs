@@ -1,0 +1,92 @@
+// Steps the exam specs share: create a patient, start an exam, answer a page by touch,
+// read back what a page shows. Everything goes through the UI as a clinician would.
+import assert from 'node:assert/strict';
+import { baseUrl } from './harness.mjs';
+
+/** Add a patient through the form (typing is expected here) and open their page. */
+export async function addPatient(page, family = `Test${Date.now()}`) {
+  await page.goto(`${baseUrl()}/patients`);
+  await page.fill('#p-family', family);
+  await page.fill('#p-given', 'Ana');
+  await page.fill('#p-birth_date', '1986-03-14');
+  await page.fill('#p-identifier', `MRN-${family}`);
+  await page.tap('button:has-text("Add patient")');
+  await page.waitForURL(/\/patients\/[0-9a-f-]+$/);
+  return family;
+}
+
+/** Start an exam for the patient whose page is open; returns the exam's base URL. */
+export async function startExam(page) {
+  await page.tap('button:has-text("Start exam")');
+  await page.waitForURL(/\/exams\/[0-9a-f-]+\/pages\//);
+  return page.url().replace(/\/pages\/.*$/, '');
+}
+
+/** The link ids of the visible (enabled) questions of the page, in order. */
+export async function visibleQuestions(page) {
+  return page.$$eval('#exam-form .q[data-link-id]', (nodes) => nodes
+    .filter((q) => !q.closest('[data-disabled]'))
+    .map((q) => ({ id: q.dataset.linkId, type: q.dataset.type, repeats: q.hasAttribute('data-repeats') })));
+}
+
+/** Whether a question already has an answer on screen. */
+async function answered(page, q) {
+  return page.$eval(`[id="q-${q.id}"]`, (node) => {
+    if (node.querySelector('input:checked')) return true;
+    const text = node.querySelector('input[type=text], input[type=date], textarea');
+    return Boolean(text && text.value.trim());
+  });
+}
+
+/** Answer every visible question of the page by tapping only: the first option of a
+ * choice (which opens its follow-up questions where there are any), "No" for yes/no,
+ * the + stepper for numbers; `choices` overrides by link id (an option's label text).
+ * Repeats until no visible question is unanswered (follow-ups appear as it goes). */
+export async function answerPageByTapping(page, choices = {}) {
+  for (let round = 0; round < 5; round += 1) {
+    let tapped = 0;
+    for (const q of await visibleQuestions(page)) {
+      if (await answered(page, q)) continue;
+      const node = page.locator(`[id="q-${q.id}"]`);
+      if (q.type === 'choice' || q.type === 'boolean') {
+        const label = choices[q.id] ?? (q.type === 'boolean' ? 'No' : null);
+        const option = label ? node.locator('label.opt', { hasText: label }).first()
+          : node.locator('label.opt').first();
+        await option.tap();
+      } else if (q.type === 'integer' || q.type === 'quantity' || q.type === 'decimal') {
+        const plus = node.locator('button.step').last();
+        for (let n = 0; n < (choices[q.id] ?? 1); n += 1) await plus.tap();
+      } else {
+        throw new Error(`no tap strategy for ${q.id} (${q.type})`);
+      }
+      tapped += 1;
+    }
+    if (tapped === 0) return;
+  }
+  const left = [];
+  for (const q of await visibleQuestions(page)) if (!(await answered(page, q))) left.push(q.id);
+  assert.deepEqual(left, [], 'questions left unanswered after tapping');
+}
+
+/** Every answer the page shows, keyed by link id (what reload must restore). */
+export async function shownAnswers(page) {
+  return page.$$eval('#exam-form .q[data-link-id]', (nodes) => Object.fromEntries(nodes.map((q) => {
+    const checked = [...q.querySelectorAll('input:checked')].map((i) => i.value);
+    const text = q.querySelector('input[type=text], input[type=date], textarea');
+    const unit = q.querySelector('select');
+    return [q.dataset.linkId, { checked, text: text ? text.value : null, unit: unit ? unit.value : null }];
+  })));
+}
+
+/** Wait until the autosave has reached the server. */
+export async function saved(page) {
+  await page.waitForFunction(() => {
+    const s = document.getElementById('save-status');
+    return s && /All changes saved/.test(s.textContent);
+  }, null, { timeout: 10000 });
+}
+
+/** The section pages in navigation order (link ids), read from the section bar. */
+export async function sections(page) {
+  return page.$$eval('nav.sections a[data-section]', (links) => links.map((a) => a.dataset.section));
+}
