@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from plugin import create_app, knowledge
+from plugin.adapters import store
 from plugin.config import DEFAULTS
 
 
@@ -31,11 +32,17 @@ def app(tmp_path_factory):
 def make_app(tmp_path):
     """Build an app with extra settings; its database and secret key live in tmp_path,
     never in the checkout's instance folder."""
+    made = []
+
     def make(settings=None):
-        return create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                           "DATABASE_URL": f"sqlite:///{tmp_path / 'exam.sqlite3'}",
-                           **(settings or {})})
-    return make
+        app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
+                          "DATABASE_URL": f"sqlite:///{tmp_path / 'exam.sqlite3'}",
+                          **(settings or {})})
+        made.append(app)
+        return app
+    yield make
+    for app in made:  # close pooled connections before the database is dropped
+        store.from_app(app).dispose()
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ import {
   checkA11y, collectConsoleErrors, launchBrowser, newTablet, shot,
 } from './harness.mjs';
 import {
-  addPatient, answerPageByTapping, saved, sections, shownAnswers, startExam,
+  addPatient, answerPageByTapping, saved, sections, shownAnswers, smallTargets, startExam,
 } from './exam-helpers.mjs';
 
 let browser;
@@ -45,6 +45,7 @@ for (const orientation of ['landscape', 'portrait']) {
         await answerPageByTapping(page, { 'history.onset': 'Sudden', 'slr.left.onset-angle': 9 });
         await saved(page);
         shown[section] = await shownAnswers(page);
+        assert.deepEqual(await smallTargets(page), [], `touch targets under 44 px: ${section}`);
         await shot(page, `${orientation}-section-${section}`);
         await checkA11y(page, `section ${section} (${orientation})`);
       }

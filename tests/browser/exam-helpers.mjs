@@ -90,3 +90,17 @@ export async function saved(page) {
 export async function sections(page) {
   return page.$$eval('nav.sections a[data-section]', (links) => links.map((a) => a.dataset.section));
 }
+
+/** Controls smaller than a 44 x 44 CSS px touch target (WCAG 2.5.5), described. */
+export async function smallTargets(page) {
+  return page.$$eval(
+    '#exam-form button, #exam-form .opt span, #exam-form input[type=text], #exam-form select, '
+    + '#exam-form textarea, #exam-form input[type=range], #exam-form [data-site], '
+    + 'nav.sections a, .pager a, #sign-form button, #amend-form button',
+    (nodes) => nodes.filter((n) => n.getClientRects().length > 0 && !n.closest('[hidden]'))
+      .map((n) => ({ n, r: n.getBoundingClientRect() }))
+      .filter(({ r }) => r.width < 44 || r.height < 44)
+      .map(({ n, r }) => `${n.tagName.toLowerCase()}${n.id ? '#' + n.id : ''} `
+        + `"${(n.textContent || n.getAttribute('aria-label') || '').trim().slice(0, 30)}" `
+        + `${Math.round(r.width)}x${Math.round(r.height)}`));
+}

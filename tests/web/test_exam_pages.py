@@ -17,8 +17,10 @@ SLR = "slr"
 
 
 @pytest.fixture()
-def app(make_app):
-    return make_app({"WTF_CSRF_ENABLED": False})
+def app(make_app, database_url):
+    """The app on each backend (SQLite and a real PostgreSQL server): locking, JSON
+    round trips and revisions must behave the same on both."""
+    return make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database_url})
 
 
 @pytest.fixture()
