@@ -43,6 +43,9 @@ DEFAULTS: dict[str, object] = {
     # A CSRF token lives as long as the session, not one hour: an exam page stays open
     # beside the couch for as long as the exam takes, and its autosave must keep working.
     "WTF_CSRF_TIME_LIMIT": None,
+    # Identifier.system for patient identifiers typed on the tablet (standalone mode):
+    # your organisation's MRN namespace. Empty: identifiers are stored without a system.
+    "PATIENT_IDENTIFIER_SYSTEM": "",
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.

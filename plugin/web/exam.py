@@ -81,8 +81,8 @@ def add_patient() -> Any:
     if result.errors:
         return render_template("exam/patients.html", patients=_store().patients(),
                                search="", values=values, errors=result.errors), 422
-    record = _store().add_patient(result.resource(current_app.config.get(
-        "PATIENT_IDENTIFIER_SYSTEM", "")))
+    record = _store().add_patient(result.resource(
+        current_app.config["PATIENT_IDENTIFIER_SYSTEM"]))
     return redirect(url_for("exam.patient", patient_id=record.id), 303)
 
 

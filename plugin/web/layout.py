@@ -30,6 +30,9 @@ SITE_POSITIONS = {
     "hamstring-distal": (50, 330),
 }
 MIDLINE = 150
+#: UCUM units in words, as people read them on the tablet and the summary.
+UNIT_WORDS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours",
+              "min": "minutes", "s": "seconds", "deg": "°"}
 
 
 @dataclass(frozen=True)
@@ -153,11 +156,16 @@ def display(item: Item, value: Any) -> str:
     if isinstance(value, bool):
         return "Yes" if value else "No"
     if isinstance(value, Mapping) and "value" in value:
-        return f"{value.get('value')} {value.get('unit', '')}".strip()
-    unit = (item.unit or {}).get("display") or (item.unit or {}).get("code")
+        return f"{value.get('value')} {unit_word(str(value.get('unit', '')))}".strip()
+    unit = unit_word((item.unit or {}).get("code", ""))
     if unit == "°":
         return f"{value}°"
     return f"{value} {unit}" if unit else str(value)
+
+
+def unit_word(code: str) -> str:
+    """A UCUM unit code as a word (``wk`` -> ``weeks``); unknown codes as they are."""
+    return UNIT_WORDS.get(code, code)
 
 
 @dataclass(frozen=True)

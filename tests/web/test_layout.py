@@ -1,0 +1,79 @@
+"""The tablet layout is derived from the Questionnaire's structure: every answerable
+question lands on exactly one page, sided questions pair up, palpation sites reach the
+body map, and the summary reads left | right."""
+from __future__ import annotations
+
+import pytest
+
+from plugin.web import layout
+
+
+def test_every_answerable_question_is_on_exactly_one_page(form) -> None:
+    placed = [link_id for page in layout.pages(form) for link_id in page.link_ids]
+    assert sorted(placed) == sorted(i.link_id for i in form.answerable)
+    assert [p.number for p in layout.pages(form)] == list(range(1, len(form.items) + 1))
+
+
+def test_sided_groups_pair_and_legs_split(form) -> None:
+    left, right = layout.pair(form, form.index["palpation.psis"])
+    assert (left.link_id, right.link_id) == ("palpation.psis.left", "palpation.psis.right")
+    assert layout.pair(form, form.index["slr"]) is None
+    legs = layout.sides(form, form.index["slr"])
+    assert [g.link_id for g in legs] == ["slr.left", "slr.right"]
+    assert layout.sides(form, form.index["palpation.psis"]) is None
+
+
+def test_every_graded_palpation_site_is_on_the_body_map(form) -> None:
+    palpation = layout.page(form, "palpation")
+    assert len(palpation.sites) == 8 and all(s.positions for s in palpation.sites)
+    for site in palpation.sites:
+        (lx, ly), (rx, ry) = site.positions
+        assert lx < layout.MIDLINE < rx and ly == ry  # mirrored about the midline
+    gap = form.index["palpation.defect.left"]  # a yes/no finding, not a graded site
+    assert all(site.left is not gap for site in palpation.sites)
+
+
+@pytest.mark.parametrize("link_id, normal", [
+    ("neuro.power.l4.left", 5), ("neuro.sensation.s1.right", "normal"),
+    ("neuro.reflex.knee.left", "normal"), ("hip-drop.trendelenburg-hold.left", None),
+    ("pain.current", None), ("slr.left.response", None),
+])
+def test_normal_values(form, link_id, normal) -> None:
+    assert layout.normal_value(form.index[link_id]) == normal
+
+
+def test_the_neuro_page_has_its_rows_of_normal(form) -> None:
+    assert layout.page(form, "neuro").normal_rows == 8
+    assert all(p.normal_rows == 0 for p in layout.pages(form) if p.item.link_id != "neuro")
+
+
+@pytest.mark.parametrize("link_id, seconds", [
+    ("sitting.tolerance-minutes", 60), ("hip-drop.trendelenburg-hold.left", 1),
+    ("slr.left.onset-angle", None), ("patient.age-years", None),
+])
+def test_timed_questions_get_a_stopwatch(form, link_id, seconds) -> None:
+    assert layout.timed(form.index[link_id]) == seconds
+
+
+@pytest.mark.parametrize("link_id, value, shown", [
+    ("patient.age-years", 40, "40 years"), ("slr.left.onset-angle", 40, "40°"),
+    ("history.duration", {"value": 3, "unit": "wk"}, "3 weeks"),
+    ("history.aggravating", ["sitting", "running"], "Sitting, Running"),
+    ("red-flags.fever", False, "No"), ("pain.current", 3, "3"),
+    ("slr.left.onset-angle", "4o", "4o°"),
+])
+def test_display(form, link_id, value, shown) -> None:
+    assert layout.display(form.index[link_id], value) == shown
+
+
+def test_summary_reads_left_and_right(form) -> None:
+    summary = dict((p.item.link_id, rows) for p, rows in layout.summary(form, {
+        "slr.left.onset-angle": 40, "slr.right.onset-angle": 70,
+        "palpation.psis.right": "tender", "pain.current": 3}))
+    assert set(summary) == {"slr", "palpation", "pain"}
+    angle, = summary["slr"]
+    assert (angle.label.startswith("SLR: hip flexion"), angle.left, angle.right) == (True, "40°", "70°")
+    psis, = summary["palpation"]
+    assert (psis.left, psis.right) == (None, "Tender")
+    pain, = summary["pain"]
+    assert pain.value == "3"
