@@ -259,21 +259,13 @@ def _say(line: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from . import create_app
-    from .adapters.store import StoreError
-    from .errors import KnowledgeError
-
-    try:
-        app = create_app()
-        # Migrate once here, before gunicorn forks: workers never race to migrate, and
-        # they start with no database connection inherited from this process.
-        _upgrade_database(app)
-    except KnowledgeError as exc:
-        _say(f"error: cannot start, broken data file: {exc}")
-        return EXIT_KNOWLEDGE
-    except StoreError as exc:
-        _say(f"error: cannot start: {exc.message}")
-        return EXIT_DATABASE
+    app, code = _prepared_app("cannot start, ", migrate=False)
+    if app is None:
+        return code
+    # create_app migrated the schema (DATABASE_UPGRADE) once, here, before gunicorn
+    # forks; the workers must not inherit this process's database connections.
+    from .adapters import store as storage
+    storage.from_app(app).dispose()
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         """gunicorn hosting the already-built app: its checks ran before binding, and the
@@ -299,35 +291,31 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _db(args: argparse.Namespace) -> int:
     """``db upgrade``: the schema migrated with the service's own configuration."""
-    from . import create_app
-    from .adapters.store import StoreError
-    from .errors import KnowledgeError
-
-    try:
-        _upgrade_database(create_app())
-    except KnowledgeError as exc:
-        _say(f"error: broken data file: {exc}")
-        return EXIT_KNOWLEDGE
-    except StoreError as exc:
-        _say(f"error: {exc.message}")
-        return EXIT_DATABASE
+    app, code = _prepared_app("", migrate=True)
+    if app is None:
+        return code
     _say("database is up to date")
     return EXIT_OK
 
 
-def _upgrade_database(app: Any) -> None:
-    """Migrate the app's database to the newest schema (a no-op when it is there)."""
+def _prepared_app(prefix: str, *, migrate: bool) -> tuple[Any, int]:
+    """The app as configured, its schema migrated when ``migrate`` (or DATABASE_UPGRADE);
+    a broken data file or an unusable database is a message and an exit code."""
+    from . import create_app
     from .adapters import store as storage
+    from .errors import KnowledgeError
 
-    existing = app.extensions.get(storage.EXTENSION_KEY)
-    if existing is not None and app.config.get("DATABASE_UPGRADE", True):
-        return  # create_app has just migrated it
-    store = existing or storage.Store(storage.database_url(app))
     try:
-        store.upgrade()
-    finally:
-        if existing is None:
-            store.dispose()
+        app = create_app()
+        if migrate and not app.config.get("DATABASE_UPGRADE", True):
+            storage.from_app(app).upgrade()  # else create_app has just done it
+    except KnowledgeError as exc:
+        _say(f"error: {prefix}broken data file: {exc}")
+        return None, EXIT_KNOWLEDGE
+    except storage.StoreError as exc:
+        _say(f"error: {prefix}{exc.message}")
+        return None, EXIT_DATABASE
+    return app, EXIT_OK
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from typing import Any
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
+from .. import knowledge
 from ..adapters import store as store_mod
 from ..core import drafts, patient as patient_mod, pipeline, signoff
-from ..core.responses import Context, Exam
+from ..core.responses import Context
 from ..decision import assessment as assessment_mod, facts
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
-from .. import knowledge
 from . import layout
 from .patient_form import PatientInput
 
@@ -93,8 +93,7 @@ def patient(patient_id: str) -> str:
     except NotFoundError:
         abort(404, "No such patient.")
     return render_template("exam/patient.html", patient=record,
-                           exams=_store().exams_for(patient_id), form=_kb().forms.get(
-                               pipeline.DEFAULT_FORM))
+                           exams=_store().exams_for(patient_id))
 
 
 @bp.post("/patients/<patient_id>/exams")
@@ -208,7 +207,7 @@ def _signable(raw: Mapping[str, Any], checked: drafts.Checked) -> dict[str, Any]
     return {k: v for k, v in raw.items() if k in checked.valid}
 
 
-def _assessment(form: Any, valid: Any) -> dict[str, Any]:
+def _assessment(valid: Any) -> dict[str, Any]:
     return assessment_mod.assess(_kb().decision, facts.from_answers(valid)).as_json()
 
 
@@ -221,7 +220,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> A
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
-        errors=checked.errors, assessment=_assessment(form, checked.valid),
+        errors=checked.errors, assessment=_assessment(checked.valid),
         citations=_kb().decision.citations, message=message, layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
@@ -294,7 +293,7 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
-        assessment=_assessment(form, checked.valid), citations=_kb().decision.citations,
+        assessment=_assessment(checked.valid), citations=_kb().decision.citations,
         history=_store().revisions(record_.id), message=message, layout=layout), status
 
 
