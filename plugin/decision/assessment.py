@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import predicates as p
-from .catalogue import (PRIORITIES, CaveatDef, ConditionDef, DecisionKnowledge, FactorDef,
+from .catalogue import (PRIORITIES, ConditionDef, DecisionKnowledge, FactorDef,
                         FocusDef, RedFlagDef, ServiceDef)
 from .facts import Facts
 from .findings import Finding, Findings

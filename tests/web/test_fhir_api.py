@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugin import create_app
 from plugin.config import DEFAULTS
 from plugin.core.fhir_models import validate
 from plugin.errors import AnswerError
