@@ -46,3 +46,16 @@ def test_only_fhir_models_imports_fhir_resources() -> None:
 
 def test_the_check_sees_the_core() -> None:
     assert len(PURE_MODULES) >= 8  # guards against the glob silently matching nothing
+
+
+ADAPTER_MODULES = sorted((PACKAGE / "adapters").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", ADAPTER_MODULES,
+                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_adapters_never_reach_up_into_the_web_layer(path: Path) -> None:
+    """Imports run web -> adapters -> core: storage must work without Flask."""
+    bad = {name for name in _imports(path)
+           if any(name == f or name.startswith(f + ".") for f in ("flask", "werkzeug",
+                                                                   "plugin.web"))}
+    assert not bad and len(ADAPTER_MODULES) >= 4, f"{path.name} imports {sorted(bad)}"

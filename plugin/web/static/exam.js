@@ -104,12 +104,16 @@
     statusNode.className = "save" + (kind ? " " + kind : "");
   }
 
+  var keptLocally = true;
   function remember(payload) {
     try {
       localStorage.setItem(storageKey, JSON.stringify({
         version: version, section: payload.section, answers: payload.answers,
         at: new Date().toISOString() }));
-    } catch (e) { /* storage full or disabled: the server copy is all we have */ }
+      keptLocally = true;
+    } catch (e) {
+      keptLocally = false;  // storage full or disabled: only the server copy is safe
+    }
   }
 
   function forget() { try { localStorage.removeItem(storageKey); } catch (e) { /* ignore */ } }
@@ -404,8 +408,9 @@
   });
   window.addEventListener("pagehide", function () { if (dirty) { save(true); } });
   window.addEventListener("online", function () { if (dirty) { save(); } });
+  // Ask before leaving only when an unsent change is not kept on this tablet either.
   window.addEventListener("beforeunload", function (event) {
-    if (dirty && !stopped) { event.preventDefault(); event.returnValue = ""; }
+    if (dirty && !stopped && !keptLocally) { event.preventDefault(); event.returnValue = ""; }
   });
 
   /* --- start ----------------------------------------------------------------------- */
