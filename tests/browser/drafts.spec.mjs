@@ -73,6 +73,7 @@ test('a second tab cannot silently overwrite the first', async () => {
   await banner.waitFor({ state: 'visible' });
   assert.match(await banner.textContent(), /changed on another tablet or tab/);
   assert.equal(await banner.getAttribute('role'), 'alert');
+  assert.ok(await second.$eval('#exam-form', (f) => f.inert), 'no more edits until reload');
   await shot(second, 'drafts-conflict');
   await checkA11y(second, 'conflict message');
   await second.locator('#conflict button:has-text("Reload")').tap();

@@ -190,6 +190,7 @@
     stopped = true;
     clearTimeout(timer);
     if (discard) { forget(); }
+    form.inert = true;  // nothing more can be saved from this page: reload first
     setStatus("Not saved", "error");
     conflictNode.textContent = "";
     var text = document.createElement("p");
