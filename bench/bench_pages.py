@@ -30,7 +30,7 @@ import plugin  # noqa: E402
 from bench_extract import complete_answers  # noqa: E402
 from plugin import knowledge  # noqa: E402
 from plugin.core import drafts  # noqa: E402
-from plugin.web import layout  # noqa: E402
+from plugin.core import layout  # noqa: E402
 
 TARGET_KB = 150.0
 TARGET_P50_MS = 50.0

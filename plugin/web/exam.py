@@ -17,11 +17,10 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 
 from .. import knowledge
 from ..adapters import store as store_mod
-from ..core import drafts, patient as patient_mod, pipeline, signoff
+from ..core import drafts, layout, patient as patient_mod, pipeline, signoff
 from ..core.responses import Context
 from ..decision import assessment as assessment_mod, facts
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
-from . import layout
 from .patient_form import PatientInput
 
 bp = Blueprint("exam", __name__, template_folder="templates", static_folder="static",

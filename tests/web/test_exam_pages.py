@@ -11,7 +11,7 @@ import re
 import pytest
 
 from plugin.core import fhir_models
-from plugin.web import layout
+from plugin.core import layout
 
 SLR = "slr"
 

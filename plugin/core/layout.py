@@ -1,4 +1,6 @@
-"""How the tablet lays out a Questionnaire: pages, left|right rows, body map, neuro grid.
+"""How a Questionnaire is laid out for people: pages, left|right rows, body map, neuro grid.
+
+Shared by the tablet pages and the PDF summary (pure: no Flask, no I/O).
 
 Everything here is derived from the Form's structure and rendering hints, never from a
 list of linkIds, so a revised Questionnaire lays itself out: a group whose two
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..core.questionnaire import Form, Item
+from .questionnaire import Form, Item
 
 #: The palpation scale a tap on the body map cycles through, in order.
 TENDERNESS = ("not-tender", "tender", "reproduces-familiar-pain")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.web import layout
+from plugin.core import layout
 
 
 def test_every_answerable_question_is_on_exactly_one_page(form) -> None:
