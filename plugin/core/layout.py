@@ -32,6 +32,11 @@ SITE_POSITIONS = {
     "hamstring-distal": (50, 330),
 }
 MIDLINE = 150
+#: The body-map outline (SVG paths in the same viewBox): lower back, buttocks and thighs
+#: seen from behind, then the midline and the gluteal folds.
+BODY_OUTLINE = ("M95 10 L205 10 L212 80 Q260 95 258 160 L246 370 L168 370 L158 215 L150 205 "
+                "L142 215 L132 370 L54 370 L42 160 Q40 95 88 80 Z")
+BODY_LINES = ("M150 12 L150 200", "M150 200 Q110 215 70 200 M150 200 Q190 215 230 200")
 #: UCUM units in words, as people read them on the tablet and the summary.
 UNIT_WORDS = {"a": "years", "mo": "months", "wk": "weeks", "d": "days", "h": "hours",
               "min": "minutes", "s": "seconds", "deg": "°"}
