@@ -3,20 +3,23 @@
 Every entry is a conditional create (``ifNoneExist``) on an identifier the plugin owns,
 and every fullUrl is a ``urn:uuid`` derived from that identifier, so the same exam always
 yields the same Bundle and a re-post creates nothing new. A Device names the plugin and
-its version; a Provenance links the extracted Observations to their source response.
+its version; a Provenance links the extracted Observations (and the assessment and
+documents) to their source response.
 """
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..decision import fhir as decision_fhir
 from ..decision.assessment import Assessment
+from . import documents as documents_mod
 from . import observations as observations_mod
 from . import responses
 from . import terminology as t
 from .datetimes import is_instant
+from .documents import Document
 from .mapping import ObservationMappings
 from .responses import Exam
 
@@ -40,20 +43,24 @@ def full_url(identifier: Mapping[str, str]) -> str:
 
 
 def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str,
-               recorded: str, assessment: Assessment | None = None) -> dict[str, Any]:
-    """QR + Observations (+ the assessment's Conditions and ServiceRequests) + Device +
-    Provenance as one transaction Bundle.
+               recorded: str, assessment: Assessment | None = None,
+               documents: Sequence[Document] = ()) -> dict[str, Any]:
+    """QR + Observations (+ the assessment's Conditions and ServiceRequests) (+ one
+    DocumentReference per document) + Device + Provenance as one transaction Bundle.
 
     ``recorded`` (an instant) is when the plugin did the extraction; it is only used
-    when the response has no full ``authored`` date-time to stand for it. The
+    when the response has no full ``authored`` date-time to stand for it (in the
+    Provenance and as the documents' date), so the same exam gives the same Bundle. The
     assessment is included only for an exam with a subject (Condition and
-    ServiceRequest require one).
+    ServiceRequest require one); documents always are, with the subject when there is
+    one, and each names the QuestionnaireResponse it was made from in
+    ``context.related``.
     """
     qr = responses.build(exam)
     qr_identifier = qr["identifier"]
     qr_url = full_url(qr_identifier)
-    observations = observations_mod.extract(
-        exam, mappings, {"reference": qr_url, "type": "QuestionnaireResponse"})
+    source = {"reference": qr_url, "type": "QuestionnaireResponse"}
+    observations = observations_mod.extract(exam, mappings, source)
     device = _device(plugin_version)
     device_url = full_url(device["identifier"][0])
     entries = [_entry(qr_url, qr, qr_identifier)]
@@ -61,6 +68,16 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     if assessment is not None and exam.context.subject:
         entries += [_entry(full_url(r["identifier"][0]), r, r["identifier"][0])
                     for r in _assessment_resources(exam, assessment, observations)]
+    kinds = [d.kind for d in documents]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"One document per kind: got {sorted(kinds)}; each kind is one "
+                         "identifier, so a second would never reach the EHR.")
+    when = _recorded(exam, recorded)
+    for document in documents:
+        reference = documents_mod.document_reference(exam, document, created=when,
+                                                     related=source)
+        entries.append(_entry(full_url(reference["identifier"][0]), reference,
+                              reference["identifier"][0]))
     entries.append(_entry(device_url, device, device["identifier"][0]))
     provenance = _provenance(exam, qr_url, [(e["fullUrl"], e["resource"]["resourceType"])
                                            for e in entries[1:-1]], device_url,
@@ -138,7 +155,6 @@ def _device(version: str) -> dict[str, Any]:
 
 def _provenance(exam: Exam, qr_url: str, targets: list[tuple[str, str]], device_url: str, version: str,
                 recorded: str) -> dict[str, Any]:
-    authored = exam.context.authored
     agents: list[dict[str, Any]] = [{
         "type": {"coding": [{"system": t.PROVENANCE_PARTICIPANT_TYPE, "code": "assembler",
                              "display": "Assembler"}]},
@@ -151,9 +167,16 @@ def _provenance(exam: Exam, qr_url: str, targets: list[tuple[str, str]], device_
     return {"resourceType": "Provenance",
             "target": ([{"reference": u, "type": kind} for u, kind in targets]
                        or [{"reference": qr_url, "type": "QuestionnaireResponse"}]),
-            "recorded": authored if authored and is_instant(authored) else recorded,
+            "recorded": _recorded(exam, recorded),
             "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                      "code": "CREATE", "display": "create"}]},
             "agent": agents,
             "entity": [{"role": "source",
                         "what": {"reference": qr_url, "type": "QuestionnaireResponse"}}]}
+
+
+def _recorded(exam: Exam, recorded: str) -> str:
+    """When the record was made: the response's ``authored`` when it is a full
+    date-time, else the extraction time."""
+    authored = exam.context.authored
+    return authored if authored and is_instant(authored) else recorded

@@ -7,7 +7,7 @@ Patient supplies the subject and, through birthDate, the age. Edges call this an
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -16,6 +16,7 @@ from ..decision import assessment, facts
 from ..decision.assessment import Assessment
 from ..errors import InputError
 from . import answers, bundle, patient as patient_mod, responses
+from .documents import Document
 from .responses import Context, Exam
 
 #: The Questionnaire the plain format answers (the product has one exam).
@@ -38,11 +39,13 @@ def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
     return record(kb, exam, plugin_version=plugin_version, recorded=now)
 
 
-def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime) -> dict[str, Any]:
-    """The exam and its assessment as one transaction Bundle."""
+def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime,
+           documents: Sequence[Document] = ()) -> dict[str, Any]:
+    """The exam, its assessment and its rendered documents (each as a
+    DocumentReference) as one transaction Bundle."""
     return bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=plugin_version,
                              recorded=recorded.isoformat(timespec="seconds"),
-                             assessment=assess_exam(kb, exam))
+                             assessment=assess_exam(kb, exam), documents=documents)
 
 
 def assess_exam(kb: Any, exam: Exam) -> Assessment:

@@ -46,3 +46,8 @@ ID_SERVICE_REQUEST = f"{BASE}/id/suggested-referral"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+
+#: Documents: the clinician summary PDF travels as a DocumentReference (US Core
+#: "Writing Clinical Notes": LOINC note type, category clinical-note).
+ID_DOCUMENT_REFERENCE = f"{BASE}/id/document-reference"
+DOCUMENT_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
