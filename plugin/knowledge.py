@@ -18,13 +18,16 @@ from .core import fhir_models, invariants, mapping, questionnaire
 from .core import terminology as t
 from .core.mapping import ObservationMappings
 from .core.questionnaire import Form
-from .decision import catalogue, codesystem
+from .decision import catalogue, codesystem, handouts
 from .decision.catalogue import DecisionKnowledge
+from .decision.handouts import Handouts
 from .errors import KnowledgeError
 
 EXTENSION_KEY = "plugin.knowledge"
 #: The Questionnaire whose linkIds the decision rules speak (the exam dictionary's).
 DECISION_FORM = "posterior-thigh-exam"
+#: The exercise drawings the patient handout names (printed by the document templates).
+DRAWINGS_DIR = Path(__file__).resolve().parent / "adapters" / "documents" / "static" / "exercises"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class KnowledgeBase:
     code_systems: Mapping[str, Mapping[str, Any]]
     observation_mappings: Mapping[str, ObservationMappings]
     decision: DecisionKnowledge
+    handouts: Handouts
 
     def form_for(self, canonical: str) -> Form | None:
         """The Form a canonical names: ``url`` (newest loaded) or ``url|version``."""
@@ -85,6 +89,7 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
         from .config import DEFAULTS
         thresholds = DEFAULTS["DECISION_THRESHOLDS"]  # type: ignore[assignment]
     decision = catalogue.load(mdir / "decision", forms[DECISION_FORM], thresholds)
+    patient_handouts = handouts.load(mdir / "decision" / "handouts.json", decision, DRAWINGS_DIR)
     if codesystem.ID in code_systems:
         raise KnowledgeError(str(qdir / "codesystems"), codesystem.ID,
                              "is built from mappings/decision; do not keep a copy")
@@ -92,7 +97,7 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
     return KnowledgeBase(forms=MappingProxyType(forms),
                          code_systems=MappingProxyType(code_systems),
                          observation_mappings=MappingProxyType(observation_mappings),
-                         decision=decision)
+                         decision=decision, handouts=patient_handouts)
 
 
 def init_app(app: Any) -> None:

@@ -1,0 +1,226 @@
+"""The patient handout's content (``mappings/decision/handouts.json``), checked at start-up.
+
+The handout is versioned with the decision rules: its ``version`` must equal theirs, it
+has exactly one entry per condition of the differential, and every citation it names is
+one of theirs. Exercise drawings are plain SVG files that must exist where the document
+templates look for them. Templates only print these records; the words live in data so
+clinicians can review them (and the tests check their reading grade).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from ..core.mapping import first_error
+from ..errors import KnowledgeError
+from .catalogue import DecisionKnowledge
+
+#: Words that state a diagnosis as certain; ``what`` must hedge ("Your exam suggests...").
+_CERTAIN = re.compile(r"\byou(?:'ve| have)\b", re.IGNORECASE)
+_DRAWING = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*\.svg$")
+MAX_EXERCISES = 3
+
+
+# --- records -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str
+    steps: tuple[str, ...]
+    dose: str
+    drawing: str | None  # a file name in the drawings folder, or None
+
+
+@dataclass(frozen=True)
+class ConditionHandout:
+    condition: str  # the condition id of the differential
+    title: str  # lay name
+    what: str  # what it probably is, never stated as certain
+    do: tuple[str, ...]
+    avoid: tuple[str, ...]
+    exercises: tuple[Exercise, ...]
+    come_back: tuple[str, ...]
+    spine_or_nerve: bool  # True: the emergency box must print on this handout
+    citations: tuple[str, ...]
+    rationale: str  # for reviewers, not printed
+
+    def text(self) -> str:
+        """Everything the patient reads, as one passage (for reading-grade checks)."""
+        parts = [self.title, self.what, *self.do, *self.avoid]
+        for exercise in self.exercises:
+            parts += [exercise.name, *exercise.steps, exercise.dose]
+        return _passage([*parts, *self.come_back])
+
+
+@dataclass(frozen=True)
+class EmergencyBox:
+    title: str
+    intro: str
+    signs: tuple[str, ...]
+    why: str
+    citations: tuple[str, ...]
+
+    def text(self) -> str:
+        return _passage([self.title, self.intro, *self.signs, self.why])
+
+
+@dataclass(frozen=True)
+class Handouts:
+    version: str
+    emergency: EmergencyBox
+    general_note: str  # "a suggestion from your exam; your clinician decides with you"
+    general_come_back: tuple[str, ...]  # when to come back, for every handout
+    general_citations: tuple[str, ...]
+    conditions: Mapping[str, ConditionHandout]  # in the differential's order
+
+    def for_condition(self, condition_id: str) -> ConditionHandout:
+        try:
+            return self.conditions[condition_id]
+        except KeyError:
+            raise KeyError(f"no handout for condition {condition_id!r}") from None
+
+
+def _passage(parts: list[str]) -> str:
+    """Join headings and list items as sentences, so each counts as one."""
+    return " ".join(p if p.rstrip().endswith((".", "!", "?", ":")) else f"{p}." for p in parts)
+
+
+# --- schema --------------------------------------------------------------------------
+
+def _text(min_length: int = 2) -> fields.String:
+    return fields.String(required=True, validate=validate.Length(min=min_length))
+
+
+def _lines(min_items: int = 1) -> fields.List:
+    return fields.List(fields.String(validate=validate.Length(min=2)), required=True,
+                       validate=validate.Length(min=min_items))
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class _Emergency(_Strict):
+    title = _text()
+    intro = _text()
+    signs = _lines()
+    why = _text(10)
+    citations = _lines()
+
+
+class _General(_Strict):
+    note = _text(10)
+    come_back = _lines()
+    citations = _lines()
+
+
+class _Exercise(_Strict):
+    name = _text()
+    steps = _lines()
+    dose = _text()
+    drawing = fields.String(validate=validate.Regexp(
+        _DRAWING, error="must be a lower-kebab .svg file name (no folders)"))
+
+
+class _Condition(_Strict):
+    title = _text()
+    what = _text(20)
+    do = _lines()
+    avoid = _lines()
+    # Empty only where exercise must wait (a suspected avulsion waits for the surgeon).
+    exercises = fields.List(fields.Nested(_Exercise), required=True,
+                            validate=validate.Length(max=MAX_EXERCISES))
+    come_back = _lines()
+    spine_or_nerve = fields.Boolean(required=True)
+    citations = _lines()
+    rationale = _text(10)
+
+
+class _File(_Strict):
+    version = fields.String(required=True, validate=validate.Regexp(r"^\d+\.\d+\.\d+$"))
+    about = _text(20)
+    emergency = fields.Nested(_Emergency, required=True)
+    general = fields.Nested(_General, required=True)
+    # Checked entry by entry below, so an error names the condition id.
+    conditions = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True)
+
+
+# --- loading -------------------------------------------------------------------------
+
+def load(path: str | Path, decision: DecisionKnowledge, drawings_dir: str | Path) -> Handouts:
+    """Read and check the handout content against the loaded decision rules."""
+    path, drawings_dir = Path(path), Path(drawings_dir)
+    source = str(path)
+    data = _validated(_File, _read(path), source, "")
+    if data["version"] != decision.version:
+        raise KnowledgeError(source, "version",
+                             f"is {data['version']}, the decision rules are {decision.version}: "
+                             f"the handout is released with them and must carry their version")
+
+    def cites(ids: list[str], where: str) -> tuple[str, ...]:
+        for n, id_ in enumerate(ids):
+            if id_ not in decision.citations:
+                raise KnowledgeError(source, f"{where}[{n}]", f"unknown citation {id_!r}")
+        return tuple(ids)
+
+    e = data["emergency"]
+    emergency = EmergencyBox(e["title"], e["intro"], tuple(e["signs"]), e["why"],
+                             cites(e["citations"], "emergency.citations"))
+    general = data["general"]
+    wanted = [c.id for c in decision.conditions]
+    for id_ in data["conditions"]:
+        if id_ not in wanted:
+            raise KnowledgeError(source, f"conditions.{id_}",
+                                 "not a condition of the differential")
+    conditions: dict[str, ConditionHandout] = {}
+    for id_ in wanted:
+        where = f"conditions.{id_}"
+        if id_ not in data["conditions"]:
+            raise KnowledgeError(source, where, "missing: every condition of the differential "
+                                                "needs a handout")
+        c = _validated(_Condition, data["conditions"][id_], source, where)
+        if _CERTAIN.search(c["what"]):
+            raise KnowledgeError(source, f"{where}.what",
+                                 "states the condition as certain ('you have'); say what the "
+                                 "exam suggests")
+        exercises = []
+        for n, x in enumerate(c["exercises"]):
+            drawing = x.get("drawing")
+            if drawing is not None and not (drawings_dir / drawing).is_file():
+                raise KnowledgeError(source, f"{where}.exercises[{n}].drawing",
+                                     f"no drawing {drawing!r} in {drawings_dir}")
+            exercises.append(Exercise(x["name"], tuple(x["steps"]), x["dose"], drawing))
+        conditions[id_] = ConditionHandout(
+            id_, c["title"], c["what"], tuple(c["do"]), tuple(c["avoid"]), tuple(exercises),
+            tuple(c["come_back"]), c["spine_or_nerve"], cites(c["citations"], f"{where}.citations"),
+            c["rationale"])
+    return Handouts(version=data["version"], emergency=emergency,
+                    general_note=general["note"], general_come_back=tuple(general["come_back"]),
+                    general_citations=cites(general["citations"], "general.citations"),
+                    conditions=MappingProxyType(conditions))
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise KnowledgeError(str(path), f"line {exc.lineno} column {exc.colno}",
+                             f"invalid JSON: {exc.msg}") from exc
+    except OSError as exc:
+        raise KnowledgeError(str(path), "", f"cannot read: {exc.strerror}") from exc
+
+
+def _validated(schema: type[Schema], data: Any, source: str, where: str) -> dict[str, Any]:
+    try:
+        return schema().load(data)
+    except ValidationError as exc:
+        place, problem = first_error(exc.messages, where)
+        raise KnowledgeError(source, place, problem) from exc
