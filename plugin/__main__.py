@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "db":
             return _db(args)
+        if args.command == "pdf":
+            return _pdf(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -50,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
                     "3: broken data files.")
     _exam_arguments(extract, "a FHIR Patient (JSON): the record's subject; its birthDate "
                              "fills the age")
+    extract.add_argument("--with-summary", action="store_true",
+                         help="also render the clinician summary PDF and include it as a "
+                              "DocumentReference (slower: about a second)")
+    extract.add_argument("--clinician", metavar="NAME",
+                         help="the examining clinician, printed in the summary")
     assess = commands.add_parser(
         "assess", help="answers -> decision support (red flags, differential, referrals)",
         description="Assess an exam: red flags and urgency, a ranked differential with the "
@@ -61,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     assess.add_argument("--format", choices=("json", "text", "fhir"), default="json",
                         help="json: the stable assessment contract (default); text: a "
                              "clinician summary; fhir: Conditions and ServiceRequests")
+    pdf = commands.add_parser(
+        "pdf", help="answers -> clinician summary or patient handout (PDF)",
+        description="Render the clinician summary or the patient handout of an exam as a "
+                    "PDF (PDF/A-3a: archival and tagged). Exit 1: invalid answers; 2: "
+                    "unusable input or output file; 3: broken data files.")
+    _exam_arguments(pdf, "a FHIR Patient (JSON): name, birth date and identifier in the "
+                         "summary's header; its birthDate gives the age")
+    pdf.add_argument("--kind", choices=("summary", "handout"), default="summary")
+    pdf.add_argument("-o", "--output", metavar="OUT.pdf", required=True,
+                     help="where to write the PDF (- = stdout)")
+    pdf.add_argument("--clinician", metavar="NAME", help="the examining clinician (summary)")
+    pdf.add_argument("--large-print", action="store_true", help="handout in large print")
     serve = commands.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
@@ -106,8 +125,12 @@ def _extract(args: argparse.Namespace) -> int:
     from .core import bundle, pipeline
 
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
-        result = pipeline.extract(kb, data, patient=patient, now=now,
-                                  plugin_version=__version__)
+        exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
+        pipeline.require_extractable(exam)
+        documents = [_summary_document(kb, exam, patient, now, args.clinician)] \
+            if args.with_summary else []
+        result = pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
+                                 documents=documents)
         if bundle.extracted_nothing(result):
             _say(f"warning: {bundle.NOTHING_EXTRACTED}")
         if patient is None and not _has_subject(result):
@@ -141,6 +164,45 @@ def _assess(args: argparse.Namespace) -> int:
 def _has_subject(result: dict[str, Any]) -> bool:
     return any("subject" in e["resource"] for e in result["entry"]
                if e["resource"]["resourceType"] == "QuestionnaireResponse")
+
+
+def _summary_document(kb: Any, exam: Any, patient: Any, now: dt.datetime,
+                      clinician: str | None) -> Any:
+    """The clinician summary of ``exam`` as a Document for the Bundle."""
+    from .adapters.documents import render
+    from .core import documents, pipeline
+
+    visit = render.Visit(patient=patient or {}, clinician=clinician,
+                         exam_date=render.exam_date(exam.context.authored, now),
+                         identifier=exam.exam_id,
+                         signed=exam.context.status in pipeline.EXTRACTABLE)
+    pdf = render.summary_pdf(kb, exam, pipeline.assess_exam(kb, exam).as_json(), visit)
+    return documents.Document("summary", render.SUMMARY_TITLE, pdf)
+
+
+def _pdf(args: argparse.Namespace) -> int:
+    from .adapters.documents import render
+    from .core import pipeline
+
+    def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
+        exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
+        if args.kind == "handout":
+            document = render.handout_pdf(kb, pipeline.assess_exam(kb, exam).as_json(),
+                                          large_print=args.large_print)
+        else:
+            document = _summary_document(kb, exam, patient, now, args.clinician).pdf
+        try:
+            if args.output == "-":
+                sys.stdout.flush()
+                sys.stdout.buffer.write(document)
+                sys.stdout.flush()
+            else:
+                Path(args.output).write_bytes(document)
+        except OSError as exc:
+            raise _UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+        return EXIT_OK
+
+    return _with_exam_input(args, run)
 
 
 def _with_exam_input(args: argparse.Namespace, run: Any) -> int:

@@ -17,8 +17,10 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 
 from .. import knowledge
 from ..adapters import store as store_mod
+from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, pipeline, signoff
-from ..core.responses import Context
+from ..core import responses
+from ..core.responses import Context, Exam
 from ..decision import assessment as assessment_mod, facts
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from .patient_form import PatientInput
@@ -325,3 +327,46 @@ def cancel_amendment(exam_id: str) -> Any:
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
+
+
+# --- documents -----------------------------------------------------------------------
+
+def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | None]:
+    """The exam a document prints: the latest signed revision, else the draft's valid
+    answers (printed as a draft); with the signer's name when signed."""
+    record_, patient_record, form = _load(exam_id)
+    if record_.revisions:
+        latest = _store().revision(exam_id, record_.revisions)
+        return responses.read(form, latest.response), patient_record, latest.signed_by
+    checked = drafts.check(form, record_.answers)
+    context = Context(subject=patient_mod.reference(patient_record.resource),
+                      authored=record_.updated.isoformat(timespec="seconds"),
+                      status="in-progress", identifier=exam_id)
+    return Exam(form, checked.valid, context), patient_record, None
+
+
+def _pdf_response(document: bytes, name: str) -> Response:
+    response = Response(document, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"  # patient data
+    return response
+
+
+@bp.get("/exams/<exam_id>/summary.pdf")
+def summary_pdf(exam_id: str) -> Response:
+    """The clinician summary of the signed record (or of the draft, marked as such)."""
+    exam_, patient_record, signer = _document_exam(exam_id)
+    visit = documents.Visit(patient=patient_record.resource, clinician=signer,
+                            exam_date=documents.exam_date(exam_.context.authored, _now()),
+                            identifier=exam_id, signed=signer is not None)
+    return _pdf_response(documents.summary_pdf(_kb(), exam_, _assessment(exam_.answers), visit),
+                         "clinician-summary.pdf")
+
+
+@bp.get("/exams/<exam_id>/handout.pdf")
+def handout_pdf(exam_id: str) -> Response:
+    """The patient handout; ``?large=1`` for large print."""
+    exam_, _, _ = _document_exam(exam_id)
+    large = request.args.get("large") in ("1", "true", "yes")
+    return _pdf_response(documents.handout_pdf(_kb(), _assessment(exam_.answers),
+                                               large_print=large), "patient-handout.pdf")

@@ -201,3 +201,26 @@ def test_pages_carry_no_inline_script_or_handlers(client, form) -> None:
         assert scripts and all("src=" in s or 'type="application/json"' in s for s in scripts)
         assert not re.search(r"<[^>]+\son[a-z]+=", page), path
         assert "style=" not in page, path
+
+
+def test_documents_of_a_signed_exam_and_of_a_draft(client) -> None:
+    from tests.support import pdfs
+
+    exam_id, version = _exam(client)
+    version = _save(client, exam_id, version, {"slr.left.onset-angle": 40,
+                                               "slr.left.response": "leg-pain-below-knee"}
+                    ).get_json()["version"]
+    draft = client.get(f"/exams/{exam_id}/summary.pdf")
+    assert draft.status_code == 200 and draft.mimetype == "application/pdf"
+    assert draft.headers["Cache-Control"] == "no-store"
+    assert "draft, not signed" in pdfs.text_of(draft.data)
+    client.post(f"/exams/{exam_id}/sign", data={"version": version, "signer": "Dr Lee"})
+    record = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
+    assert f"/exams/{exam_id}/summary.pdf" in record and "large=1" in record
+    text = pdfs.text_of(client.get(f"/exams/{exam_id}/summary.pdf").data)
+    assert "Dr Lee" in text and "Silva" in text and "draft" not in text
+    handout = client.get(f"/exams/{exam_id}/handout.pdf")
+    large = client.get(f"/exams/{exam_id}/handout.pdf?large=1")
+    assert handout.mimetype == large.mimetype == "application/pdf"
+    assert pdfs.page_count(large.data) > pdfs.page_count(handout.data)
+    assert client.get("/exams/nope/summary.pdf").status_code == 404

@@ -1,0 +1,149 @@
+"""The clinician summary and the patient handout: their HTML from Jinja templates, and
+their PDFs through the safe renderer (``pdf.render``).
+
+Templates are the package's own, with autoescape on and undefined names an error: every
+value that came from a person (names, identifiers, typed answers) is escaped. Assets
+are referenced as ``app-static:`` URLs, the only ones the renderer will fetch.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from ...core import answers, layout
+from ...core.responses import Exam
+from . import pdf
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+KINDS = ("summary", "handout")
+SUMMARY_TITLE = "Posterior thigh exam: clinician summary"
+HANDOUT_TITLE = "About your thigh pain"
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who and when, as printed in the summary's header and footer."""
+
+    patient: Mapping[str, Any]
+    exam_date: str
+    clinician: str | None = None
+    encounter: str | None = None
+    identifier: str | None = None
+    signed: bool = True
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals["layout"] = layout
+    return env
+
+
+def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit) -> str:
+    """The clinician summary: header, red flags, findings left | right, body map,
+    differential with its evidence, referrals, PT focus, the disclaimer and sources."""
+    form = exam.form
+    raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
+    sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
+             for p in layout.pages(form) for site in p.sites]
+    return _environment().get_template("summary.html").render(
+        title=SUMMARY_TITLE, visit=visit, name=_name(visit.patient), form=form,
+        born=visit.patient.get("birthDate"), patient_identifier=_identifier(visit.patient),
+        summary=_condensed(layout.summary(form, raw)), sites=sites, assessment=assessment,
+        sources=_sources(kb, assessment), knowledge_version=kb.decision.version)
+
+
+def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False) -> str:
+    """The patient handout for the most likely condition: plain words, first exercises,
+    when to come back, and the emergency box whenever the spine or a nerve may be
+    involved (or the engine found an emergency)."""
+    handouts = kb.handouts
+    suggested = [c for c in assessment["differential"] if c["suggested"]]
+    top = handouts.for_condition(suggested[0]["condition"]) if suggested else None
+    nerve = any(handouts.for_condition(c["condition"]).spine_or_nerve for c in suggested)
+    return _environment().get_template("handout.html").render(
+        title=HANDOUT_TITLE, handouts=handouts, top=top, urgency=assessment["urgency"],
+        emergency_box=nerve or not suggested or assessment["urgency"] != "routine",
+        large_print=large_print)
+
+
+def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
+                variant: str | None = "pdf/a-3a") -> bytes:
+    return pdf.render(summary_html(kb, exam, assessment, visit), variant=variant,
+                      title=SUMMARY_TITLE)
+
+
+def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
+                variant: str | None = "pdf/a-3a") -> bytes:
+    return pdf.render(handout_html(kb, assessment, large_print=large_print), variant=variant,
+                      title=HANDOUT_TITLE)
+
+
+def exam_date(authored: str | None, fallback: dt.datetime) -> str:
+    """The date part of ``authored`` (the exam's own time), else of ``fallback``."""
+    return (authored or fallback.isoformat())[:10]
+
+
+def _condensed(summary: list[tuple[Any, list[layout.Row]]]) -> list[tuple[Any, list[layout.Row]]]:
+    """A section answered "No" throughout (a negative screen) as one line, so the summary
+    stays short; any "Yes" keeps every row."""
+    result = []
+    for page, rows in summary:
+        if len(rows) > 2 and all(r.value == "No" for r in rows):
+            rows = [layout.Row(f"All {len(rows)} questions", value="No to every one")]
+        result.append((page, rows))
+    return result
+
+
+def _plain(form: Any, link_id: str, values: tuple[Any, ...]) -> Any:
+    item = form.index[link_id]
+    plain = [answers.plain_value(item, v) for v in values]
+    return plain if item.repeats else plain[0]
+
+
+def _name(patient: Mapping[str, Any]) -> str:
+    for name in patient.get("name") or []:
+        if name.get("text"):
+            return str(name["text"])
+        given = " ".join(name.get("given") or [])
+        family = name.get("family") or ""
+        text = f"{family}, {given}" if family and given else (family or given)
+        if text:
+            return text
+    return "(no name recorded)"
+
+
+def _identifier(patient: Mapping[str, Any]) -> str | None:
+    values = [i.get("value") for i in patient.get("identifier") or [] if i.get("value")]
+    return values[0] if values else None
+
+
+def _sources(kb: Any, assessment: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every citation the printed assessment names, in order of first mention."""
+    seen: dict[str, None] = {}
+
+    def add(ids: Any) -> None:
+        for id_ in ids or ():
+            seen.setdefault(id_, None)
+
+    for flag in assessment["red_flags"]:
+        add(flag["citations"])
+    for candidate in assessment["differential"]:
+        if candidate["suggested"]:
+            add(candidate["citations"])
+            for evidence in (*candidate["for"], *candidate["against"]):
+                add(evidence["citations"])
+    for referral in assessment["referrals"]:
+        add(referral["citations"])
+    for focus in assessment["pt_focus"]:
+        add(focus["citations"])
+    citations = kb.decision.citations
+    return [(id_, citations[id_].text if id_ in citations else id_) for id_ in seen]
