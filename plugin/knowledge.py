@@ -7,7 +7,6 @@ frozen KnowledgeBase.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from .core.questionnaire import Form
 from .decision import catalogue, codesystem, handouts
 from .decision.catalogue import DecisionKnowledge
 from .decision.handouts import Handouts
+from .datafiles import read_json
 from .errors import KnowledgeError
 
 EXTENSION_KEY = "plugin.knowledge"
@@ -80,7 +80,7 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
         if not path.exists():
             raise KnowledgeError(str(path), "", f"missing: every Questionnaire needs "
                                                 f"observation mappings ({form.id})")
-        parsed = mapping.parse(_read_json(path), source=str(path))
+        parsed = mapping.parse(read_json(path), source=str(path))
         mapping.check(parsed, form, source=str(path))
         observation_mappings[form.id] = parsed
     if DECISION_FORM not in forms:
@@ -107,18 +107,8 @@ def init_app(app: Any) -> None:
                                          app.config["DECISION_THRESHOLDS"])
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise KnowledgeError(str(path), f"line {exc.lineno} column {exc.colno}",
-                             f"invalid JSON: {exc.msg}") from exc
-    except OSError as exc:
-        raise KnowledgeError(str(path), "", f"cannot read: {exc.strerror}") from exc
-
-
 def _read_resource(path: Path, resource_type: str) -> dict[str, Any]:
-    resource = _read_json(path)
+    resource = read_json(path)
     if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
         raise KnowledgeError(str(path), "resourceType", f"expected {resource_type!r}")
     problems = fhir_models.validate(resource)

@@ -9,7 +9,6 @@ cycles. A mistake stops start-up with the file and the place inside it.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
@@ -23,6 +22,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from ..core.mapping import CodingSchema, first_error
 from ..core.questionnaire import Form
+from ..datafiles import read_json
 from ..errors import KnowledgeError
 from . import predicates as p
 
@@ -444,13 +444,7 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
 
 
 def _read(path: Path, name: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise KnowledgeError(str(path), f"line {exc.lineno} column {exc.colno}",
-                             f"invalid JSON: {exc.msg}") from exc
-    except OSError as exc:
-        raise KnowledgeError(str(path), "", f"cannot read: {exc.strerror}") from exc
+    data = read_json(path)
     try:
         return _SCHEMAS[name]().load(data)
     except ValidationError as exc:

@@ -8,7 +8,6 @@ clinicians can review them (and the tests check their reading grade).
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from ..core.mapping import first_error
+from ..datafiles import read_json
 from ..errors import KnowledgeError
 from .catalogue import DecisionKnowledge
 
@@ -159,7 +159,7 @@ def load(path: str | Path, decision: DecisionKnowledge, drawings_dir: str | Path
     """Read and check the handout content against the loaded decision rules."""
     path, drawings_dir = Path(path), Path(drawings_dir)
     source = str(path)
-    data = _validated(_File, _read(path), source, "")
+    data = _validated(_File, read_json(path), source, "")
     if data["version"] != decision.version:
         raise KnowledgeError(source, "version",
                              f"is {data['version']}, the decision rules are {decision.version}: "
@@ -206,16 +206,6 @@ def load(path: str | Path, decision: DecisionKnowledge, drawings_dir: str | Path
                     general_note=general["note"], general_come_back=tuple(general["come_back"]),
                     general_citations=cites(general["citations"], "general.citations"),
                     conditions=MappingProxyType(conditions))
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise KnowledgeError(str(path), f"line {exc.lineno} column {exc.colno}",
-                             f"invalid JSON: {exc.msg}") from exc
-    except OSError as exc:
-        raise KnowledgeError(str(path), "", f"cannot read: {exc.strerror}") from exc
 
 
 def _validated(schema: type[Schema], data: Any, source: str, where: str) -> dict[str, Any]:
