@@ -184,6 +184,26 @@ class Row:
     right: str | None = None
     value: str | None = None
     link_id: str = ""
+    #: Every value given is normal, negative, absent or "no": a summary may group it.
+    unremarkable: bool = False
+
+
+#: Answer codes that record a normal, negative or absent finding.
+UNREMARKABLE = frozenset({"normal", "negative", "not-tender", "none", "strong-painfree",
+                          "good"})
+
+
+def unremarkable(item: Item, value: Any) -> bool:
+    """Whether an answer records nothing abnormal: "no", a normal/negative option, or
+    the row's normal value (full MRC power)."""
+    if isinstance(value, list):
+        return bool(value) and all(unremarkable(item, v) for v in value)
+    if value is False:
+        return True
+    if item.type == "choice" and isinstance(value, str):
+        return value in UNREMARKABLE
+    normal = normal_value(item)
+    return normal is not None and value == normal and not isinstance(value, bool)
 
 
 def summary(form: Form, raw: Mapping[str, Any]) -> list[tuple[Page, list[Row]]]:
@@ -202,20 +222,27 @@ def _rows(form: Form, group: Item, raw: Mapping[str, Any]) -> list[Row]:
     def shown(item: Item) -> str | None:
         return display(item, raw[item.link_id]) if item.link_id in raw else None
 
+    def plain(*items: Item | None) -> bool:
+        given = [(i, raw[i.link_id]) for i in items if i is not None and i.link_id in raw]
+        return bool(given) and all(unremarkable(i, v) for i, v in given)
+
     legs = sides(form, group)
     if legs:
         for left in form.children(legs[0]):
             right = form.item(legs[1].link_id + left.link_id[len(legs[0].link_id):])
             label = left.text[5:] if left.text.lower().startswith("left ") else left.text
             rows.append(Row(label[:1].upper() + label[1:], shown(left),
-                            shown(right) if right else None, link_id=left.link_id))
+                            shown(right) if right else None, link_id=left.link_id,
+                            unremarkable=plain(left, right)))
         return rows
     for child in form.children(group):
         both = pair(form, child)
         if both:
-            rows.append(Row(child.text, shown(both[0]), shown(both[1]), link_id=child.link_id))
+            rows.append(Row(child.text, shown(both[0]), shown(both[1]), link_id=child.link_id,
+                            unremarkable=plain(*both)))
         elif child.type == "group":
             rows.extend(_rows(form, child, raw))
         elif child.answerable:
-            rows.append(Row(child.text, value=shown(child), link_id=child.link_id))
+            rows.append(Row(child.text, value=shown(child), link_id=child.link_id,
+                            unremarkable=plain(child)))
     return rows

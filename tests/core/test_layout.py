@@ -77,3 +77,23 @@ def test_summary_reads_left_and_right(form) -> None:
     assert (psis.left, psis.right) == (None, "Tender")
     pain, = summary["pain"]
     assert pain.value == "3"
+
+
+@pytest.mark.parametrize("link_id, value, plain", [
+    ("red-flags.fever", False, True), ("red-flags.fever", True, False),
+    ("neuro.power.l4.left", 5, True), ("neuro.power.l4.left", 4, False),
+    ("neuro.reflex.knee.left", "normal", True), ("neuro.reflex.knee.left", "brisk", False),
+    ("palpation.psis.left", "not-tender", True), ("palpation.psis.left", "tender", False),
+    ("history.imaging", ["none"], True), ("history.aggravating", ["sitting"], False),
+    ("slr.left.onset-angle", 40, False), ("pain.current", 0, False),
+])
+def test_unremarkable_answers(form, link_id, value, plain) -> None:
+    assert layout.unremarkable(form.index[link_id], value) is plain
+
+
+def test_a_row_is_unremarkable_only_when_every_side_is(form) -> None:
+    rows = {r.link_id: r for _, rs in layout.summary(form, {
+        "palpation.psis.left": "not-tender", "palpation.psis.right": "tender",
+        "palpation.lumbar-spine.left": "not-tender"}) for r in rs}
+    assert not rows["palpation.psis"].unremarkable
+    assert rows["palpation.lumbar-spine"].unremarkable

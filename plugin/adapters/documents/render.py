@@ -93,12 +93,14 @@ def exam_date(authored: str | None, fallback: dt.datetime) -> str:
 
 
 def _condensed(summary: list[tuple[Any, list[layout.Row]]]) -> list[tuple[Any, list[layout.Row]]]:
-    """A section answered "No" throughout (a negative screen) as one line, so the summary
-    stays short; any "Yes" keeps every row."""
+    """Each section's normal, negative and "no" answers grouped on one line, so the
+    abnormal findings stand out and the summary stays short; the rest row by row."""
     result = []
     for page, rows in summary:
-        if len(rows) > 2 and all(r.value == "No" for r in rows):
-            rows = [layout.Row(f"All {len(rows)} questions", value="No to every one")]
+        plain = [r for r in rows if r.unremarkable]
+        if len(plain) >= 2:
+            rows = [r for r in rows if not r.unremarkable] + [layout.Row(
+                "Normal, negative or no", value="; ".join(r.label for r in plain))]
         result.append((page, rows))
     return result
 
