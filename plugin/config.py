@@ -46,6 +46,14 @@ DEFAULTS: dict[str, object] = {
     # Identifier.system for patient identifiers typed on the tablet (standalone mode):
     # your organisation's MRN namespace. Empty: identifiers are stored without a system.
     "PATIENT_IDENTIFIER_SYSTEM": "",
+    # CDS Hooks: the EHRs (CDS clients) allowed to call the services. Each entry maps a
+    # JWT issuer ("iss") to where its public keys come from: {"jwks": {...}} inline, or
+    # {"jku": "https://ehr.example/jwks.json"} (the only jku accepted for that issuer).
+    # Empty: every service call is refused (401), as it carries patient data.
+    "CDS_HOOKS_CLIENTS": {},
+    # The audience a CDS client's JWT must name: this service's discovery URL. Empty:
+    # taken from the request URL (correct only behind a proxy that preserves the host).
+    "CDS_HOOKS_AUDIENCE": "",
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.
