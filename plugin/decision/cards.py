@@ -263,7 +263,8 @@ def _suggestions(referrals: Sequence[Referral], requests: Mapping[str, dict[str,
              "uuid": new_id(),
              "isRecommended": r.priority != "routine",
              "actions": [{"type": "create",
-                          "description": _short(f"Draft referral: {r.service.display}. {r.timing}", 200),
+                          "description": _short(
+                              f"Draft referral: {r.service.display}. {r.timing}", 200),
                           "resource": requests[r.service.id]}]}
             for r in referrals if r.service.id in requests]
 
@@ -357,7 +358,9 @@ def early_mri_warning(knowledge: DecisionKnowledge, result: Assessment,
     if not orders or result.red_flags:
         return None
     findings = result.findings
-    if findings.truth(RADICULAR_FINDING) is not True or findings.truth(PERSISTING_FINDING) is not False:
+    if findings.truth(RADICULAR_FINDING) is not True:
+        return None
+    if findings.truth(PERSISTING_FINDING) is not False:  # persisting, or duration unknown
         return None
     weeks = knowledge.thresholds[MRI_THRESHOLD]
     rule = next((r for r in knowledge.rules if r.service == LUMBAR_MRI_SERVICE

@@ -8,7 +8,8 @@ and a test may both call it):
    (mode 0600): a restart or a second gunicorn worker must sign with the same key, or
    every open form on every tablet would fail its CSRF check.
 2. **CSRF** (flask-wtf's ``CSRFProtect``) on every POST/PUT/PATCH/DELETE of the app,
-   except the FHIR API under ``/fhir``: that is a machine API called without cookies,
+   except the machine APIs (``MACHINE_PREFIXES``: the FHIR API under ``/fhir`` and the
+   CDS Hooks services under ``/cds-services``): they are called without cookies,
    so a forged cross-site request carries no ambient authority there and a token would
    only break its clients. A failed check is a clear 400 - a page for a browser, JSON
    for a script - never a 500. Templates get ``csrf_token()``.
@@ -34,6 +35,9 @@ from .errors import FHIR_PREFIX
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "security"
+#: Machine APIs, authorised per call (bearer tokens), never by the session cookie: no
+#: CSRF token there. CDS Hooks clients authenticate with a signed JWT (cds_auth).
+MACHINE_PREFIXES = (FHIR_PREFIX, "/cds-services")
 SECRET_KEY_FILE = "secret_key"
 
 #: Only our own origin may supply anything; ``data:`` images for inline icons. No
@@ -97,17 +101,18 @@ def init_app(app: Flask) -> CSRFProtect:
         app.config["SECRET_KEY"] = load_or_create_secret_key(
             Path(app.instance_path) / SECRET_KEY_FILE)
 
-    # The exemption follows the URL, as web.errors does: everything under /fhir is the
-    # machine API, whichever blueprint (or app-level rule) serves it. Exempting only the
-    # fhir_api blueprint would leave any other /fhir route demanding a token its
-    # clients cannot have. So flask-wtf's own app-wide hook is switched off and ours
-    # runs its check - honouring @csrf.exempt on views - for every other path.
+    # The exemption follows the URL, as web.errors does: everything under /fhir (and
+    # /cds-services) is a machine API, whichever blueprint (or app-level rule) serves
+    # it. Exempting only the fhir_api blueprint would leave any other /fhir route
+    # demanding a token its clients cannot have. So flask-wtf's own app-wide hook is
+    # switched off and ours runs its check - honouring @csrf.exempt on views - for
+    # every other path.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf = CSRFProtect(app)  # also puts csrf_token() into every template's globals
 
     @app.before_request
-    def _csrf_outside_fhir() -> None:
-        if app.config["WTF_CSRF_ENABLED"] and not _under_fhir():
+    def _csrf_outside_machine_apis() -> None:
+        if app.config["WTF_CSRF_ENABLED"] and not _under_machine_api():
             csrf.protect(apply_exemptions=True)  # skips 404/405s and exempt views
 
     app.register_error_handler(CSRFError, _csrf_failed)
@@ -158,9 +163,11 @@ def _read_secret_key(path: Path) -> str:
     return key
 
 
-def _under_fhir() -> bool:
-    """The FHIR API's paths: the same test web.errors uses to choose OperationOutcomes."""
-    return request.path == FHIR_PREFIX or request.path.startswith(FHIR_PREFIX + "/")
+def _under_machine_api() -> bool:
+    """The machine APIs' paths (for /fhir the same test web.errors uses to choose
+    OperationOutcomes)."""
+    return any(request.path == prefix or request.path.startswith(prefix + "/")
+               for prefix in MACHINE_PREFIXES)
 
 
 def _csrf_failed(error: CSRFError) -> tuple[Response | str, int]:

@@ -16,7 +16,7 @@ import pytest
 from flask import Blueprint, Flask, render_template_string
 
 from plugin import create_app
-from plugin.web import security
+from plugin.web import cds_hooks, security
 
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
 ANSWERS = {"slr.right.onset-angle": 35, "slr.right.response": "leg-pain-below-knee"}
@@ -214,20 +214,30 @@ def test_csrf_can_be_switched_off_for_other_tests(tmp_path: Path) -> None:
     assert app.test_client().post("/demo/save").get_json() == {"saved": True}
 
 
-def test_every_state_changing_fhir_route_is_exempt(app: Flask) -> None:
-    """A guard for routes added later: none under /fhir may ever ask for a token."""
+def test_every_state_changing_machine_api_route_is_exempt(tmp_path: Path) -> None:
+    """A guard for routes added later: none under /fhir or /cds-services (the machine
+    APIs, MACHINE_PREFIXES) may ever ask for a token."""
+    app = _app(tmp_path)
+    if "cds_hooks" not in app.blueprints:  # until create_app registers it
+        app.register_blueprint(cds_hooks.bp)
+    app.add_url_rule("/cds-services-ish", "cds_lookalike", _lookalike_rule, methods=["POST"])
     client = app.test_client()
-    checked = 0
+    checked = dict.fromkeys(("/fhir", "/cds-services"), 0)
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/fhir/"):
+        prefix = next((p for p in checked
+                       if rule.rule == p or rule.rule.startswith(p + "/")), None)
+        if prefix is None:
             continue
         for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"}):
             url = re.sub(r"<[^>]+>", "x", rule.rule)
             response = client.open(url, method=method, data=b"{}",
                                    content_type="application/fhir+json")
             assert "csrf" not in response.get_data(as_text=True).lower(), (method, url)
-            checked += 1
-    assert checked >= 2  # $extract and $assess at least
+            checked[prefix] += 1
+    assert checked["/fhir"] >= 2  # $extract and $assess at least
+    assert checked["/cds-services"] >= 2  # the service call and its feedback
+    lookalike = client.post("/cds-services-ish", json={})
+    assert lookalike.status_code == 400 and lookalike.get_json()["error"] == "csrf"
 
 
 def test_over_https_the_token_needs_a_same_origin_referer(app: Flask) -> None:

@@ -1,0 +1,361 @@
+"""CDS Hooks 2.0 services: discovery, the service calls and feedback (a thin edge).
+
+- ``GET  /cds-services`` lists the services (no authentication: it holds no patient data).
+- ``POST /cds-services/posterior-thigh-patient-view`` (hook ``patient-view``): a SMART
+  link that opens the exam, plus red-flag and differential cards when the prefetched
+  Observations hold a recorded exam.
+- ``POST /cds-services/posterior-thigh-mri-order`` (hooks ``order-select`` and
+  ``order-sign``; the spec lets one service id serve several hooks): warns when a lumbar
+  MRI is ordered early for radicular pain without red flags.
+- ``POST /cds-services/<id>/feedback``: accepted and acknowledged; nothing about the
+  patient is logged.
+
+Service and feedback calls must carry the CDS client's JWT (``cds_auth``); its ``aud``
+is the exact URL called: ``CDS_HOOKS_AUDIENCE`` (the discovery URL) plus the service
+path, or the request's own URL when that is not configured. The services are called
+from EHR servers and from browser-based CDS clients, which need CORS: responses allow
+any origin, as they are authorised by the bearer token, never by cookies. Prefetched
+data is the only patient data read: keys missing from ``prefetch`` are not fetched from
+``fhirServer`` in this version (the cards then use what was sent).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from werkzeug.exceptions import HTTPException, NotFound
+
+from ..core import pipeline
+from ..decision import assessment as engine
+from ..decision import cards
+from ..errors import InputError
+from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
+from . import cds_auth
+
+log = logging.getLogger(__name__)
+PREFIX = "/cds-services"
+bp = Blueprint("cds_hooks", __name__, url_prefix=PREFIX)
+STATE_KEY = "plugin.cds_hooks"
+
+PATIENT_VIEW = "posterior-thigh-patient-view"
+MRI_ORDER = "posterior-thigh-mri-order"
+PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    # Our extracted Observations are category exam (tests) or survey (history); newest
+    # first, so the latest exam is complete within the page.
+    "observations": "Observation?patient={{context.patientId}}&category=exam,survey"
+                    "&_sort=-date&_count=200",
+}
+USAGE = ("Needs the prefetched Patient and Observations (category exam and survey) coded "
+         "with the posterior-thigh-exam exam-tests CodeSystem; the SMART app link needs the "
+         "exam app registered with the EHR. Cards are suggestions for the clinician.")
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hooks: tuple[str, ...]
+    title: str
+    description: str
+
+
+SERVICES = {s.id: s for s in (
+    Service(PATIENT_VIEW, ("patient-view",), "Posterior thigh pain exam",
+            "Offers the structured posterior thigh exam; when a recorded exam is prefetched, "
+            "shows its red flags, leading condition and suggested referrals."),
+    Service(MRI_ORDER, ("order-select", "order-sign"), "Lumbar MRI appropriateness",
+            "Warns when a lumbar spine MRI is ordered for radicular pain that has lasted "
+            "less than the imaging threshold, without red flags, per the last exam."),
+)}
+
+
+@dataclass
+class State:
+    clients: dict[str, cds_auth.Client]
+    replay: cds_auth.ReplayCache
+
+
+@bp.record_once
+def _setup(setup_state: Any) -> None:
+    """Check the client allow-list when the blueprint is registered (start-up)."""
+    app = setup_state.app
+    clients = cds_auth.load_clients(app.config.get("CDS_HOOKS_CLIENTS", {}))
+    app.extensions[STATE_KEY] = State(clients, cds_auth.ReplayCache())
+
+
+# --- request schemas -----------------------------------------------------------------
+
+_FHIR_ID = validate.Regexp(r"^[A-Za-z0-9\-.]{1,64}$", error="must be a FHIR id")
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE  # the spec lets clients add fields (and extensions)
+
+
+class _Authorization(_Lenient):
+    access_token = fields.String(required=True, validate=validate.Length(min=1))
+    token_type = fields.String(required=True, validate=validate.Equal("Bearer"))
+    expires_in = fields.Integer(required=True, strict=True)
+    scope = fields.String(required=True)
+    subject = fields.String(required=True)
+    patient = fields.String()
+
+
+class _HookRequest(_Lenient):
+    hook = fields.String(required=True, validate=validate.Length(min=1))
+    hookInstance = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    fhirServer = fields.Url(require_tld=False)
+    fhirAuthorization = fields.Nested(_Authorization)
+    context = fields.Dict(keys=fields.String(), required=True)
+    prefetch = fields.Dict(keys=fields.String(), allow_none=True)
+
+    @validates_schema
+    def _server_with_token(self, data: dict[str, Any], **_: Any) -> None:
+        if "fhirAuthorization" in data and "fhirServer" not in data:
+            raise ValidationError("required when fhirAuthorization is given", "fhirServer")
+
+
+class _PatientContext(_Lenient):
+    userId = fields.String(required=True, validate=validate.Length(min=1))
+    patientId = fields.String(required=True, validate=_FHIR_ID)
+    encounterId = fields.String(validate=_FHIR_ID)
+
+
+class _Bundle(_Lenient):
+    resourceType = fields.String(required=True, validate=validate.Equal("Bundle"))
+    entry = fields.List(fields.Dict(), load_default=list)
+
+
+class _OrderSignContext(_PatientContext):
+    draftOrders = fields.Nested(_Bundle, required=True)
+
+
+class _OrderSelectContext(_OrderSignContext):
+    selections = fields.List(fields.String(), required=True)
+
+
+CONTEXTS = {"patient-view": _PatientContext, "order-select": _OrderSelectContext,
+            "order-sign": _OrderSignContext}
+
+
+class _Coding(_Lenient):
+    system = fields.String()
+    code = fields.String(required=True)
+    display = fields.String()
+
+
+class _OverrideReason(_Lenient):
+    reason = fields.Nested(_Coding)
+    userComment = fields.String()
+
+
+class _Feedback(_Lenient):
+    card = fields.String(required=True, validate=validate.Length(min=1))
+    outcome = fields.String(required=True, validate=validate.OneOf(("accepted", "overridden")))
+    acceptedSuggestions = fields.List(fields.Nested(
+        Schema.from_dict({"id": fields.String(required=True)})))
+    overrideReason = fields.Nested(_OverrideReason)
+    outcomeTimestamp = fields.AwareDateTime(required=True)
+
+    @validates_schema
+    def _accepted_needs_suggestions(self, data: dict[str, Any], **_: Any) -> None:
+        if data["outcome"] == "accepted" and not data.get("acceptedSuggestions"):
+            raise ValidationError("required when the outcome is accepted", "acceptedSuggestions")
+
+
+class _FeedbackRequest(_Lenient):
+    feedback = fields.List(fields.Nested(_Feedback), required=True,
+                           validate=validate.Length(min=1, max=100))
+
+
+# --- errors and CORS -----------------------------------------------------------------
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message, self.details = message, details
+
+
+def _error(status: int, error: str, message: str, details: Any = None) -> Response:
+    body: dict[str, Any] = {"error": error, "message": message}
+    if details is not None:
+        body["details"] = details
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+@bp.errorhandler(_BadRequest)
+def _bad_request(error: _BadRequest) -> Response:
+    return _error(400, "invalid_request", error.message, error.details)
+
+
+@bp.errorhandler(cds_auth.CdsAuthError)
+def _unauthorized(error: cds_auth.CdsAuthError) -> Response:
+    log.info("CDS Hooks call refused (%s %s): %s", request.method,
+             request.url_rule.rule if request.url_rule else "(no route)", error.reason)
+    response = _error(401, "unauthorized", error.reason)
+    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    response = _error(status, error.name.lower().replace(" ", "_"),
+                      error.description or error.name)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+@bp.after_request
+def _cors(response: Response) -> Response:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+# --- views ---------------------------------------------------------------------------
+
+@bp.get("")
+def discovery() -> Response:
+    services = []
+    for service in SERVICES.values():
+        for hook in service.hooks:
+            services.append({"hook": hook, "id": service.id, "title": service.title,
+                             "description": service.description, "prefetch": dict(PREFETCH),
+                             "usageRequirements": USAGE})
+    return jsonify(services=services)
+
+
+@bp.post("/<service_id>")
+def call(service_id: str) -> Response:
+    service = _service(service_id)
+    _authenticate()
+    data = _load(_HookRequest(), _body(), "request")
+    if data["hook"] not in service.hooks:
+        raise _BadRequest(f"Service {service.id} answers {', '.join(service.hooks)}, "
+                          f"not {data['hook']!r}.", {"hook": ["not served here"]})
+    context = _load(CONTEXTS[data["hook"]](), data["context"], "context")
+    prefetch = data.get("prefetch") or {}
+    patient = _prefetched_patient(prefetch, context["patientId"])
+    observations = _prefetched_observations(prefetch)
+    kb: KnowledgeBase = current_app.extensions[EXTENSION_KEY]
+    exam = _recorded_exam(kb, observations, context["patientId"], patient)
+    now = dt.datetime.now(dt.timezone.utc)
+    if service.id == PATIENT_VIEW:
+        result = [cards.launch_card(_launch_url(), kb.decision, has_exam=exam is not None)]
+        if exam is not None:
+            result += cards.assessment_cards(
+                kb.decision, engine.assess(kb.decision, exam.facts),
+                subject={"reference": f"Patient/{context['patientId']}", "type": "Patient"},
+                encounter=({"reference": f"Encounter/{context['encounterId']}"}
+                           if context.get("encounterId") else None),
+                exam_id=exam.exam_id or f"cds-{data['hookInstance']}",
+                authored=now.isoformat(timespec="seconds"), recorded=exam.recorded)
+    else:
+        result = cards.check_mri_order(kb.decision, exam, context["draftOrders"], now=now)
+    return jsonify(cards=result)
+
+
+@bp.post("/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    _service(service_id)
+    _authenticate()
+    data = _load(_FeedbackRequest(), _body(), "request")
+    outcomes = [f["outcome"] for f in data["feedback"]]
+    log.info("CDS Hooks feedback for %s: %d accepted, %d overridden", service_id,
+             outcomes.count("accepted"), outcomes.count("overridden"))
+    return jsonify({})
+
+
+# --- helpers -------------------------------------------------------------------------
+
+def _service(service_id: str) -> Service:
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise NotFound(f"No CDS service {service_id!r}; see GET {PREFIX}.")
+    return service
+
+
+def _audience() -> str:
+    """The exact URL being called, as the client's JWT must name it."""
+    configured = (current_app.config.get("CDS_HOOKS_AUDIENCE") or "").rstrip("/")
+    base = configured or (request.url_root.rstrip("/") + PREFIX)
+    return base + request.path[len(PREFIX):]
+
+
+def _authenticate() -> dict[str, Any]:
+    state: State = current_app.extensions[STATE_KEY]
+    token = cds_auth.bearer_token(request.headers.get("Authorization"))
+    return cds_auth.verify(token, clients=state.clients, audience=_audience(),
+                           replay=state.replay)
+
+
+def _body() -> Any:
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise _BadRequest("The body must be a JSON object.")
+    if pipeline.nests_deeper(data):
+        raise _BadRequest(f"The body {pipeline.TOO_DEEP}.")
+    return data
+
+
+def _load(schema: Schema, data: Any, where: str) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise _BadRequest(f"The {where} does not follow CDS Hooks 2.0.", exc.messages) from exc
+
+
+def _prefetched_patient(prefetch: dict[str, Any], patient_id: str) -> dict[str, Any] | None:
+    patient = prefetch.get("patient")
+    if patient is None:
+        return None
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        raise _BadRequest("prefetch.patient must be a Patient resource or null.")
+    if patient.get("id") != patient_id:
+        raise _BadRequest("prefetch.patient is not the patient named by context.patientId.")
+    return patient
+
+
+def _prefetched_observations(prefetch: dict[str, Any]) -> list[Any] | None:
+    bundle = prefetch.get("observations")
+    if bundle is None:
+        return None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" \
+            or not isinstance(bundle.get("entry", []), list):
+        raise _BadRequest("prefetch.observations must be a Bundle (searchset) or null.")
+    return [e.get("resource") for e in bundle.get("entry", []) if isinstance(e, dict)]
+
+
+def _recorded_exam(kb: KnowledgeBase, observations: list[Any] | None, patient_id: str,
+                   patient: dict[str, Any] | None) -> cards.RecordedExam | None:
+    if not observations:
+        return None
+    form = kb.forms[DECISION_FORM]
+    try:
+        return cards.exam_facts(form, kb.mappings_for(form), observations,
+                                patient_id=patient_id, patient=patient)
+    except InputError as error:
+        # The EHR's data, not the caller's request: answer without the exam's cards.
+        log.warning("prefetched exam Observations could not be read (%s); answering "
+                    "without them", error.issues[0][0] or "observations")
+    except (AttributeError, TypeError, ValueError) as error:
+        log.warning("prefetched exam Observations are malformed (%s); answering without "
+                    "them", type(error).__name__)
+    return None
+
+
+def _launch_url() -> str:
+    configured = current_app.config.get("SMART_LAUNCH_URL")
+    return configured or request.url_root.rstrip("/") + "/launch"
