@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import store
-    from .web import errors, exam, fhir_api, security
+    from .web import cds_hooks, errors, exam, fhir_api, security
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -28,5 +28,6 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     security.init_app(app)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(exam.bp)
+    app.register_blueprint(cds_hooks.bp)
     errors.init_app(app)
     return app

@@ -51,7 +51,8 @@ DEFAULTS: dict[str, object] = {
     # {"jku": "https://ehr.example/jwks.json"} (the only jku accepted for that issuer).
     # Empty: every service call is refused (401), as it carries patient data.
     "CDS_HOOKS_CLIENTS": {},
-    # The audience a CDS client's JWT must name: this service's discovery URL. Empty:
+    # The public base of the CDS services (the discovery URL, .../cds-services): a CDS
+    # client's JWT must name the exact service URL under it as its audience. Empty:
     # taken from the request URL (correct only behind a proxy that preserves the host).
     "CDS_HOOKS_AUDIENCE": "",
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
