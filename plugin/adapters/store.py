@@ -18,20 +18,21 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, exc, insert, select, update
+from sqlalchemy import (Connection, Engine, Row, and_, case, exc, false, func, insert, or_,
+                        select, type_coerce, update)
 
 from ..errors import ConflictError, InputError, LockedError, NotFoundError, PluginError
 from . import engine as engine_mod, migrations
 from .engine import StoreError
-from .tables import EDITABLE, STATES, exams, patients, revisions
+from .tables import EDITABLE, STATES, UTCDateTime, exams, patients, revisions
 
-__all__ = ["STATES", "ExamRecord", "PatientRecord", "Revision", "Store", "StoreError",
-           "database_url", "from_app", "init_app"]
+__all__ = ["CURRENT_STATUSES", "STATES", "Current", "ExamRecord", "PatientRecord", "Revision",
+           "Store", "StoreError", "TimeRange", "database_url", "from_app", "init_app"]
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "store"
@@ -80,6 +81,31 @@ class ExamRecord:
     revisions: int
     created: dt.datetime
     updated: dt.datetime
+
+
+@dataclass(frozen=True)
+class Current:
+    """An exam as it is shown outside the tablet: its latest signed revision, or, for an
+    exam never signed, its draft (an amendment in progress is not shown until signed)."""
+
+    exam: ExamRecord
+    revision: Revision | None
+
+    @property
+    def status(self) -> str:
+        """The current QuestionnaireResponse status: in-progress, completed or amended."""
+        return "in-progress" if self.revision is None else self.revision.status
+
+    @property
+    def changed(self) -> dt.datetime:
+        """When the current version was written: the signature, else the last save."""
+        return self.exam.updated if self.revision is None else self.revision.signed_at
+
+
+#: A time range [from, to), either end open; ``search_current`` takes lists of them.
+TimeRange = tuple[dt.datetime | None, dt.datetime | None]
+#: The statuses ``search_current`` filters on (those of ``Current.status``).
+CURRENT_STATUSES = ("in-progress", "completed", "amended")
 
 
 class Store:
@@ -268,6 +294,50 @@ class Store:
             raise NotFoundError(f"exam {key} has no revision {number}")
         return self._revision(row)
 
+    # -- current versions (read-only queries) ------------------------------------------
+
+    def current(self, exam_id: str) -> Current:
+        """The exam's current version; NotFoundError for an unknown exam."""
+        key = _key(exam_id, "exam")
+        with self._engine.connect() as conn:
+            row = conn.execute(_current_select().where(exams.c.id == key)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no exam with id {key}")
+        return self._current(row)
+
+    def search_current(self, *, patient_ids: Collection[str] | None = None,
+                       statuses: Collection[str] | None = None,
+                       changed: Sequence[Sequence[TimeRange]] = (),
+                       limit: int = 50, offset: int = 0) -> tuple[int, list[Current]]:
+        """(total, page) of the exams' current versions, most recently changed first.
+
+        ``patient_ids``: any of these patients (a malformed id matches nothing);
+        ``statuses``: any of ``CURRENT_STATUSES``; ``changed``: ``Current.changed`` lies in
+        one of the ranges of each list (lists AND, ranges within a list OR).
+        """
+        moment = _changed()
+        conditions: list[Any] = []
+        if patient_ids is not None:
+            keys = [k for k in map(_maybe_key, patient_ids) if k is not None]
+            conditions.append(exams.c.patient_id.in_(keys) if keys else false())
+        if statuses is not None:
+            wanted = set(statuses)
+            conditions.append(or_(
+                exams.c.revisions == 0 if "in-progress" in wanted else false(),
+                _LATEST.c.status.in_(sorted(wanted & {"completed", "amended"}))))
+        for ranges in changed:
+            conditions.append(or_(false(), *(and_(
+                moment >= start if start is not None else True,
+                moment < end if end is not None else True) for start, end in ranges)))
+        where = and_(True, *conditions)
+        counted = select(func.count()).select_from(_current_from()).where(where)
+        page = (_current_select().where(where).order_by(moment.desc(), exams.c.id)
+                .limit(min(max(0, int(limit)), 10_000)).offset(max(0, int(offset))))
+        with self._engine.connect() as conn:
+            total = conn.execute(counted).scalar_one()
+            rows = conn.execute(page).all() if limit > 0 else []
+        return total, [self._current(row) for row in rows]
+
     # -- rows to records --------------------------------------------------------------
 
     def _resource(self, value: Any) -> Any:
@@ -285,11 +355,44 @@ class Store:
             amend_reason=row.amend_reason, revisions=row.revisions, created=row.created,
             updated=row.updated)
 
+    def _current(self, row: Row[Any]) -> Current:
+        values = row._mapping
+        revision = None
+        if values["r_number"] is not None:
+            revision = Revision(
+                exam_id=row.id, number=values["r_number"], status=values["r_status"],
+                answers=values["r_answers"], response=self._resource(values["r_response"]),
+                provenance=self._resource(values["r_provenance"]),
+                signed_by=values["r_signed_by"], signed_at=values["r_signed_at"],
+                reason=values["r_reason"])
+        return Current(self._exam(row), revision)
+
     def _revision(self, row: Row[Any]) -> Revision:
         return Revision(
             exam_id=row.exam_id, number=row.number, status=row.status, answers=row.answers,
             response=self._resource(row.response), provenance=self._resource(row.provenance),
             signed_by=row.signed_by, signed_at=row.signed_at, reason=row.reason)
+
+
+#: Each exam's latest revision, in the current-version queries.
+_LATEST = revisions.alias("latest")
+
+
+def _current_from() -> Any:
+    """Each exam joined to its latest revision, if any (``revisions`` counts them)."""
+    return exams.outerjoin(_LATEST, and_(_LATEST.c.exam_id == exams.c.id,
+                                         _LATEST.c.number == exams.c.revisions))
+
+
+def _changed() -> Any:
+    """SQL for ``Current.changed``."""
+    return type_coerce(case((exams.c.revisions == 0, exams.c.updated),
+                            else_=_LATEST.c.signed_at), UTCDateTime())
+
+
+def _current_select() -> Any:
+    return select(exams, *(c.label(f"r_{c.name}") for c in _LATEST.c
+                           if c.name != "exam_id")).select_from(_current_from())
 
 
 def _bump(conn: Connection, key: str, expected: int, states: tuple[str, ...],
@@ -340,6 +443,13 @@ def _key(value: Any, what: str) -> str:
         return str(uuid.UUID(value))
     except (ValueError, TypeError, AttributeError):
         raise NotFoundError(f"no {what} with that id") from None
+
+
+def _maybe_key(value: Any) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _json(value: Any, field: str) -> dict[str, Any]:

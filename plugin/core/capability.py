@@ -1,7 +1,7 @@
 """The CapabilityStatement: exactly what this server implements, nothing more.
 
 Integrators read it to decide what to call, so it lists only the interactions, search
-parameters and operation that the FHIR API really serves; anything added to the API is
+parameters and operations that the FHIR API really serves; anything added to the API is
 added here in the same change. Built from plain data so a test can validate it.
 """
 from __future__ import annotations
@@ -24,6 +24,19 @@ SEARCH_PARAMS = (
     {"name": "version",
      "definition": "http://hl7.org/fhir/SearchParameter/conformance-version",
      "type": "token", "documentation": "Business version of the resource."},
+)
+_QR_PARAM = "http://hl7.org/fhir/SearchParameter/QuestionnaireResponse-"
+#: The search parameters over the stored exams' current QuestionnaireResponses.
+RECORD_SEARCH_PARAMS = (
+    {"name": "patient", "definition": _QR_PARAM + "patient", "type": "reference",
+     "documentation": "Patient/<id>, the id, or the absolute URL on this server."},
+    {"name": "subject", "definition": _QR_PARAM + "subject", "type": "reference",
+     "documentation": "Patient/<id> (the only subjects stored here) or the id."},
+    {"name": "status", "definition": _QR_PARAM + "status", "type": "token",
+     "documentation": "in-progress (never signed), completed (signed once) or amended."},
+    {"name": "authored", "definition": _QR_PARAM + "authored", "type": "date",
+     "documentation": "Prefixes eq, ne, lt, le, gt, ge, sa, eb (not ap); a value without "
+                      "a timezone is read as UTC."},
 )
 
 
@@ -49,6 +62,18 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
                 _definition("Questionnaire"),
                 _definition("CodeSystem"),
                 {"type": "QuestionnaireResponse",
+                 "documentation": (
+                     "The exams stored on this server, id = the exam's record id. Read gives "
+                     "the current version: the latest signed revision (versionId = revision "
+                     "number, kept for good) or, for an exam never signed, its in-progress "
+                     "draft (versionId draft-<n>, not kept once superseded). Search: "
+                     "repeated parameters AND, comma-separated values OR; unsupported "
+                     "parameters are refused unless Prefer: handling=lenient; _count "
+                     "(default 50, at most 200) pages with next links."),
+                 "interaction": [{"code": "read"}, {"code": "vread"},
+                                 {"code": "history-instance"}, {"code": "search-type"}],
+                 "versioning": "versioned", "readHistory": True,
+                 "searchParam": [dict(p) for p in RECORD_SEARCH_PARAMS],
                  "operation": [{
                      "name": "extract", "definition": EXTRACT,
                      "documentation": (
@@ -63,6 +88,8 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
                           "Conditions (verificationStatus differential) and draft "
                           "ServiceRequests (intent proposal) with the Observations they cite. "
                           "Needs a subject. Suggestions only; the clinician decides.")}]},
+                {"type": "Patient", "interaction": [{"code": "read"}],
+                 "documentation": "The patients the stored exams are about (read only)."},
             ],
         }],
     }
