@@ -29,7 +29,7 @@ from sqlalchemy import (Connection, Engine, Row, and_, case, exc, false, func, i
 from ..errors import ConflictError, InputError, LockedError, NotFoundError, PluginError
 from . import engine as engine_mod, migrations
 from .engine import StoreError
-from .tables import EDITABLE, STATES, UTCDateTime, exams, patients, revisions
+from .tables import EDITABLE, STATES, UTCDateTime, exams, outbox, patients, revisions
 
 __all__ = ["CURRENT_STATUSES", "STATES", "Current", "ExamRecord", "PatientRecord", "Revision",
            "Store", "StoreError", "TimeRange", "database_url", "from_app", "init_app"]
@@ -226,10 +226,15 @@ class Store:
 
     def sign(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
              response: Mapping[str, Any], provenance: Mapping[str, Any], signed_by: str,
-             signed_at: dt.datetime) -> ExamRecord:
-        """Lock the answers as the next revision; the amendment's reason goes with it."""
+             signed_at: dt.datetime, delivery: Mapping[str, Any] | None = None) -> ExamRecord:
+        """Lock the answers as the next revision; the amendment's reason goes with it.
+
+        ``delivery``: the revision's transaction Bundle for the EHR, queued in the outbox
+        in this same transaction, so a signed revision never lacks its delivery (and a
+        failed signature queues nothing). ``outbox.py`` delivers it."""
         key = _key(exam_id, "exam")
         answers, response = _json(answers, "answers"), _json(response, "response")
+        payload = None if delivery is None else _json(delivery, "delivery")
         signature = {"provenance": _json(provenance, "provenance"),
                      "signed_by": _text(signed_by, "signed_by"), "signed_at": _aware(signed_at)}
         status = response.get("status")
@@ -243,6 +248,12 @@ class Store:
             conn.execute(insert(revisions).values(
                 exam_id=key, number=row.revisions, status=status, answers=answers,
                 response=response, reason=row.amend_reason, **signature))
+            if payload is not None:
+                now = _now()
+                conn.execute(insert(outbox).values(
+                    id=str(uuid.uuid4()), exam_id=key, revision=row.revisions,
+                    payload=payload, state="pending", attempts=0, next_attempt_at=now,
+                    created=now, updated=now))
             if row.amend_reason is not None:  # kept until now: it is the revision's reason
                 row = conn.execute(update(exams).where(exams.c.id == key)
                                    .values(amend_reason=None).returning(*exams.c)).one()

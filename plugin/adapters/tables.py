@@ -1,9 +1,11 @@
 """The exam store's tables, defined once: the Store queries them, and a test compares
 them with what the Alembic migrations build, so the two can never drift apart.
 
-Three tables: ``patients``; ``exams`` (one row per exam holding its working answers and
+Four tables: ``patients``; ``exams`` (one row per exam holding its working answers and
 its single draft, with a ``version`` that is the ETag); ``revisions`` (one row per
-signature, never updated, so the history of a signed record stays as it was signed).
+signature, never updated, so the history of a signed record stays as it was signed);
+``outbox`` (one row per signed revision to deliver to the EHR: the transaction Bundle,
+written in the signature's own transaction, and its delivery state).
 """
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (JSON, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Index,
-                        Integer, MetaData, String, Table, Text, TypeDecorator, Uuid)
+                        Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint,
+                        Uuid)
 from sqlalchemy.dialects.postgresql import JSONB
 
 STATES = ("draft", "signed", "amending")
+#: Delivery states of an outbox row: waiting (pending), claimed by a worker under a lease
+#: (in-flight), accepted by the EHR (delivered), given up (dead).
+DELIVERY_STATES = ("pending", "in-flight", "delivered", "dead")
 #: States in which the working answers may still change.
 EDITABLE = ("draft", "amending")
 
@@ -115,4 +121,25 @@ revisions = Table(
     Column("signed_at", UTCDateTime(), nullable=False),
     Column("reason", Text),
     CheckConstraint("status IN ('completed', 'amended')", name="status"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", _id(), primary_key=True),
+    Column("exam_id", _id(), ForeignKey("exams.id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("payload", json_type(), nullable=False),  # the transaction Bundle
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    # HTTP status and OperationOutcome texts only: never the payload (it is PHI)
+    Column("last_error", Text),
+    Column("claimed_by", Text),
+    Column("claimed_until", UTCDateTime()),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("updated", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
+    CheckConstraint("state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"),
+    UniqueConstraint("exam_id", "revision"),
+    Index(None, "state", "next_attempt_at"),
 )
