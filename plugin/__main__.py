@@ -1,4 +1,4 @@
-"""Command line: ``python -m plugin extract|assess|serve|db`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db|deliver`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -36,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db(args)
         if args.command == "pdf":
             return _pdf(args)
+        if args.command == "deliver":
+            return _deliver(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -93,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
         "upgrade", help="migrate the database to the newest schema",
         description="Create or migrate the tables (Alembic) to the newest revision. Safe "
                     "to run while other processes do the same: they take turns.")
+    deliver = commands.add_parser(
+        "deliver", help="send signed exams to the EHR (the outbox worker)",
+        description="Post the signed exams' transaction Bundles queued in the outbox to "
+                    "EHR_FHIR_BASE_URL, retrying with backoff. Safe to run as several "
+                    "processes. Exit 2: delivery is off (EHR_FHIR_BASE_URL empty) or bad "
+                    "settings; 4: the database is unusable.")
+    deliver.add_argument("--once", action="store_true",
+                         help="one batch, then exit (default: keep polling)")
+    deliver.add_argument("--batch", type=_positive, default=10, metavar="N",
+                         help="deliveries claimed at a time (default 10)")
+    deliver.add_argument("--worker-id", metavar="ID",
+                         help="names this worker's claims (default: host:pid)")
     return parser
 
 
@@ -358,6 +372,61 @@ def _db(args: argparse.Namespace) -> int:
         return code
     _say("database is up to date")
     return EXIT_OK
+
+
+#: Seconds an idle delivery worker waits before looking for due deliveries again.
+DELIVER_POLL_SECONDS = 2.0
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    """The outbox worker: claim due deliveries, post them, record the outcome."""
+    import socket
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .adapters import ehr, outbox, store as storage
+
+    app, code = _prepared_app("cannot deliver, ", migrate=False)
+    if app is None:
+        return code
+    config = app.config
+    base_url = str(config.get("EHR_FHIR_BASE_URL") or "")
+    if not base_url:
+        _say("delivery is off: EHR_FHIR_BASE_URL is not set")
+        return EXIT_INPUT
+    profile = str(config.get("EHR_PROFILE") or "transaction")
+    if profile not in ehr.PROFILES:
+        _say(f"error: EHR_PROFILE must be one of {', '.join(ehr.PROFILES)}, not {profile!r}")
+        return EXIT_INPUT
+    try:
+        policy = outbox.Policy(max_attempts=int(config["DELIVERY_MAX_ATTEMPTS"]),
+                               backoff_seconds=float(config["DELIVERY_BACKOFF_SECONDS"]))
+        lease = float(config["DELIVERY_LEASE_SECONDS"])
+        timeout = float(config["DELIVERY_TIMEOUT_SECONDS"])
+    except (KeyError, TypeError, ValueError) as exc:
+        _say(f"error: delivery settings: {exc}")
+        return EXIT_INPUT
+    worker_id = args.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    store = storage.from_app(app)
+    while True:
+        try:
+            counts = outbox.work(store, worker_id=worker_id, batch=args.batch,
+                                 lease_seconds=lease, base_url=base_url, profile=profile,
+                                 timeout=timeout, policy=policy)
+        except storage.StoreError as exc:
+            _say(f"error: {exc.message}")
+            return EXIT_DATABASE
+        except SQLAlchemyError as exc:  # the class name only: the text may quote data
+            _say(f"error: the database is unusable: {type(exc).__name__}")
+            return EXIT_DATABASE
+        if counts["claimed"]:
+            _say(f"{worker_id}: {counts['delivered']} delivered, {counts['retry']} to retry, "
+                 f"{counts['dead']} could not be sent")
+        if args.once:
+            return EXIT_OK
+        if counts["claimed"] < args.batch:
+            time.sleep(DELIVER_POLL_SECONDS)
 
 
 def _prepared_app(prefix: str, *, migrate: bool) -> tuple[Any, int]:

@@ -55,6 +55,22 @@ DEFAULTS: dict[str, object] = {
     # client's JWT must name the exact service URL under it as its audience. Empty:
     # taken from the request URL (correct only behind a proxy that preserves the host).
     "CDS_HOOKS_AUDIENCE": "",
+    # Delivery of signed exams to the EHR (python -m plugin deliver). The FHIR base URL
+    # the transaction Bundles are POSTed to; empty: delivery is off (nothing is queued
+    # at sign-off, and the worker says so and exits 2).
+    "EHR_FHIR_BASE_URL": "",
+    # What the EHR accepts: "transaction" (the whole Bundle) or "document-only" (only the
+    # DocumentReferences and the Provenance: many EHRs refuse exam Observations).
+    "EHR_PROFILE": "transaction",
+    # Attempts before a delivery is given up ("could not be sent" on the record page).
+    "DELIVERY_MAX_ATTEMPTS": 8,
+    # The first retry waits about this long (s); each later one twice as long, jittered.
+    "DELIVERY_BACKOFF_SECONDS": 30,
+    # A worker holds a claimed delivery this long (s); if it dies, another takes over
+    # after it. Keep it well above DELIVERY_TIMEOUT_SECONDS.
+    "DELIVERY_LEASE_SECONDS": 120,
+    # How long one POST to the EHR may take (s) before it counts as failed (retried).
+    "DELIVERY_TIMEOUT_SECONDS": 20,
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.

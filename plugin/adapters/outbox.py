@@ -1,0 +1,183 @@
+"""The outbox: signed revisions' transaction Bundles on their way to the EHR.
+
+``Store.sign(..., delivery=bundle)`` writes the row in the signature's own transaction,
+so a signed revision always has its delivery queued. Workers (``python -m plugin
+deliver``, as many processes as wanted) then:
+
+1. ``claim`` a few due rows: each becomes ``in-flight`` under a lease (``claimed_by``,
+   ``claimed_until``) and its ``attempts`` grows by one. PostgreSQL picks the rows with
+   ``SELECT ... FOR UPDATE SKIP LOCKED``, so two workers never claim the same row; SQLite
+   serialises the whole claim under ``BEGIN IMMEDIATE``. A row whose lease ran out (its
+   worker died mid-delivery) is claimable again: the Bundle's conditional creates make
+   the second POST a no-op on the EHR, so a crash never loses nor duplicates a record.
+2. post the Bundle (``ehr.post_transaction``), then mark the row ``delivered`` or
+   ``failed``: a retryable failure waits with exponential backoff and jitter, and after
+   ``max_attempts`` (or at once, for a failure that retrying cannot fix) the row is
+   ``dead`` and shows why on the record page.
+
+``last_error`` holds an HTTP status and OperationOutcome texts, never the payload (it is
+PHI). Nothing here logs a payload.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from . import engine as engine_mod
+from .store import Store, _key
+from .tables import outbox
+
+__all__ = ["Job", "Policy", "Status", "claim", "delivered", "failed", "status_for", "work"]
+
+#: ``last_error`` is cut to this many characters: enough for a status and a few issues.
+ERROR_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed delivery: ``attempts`` counts this one."""
+
+    id: str
+    exam_id: str
+    revision: int
+    payload: Mapping[str, Any]
+    attempts: int
+    claimed_by: str
+    claimed_until: dt.datetime
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Retry policy: the n-th failed attempt waits about ``backoff_seconds * 2**(n-1)``
+    (at most ``cap_seconds``; half of it is random so that workers restarting together
+    do not retry in step); the ``max_attempts``-th failure is final."""
+
+    max_attempts: int = 8
+    backoff_seconds: float = 30.0
+    cap_seconds: float = 6 * 3600.0
+
+    def delay(self, attempts: int) -> float:
+        full = min(self.cap_seconds, self.backoff_seconds * 2 ** max(0, attempts - 1))
+        return full / 2 + random.uniform(0, full / 2)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a revision's delivery stands, for display."""
+
+    revision: int
+    state: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_error: str | None
+    delivered_at: dt.datetime | None
+
+
+def claim(store: Store, worker_id: str, limit: int, lease_seconds: float, *,
+          now: dt.datetime | None = None) -> list[Job]:
+    """Up to ``limit`` due deliveries, oldest first, now ``in-flight`` for ``worker_id``
+    until the lease ends: pending ones whose time has come, and in-flight ones whose
+    lease ran out."""
+    now = now or _now()
+    until = now + dt.timedelta(seconds=lease_seconds)
+    due = or_(and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
+              and_(outbox.c.state == "in-flight", outbox.c.claimed_until < now))
+    pick = (select(outbox.c.id).where(due)
+            .order_by(outbox.c.next_attempt_at, outbox.c.created, outbox.c.id)
+            .limit(max(0, int(limit)))
+            .with_for_update(skip_locked=True))  # SQLite: nothing; BEGIN IMMEDIATE locks
+    with engine_mod.writer(store.engine).begin() as conn:
+        ids = list(conn.execute(pick).scalars())
+        if not ids:
+            return []
+        rows = conn.execute(
+            update(outbox).where(outbox.c.id.in_(ids))
+            .values(state="in-flight", claimed_by=worker_id, claimed_until=until,
+                    attempts=outbox.c.attempts + 1, updated=now)
+            .returning(*outbox.c)).all()
+    jobs = [Job(id=r.id, exam_id=r.exam_id, revision=r.revision, payload=r.payload,
+                attempts=r.attempts, claimed_by=r.claimed_by, claimed_until=r.claimed_until)
+            for r in rows]
+    return sorted(jobs, key=lambda j: ids.index(j.id))
+
+
+def delivered(store: Store, job: Job, *, now: dt.datetime | None = None) -> bool:
+    """The EHR accepted the Bundle. True whatever the lease: once accepted, it is
+    delivered (a late worker only confirms what a newer claim would also find)."""
+    now = now or _now()
+    with engine_mod.writer(store.engine).begin() as conn:
+        result = conn.execute(
+            update(outbox).where(outbox.c.id == job.id, outbox.c.state != "delivered")
+            .values(state="delivered", delivered_at=now, last_error=None, claimed_by=None,
+                    claimed_until=None, updated=now))
+    return bool(result.rowcount)
+
+
+def failed(store: Store, job: Job, error: str, *, retryable: bool,
+           policy: Policy = Policy(), now: dt.datetime | None = None) -> str | None:
+    """The attempt failed: back to ``pending`` after a backoff, or ``dead`` when it
+    cannot succeed (not ``retryable``) or this was the last attempt. Returns the new
+    state; None when this worker's claim is no longer current (the lease ran out and
+    another worker took the job), which then changes nothing."""
+    now = now or _now()
+    dead = not retryable or job.attempts >= policy.max_attempts
+    state = "dead" if dead else "pending"
+    after = now if dead else now + dt.timedelta(seconds=policy.delay(job.attempts))
+    with engine_mod.writer(store.engine).begin() as conn:
+        result = conn.execute(
+            update(outbox).where(outbox.c.id == job.id, outbox.c.state == "in-flight",
+                                 outbox.c.claimed_by == job.claimed_by,
+                                 outbox.c.attempts == job.attempts)
+            .values(state=state, next_attempt_at=after, last_error=_short(error),
+                    claimed_by=None, claimed_until=None, updated=now))
+    return state if result.rowcount else None
+
+
+def status_for(store: Store, exam_id: str) -> Status | None:
+    """The delivery of the exam's latest queued revision; None when none was queued."""
+    key = _key(exam_id, "exam")
+    with store.engine.connect() as conn:
+        row = conn.execute(select(outbox).where(outbox.c.exam_id == key)
+                           .order_by(outbox.c.revision.desc()).limit(1)).one_or_none()
+    if row is None:
+        return None
+    return Status(revision=row.revision, state=row.state, attempts=row.attempts,
+                  next_attempt_at=row.next_attempt_at, last_error=row.last_error,
+                  delivered_at=row.delivered_at)
+
+
+def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
+         base_url: str, profile: str, timeout: float, policy: Policy = Policy(),
+         token: str | None = None) -> dict[str, int]:
+    """Claim up to ``batch`` due deliveries and post each; counts by outcome."""
+    from . import ehr
+
+    counts = {"claimed": 0, "delivered": 0, "retry": 0, "dead": 0}
+    jobs = claim(store, worker_id, batch, lease_seconds)
+    counts["claimed"] = len(jobs)
+    for job in jobs:
+        result = ehr.post_transaction(base_url, job.payload, token=token, timeout=timeout,
+                                      profile=profile)
+        if result.delivered:
+            delivered(store, job)
+            counts["delivered"] += 1
+            continue
+        state = failed(store, job, result.error or "failed", retryable=result.retryable,
+                       policy=policy)
+        if state is not None:
+            counts["retry" if state == "pending" else "dead"] += 1
+    return counts
+
+
+def _short(error: str) -> str:
+    text = " ".join(str(error).split()) or "unknown error"
+    return text if len(text) <= ERROR_LENGTH else text[:ERROR_LENGTH - 1] + "…"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
