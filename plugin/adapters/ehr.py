@@ -58,7 +58,11 @@ def post_transaction(base_url: str, bundle: Mapping[str, Any], *, token: str | N
     """POST ``bundle`` (adapted to ``profile``) to the EHR's base URL."""
     payload = for_profile(bundle, profile)
     if not payload.get("entry"):
-        return Result(delivered=True, error=f"nothing to send under the {profile} profile")
+        # e.g. document-only and a record without a rendered document: sending a bare
+        # Provenance would claim a delivery that did not happen
+        return Result(delivered=False, retryable=False,
+                      error=f"nothing to send under the {profile} profile (the record "
+                            "has no document)")
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     headers = {"Content-Type": "application/fhir+json; charset=utf-8",
                "Accept": "application/fhir+json", "Prefer": "return=minimal"}

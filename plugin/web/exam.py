@@ -15,8 +15,8 @@ from typing import Any
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
-from .. import knowledge
-from ..adapters import store as store_mod
+from .. import __version__, knowledge
+from ..adapters import outbox, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, pipeline, signoff
 from ..core import responses
@@ -244,9 +244,14 @@ def sign(exam_id: str) -> Any:
                               patient=patient_record.resource,
                               signer=request.form.get("signer", ""), signed_at=now,
                               revision=record.revisions + 1, reason=record.amend_reason)
+        # queued with the signature (one transaction) when delivery to the EHR is on
+        delivery = pipeline.record(_kb(), signed.exam, plugin_version=__version__,
+                                   recorded=now) \
+            if current_app.config.get("EHR_FHIR_BASE_URL") else None
         _store().sign(exam_id, expected_version=expected, answers=record.answers,
                       response=signed.response, provenance=signed.provenance,
-                      signed_by=signed.response["author"]["display"], signed_at=now)
+                      signed_by=signed.response["author"]["display"], signed_at=now,
+                      delivery=delivery)
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -295,7 +300,8 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
         assessment=_assessment(checked.valid), citations=_kb().decision.citations,
-        history=_store().revisions(record_.id), message=message, layout=layout), status
+        history=_store().revisions(record_.id), message=message, layout=layout,
+        delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
 
 @bp.post("/exams/<exam_id>/amend")

@@ -260,6 +260,13 @@ def test_document_only_sends_the_documents_and_their_provenance(sqlite_store, kb
         ["DocumentReference", "Provenance"]
 
 
+def test_document_only_without_a_document_is_not_sent_and_says_why(sqlite_store, kb, server):
+    exam_id, _ = queue(sqlite_store, kb)
+    assert work(sqlite_store, server.url, profile="document-only")["dead"] == 1
+    assert "no document" in outbox.status_for(sqlite_store, exam_id).last_error
+    assert server.state()["posts"] == 0
+
+
 # -- worker processes -------------------------------------------------------------------
 
 def worker(url: str, database: str, *args: str, **settings: object) -> subprocess.Popen:
@@ -358,3 +365,62 @@ def test_concurrent_claims_on_postgresql_are_disjoint(postgres_server, kb) -> No
         store.dispose()
     finally:
         postgres_server.drop_database(name)
+
+
+# -- the tablet -------------------------------------------------------------------------
+
+def _sign_on_the_tablet(client) -> str:
+    import re
+
+    response = client.post("/patients", data={"family": "Silva", "given": "Ana",
+                                              "birth_date": "1986-03-14"})
+    response = client.post(f"/patients/{response.headers['Location'].rsplit('/', 1)[-1]}"
+                           "/exams")
+    exam_id = response.headers["Location"].split("/")[2]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    version = int(re.search(r'"version": (\d+)', page).group(1))
+    saved = client.put(f"/exams/{exam_id}/draft",
+                       json={"section": "slr", "answers": {"slr.left.onset-angle": 40}},
+                       headers={"If-Match": f'"{version}"'}).get_json()["version"]
+    signed = client.post(f"/exams/{exam_id}/sign", data={"version": saved, "signer": "Dr Lee"})
+    assert signed.status_code == 303, signed.get_data(as_text=True)
+    return exam_id
+
+
+def test_sign_off_queues_the_record_and_the_page_shows_its_delivery(make_app, server):
+    from plugin.adapters import store as storage
+
+    app = make_app({"WTF_CSRF_ENABLED": False, "EHR_FHIR_BASE_URL": server.url})
+    client = app.test_client()
+    exam_id = _sign_on_the_tablet(client)
+    page = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
+    assert 'id="delivery">Waiting to send (attempt 1, next at' in page
+    store = storage.from_app(app)
+    server.faults({"status": 400, "text": "Observation.code unknown"})
+    assert work(store, server.url)["dead"] == 1
+    page = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
+    assert 'id="delivery">Could not be sent: HTTP 400' in page
+    assert "Observation.code unknown" in page
+
+
+def test_sign_off_is_delivered_and_says_so(make_app, server):
+    from plugin.adapters import store as storage
+
+    app = make_app({"WTF_CSRF_ENABLED": False, "EHR_FHIR_BASE_URL": server.url})
+    client = app.test_client()
+    exam_id = _sign_on_the_tablet(client)
+    assert work(storage.from_app(app), server.url)["delivered"] == 1
+    page = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
+    assert 'id="delivery">Sent to the EHR on ' in page
+    qr = [r for r in server.state()["resources"] if r["resourceType"] == "QuestionnaireResponse"]
+    assert len(qr) == 1 and qr[0]["identifier"]["value"] == exam_id
+
+
+def test_without_an_ehr_nothing_is_queued(make_app):
+    from plugin.adapters import store as storage
+
+    app = make_app({"WTF_CSRF_ENABLED": False})
+    client = app.test_client()
+    exam_id = _sign_on_the_tablet(client)
+    assert outbox.status_for(storage.from_app(app), exam_id) is None
+    assert 'id="delivery"' not in client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
