@@ -78,13 +78,26 @@ class Status:
     delivered_at: dt.datetime | None
 
 
+#: Why a job whose workers kept stopping mid-delivery was given up.
+ABANDONED = ("the delivery was interrupted (worker stopped) on every attempt; "
+             "it was given up")
+
+
 def claim(store: Store, worker_id: str, limit: int, lease_seconds: float, *,
-          now: dt.datetime | None = None) -> list[Job]:
+          max_attempts: int | None = None, now: dt.datetime | None = None) -> list[Job]:
     """Up to ``limit`` due deliveries, oldest first, now ``in-flight`` for ``worker_id``
     until the lease ends: pending ones whose time has come, and in-flight ones whose
-    lease ran out."""
+    lease ran out. An expired job that has used ``max_attempts`` is ``dead`` instead:
+    a payload that crashes every worker must not be retried for ever."""
     now = now or _now()
     until = now + dt.timedelta(seconds=lease_seconds)
+    if max_attempts is not None:
+        with engine_mod.writer(store.engine).begin() as conn:
+            conn.execute(update(outbox).where(
+                outbox.c.state == "in-flight", outbox.c.claimed_until < now,
+                outbox.c.attempts >= max_attempts).values(
+                    state="dead", last_error=ABANDONED, claimed_by=None,
+                    claimed_until=None, updated=now))
     due = or_(and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
               and_(outbox.c.state == "in-flight", outbox.c.claimed_until < now))
     pick = (select(outbox.c.id).where(due)
@@ -158,7 +171,7 @@ def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
     from . import ehr
 
     counts = {"claimed": 0, "delivered": 0, "retry": 0, "dead": 0}
-    jobs = claim(store, worker_id, batch, lease_seconds)
+    jobs = claim(store, worker_id, batch, lease_seconds, max_attempts=policy.max_attempts)
     counts["claimed"] = len(jobs)
     for job in jobs:
         result = ehr.post_transaction(base_url, job.payload, token=token, timeout=timeout,

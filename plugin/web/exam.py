@@ -18,8 +18,8 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 from .. import __version__, knowledge
 from ..adapters import outbox, store as store_mod
 from ..adapters.documents import render as documents
-from ..core import drafts, layout, patient as patient_mod, pipeline, signoff
-from ..core import responses
+from ..core import documents as core_documents, drafts, layout, patient as patient_mod
+from ..core import pipeline, responses, signoff
 from ..core.responses import Context, Exam
 from ..decision import assessment as assessment_mod, facts
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
@@ -245,8 +245,7 @@ def sign(exam_id: str) -> Any:
                               signer=request.form.get("signer", ""), signed_at=now,
                               revision=record.revisions + 1, reason=record.amend_reason)
         # queued with the signature (one transaction) when delivery to the EHR is on
-        delivery = pipeline.record(_kb(), signed.exam, plugin_version=__version__,
-                                   recorded=now) \
+        delivery = _delivery(signed, patient_record, now) \
             if current_app.config.get("EHR_FHIR_BASE_URL") else None
         _store().sign(exam_id, expected_version=expected, answers=record.answers,
                       response=signed.response, provenance=signed.provenance,
@@ -262,6 +261,21 @@ def sign(exam_id: str) -> Any:
         return _review(exam_id, message="Correct the problems listed before signing.",
                        status=422)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
+
+
+def _delivery(signed: signoff.Signed, patient_record: store_mod.PatientRecord,
+              now: dt.datetime) -> dict[str, Any]:
+    """The record the EHR receives: the transaction Bundle with the clinician summary
+    as a DocumentReference (the part every EHR accepts, whatever its profile)."""
+    exam_ = signed.exam
+    visit = documents.Visit(patient=patient_record.resource,
+                            clinician=signed.response["author"]["display"],
+                            exam_date=documents.exam_date(exam_.context.authored, now),
+                            identifier=exam_.exam_id)
+    pdf = documents.summary_pdf(_kb(), exam_, _assessment(exam_.answers), visit)
+    return pipeline.record(_kb(), exam_, plugin_version=__version__, recorded=now,
+                           documents=[core_documents.Document(
+                               "summary", documents.SUMMARY_TITLE, pdf)])
 
 
 def _form_version() -> int:

@@ -414,6 +414,8 @@ def test_sign_off_is_delivered_and_says_so(make_app, server):
     assert 'id="delivery">Sent to the EHR on ' in page
     qr = [r for r in server.state()["resources"] if r["resourceType"] == "QuestionnaireResponse"]
     assert len(qr) == 1 and qr[0]["identifier"]["value"] == exam_id
+    notes = [r for r in server.state()["resources"] if r["resourceType"] == "DocumentReference"]
+    assert len(notes) == 1 and notes[0]["identifier"][0]["value"] == f"{exam_id}/summary"
 
 
 def test_without_an_ehr_nothing_is_queued(make_app):
@@ -424,3 +426,18 @@ def test_without_an_ehr_nothing_is_queued(make_app):
     exam_id = _sign_on_the_tablet(client)
     assert outbox.status_for(storage.from_app(app), exam_id) is None
     assert 'id="delivery"' not in client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
+
+
+def test_a_job_whose_worker_keeps_stopping_is_given_up(sqlite_store, kb) -> None:
+    """An expired lease is claimable again, but not for ever: a payload that crashes
+    every worker ends dead after max_attempts, with a reason."""
+    exam_id, _ = queue(sqlite_store, kb)
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+    for attempt in range(1, 4):
+        claimed = outbox.claim(sqlite_store, f"w{attempt}", 10, 30, max_attempts=3,
+                               now=start + dt.timedelta(minutes=attempt))
+        assert [j.attempts for j in claimed] == [attempt]  # worker "crashes": no report
+    later = start + dt.timedelta(hours=1)
+    assert outbox.claim(sqlite_store, "w4", 10, 30, max_attempts=3, now=later) == []
+    status = outbox.status_for(sqlite_store, exam_id)
+    assert status.state == "dead" and "interrupted" in status.last_error
