@@ -73,14 +73,6 @@ def server(fhir_server):
 
 
 @pytest.fixture()
-def store(database_url):
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.dispose()
-
-
-@pytest.fixture()
 def sqlite_store(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'exam.sqlite3'}")
     store.upgrade()

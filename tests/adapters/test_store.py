@@ -31,14 +31,6 @@ def draft(answers: dict, status: str = "in-progress") -> dict:
 
 
 @pytest.fixture()
-def store(database_url):
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.dispose()
-
-
-@pytest.fixture()
 def exam(store) -> ExamRecord:
     ana = store.add_patient(ANA)
     answers = {"pain.current": 4}
