@@ -141,8 +141,11 @@ def _extract(args: argparse.Namespace) -> int:
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
         exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
         pipeline.require_extractable(exam)
-        documents = [_summary_document(kb, exam, patient, now, args.clinician)] \
-            if args.with_summary else []
+        documents = []
+        if args.with_summary:
+            from .adapters.documents import render  # Jinja and WeasyPrint only when asked
+            documents.append(render.summary_document(kb, exam, patient,
+                                                     clinician=args.clinician, now=now))
         result = pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
                                  documents=documents)
         if bundle.extracted_nothing(result):
@@ -180,20 +183,6 @@ def _has_subject(result: dict[str, Any]) -> bool:
                if e["resource"]["resourceType"] == "QuestionnaireResponse")
 
 
-def _summary_document(kb: Any, exam: Any, patient: Any, now: dt.datetime,
-                      clinician: str | None) -> Any:
-    """The clinician summary of ``exam`` as a Document for the Bundle."""
-    from .adapters.documents import render
-    from .core import documents, pipeline
-
-    visit = render.Visit(patient=patient or {}, clinician=clinician,
-                         exam_date=render.exam_date(exam.context.authored, now),
-                         identifier=exam.exam_id,
-                         signed=exam.context.status in pipeline.EXTRACTABLE)
-    pdf = render.summary_pdf(kb, exam, pipeline.assess_exam(kb, exam).as_json(), visit)
-    return documents.Document("summary", render.SUMMARY_TITLE, pdf)
-
-
 def _pdf(args: argparse.Namespace) -> int:
     from .adapters.documents import render
     from .core import pipeline
@@ -204,7 +193,8 @@ def _pdf(args: argparse.Namespace) -> int:
             document = render.handout_pdf(kb, pipeline.assess_exam(kb, exam).as_json(),
                                           large_print=args.large_print)
         else:
-            document = _summary_document(kb, exam, patient, now, args.clinician).pdf
+            document = render.summary_document(kb, exam, patient, clinician=args.clinician,
+                                               now=now).pdf
         try:
             if args.output == "-":
                 sys.stdout.flush()

@@ -18,8 +18,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 from .. import __version__, knowledge
 from ..adapters import outbox, store as store_mod
 from ..adapters.documents import render as documents
-from ..core import documents as core_documents, drafts, layout, patient as patient_mod
-from ..core import pipeline, responses, signoff
+from ..core import drafts, layout, patient as patient_mod, pipeline, responses, signoff
 from ..core.responses import Context, Exam
 from ..decision import assessment as assessment_mod, facts
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
@@ -267,15 +266,11 @@ def _delivery(signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
-    exam_ = signed.exam
-    visit = documents.Visit(patient=patient_record.resource,
-                            clinician=signed.response["author"]["display"],
-                            exam_date=documents.exam_date(exam_.context.authored, now),
-                            identifier=exam_.exam_id)
-    pdf = documents.summary_pdf(_kb(), exam_, _assessment(exam_.answers), visit)
-    return pipeline.record(_kb(), exam_, plugin_version=__version__, recorded=now,
-                           documents=[core_documents.Document(
-                               "summary", documents.SUMMARY_TITLE, pdf)])
+    summary = documents.summary_document(_kb(), signed.exam, patient_record.resource,
+                                         clinician=signed.response["author"]["display"],
+                                         now=now)
+    return pipeline.record(_kb(), signed.exam, plugin_version=__version__, recorded=now,
+                           documents=[summary])
 
 
 def _form_version() -> int:
@@ -376,11 +371,9 @@ def _pdf_response(document: bytes, name: str) -> Response:
 def summary_pdf(exam_id: str) -> Response:
     """The clinician summary of the signed record (or of the draft, marked as such)."""
     exam_, patient_record, signer = _document_exam(exam_id)
-    visit = documents.Visit(patient=patient_record.resource, clinician=signer,
-                            exam_date=documents.exam_date(exam_.context.authored, _now()),
-                            identifier=exam_id, signed=signer is not None)
-    return _pdf_response(documents.summary_pdf(_kb(), exam_, _assessment(exam_.answers), visit),
-                         "clinician-summary.pdf")
+    summary = documents.summary_document(_kb(), exam_, patient_record.resource,
+                                         clinician=signer, now=_now())
+    return _pdf_response(summary.pdf, "clinician-summary.pdf")
 
 
 @bp.get("/exams/<exam_id>/handout.pdf")

@@ -16,7 +16,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from ...core import answers, layout
+from ...core import answers, layout, pipeline
+from ...core.documents import Document
 from ...core.responses import Exam
 from . import pdf
 
@@ -85,6 +86,18 @@ def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = F
                 variant: str | None = "pdf/a-3a") -> bytes:
     return pdf.render(handout_html(kb, assessment, large_print=large_print), variant=variant,
                       title=HANDOUT_TITLE)
+
+
+def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
+                     clinician: str | None, now: dt.datetime) -> Document:
+    """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
+    record for the EHR): assessed by the engine, dated by the exam, marked as a draft
+    unless the response is completed or amended."""
+    visit = Visit(patient=patient or {}, clinician=clinician,
+                  exam_date=exam_date(exam.context.authored, now), identifier=exam.exam_id,
+                  signed=exam.context.status in pipeline.EXTRACTABLE)
+    pdf = summary_pdf(kb, exam, pipeline.assess_exam(kb, exam).as_json(), visit)
+    return Document("summary", SUMMARY_TITLE, pdf)
 
 
 def exam_date(authored: str | None, fallback: dt.datetime) -> str:
