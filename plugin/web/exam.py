@@ -52,6 +52,13 @@ def _form_for(exam: store_mod.ExamRecord) -> Any:
     return form
 
 
+def _patient(patient_id: str) -> store_mod.PatientRecord:
+    try:
+        return _store().patient(patient_id)
+    except NotFoundError:
+        abort(404, "No such patient.")
+
+
 def _load(exam_id: str) -> tuple[store_mod.ExamRecord, store_mod.PatientRecord, Any]:
     try:
         exam = _store().exam(exam_id)
@@ -88,20 +95,14 @@ def add_patient() -> Any:
 
 @bp.get("/patients/<patient_id>")
 def patient(patient_id: str) -> str:
-    try:
-        record = _store().patient(patient_id)
-    except NotFoundError:
-        abort(404, "No such patient.")
+    record = _patient(patient_id)
     return render_template("exam/patient.html", patient=record,
                            exams=_store().exams_for(patient_id))
 
 
 @bp.post("/patients/<patient_id>/exams")
 def start_exam(patient_id: str) -> Response:
-    try:
-        record = _store().patient(patient_id)
-    except NotFoundError:
-        abort(404, "No such patient.")
+    record = _patient(patient_id)
     form = _kb().forms[pipeline.DEFAULT_FORM]
     now = _now()
     raw: dict[str, Any] = {}
@@ -192,12 +193,17 @@ def _json_error(status: int, error: str, message: str, **extra: Any) -> Response
     return response
 
 
+def _draft_context(exam_id: str, patient_record: store_mod.PatientRecord,
+                   when: dt.datetime) -> Context:
+    """Who and when of a draft: the patient, the time of the last change, our identifier."""
+    return Context(subject=patient_mod.reference(patient_record.resource),
+                   authored=when.isoformat(timespec="seconds"), status="in-progress",
+                   identifier=exam_id)
+
+
 def _draft_qr(form: Any, checked: drafts.Checked, exam_id: str,
               patient_record: store_mod.PatientRecord, now: dt.datetime) -> dict[str, Any]:
-    context = Context(subject=patient_mod.reference(patient_record.resource),
-                      authored=now.isoformat(timespec="seconds"), status="in-progress",
-                      identifier=exam_id)
-    return drafts.response(form, checked, context)
+    return drafts.response(form, checked, _draft_context(exam_id, patient_record, now))
 
 
 # --- review, sign-off, record, amendment -------------------------------------------------
@@ -354,10 +360,8 @@ def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | N
         latest = _store().revision(exam_id, record_.revisions)
         return responses.read(form, latest.response), patient_record, latest.signed_by
     checked = drafts.check(form, record_.answers)
-    context = Context(subject=patient_mod.reference(patient_record.resource),
-                      authored=record_.updated.isoformat(timespec="seconds"),
-                      status="in-progress", identifier=exam_id)
-    return Exam(form, checked.valid, context), patient_record, None
+    return (Exam(form, checked.valid, _draft_context(exam_id, patient_record, record_.updated)),
+            patient_record, None)
 
 
 def _pdf_response(document: bytes, name: str) -> Response:
