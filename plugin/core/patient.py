@@ -34,7 +34,7 @@ def reference(patient: Mapping[str, Any]) -> dict[str, Any]:
     if identifiers:
         ref["identifier"] = {k: identifiers[0][k] for k in ("system", "value")
                              if k in identifiers[0]}
-    name = _display_name(patient)
+    name = display_name(patient)
     if name:
         ref["display"] = name
     return ref
@@ -77,12 +77,18 @@ def prefill_age(answers: Mapping[str, tuple[Any, ...]], patient: Mapping[str, An
     return result
 
 
-def _display_name(patient: Mapping[str, Any]) -> str:
+def display_name(patient: Mapping[str, Any], *, family_first: bool = False) -> str:
+    """The first usable name: its text, else "Given Family" (or "Family, Given" for
+    lists and headers, with ``family_first``); "" when the Patient has none."""
     for name in patient.get("name") or []:
         if name.get("text"):
             return str(name["text"])
-        parts = [*name.get("given", []), name.get("family", "")]
-        text = " ".join(p for p in parts if p)
+        given = " ".join(p for p in name.get("given", []) if p)
+        family = name.get("family", "")
+        if family_first and family and given:
+            text = f"{family}, {given}"
+        else:
+            text = " ".join(p for p in (given, family) if p)
         if text:
             return text
     return ""

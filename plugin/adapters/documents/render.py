@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from ...core import answers, layout, pipeline
+from ...core import answers, layout, patient as patient_mod, pipeline
 from ...core.documents import Document
 from ...core.responses import Exam
 from . import pdf
@@ -56,7 +56,8 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
              for p in layout.pages(form) for site in p.sites]
     return _environment().get_template("summary.html").render(
-        title=SUMMARY_TITLE, visit=visit, name=_name(visit.patient), form=form,
+        title=SUMMARY_TITLE, visit=visit, form=form,
+        name=patient_mod.display_name(visit.patient, family_first=True) or "(no name recorded)",
         born=visit.patient.get("birthDate"), patient_identifier=_identifier(visit.patient),
         summary=_condensed(layout.summary(form, raw)), sites=sites, assessment=assessment,
         sources=_sources(kb, assessment), knowledge_version=kb.decision.version)
@@ -122,18 +123,6 @@ def _plain(form: Any, link_id: str, values: tuple[Any, ...]) -> Any:
     item = form.index[link_id]
     plain = [answers.plain_value(item, v) for v in values]
     return plain if item.repeats else plain[0]
-
-
-def _name(patient: Mapping[str, Any]) -> str:
-    for name in patient.get("name") or []:
-        if name.get("text"):
-            return str(name["text"])
-        given = " ".join(name.get("given") or [])
-        family = name.get("family") or ""
-        text = f"{family}, {given}" if family and given else (family or given)
-        if text:
-            return text
-    return "(no name recorded)"
 
 
 def _identifier(patient: Mapping[str, Any]) -> str | None:
