@@ -33,6 +33,12 @@ CONFLICT = ("This exam was changed on another tablet or tab since this page was 
 LOCKED = "This exam is signed and locked. Start an amendment (with a reason) to change it."
 
 
+@bp.app_template_filter("patient_name")
+def _patient_name(resource: Mapping[str, Any]) -> str:
+    """How pages name a patient: "Family, Given" (the same as the PDF summary)."""
+    return patient_mod.display_name(resource, family_first=True)
+
+
 def _store() -> store_mod.Store:
     return store_mod.from_app(current_app)
 
