@@ -2,32 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from plugin.__main__ import main
 from plugin.config import DEFAULTS
+from tests.support.cli import run, write
 
-ROOT = Path(__file__).resolve().parent.parent
 PATIENT = {"resourceType": "Patient", "id": "p-42", "birthDate": "1986-03-14",
            "name": [{"given": ["Ana"], "family": "Silva"}]}
-
-
-def run(*args: str, stdin: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plugin", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, encoding="utf-8", timeout=60,
-                          env={**os.environ, **(env or {})})
-
-
-def write(tmp_path: Path, name: str, data: object) -> str:
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
-    return str(path)
 
 
 def test_extract_prints_the_bundle(tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import pytest
 import plugin
 from plugin.__main__ import main
 from plugin.config import DEFAULTS
+from tests.support.cli import run, write
 from plugin.core import pipeline, responses
 from plugin.core.datetimes import parse_aware
 from tests.support.bundles import by_url as _by_url, of_type as _of_type, references as _references
@@ -52,18 +51,6 @@ def cli_app():
 def _knowledge_loaded_once(monkeypatch, cli_app) -> None:
     monkeypatch.setattr(plugin, "create_app", lambda test_config=None: cli_app
                         if test_config is None else _CREATE_APP(test_config))
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plugin", *args], cwd=ROOT,
-                          capture_output=True, text=True, encoding="utf-8", timeout=60,
-                          env={**os.environ, **(env or {})})
-
-
-def write(tmp_path: Path, name: str, data: object) -> str:
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
-    return str(path)
 
 
 def _case_args(tmp_path: Path, case: dict[str, Any], *, patient: bool = True) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import pdfs
 from tests.support.conformance import IndependentValidator, assert_conformant
-from tests.test_cli import run, write
+from tests.support.cli import run, write
 
 CASE = json.loads((Path(__file__).resolve().parent / "data" / "cases" /
                    "disc-radiculopathy-2-weeks-severe.json").read_text())
