@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 from plugin.core import pipeline, responses
 from plugin.core.datetimes import parse_aware
 from plugin.core.fhir_models import validate
+from tests.support import fhir_http
 from tests.support.bundles import by_url as _by_url, of_type as _of_type, references as _references
 
 ASSESS = "/fhir/QuestionnaireResponse/$assess"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
-FHIR_JSON = "application/fhir+json"
+FHIR_JSON = fhir_http.FHIR_JSON
 Q_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 DECISION_SUPPORT = "http://posterior-thigh-exam.org/fhir/CodeSystem/decision-support"
 LOINC = "http://loinc.org"
@@ -57,17 +58,11 @@ def _case_qr(kb: Any, case: dict[str, Any], *, subject: bool = False) -> dict[st
     return responses.build(exam)
 
 
-def _ok(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == FHIR_JSON
-    return response.get_json()
+_ok = fhir_http.ok
 
 
 def _returned(response: Any) -> dict[str, Any]:
-    parameters = _ok(response)
-    assert parameters["resourceType"] == "Parameters"
-    assert [p["name"] for p in parameters["parameter"]] == ["return"]
-    return parameters["parameter"][0]["resource"]
+    return fhir_http.returned(response, alone=True)
 
 
 def _assess_case(client: Any, kb: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:

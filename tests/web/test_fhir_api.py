@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 from plugin.config import DEFAULTS
 from plugin.core.fhir_models import validate
 from plugin.errors import AnswerError
+from tests.support import fhir_http
 from tests.support.bundles import of_type as _of_type
 
 Q_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
-FHIR_JSON = "application/fhir+json"
+FHIR_JSON = fhir_http.FHIR_JSON
 ANSWERS = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee",
            "history.onset": "sudden", "history.pop": True}
 PATIENT = {"resourceType": "Patient", "id": "p-7", "birthDate": "1990-06-01"}
@@ -30,17 +31,8 @@ PATIENT = {"resourceType": "Patient", "id": "p-7", "birthDate": "1990-06-01"}
 SMALL_LIMIT = 4096
 
 
-def _ok(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == FHIR_JSON
-    return response.get_json()
-
-
-def _returned(response: Any) -> dict[str, Any]:
-    """The Bundle in an $extract answer (SDC: Parameters.parameter 'return')."""
-    parameters = _ok(response)
-    assert parameters["resourceType"] == "Parameters"
-    return next(p["resource"] for p in parameters["parameter"] if p["name"] == "return")
+_ok = fhir_http.ok
+_returned = fhir_http.returned  # the Bundle in an $extract answer
 
 
 def _params(*parts: dict[str, Any]) -> dict[str, Any]:

@@ -13,11 +13,12 @@ import pytest
 from plugin.adapters import store as store_mod
 from plugin.core import drafts, patient as patient_mod, signoff
 from plugin.core.responses import Context
+from tests.support import fhir_http
 from tests.support.conformance import IndependentValidator, assert_conformant
 
 QR = "/fhir/QuestionnaireResponse"
 BASE = "http://localhost/fhir"
-FHIR_JSON = "application/fhir+json"
+FHIR_JSON = fhir_http.FHIR_JSON
 ANSWERS = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee",
            "history.onset": "sudden", "history.pop": True}
 AMENDED = {**ANSWERS, "slr.left.onset-angle": 55}
@@ -93,9 +94,7 @@ def _amended(app: Any, kb: Any, form: Any, exam: store_mod.ExamRecord,
 
 def _ok(response: Any, validator: IndependentValidator) -> dict[str, Any]:
     """A 200 FHIR JSON answer, conformant (a Bundle's entries one by one as well)."""
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == FHIR_JSON
-    body = response.get_json()
+    body = fhir_http.ok(response)
     assert_conformant(validator, body)
     for entry in body.get("entry", []) if body["resourceType"] == "Bundle" else []:
         assert_conformant(validator, entry["resource"])
