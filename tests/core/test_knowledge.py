@@ -5,7 +5,6 @@ the file and the place inside it.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from plugin import create_app, knowledge
 from plugin.config import DEFAULTS
+from tests.support import knowledge_copies
 from plugin.core import mapping
 from plugin.core.questionnaire import Condition, Quantity
 from plugin.errors import KnowledgeError
@@ -467,9 +467,7 @@ BROKEN = [
 
 @pytest.fixture()
 def broken_copy(tmp_path) -> Path:
-    shutil.copytree(QDIR, tmp_path / "questionnaires")
-    shutil.copytree(MDIR, tmp_path / "mappings")
-    return tmp_path
+    return knowledge_copies.copy(tmp_path)
 
 
 @pytest.mark.parametrize(("label", "corrupt", "file", "place", "problem"), BROKEN,

@@ -16,6 +16,7 @@ import textstat
 
 from plugin import knowledge
 from plugin.config import DEFAULTS
+from tests.support import knowledge_copies
 from plugin.decision import handouts
 from plugin.errors import KnowledgeError
 
@@ -188,12 +189,7 @@ BROKEN = [
 @pytest.mark.parametrize(("label", "corrupt", "place", "problem"), BROKEN,
                          ids=[b[0] for b in BROKEN])
 def test_a_broken_handout_file_stops_loading(tmp_path, label, corrupt, place, problem) -> None:
-    shutil.copytree(DEFAULTS["QUESTIONNAIRES_DIR"], tmp_path / "questionnaires")
-    shutil.copytree(MDIR, tmp_path / "mappings")
-    corrupt(tmp_path)
-    with pytest.raises(KnowledgeError) as caught:
-        knowledge.load(tmp_path / "questionnaires", tmp_path / "mappings")
-    error = caught.value
+    error = knowledge_copies.load_error(tmp_path, corrupt)
     assert error.source == str(tmp_path / "mappings" / "decision" / "handouts.json"), str(error)
     assert error.path == place, str(error)
     assert problem in error.problem, str(error)

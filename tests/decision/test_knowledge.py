@@ -4,7 +4,6 @@ start-up naming the file and the place inside it."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from plugin import knowledge
 from plugin.config import DEFAULTS
+from tests.support import knowledge_copies
 from plugin.errors import KnowledgeError
 from tests.core.test_knowledge import LOINC, SNOMED, VERIFIED, codings
 
@@ -207,12 +207,7 @@ BROKEN = [
 @pytest.mark.parametrize(("label", "corrupt", "file", "place", "problem"), BROKEN,
                          ids=[b[0] for b in BROKEN])
 def test_a_broken_decision_file_stops_loading(tmp_path, label, corrupt, file, place, problem) -> None:
-    shutil.copytree(DEFAULTS["QUESTIONNAIRES_DIR"], tmp_path / "questionnaires")
-    shutil.copytree(MDIR, tmp_path / "mappings")
-    corrupt(tmp_path)
-    with pytest.raises(KnowledgeError) as caught:
-        knowledge.load(tmp_path / "questionnaires", tmp_path / "mappings")
-    error = caught.value
+    error = knowledge_copies.load_error(tmp_path, corrupt)
     decision = tmp_path / "mappings" / "decision"
     assert error.source == (str(decision / f"{file}.json") if file else str(decision)), str(error)
     if place is not None:
