@@ -162,9 +162,8 @@ class Store:
     def patient(self, patient_id: str) -> PatientRecord:
         key = _key(patient_id, "patient")
         with self._engine.connect() as conn:
-            row = conn.execute(select(patients).where(patients.c.id == key)).one_or_none()
-        if row is None:
-            raise NotFoundError(f"no patient with id {key}")
+            row = _one(conn, select(patients).where(patients.c.id == key),
+                       f"no patient with id {key}")
         return self._patient(row)
 
     def patients(self, search: str | None = None, limit: int = 200) -> list[PatientRecord]:
@@ -188,8 +187,7 @@ class Store:
                   "questionnaire": _text(questionnaire, "questionnaire")}
         now = _now()
         with self._writer.begin() as conn:
-            if conn.execute(select(patients.c.id).where(patients.c.id == key)).first() is None:
-                raise NotFoundError(f"no patient with id {key}")
+            _require(conn, patients, key, "patient")
             row = conn.execute(insert(exams).values(
                 id=str(uuid.uuid4()), patient_id=key, state="draft", version=1,
                 amend_reason=None, revisions=0, created=now, updated=now,
@@ -199,9 +197,7 @@ class Store:
     def exam(self, exam_id: str) -> ExamRecord:
         key = _key(exam_id, "exam")
         with self._engine.connect() as conn:
-            row = conn.execute(select(exams).where(exams.c.id == key)).one_or_none()
-        if row is None:
-            raise NotFoundError(f"no exam with id {key}")
+            row = _one(conn, select(exams).where(exams.c.id == key), f"no exam with id {key}")
         return self._exam(row)
 
     def exams_for(self, patient_id: str) -> list[ExamRecord]:
@@ -210,9 +206,8 @@ class Store:
         with self._engine.connect() as conn:
             rows = conn.execute(select(exams).where(exams.c.patient_id == key)
                                 .order_by(exams.c.created.desc(), exams.c.id)).all()
-            if not rows and conn.execute(
-                    select(patients.c.id).where(patients.c.id == key)).first() is None:
-                raise NotFoundError(f"no patient with id {key}")
+            if not rows:
+                _require(conn, patients, key, "patient")
         return [self._exam(row) for row in rows]
 
     def save_draft(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
@@ -289,9 +284,8 @@ class Store:
         with self._engine.connect() as conn:
             rows = conn.execute(select(revisions).where(revisions.c.exam_id == key)
                                 .order_by(revisions.c.number)).all()
-            if not rows and conn.execute(
-                    select(exams.c.id).where(exams.c.id == key)).first() is None:
-                raise NotFoundError(f"no exam with id {key}")
+            if not rows:
+                _require(conn, exams, key, "exam")
         return [self._revision(row) for row in rows]
 
     def revision(self, exam_id: str, number: int) -> Revision:
@@ -299,10 +293,9 @@ class Store:
         if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 2**31:
             raise NotFoundError(f"exam {key} has no revision {number!r}")
         with self._engine.connect() as conn:
-            row = conn.execute(select(revisions).where(
-                revisions.c.exam_id == key, revisions.c.number == number)).one_or_none()
-        if row is None:
-            raise NotFoundError(f"exam {key} has no revision {number}")
+            row = _one(conn, select(revisions).where(
+                revisions.c.exam_id == key, revisions.c.number == number),
+                f"exam {key} has no revision {number}")
         return self._revision(row)
 
     # -- current versions (read-only queries) ------------------------------------------
@@ -311,9 +304,8 @@ class Store:
         """The exam's current version; NotFoundError for an unknown exam."""
         key = _key(exam_id, "exam")
         with self._engine.connect() as conn:
-            row = conn.execute(_current_select().where(exams.c.id == key)).one_or_none()
-        if row is None:
-            raise NotFoundError(f"no exam with id {key}")
+            row = _one(conn, _current_select().where(exams.c.id == key),
+                       f"no exam with id {key}")
         return self._current(row)
 
     def search_current(self, *, patient_ids: Collection[str] | None = None,
@@ -422,15 +414,26 @@ def _bump(conn: Connection, key: str, expected: int, states: tuple[str, ...],
         .returning(*exams.c)).one_or_none()
     if row is not None:
         return row
-    current = conn.execute(select(exams.c.state, exams.c.version)
-                           .where(exams.c.id == key)).one_or_none()
-    if current is None:
-        raise NotFoundError(f"no exam with id {key}")
-    state, version = current
+    state, version = _one(conn, select(exams.c.state, exams.c.version)
+                          .where(exams.c.id == key), f"no exam with id {key}")
     if state not in states:
         raise _wrong_state(state, states, version)
     raise ConflictError(f"the exam changed since version {expected}; "
                         f"it is now at version {version}: reload it", current=version)
+
+
+def _one(conn: Connection, statement: Any, missing: str) -> Row[Any]:
+    """The one row ``statement`` selects; NotFoundError(``missing``) when there is none."""
+    row = conn.execute(statement).one_or_none()
+    if row is None:
+        raise NotFoundError(missing)
+    return row
+
+
+def _require(conn: Connection, table: Any, key: str, what: str) -> None:
+    """NotFoundError unless ``table`` has a row with id ``key``."""
+    if conn.execute(select(table.c.id).where(table.c.id == key)).first() is None:
+        raise NotFoundError(f"no {what} with id {key}")
 
 
 def _wrong_state(state: str, wanted: tuple[str, ...], version: int) -> PluginError:
