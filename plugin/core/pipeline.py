@@ -51,7 +51,12 @@ def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime,
 def assess_exam(kb: Any, exam: Exam) -> Assessment:
     """The decision engine over an exam's answers (age included, prefilled from the
     Patient when one was given). Pure: the same exam always gives the same result."""
-    return assessment.assess(kb.decision, facts.from_answers(exam.answers))
+    return assess_answers(kb, exam.answers)
+
+
+def assess_answers(kb: Any, typed: answers.Answers) -> Assessment:
+    """The decision engine over validated answers (a draft's valid part, for review)."""
+    return assessment.assess(kb.decision, facts.from_answers(typed))
 
 
 #: Why an exam without a subject carries no Conditions or ServiceRequests.

@@ -20,7 +20,6 @@ from ..adapters import outbox, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, pipeline, responses, signoff
 from ..core.responses import Context, Exam
-from ..decision import assessment as assessment_mod, facts
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from .patient_form import PatientInput
 
@@ -220,7 +219,7 @@ def _signable(raw: Mapping[str, Any], checked: drafts.Checked) -> dict[str, Any]
 
 
 def _assessment(valid: Any) -> dict[str, Any]:
-    return assessment_mod.assess(_kb().decision, facts.from_answers(valid)).as_json()
+    return pipeline.assess_answers(_kb(), valid).as_json()
 
 
 def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> Any:
