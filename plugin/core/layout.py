@@ -130,10 +130,6 @@ def enable_when_json(form: Form, item: Item) -> str:
         for c in item.enable_when]})
 
 
-def side_label(item: Item) -> str:
-    return "Left" if item.link_id.endswith(".left") else "Right"
-
-
 def _graded(item: Item) -> bool:
     return item.type == "choice" and tuple(o.code for o in item.options) == TENDERNESS
 
