@@ -55,6 +55,37 @@ DEFAULTS: dict[str, object] = {
     # client's JWT must name the exact service URL under it as its audience. Empty:
     # taken from the request URL (correct only behind a proxy that preserves the host).
     "CDS_HOOKS_AUDIENCE": "",
+    # How long a CDS client's keys fetched from its allow-listed "jku" are kept (s), and
+    # how long fetching them, or data the client did not prefetch from its fhirServer,
+    # may take (s): a CDS service should answer within about half a second.
+    "CDS_HOOKS_JWKS_CACHE_SECONDS": 300,
+    "CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 3,
+    # SMART App Launch: the EHRs this app may be launched from, keyed by their FHIR base
+    # (the launch's "iss"). Each entry: {"client_id": "...", optionally "scope": "..."
+    # (default SMART_SCOPE), and for a confidential asymmetric client "jwk": {private
+    # JWK with "kid", RS384 or ES384} or "jwk_file": "path"; without a key it is a public
+    # client (PKCE protects the code)}. A launch naming any other iss is refused: the
+    # app never contacts a server it was not configured for.
+    "SMART_CLIENTS": {},
+    # What an EHR launch asks for (SMART v2 scopes): the launch context, who the user
+    # is, the patient and encounter to prefill from, and what write-back creates.
+    # Many EHRs grant only what the app was registered for; adjust per EHR.
+    "SMART_SCOPE": ("launch openid fhirUser online_access patient/Patient.r "
+                    "patient/Encounter.r user/QuestionnaireResponse.c user/Observation.c "
+                    "user/Condition.c user/ServiceRequest.c user/DocumentReference.c "
+                    "user/Provenance.c user/Device.c"),
+    # The public URL of the launch endpoint (registered with the EHR; the CDS Hooks card
+    # links to it). Empty: <this host>/launch.
+    "SMART_LAUNCH_URL": "",
+    # How long a call to the EHR's authorization server or FHIR API during a launch may
+    # take (s), and how long a started authorization stays valid (s).
+    "SMART_TIMEOUT_SECONDS": 10,
+    "SMART_AUTHORIZE_SECONDS": 600,
+    # SMART Backend Services, for deliveries without a valid user token: {"client_id":
+    # "...", "jwk": {private JWK} or "jwk_file": "path", optionally "scope": "system/..."}.
+    # The token endpoint comes from EHR_FHIR_BASE_URL/.well-known/smart-configuration.
+    # Empty: deliveries go without a token unless the exam's launch token is valid.
+    "EHR_BACKEND_CLIENT": {},
     # Delivery of signed exams to the EHR (python -m plugin deliver). The FHIR base URL
     # the transaction Bundles are POSTed to; empty: delivery is off (nothing is queued
     # at sign-off, and the worker says so and exits 2).

@@ -1,11 +1,16 @@
 """The exam store's tables, defined once: the Store queries them, and a test compares
 them with what the Alembic migrations build, so the two can never drift apart.
 
-Four tables: ``patients``; ``exams`` (one row per exam holding its working answers and
+Six tables: ``patients`` (linked to the EHR's Patient when launched from it);
+``exams`` (one row per exam holding its working answers and
 its single draft, with a ``version`` that is the ETag); ``revisions`` (one row per
 signature, never updated, so the history of a signed record stays as it was signed);
 ``outbox`` (one row per signed revision to deliver to the EHR: the transaction Bundle,
-written in the signature's own transaction, and its delivery state).
+written in the signature's own transaction, and its delivery state); ``launches``
+(one row per SMART launch: the OAuth state while authorizing, then the EHR's tokens,
+sealed, and its patient and encounter: only the row's id travels in the session
+cookie); ``cds_jtis`` (the JWT ids CDS clients have used, until they expire, so a
+replayed call is refused by every process).
 """
 from __future__ import annotations
 
@@ -88,7 +93,12 @@ patients = Table(
     # only, and "Ólafsdóttir" must be found by "ólafs" on both backends.
     Column("search", Text, nullable=False),
     Column("created", UTCDateTime(), nullable=False),
+    # The EHR's FHIR base and Patient id, for a patient brought in by a SMART launch:
+    # launching again for the same EHR patient finds this row instead of a copy.
+    Column("ehr_base", Text),
+    Column("ehr_id", Text),
     Index(None, "family", "given"),
+    Index(None, "ehr_base", "ehr_id", unique=True),
 )
 
 exams = Table(
@@ -104,6 +114,11 @@ exams = Table(
     Column("revisions", Integer, nullable=False),
     Column("created", UTCDateTime(), nullable=False),
     Column("updated", UTCDateTime(), nullable=False),
+    # The EHR encounter the exam belongs to (a FHIR Reference), from the SMART launch.
+    Column("encounter", json_type()),
+    # The SMART launch the exam was started from: its user token delivers the record
+    # while it is valid (backend services otherwise). No foreign key: see 0003.
+    Column("launch_id", _id()),
     CheckConstraint("state IN ('draft', 'signed', 'amending')", name="state"),
     CheckConstraint("version >= 1", name="version"),
     Index(None, "patient_id", "created"),
@@ -142,4 +157,51 @@ outbox = Table(
     CheckConstraint("state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"),
     UniqueConstraint("exam_id", "revision"),
     Index(None, "state", "next_attempt_at"),
+)
+
+#: A launch is ``authorizing`` until the EHR's token arrives, then ``active``; ``failed``
+#: keeps the reason (an OAuth error or an unusable answer) for the page that shows it.
+LAUNCH_STAGES = ("authorizing", "active", "failed")
+
+launches = Table(
+    "launches", metadata,
+    Column("id", _id(), primary_key=True),
+    Column("stage", String(16), nullable=False),
+    Column("iss", Text, nullable=False),  # the EHR's FHIR base
+    Column("client_id", Text, nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("token_endpoint", Text, nullable=False),
+    # While authorizing: the OAuth state (unique, single use), the PKCE verifier, the
+    # EHR's launch id. Cleared when the code is exchanged.
+    Column("oauth_state", String(64), unique=True),
+    Column("code_verifier", Text),
+    Column("launch", Text),
+    # The tokens, sealed with a key derived from SECRET_KEY (never in the cookie, never
+    # logged); ``expires_at`` is the access token's.
+    Column("access_token", Text),
+    Column("refresh_token", Text),
+    Column("scope", Text),
+    Column("expires_at", UTCDateTime()),
+    # The launch context the token came with.
+    Column("ehr_patient", Text),
+    Column("ehr_encounter", Text),
+    Column("fhir_user", Text),
+    Column("patient_id", _id(), ForeignKey("patients.id")),
+    Column("exam_id", _id(), ForeignKey("exams.id")),
+    Column("error", Text),
+    Column("version", Integer, nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("updated", UTCDateTime(), nullable=False),
+    CheckConstraint("stage IN ('authorizing', 'active', 'failed')", name="stage"),
+    Index(None, "created"),
+)
+
+cds_jtis = Table(
+    "cds_jtis", metadata,
+    Column("iss", Text, primary_key=True),
+    Column("jti", Text, primary_key=True),
+    # When the JWT expires: after that it is refused for its ``exp`` anyway, so the row
+    # can go.
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
 )
