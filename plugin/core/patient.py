@@ -47,18 +47,22 @@ def age_on(birth_date: str, on: dt.date) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
-def prefill_age(answers: Mapping[str, tuple[Any, ...]], patient: Mapping[str, Any] | None,
-                on: dt.date) -> dict[str, tuple[Any, ...]]:
-    """Fill ``patient.age-years`` from birthDate; refuse an answer that contradicts it.
+def age_of(patient: Mapping[str, Any] | None, on: dt.date) -> int | None:
+    """The age ``patient.age-years`` takes from the Patient's birthDate on ``on``: None
+    when there is no birthDate; InputError when the birthDate is unreadable or gives an
+    age outside the exam's range (born after ``on``, or older than MAX_AGE).
 
-    A partial birthDate (year only) gives an age that may be one year off; it is only
-    used to fill a missing answer, never to contradict a recorded one.
+    The one home of that rule: the pipeline refuses such a Patient, ``$populate`` reports
+    it as a warning and fills nothing.
     """
-    result = dict(answers)
     birth_date = (patient or {}).get("birthDate")
     if not birth_date:
-        return result
-    age = age_on(birth_date, on)
+        return None
+    try:
+        age = age_on(birth_date, on)
+    except (ValueError, TypeError, AttributeError):
+        raise InputError(f"The Patient's birthDate {birth_date!r} is not a FHIR date.",
+                         expression="Patient.birthDate", status=422) from None
     if age < 0:
         raise InputError(f"The Patient's birthDate {birth_date} is after the exam date "
                          f"{on.isoformat()}.", expression="Patient.birthDate",
@@ -67,6 +71,21 @@ def prefill_age(answers: Mapping[str, tuple[Any, ...]], patient: Mapping[str, An
         raise InputError(f"The Patient's birthDate {birth_date} gives an age of {age}; the "
                          f"exam records ages up to {MAX_AGE}.", expression="Patient.birthDate",
                          status=422, code="business-rule")
+    return age
+
+
+def prefill_age(answers: Mapping[str, tuple[Any, ...]], patient: Mapping[str, Any] | None,
+                on: dt.date) -> dict[str, tuple[Any, ...]]:
+    """Fill ``patient.age-years`` from birthDate; refuse an answer that contradicts it.
+
+    A partial birthDate (year only) gives an age that may be one year off; it is only
+    used to fill a missing answer, never to contradict a recorded one.
+    """
+    result = dict(answers)
+    age = age_of(patient, on)
+    if age is None:
+        return result
+    birth_date = (patient or {})["birthDate"]
     given = answers.get(AGE_LINK_ID)
     if given is None:
         result[AGE_LINK_ID] = (age,)
