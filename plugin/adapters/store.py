@@ -45,6 +45,9 @@ class PatientRecord:
     id: str
     resource: Mapping[str, Any]
     created: dt.datetime
+    #: The EHR's FHIR base and Patient id, for a patient brought in by a SMART launch.
+    ehr_base: str | None = None
+    ehr_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class ExamRecord:
     revisions: int
     created: dt.datetime
     updated: dt.datetime
+    #: The EHR encounter (a FHIR Reference) and the SMART launch the exam started from.
+    encounter: Mapping[str, Any] | None = None
+    launch_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,17 +153,41 @@ class Store:
         if not isinstance(resource, Mapping) or resource.get("resourceType") != "Patient":
             raise InputError("a Patient resource is required", status=422)
         patient_id = str(uuid.uuid4())
-        stored = _json({"resourceType": "Patient", "id": patient_id,
-                        **{k: v for k, v in resource.items() if k not in ("resourceType", "id")}},
-                       "patient")
-        family, given, birth_date, identifier = _patient_columns(stored)
-        search = "\n".join(p for p in (family, given, identifier) if p).casefold()
         with self._writer.begin() as conn:
             row = conn.execute(insert(patients).values(
-                id=patient_id, resource=stored, family=family, given=given,
-                birth_date=birth_date, identifier=identifier, search=search,
-                created=_now()).returning(*patients.c)).one()
+                id=patient_id, created=_now(), **_patient_values(patient_id, resource))
+                .returning(*patients.c)).one()
         return self._patient(row)
+
+    def link_patient(self, ehr_base: str, ehr_id: str,
+                     resource: Mapping[str, Any]) -> PatientRecord:
+        """The local patient for the EHR's ``Patient/<ehr_id>``, created on the first
+        launch and refreshed from ``resource`` (the EHR's copy) on every later one.
+
+        Concurrent first launches for one patient race on the unique (ehr_base, ehr_id)
+        index: the loser finds the winner's row and refreshes it."""
+        if not isinstance(resource, Mapping) or resource.get("resourceType") != "Patient":
+            raise InputError("a Patient resource is required", status=422)
+        base, ehr = _text(ehr_base, "ehr_base"), _text(ehr_id, "ehr_id")
+        for _ in range(2):
+            with self._writer.begin() as conn:
+                existing = conn.execute(select(patients.c.id).where(
+                    patients.c.ehr_base == base, patients.c.ehr_id == ehr)).scalar()
+                patient_id = existing or str(uuid.uuid4())
+                values = _patient_values(patient_id, resource)
+                if existing:
+                    row = conn.execute(update(patients).where(patients.c.id == existing)
+                                       .values(**values).returning(*patients.c)).one()
+                    return self._patient(row)
+                try:
+                    with conn.begin_nested():
+                        row = conn.execute(insert(patients).values(
+                            id=patient_id, created=_now(), ehr_base=base, ehr_id=ehr,
+                            **values).returning(*patients.c)).one()
+                except exc.IntegrityError:
+                    continue  # another launch created it first: refresh that one
+                return self._patient(row)
+        raise ConflictError("the patient was being linked concurrently; try again")
 
     def patient(self, patient_id: str) -> PatientRecord:
         key = _key(patient_id, "patient")
@@ -181,10 +211,13 @@ class Store:
     # -- exams ------------------------------------------------------------------------
 
     def create_exam(self, patient_id: str, questionnaire: str, *, answers: Mapping[str, Any],
-                    draft: Mapping[str, Any]) -> ExamRecord:
+                    draft: Mapping[str, Any], encounter: Mapping[str, Any] | None = None,
+                    launch_id: str | None = None) -> ExamRecord:
         key = _key(patient_id, "patient")
         values = {"answers": _json(answers, "answers"), "draft": _json(draft, "draft"),
-                  "questionnaire": _text(questionnaire, "questionnaire")}
+                  "questionnaire": _text(questionnaire, "questionnaire"),
+                  "encounter": None if encounter is None else _json(encounter, "encounter"),
+                  "launch_id": None if launch_id is None else _key(launch_id, "launch")}
         now = _now()
         with self._writer.begin() as conn:
             _require(conn, patients, key, "patient")
@@ -348,7 +381,7 @@ class Store:
 
     def _patient(self, row: Row[Any]) -> PatientRecord:
         return PatientRecord(id=row.id, resource=self._resource(row.resource),
-                             created=row.created)
+                             created=row.created, ehr_base=row.ehr_base, ehr_id=row.ehr_id)
 
     def _exam(self, row: Row[Any]) -> ExamRecord:
         return ExamRecord(
@@ -356,7 +389,7 @@ class Store:
             state=row.state, version=row.version, answers=row.answers,
             draft=None if row.draft is None else self._resource(row.draft),
             amend_reason=row.amend_reason, revisions=row.revisions, created=row.created,
-            updated=row.updated)
+            updated=row.updated, encounter=row.encounter, launch_id=row.launch_id)
 
     def _current(self, row: Row[Any]) -> Current:
         values = row._mapping
@@ -506,6 +539,17 @@ def _aware(value: Any) -> dt.datetime:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _patient_values(patient_id: str, resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored resource (under our id) and the columns copied out of it."""
+    stored = _json({"resourceType": "Patient", "id": patient_id,
+                    **{k: v for k, v in resource.items() if k not in ("resourceType", "id")}},
+                   "patient")
+    family, given, birth_date, identifier = _patient_columns(stored)
+    search = "\n".join(p for p in (family, given, identifier) if p).casefold()
+    return {"resource": stored, "family": family, "given": given, "birth_date": birth_date,
+            "identifier": identifier, "search": search}
 
 
 def _patient_columns(resource: Mapping[str, Any]) -> tuple[str | None, ...]:
