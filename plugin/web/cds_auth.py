@@ -16,17 +16,15 @@ EHR. We accept it only when all of these hold:
   (both with a minute's leeway for clock skew), ``jti`` is present and has not been
   seen before from that issuer.
 
-Seen ``jti`` values are kept in memory until their token expires (``ReplayCache``).
-That protects one process; several app processes (gunicorn workers, hosts behind a
-load balancer) each keep their own, so a token could be replayed once per process
-within its five minutes. A deployment with several processes needs a shared store
-(the database or Redis) behind the same ``seen`` interface.
+Used ``jti`` values are remembered by whatever ``verify`` is given as ``replay`` (a
+``FirstUse``): the app passes ``adapters.replay.first_use`` over the database, so every
+app process (gunicorn workers, hosts behind a load balancer) refuses a token any of
+them has accepted. The checks here stay pure; tests pass a set-backed function.
 """
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ LEEWAY = 60
 #: The spec's longest token lifetime (exp at most 5 minutes ahead).
 MAX_LIFETIME = 300
 MAX_TOKEN_LENGTH = 16 * 1024
+MAX_JTI_LENGTH = 256
 
 
 class CdsAuthError(Exception):
@@ -94,34 +93,6 @@ def load_clients(config: Any) -> dict[str, Client]:
     return clients
 
 
-class ReplayCache:
-    """``jti`` values seen, each kept until its token expires (one process only)."""
-
-    def __init__(self, max_entries: int = 100_000,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-        self._max = max_entries
-        self._clock = clock
-
-    def first_use(self, iss: str, jti: str, expires: float) -> bool:
-        """Remember (iss, jti) until ``expires``; False when it was already seen."""
-        now = self._clock()
-        with self._lock:
-            if (iss, jti) in self._seen and self._seen[(iss, jti)] + LEEWAY >= now:
-                return False
-            if len(self._seen) >= self._max:
-                self._seen = {k: v for k, v in self._seen.items() if v + LEEWAY >= now}
-                if len(self._seen) >= self._max:
-                    # Fail closed: forgetting a live jti would allow its replay.
-                    raise CdsAuthError("too many live tokens; try again shortly")
-            self._seen[(iss, jti)] = expires
-            return True
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-
 def bearer_token(authorization: str | None) -> str:
     """The JWT of an ``Authorization: Bearer`` header."""
     if not authorization:
@@ -135,8 +106,13 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+#: ``(iss, jti, exp) -> bool``: records that the issuer used ``jti`` in a token valid
+#: until ``exp`` (seconds since the epoch); False when it was used before.
+FirstUse = Callable[[str, str, float], bool]
+
+
 def verify(token: str, *, clients: Mapping[str, Client], audience: str,
-           replay: ReplayCache, now: float | None = None) -> dict[str, Any]:
+           replay: FirstUse, now: float | None = None) -> dict[str, Any]:
     """The verified claims of ``token`` for a call to ``audience``; raises CdsAuthError."""
     now = time.time() if now is None else now
     try:
@@ -167,7 +143,7 @@ def verify(token: str, *, clients: Mapping[str, Client], audience: str,
     except (JoseError, ValueError, TypeError) as exc:
         raise CdsAuthError("signature does not verify with the issuer's keys") from exc
     _check_claims(verified, audience, now)
-    if not replay.first_use(verified["iss"], verified["jti"], float(verified["exp"])):
+    if not replay(verified["iss"], verified["jti"], float(verified["exp"])):
         raise CdsAuthError("jti already used (replayed token)")
     return verified
 
@@ -188,3 +164,5 @@ def _check_claims(claims: Mapping[str, Any], audience: str, now: float) -> None:
         raise CdsAuthError("iat is in the future")
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
         raise CdsAuthError("jti is required")
+    if len(claims["jti"]) > MAX_JTI_LENGTH:
+        raise CdsAuthError(f"jti is longer than {MAX_JTI_LENGTH} characters")

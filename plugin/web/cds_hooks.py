@@ -27,8 +27,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
+from ..adapters import replay, store
+from ..adapters.engine import StoreError
 from ..core import pipeline
 from ..decision import assessment as engine
 from ..decision import cards
@@ -76,7 +78,6 @@ SERVICES = {s.id: s for s in (
 @dataclass
 class State:
     clients: dict[str, cds_auth.Client]
-    replay: cds_auth.ReplayCache
 
 
 @bp.record_once
@@ -84,7 +85,7 @@ def _setup(setup_state: Any) -> None:
     """Check the client allow-list when the blueprint is registered (start-up)."""
     app = setup_state.app
     clients = cds_auth.load_clients(app.config.get("CDS_HOOKS_CLIENTS", {}))
-    app.extensions[STATE_KEY] = State(clients, cds_auth.ReplayCache())
+    app.extensions[STATE_KEY] = State(clients)
 
 
 # --- request schemas -----------------------------------------------------------------
@@ -298,7 +299,20 @@ def _authenticate() -> dict[str, Any]:
     state: State = current_app.extensions[STATE_KEY]
     token = cds_auth.bearer_token(request.headers.get("Authorization"))
     return cds_auth.verify(token, clients=state.clients, audience=_audience(),
-                           replay=state.replay)
+                           replay=_first_use)
+
+
+def _first_use(iss: str, jti: str, exp: float) -> bool:
+    """The replay check, shared by every process through the database."""
+    expires = dt.datetime.fromtimestamp(exp, dt.timezone.utc)
+    try:
+        return replay.first_use(store.from_app(current_app), iss, jti, expires)
+    except StoreError as error:
+        # the error's type only: a database message may quote the values sent
+        log.error("CDS Hooks: cannot check a token's jti (%s)",
+                  type(error.original_error or error).__name__)
+        raise ServiceUnavailable("The token could not be checked for replay; try again "
+                                 "shortly.") from error
 
 
 def _body() -> Any:
