@@ -1,41 +1,138 @@
-"""A small FHIR server for the delivery tests, run as its own process on loopback.
+"""A small FHIR server for the delivery and SMART tests, run as its own process on loopback.
 
-``python -m tests.support.fhir_server STATE.json`` listens on 127.0.0.1 at a free port
-and prints ``port <n>`` on its first stdout line. It implements just what write-back
-needs, independently of the product's code:
+``python -m tests.support.fhir_server STATE.json [--auth AUTH_BASE]`` listens on
+127.0.0.1 at a free port and prints ``port <n>`` on its first stdout line. It
+implements just what launch and write-back need, independently of the product's code:
 
 - ``POST /`` with a transaction Bundle: all-or-nothing; each entry ``POST``s its
   resource, with R4 conditional-create semantics for ``request.ifNoneExist``: 0 matches
   create (201), 1 match is a no-op (200), more are 412. ``identifier=system|value``
   matches resources of that type by identifier; any other query matches the resources
   created under that same query. Answers a ``transaction-response`` Bundle.
-- ``POST /_faults`` with a JSON list: the answers to give the next transactions instead,
-  one each, in order: ``{"status": 500}``, ``{"status": 400, "text": "..."}`` (with an
-  OperationOutcome), ``{"delay": 3}`` (wait, then process normally: the client may have
-  given up, but the EHR still commits), ``{"drop": true}`` (close the connection).
-- ``GET /_state``: ``{"resources": [...], "posts": n}``; ``POST /_reset``.
+- ``POST /<Type>``: one create, ``If-None-Exist`` with the same semantics.
+- ``GET /<Type>/<id>`` and ``GET /<Type>?identifier=&patient=&subject=&code=&_id=`` (AND
+  of the parameters; others are refused with 400) over seeded and created resources.
+- ``GET /metadata``: a CapabilityStatement. The default one is advertised but not
+  enforced; one set with ``POST /_capability`` is: no ``transaction`` interaction makes
+  ``POST /`` a 405, a type without ``create`` cannot be created (simulating EHRs that
+  lack them).
+- ``POST /_faults`` with a JSON list: the answers to give the next transactions and
+  creates instead, one each, in order: ``{"status": 500}``, ``{"status": 400, "text":
+  "..."}`` (with an OperationOutcome), ``{"delay": 3}`` (wait, then process normally:
+  the client may have given up, but the EHR still commits), ``{"drop": true}`` (close
+  the connection).
+- ``POST /_seed`` ``{"resources": [...]}`` stores resources as given (ids kept).
+- ``GET /_state``: ``{"resources": [...], "posts": n, "bodies": [...], "auth": [...]}``;
+  ``POST /_reset`` (also restores the default CapabilityStatement).
+
+With ``--auth`` (the test authorization server's base URL) it is a SMART resource
+server: ``GET /.well-known/smart-configuration`` points at that server, and every call
+but ``/_*``, ``/metadata`` and discovery needs ``Authorization: Bearer`` with an RS384
+access token from it (keys from its ``/jwks``, cached, refetched on an unknown kid;
+``aud`` this server's base, not expired), else 401 with ``WWW-Authenticate: Bearer``.
+Scopes (SMART v2 ``cruds`` and v1 ``read``/``write``) are checked per type: a read
+needs ``r``, a search ``s``, a create and each transaction entry ``c`` (403 naming what
+is missing); with only ``patient/`` scopes a token reaches only its own patient. Each
+such call is logged in ``auth`` as method, path (no query), token ``sub`` and outcome,
+never a token. Without ``--auth`` nothing is checked, as the delivery tests expect.
 
 The state is also written to STATE.json after every change (for post-mortems).
 """
 from __future__ import annotations
 
+import argparse
+import base64
+import copy
 import json
+import re
 import sys
 import threading
 import time
+import urllib.request
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 LOCK = threading.Lock()
-STATE: dict[str, Any] = {"resources": [], "posts": 0, "faults": [], "bodies": []}
+STATE: dict[str, Any] = {"resources": [], "posts": 0, "faults": [], "bodies": [], "auth": []}
 STATE_FILE: Path | None = None
+AUTH: str | None = None  # the authorization server's base URL (``--auth``)
+BASE = ""  # this server's base URL, set in main() once the port is known
+
+RESOURCE_TYPES = ("Patient", "Encounter", "QuestionnaireResponse", "Observation",
+                  "Condition", "ServiceRequest", "DocumentReference", "Provenance", "Device")
+ROUTE = re.compile(r"/([A-Z][A-Za-z]{1,63})(?:/([A-Za-z0-9\-.]{1,64}))?")
+SCOPE = re.compile(r"(patient|user|system)/(\*|[A-Z][A-Za-z]*)\.(\*|read|write|c?r?u?d?s?)"
+                   r"(?:\?.*)?")
+SEARCH_PARAMETERS = ("identifier", "patient", "subject", "code", "_id")
+IGNORED_PARAMETERS = ("_count", "_format")
+
+
+def _default_capability() -> dict[str, Any]:
+    resources = [{"type": kind, "interaction": [{"code": c} for c in
+                                                ("read", "search-type", "create")],
+                  "conditionalCreate": True} for kind in RESOURCE_TYPES]
+    rest: dict[str, Any] = {"mode": "server", "interaction": [{"code": "transaction"}],
+                            "resource": resources}
+    if AUTH:
+        rest["security"] = {
+            "service": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"}]}],
+            "extension": [{
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "authorize", "valueUri": f"{AUTH}/authorize"},
+                              {"url": "token", "valueUri": f"{AUTH}/token"}]}]}
+    return {"resourceType": "CapabilityStatement", "status": "active",
+            "date": "2026-01-01", "kind": "instance", "fhirVersion": "4.0.1",
+            "format": ["json"], "implementation": {"description": "test EHR",
+                                                   "url": BASE},
+            "rest": [rest]}
+
+
+CAPABILITY: dict[str, Any] = {"statement": None, "enforced": False}
+
+
+def _capability() -> dict[str, Any]:
+    if CAPABILITY["statement"] is None:
+        CAPABILITY["statement"] = _default_capability()
+    return CAPABILITY["statement"]
+
+
+def _smart_configuration() -> dict[str, Any]:
+    return {
+        "issuer": AUTH, "jwks_uri": f"{AUTH}/jwks",
+        "authorization_endpoint": f"{AUTH}/authorize", "token_endpoint": f"{AUTH}/token",
+        "grant_types_supported": ["authorization_code", "refresh_token",
+                                  "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient",
+                             "launch/encounter", "offline_access", "online_access",
+                             "patient/*.cruds", "user/*.cruds", "system/*.cruds",
+                             "patient/*.rs", "user/*.rs", "system/*.rs"],
+        "response_types_supported": ["code"],
+        "capabilities": ["launch-ehr", "launch-standalone", "client-public",
+                         "client-confidential-asymmetric", "context-ehr-patient",
+                         "context-ehr-encounter", "context-standalone-patient",
+                         "permission-v2", "permission-patient", "permission-user",
+                         "sso-openid-connect"]}
 
 
 def _save() -> None:
     if STATE_FILE is not None:
         STATE_FILE.write_text(json.dumps(STATE), encoding="utf-8")
+
+
+def _identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    identifiers = resource.get("identifier") or []
+    if isinstance(identifiers, dict):  # QuestionnaireResponse.identifier is one object
+        identifiers = [identifiers]
+    return [i for i in identifiers if isinstance(i, dict)]
 
 
 def _matches(resource_type: str, query: str) -> list[dict[str, Any]]:
@@ -47,15 +144,24 @@ def _matches(resource_type: str, query: str) -> list[dict[str, Any]]:
             continue
         if name == "identifier":
             system, _, code = value.rpartition("|")
-            identifiers = resource.get("identifier") or []
-            if isinstance(identifiers, dict):
-                identifiers = [identifiers]
             if any(i.get("system", "") == system and i.get("value") == code
-                   for i in identifiers):
+                   for i in _identifiers(resource)):
                 found.append(resource)
         elif stored["query"] == query:
             found.append(resource)
     return found
+
+
+def _not_creatable(kind: str) -> str | None:
+    """Why a custom CapabilityStatement forbids creating ``kind`` (None: allowed)."""
+    if not CAPABILITY["enforced"]:
+        return None
+    for rest in _capability().get("rest") or []:
+        for resource in rest.get("resource") or []:
+            if resource.get("type") == kind and any(
+                    i.get("code") == "create" for i in resource.get("interaction") or []):
+                return None
+    return f"this server does not support create for {kind}"
 
 
 def _transaction(bundle: Any) -> tuple[int, dict[str, Any]]:
@@ -67,9 +173,13 @@ def _transaction(bundle: Any) -> tuple[int, dict[str, Any]]:
     ids: dict[str, str] = {}
     for entry in bundle.get("entry") or []:
         resource, request = entry.get("resource"), entry.get("request") or {}
-        if request.get("method") != "POST" or not isinstance(resource, dict):
-            return 400, _outcome("only POST entries are supported")
+        if request.get("method") != "POST" or not isinstance(resource, dict) \
+                or not isinstance(resource.get("resourceType"), str):
+            return 400, _outcome("only POST entries of resources are supported")
         kind = resource["resourceType"]
+        refused = _not_creatable(kind)
+        if refused:
+            return 400, _outcome(refused, "not-supported")
         query = request.get("ifNoneExist")
         if query:
             found = _matches(kind, query) + [s["resource"] for s in staged
@@ -91,10 +201,202 @@ def _transaction(bundle: Any) -> tuple[int, dict[str, Any]]:
     return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
 
 
-def _outcome(text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "processing", "diagnostics": text}]}
+def _create(kind: str, resource: Any, if_none_exist: str | None) -> tuple[int, Any]:
+    """One ``POST /<Type>``: (status, the resource or an OperationOutcome)."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != kind:
+        return 400, _outcome(f"the body must be a {kind} resource", "invalid")
+    refused = _not_creatable(kind)
+    if refused:
+        return 405, _outcome(refused, "not-supported")
+    if if_none_exist:
+        found = _matches(kind, if_none_exist)
+        if len(found) > 1:
+            return 412, _outcome(f"{kind}?{if_none_exist} matches {len(found)} resources")
+        if found:
+            return 200, found[0]
+    created = {**resource, "id": str(uuid.uuid4())}
+    STATE["resources"].append({"resource": created, "query": if_none_exist})
+    return 201, created
 
+
+def _outcome(text: str, code: str = "processing") -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+
+
+# -- reading and searching --------------------------------------------------------------
+
+def _find(kind: str, resource_id: str) -> dict[str, Any] | None:
+    for stored in STATE["resources"]:
+        resource = stored["resource"]
+        if resource.get("resourceType") == kind and resource.get("id") == resource_id:
+            return resource
+    return None
+
+
+def _references_patient(resource: dict[str, Any], patient: str) -> bool:
+    """Patient/<patient> itself, or a resource whose subject or patient is it."""
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") == patient
+    for field in ("subject", "patient"):
+        reference = (resource.get(field) or {}).get("reference") \
+            if isinstance(resource.get(field), dict) else None
+        if isinstance(reference, str) and (reference == f"Patient/{patient}"
+                                           or reference.endswith(f"/Patient/{patient}")):
+            return True
+    return False
+
+
+def _patient_id(value: str) -> str:
+    return value.rpartition("Patient/")[2] if "Patient/" in value else value
+
+
+def _search_matches(resource: dict[str, Any], name: str, value: str) -> bool:
+    if name == "_id":
+        return resource.get("id") == value
+    if name == "identifier":
+        if "|" not in value:
+            return any(i.get("value") == value for i in _identifiers(resource))
+        system, _, code = value.partition("|")
+        return any(i.get("system", "") == system and (not code or i.get("value") == code)
+                   for i in _identifiers(resource))
+    if name in ("patient", "subject"):
+        return resource.get("resourceType") != "Patient" \
+            and _references_patient(resource, _patient_id(value))
+    if name == "code":
+        system, _, code = value.rpartition("|")
+        codings = (resource.get("code") or {}).get("coding") or [] \
+            if isinstance(resource.get("code"), dict) else []
+        return any(isinstance(c, dict) and c.get("code") == code
+                   and (not system or c.get("system") == system) for c in codings)
+    return False
+
+
+def _searchset(kind: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
+                              "total": len(resources)}
+    if resources:
+        bundle["entry"] = [{"fullUrl": f"{BASE}/{kind}/{r['id']}", "resource": r,
+                            "search": {"mode": "match"}} for r in resources]
+    return bundle
+
+
+# -- SMART access tokens and scopes -----------------------------------------------------
+
+class Unauthorized(Exception):
+    """401: no token, or one this server cannot accept (the text names why)."""
+
+
+class Forbidden(Exception):
+    """403: a good token without the scope (or patient) the call needs."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one verified access token allows."""
+
+    sub: str
+    scopes: tuple[tuple[str, str, frozenset[str]], ...]  # (context, type or *, letters)
+    patient: str | None
+
+    def contexts(self, kind: str, letter: str) -> set[str]:
+        return {context for context, scoped, letters in self.scopes
+                if scoped in ("*", kind) and letter in letters}
+
+    def require(self, kind: str, letter: str) -> str | None:
+        """The patient this access is limited to for (kind, letter), or None for all;
+        Forbidden when no scope grants it."""
+        contexts = self.contexts(kind, letter)
+        if not contexts:
+            raise Forbidden(f"no scope grants '{letter}' on {kind} "
+                            f"(e.g. user/{kind}.{letter} or patient/{kind}.{letter})")
+        if contexts == {"patient"}:
+            if not self.patient:
+                raise Forbidden("patient/ scopes need a token with a patient context")
+            return self.patient
+        return None
+
+
+def _letters(permission: str) -> frozenset[str]:
+    if permission == "*":
+        return frozenset("cruds")
+    if permission == "read":
+        return frozenset("rs")
+    if permission == "write":
+        return frozenset("cud")
+    return frozenset(permission)
+
+
+def _parse_scopes(scope: str) -> tuple[tuple[str, str, frozenset[str]], ...]:
+    parsed = []
+    for item in scope.split():
+        match = SCOPE.fullmatch(item)
+        if match and match.group(3):
+            parsed.append((match.group(1), match.group(2), _letters(match.group(3))))
+    return tuple(parsed)
+
+
+JWKS: dict[str, Any] = {"keys": None}
+JWKS_LOCK = threading.Lock()
+
+
+def _key(kid: str) -> Any:
+    """The auth server's public key ``kid`` (fetched once, refetched on an unknown kid)."""
+    from joserfc.jwk import KeySet  # only a SMART server needs joserfc
+
+    with JWKS_LOCK:
+        for attempt in range(2):
+            if JWKS["keys"] is None or attempt:
+                try:
+                    with urllib.request.urlopen(f"{AUTH}/jwks", timeout=5) as response:
+                        JWKS["keys"] = KeySet.import_key_set(json.loads(response.read()))
+                except (OSError, ValueError):
+                    raise Unauthorized("the authorization server's keys cannot be fetched") \
+                        from None
+            try:
+                return JWKS["keys"].get_by_kid(kid)
+            except Exception:  # joserfc's unknown-kid error: fetch once more
+                continue
+    raise Unauthorized("the token's kid is not one of the authorization server's keys")
+
+
+def _verify(authorization: str | None) -> Access:
+    from joserfc import jwt
+
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a Bearer access token is required")
+    token = token.strip()
+    try:
+        head = token.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except ValueError:
+        raise Unauthorized("the access token is not a JWT") from None
+    if not isinstance(header, dict) or header.get("alg") != "RS384" \
+            or not isinstance(header.get("kid"), str):
+        raise Unauthorized("the access token must be RS384 with a kid")
+    try:
+        claims = jwt.decode(token, _key(header["kid"]), algorithms=["RS384"]).claims
+    except Unauthorized:
+        raise
+    except Exception:  # joserfc: bad signature or malformed token
+        raise Unauthorized("the access token's signature does not verify") from None
+    aud = claims.get("aud")
+    if aud != BASE and not (isinstance(aud, list) and BASE in aud):
+        raise Unauthorized("the access token is not for this server (aud)")
+    if claims.get("iss") != AUTH:
+        raise Unauthorized("the access token was not issued by this EHR's server (iss)")
+    exp = claims.get("exp")
+    if not isinstance(exp, (int, float)) or exp <= time.time():
+        raise Unauthorized("the access token has expired")
+    scope = claims.get("scope")
+    patient = claims.get("patient")
+    return Access(sub=str(claims.get("sub")),
+                  scopes=_parse_scopes(scope if isinstance(scope, str) else ""),
+                  patient=patient if isinstance(patient, str) else None)
+
+
+# -- HTTP -------------------------------------------------------------------------------
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -106,35 +408,147 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(length) or b"null")
 
-    def _send(self, status: int, body: Any) -> None:
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/fhir+json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
+    def _access(self) -> Access | None:
+        """The caller's verified access (None without ``--auth``); on failure the 401 is
+        sent and logged, and Unauthorized raised for the caller to stop."""
+        if not AUTH:
+            return None
+        path = urlsplit(self.path).path
+        try:
+            access = _verify(self.headers.get("Authorization"))
+        except Unauthorized as exc:
+            self._log(path, None, False)
+            has_token = bool(self.headers.get("Authorization"))
+            challenge = 'Bearer realm="fhir"' + (
+                f', error="invalid_token", error_description="{exc}"' if has_token else "")
+            self._send(401, _outcome(str(exc), "login"), {"WWW-Authenticate": challenge})
+            raise
+        return access
+
+    def _log(self, path: str, sub: str | None, ok: bool) -> None:
+        with LOCK:
+            STATE["auth"].append({"method": self.command, "path": path, "sub": sub,
+                                  "ok": ok})
+
+    def _forbidden(self, access: Access, exc: Forbidden) -> None:
+        self._log(urlsplit(self.path).path, access.sub, False)
+        self._send(403, _outcome(str(exc), "forbidden"))
+
     def do_GET(self) -> None:  # noqa: N802
-        if self.path == "/_state":
+        url = urlsplit(self.path)
+        if url.path == "/_state":
             with LOCK:
-                self._send(200, {"resources": [s["resource"] for s in STATE["resources"]],
-                                 "posts": STATE["posts"], "bodies": STATE["bodies"]})
-        else:
-            self._send(404, _outcome("not found"))
+                return self._send(200, {"resources": [s["resource"]
+                                                      for s in STATE["resources"]],
+                                        "posts": STATE["posts"], "bodies": STATE["bodies"],
+                                        "auth": STATE["auth"]})
+        if url.path == "/metadata":
+            with LOCK:
+                return self._send(200, _capability())
+        if url.path == "/.well-known/smart-configuration" and AUTH:
+            return self._send(200, _smart_configuration())
+        route = ROUTE.fullmatch(url.path)
+        if route is None:
+            return self._send(404, _outcome("not found", "not-found"))
+        try:
+            access = self._access()
+        except Unauthorized:
+            return None
+        kind, resource_id = route.groups()
+        try:
+            if resource_id:
+                self._read(access, kind, resource_id)
+            else:
+                self._search(access, kind, url.query)
+        except Forbidden as exc:
+            assert access is not None
+            self._forbidden(access, exc)
+
+    def _read(self, access: Access | None, kind: str, resource_id: str) -> None:
+        patient = access.require(kind, "r") if access else None
+        with LOCK:
+            resource = copy.deepcopy(_find(kind, resource_id))
+        if resource is None:
+            self._log_ok(access)
+            return self._send(404, _outcome(f"{kind}/{resource_id} is not known",
+                                            "not-found"))
+        if patient is not None and not _references_patient(resource, patient):
+            raise Forbidden(f"a patient/ scope reaches only the token's patient, "
+                            f"not {kind}/{resource_id}")
+        self._log_ok(access)
+        self._send(200, resource, {"ETag": 'W/"1"'})
+
+    def _search(self, access: Access | None, kind: str, query: str) -> None:
+        patient = access.require(kind, "s") if access else None
+        try:
+            params = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+        except ValueError:
+            return self._send(400, _outcome("the query string is malformed", "invalid"))
+        params = [(n, v) for n, v in params if n not in IGNORED_PARAMETERS]
+        unknown = sorted({n for n, _ in params if n not in SEARCH_PARAMETERS})
+        if unknown:
+            return self._send(400, _outcome(f"unsupported search parameter(s) on {kind}: "
+                                            + ", ".join(unknown), "not-supported"))
+        if patient is not None:
+            for name, value in params:
+                if name in ("patient", "subject") and _patient_id(value) != patient:
+                    raise Forbidden("a patient/ scope reaches only the token's patient")
+        with LOCK:
+            found = [copy.deepcopy(s["resource"]) for s in STATE["resources"]
+                     if s["resource"].get("resourceType") == kind
+                     and all(_search_matches(s["resource"], n, v) for n, v in params)]
+        if patient is not None:
+            found = [r for r in found if _references_patient(r, patient)]
+        self._log_ok(access)
+        self._send(200, _searchset(kind, found))
+
+    def _log_ok(self, access: Access | None) -> None:
+        if access is not None:
+            self._log(urlsplit(self.path).path, access.sub, True)
 
     def do_POST(self) -> None:  # noqa: N802
-        body = self._body()
-        if self.path == "/_faults":
-            with LOCK:
-                STATE["faults"] = list(body)
-            return self._send(200, {})
-        if self.path == "/_reset":
-            with LOCK:
-                STATE.update(resources=[], posts=0, faults=[], bodies=[])
-                _save()
-            return self._send(200, {})
-        if self.path != "/":
-            return self._send(404, _outcome("not found"))
+        path = urlsplit(self.path).path
+        try:
+            body = self._body()
+        except ValueError:
+            return self._send(400, _outcome("the body is not JSON", "invalid"))
+        if path.startswith("/_"):
+            return self._control(path, body)
+        route = ROUTE.fullmatch(path)
+        if path != "/" and (route is None or route.group(2)):
+            return self._send(404, _outcome("not found", "not-found"))
+        try:
+            access = self._access()
+        except Unauthorized:
+            return None
+        kinds = [route.group(1)] if route else [
+            e["resource"]["resourceType"] for e in (
+                body.get("entry") or [] if isinstance(body, dict) else [])
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+            and isinstance(e["resource"].get("resourceType"), str)]
+        if access is not None:
+            try:
+                for kind in sorted(set(kinds)):
+                    access.require(kind, "c")
+            except Forbidden as exc:
+                return self._forbidden(access, exc)
+            self._log_ok(access)
+        if path == "/" and CAPABILITY["enforced"] and not any(
+                i.get("code") == "transaction"
+                for rest in _capability().get("rest") or []
+                for i in rest.get("interaction") or []):
+            return self._send(405, _outcome("this server does not support transactions",
+                                            "not-supported"))
         with LOCK:
             STATE["posts"] += 1
             STATE["bodies"].append(body)
@@ -148,17 +562,63 @@ class Handler(BaseHTTPRequestHandler):
         if fault.get("status"):
             status = int(fault["status"])
             return self._send(status, _outcome(fault.get("text", f"injected {status}")))
+        if route is None:
+            with LOCK:
+                status, answer = _transaction(body)
+                _save()
+            return self._send(status, answer)
+        kind = route.group(1)
         with LOCK:
-            status, answer = _transaction(body)
+            status, answer = _create(kind, body, self.headers.get("If-None-Exist"))
             _save()
-        return self._send(status, answer)
+        headers = {}
+        if status == 201:
+            headers = {"Location": f"{BASE}/{kind}/{answer['id']}/_history/1",
+                       "ETag": 'W/"1"'}
+        return self._send(status, answer, headers)
+
+    def _control(self, path: str, body: Any) -> None:
+        with LOCK:
+            if path == "/_faults" and isinstance(body, list):
+                STATE["faults"] = list(body)
+            elif path == "/_reset":
+                STATE.update(resources=[], posts=0, faults=[], bodies=[], auth=[])
+                CAPABILITY.update(statement=None, enforced=False)
+                _save()
+            elif path == "/_capability" and isinstance(body, dict) \
+                    and body.get("resourceType") == "CapabilityStatement":
+                CAPABILITY.update(statement=body, enforced=True)
+            elif path == "/_seed" and isinstance(body, dict) \
+                    and isinstance(body.get("resources"), list):
+                for resource in body["resources"]:
+                    if not isinstance(resource, dict) \
+                            or not isinstance(resource.get("resourceType"), str):
+                        return self._send(400, _outcome("a seed must be a resource",
+                                                        "invalid"))
+                    seeded = {**resource, "id": resource.get("id") or str(uuid.uuid4())}
+                    STATE["resources"] = [
+                        s for s in STATE["resources"]
+                        if (s["resource"].get("resourceType"), s["resource"].get("id"))
+                        != (seeded["resourceType"], seeded["id"])]
+                    STATE["resources"].append({"resource": seeded, "query": None})
+                _save()
+            elif path in ("/_faults", "/_capability", "/_seed"):
+                return self._send(400, _outcome(f"{path}: unexpected body", "invalid"))
+            else:
+                return self._send(404, _outcome("not found", "not-found"))
+        return self._send(200, {})
 
 
 def main(argv: list[str]) -> int:
-    global STATE_FILE
-    STATE_FILE = Path(argv[0]) if argv else None
+    global STATE_FILE, AUTH, BASE
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fhir_server")
+    parser.add_argument("state", nargs="?", type=Path)
+    parser.add_argument("--auth", help="the SMART authorization server's base URL")
+    args = parser.parse_args(argv)
+    STATE_FILE, AUTH = args.state, (args.auth or "").rstrip("/") or None
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    BASE = f"http://127.0.0.1:{server.server_address[1]}"
     print(f"port {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
