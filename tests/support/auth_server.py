@@ -14,7 +14,8 @@ Test-only control endpoints (JSON):
 
 - ``POST /_config``: merged into the config: ``fhir_base`` (the required ``aud``),
   ``clients`` (``{id: {"redirect_uris": [...], "jwks": {...} or absent for a public
-  client}}``), ``token_lifetime`` (300), ``standalone_patient``, ``fhir_user``, ``deny``.
+  client}}``, merged per client id), ``token_lifetime`` (300), ``standalone_patient``,
+  ``fhir_user``, ``deny``.
 - ``POST /_launch`` ``{"patient", "encounter"}`` -> ``{"launch": "<opaque>"}``.
 - ``GET /_state``: the authorize requests, what was issued and refused, the refresh count.
 - ``POST /_reset``: forgets everything (config included) except the signing key.
@@ -430,7 +431,10 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": str(exc)})
         with LOCK:
             if path == "/_config":
+                clients = body.pop("clients", None)
                 CONFIG.update(body)
+                if isinstance(clients, dict):  # per client: register one at a time
+                    CONFIG["clients"].update(clients)
                 return self._json(200, {"ok": True})
             if path == "/_launch":
                 launch = secrets.token_urlsafe(16)
