@@ -33,8 +33,9 @@ class Signed:
 
 def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[str, Any],
          signer: str, signed_at: dt.datetime, revision: int,
-         reason: str | None = None) -> Signed:
-    """Validate ``raw`` strictly and sign it as revision ``revision`` (1 = first)."""
+         reason: str | None = None, encounter: Mapping[str, Any] | None = None) -> Signed:
+    """Validate ``raw`` strictly and sign it as revision ``revision`` (1 = first), in
+    ``encounter`` (a Reference) when the exam belongs to one."""
     signer = text(signer, "signer", "Enter your name to sign.")
     if revision > 1:
         reason = text(reason, "reason", "An amendment needs a reason.")
@@ -42,7 +43,8 @@ def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[st
     exam = pipeline.exam_from_input(kb, dict(raw), patient=patient, now=signed_at)
     exam = replace(exam, context=replace(
         exam.context, status="completed" if revision == 1 else "amended", authored=when,
-        author={"display": signer}, identifier=record_id))
+        author={"display": signer}, identifier=record_id,
+        encounter=dict(encounter) if encounter else exam.context.encounter))
     qr = responses.build(exam)
     return Signed(exam, qr, provenance(record_id, signer=signer, recorded=when,
                                        revision=revision, reason=reason))

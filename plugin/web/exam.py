@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
@@ -107,30 +108,48 @@ def patient(patient_id: str) -> str:
 
 @bp.post("/patients/<patient_id>/exams")
 def start_exam(patient_id: str) -> Response:
-    record = _patient(patient_id)
+    exam = begin_exam(_patient(patient_id))
+    return redirect(first_page(exam), 303)
+
+
+def first_page(exam: store_mod.ExamRecord) -> str:
+    """Where an exam opens: its first page (the record, once signed)."""
+    if exam.state == "signed":
+        return url_for("exam.record", exam_id=exam.id)
+    return url_for("exam.page", exam_id=exam.id,
+                   section=layout.pages(_form_for(exam))[0].item.link_id)
+
+
+def begin_exam(patient_record: store_mod.PatientRecord, *,
+               encounter: Mapping[str, Any] | None = None,
+               launch_id: str | None = None) -> store_mod.ExamRecord:
+    """A new exam for the patient, prefilled from the Patient (age from birthDate).
+
+    Launched again from the EHR for the same encounter, the exam already begun there
+    (and not yet signed) is resumed instead of a second one being started."""
+    if encounter is not None:
+        for existing in _store().exams_for(patient_record.id):
+            if existing.state == "draft" and existing.encounter == encounter:
+                return existing
     form = _kb().forms[pipeline.DEFAULT_FORM]
     now = _now()
     raw: dict[str, Any] = {}
-    birth_date = record.resource.get("birthDate")
+    birth_date = patient_record.resource.get("birthDate")
     if birth_date:
         raw[patient_mod.AGE_LINK_ID] = patient_mod.age_on(birth_date, now.date())
     checked = drafts.check(form, raw)
-    exam = _store().create_exam(patient_id, form.canonical, answers=raw, draft={})
-    exam = _store().save_draft(exam.id, expected_version=exam.version, answers=raw,
-                               draft=_draft_qr(form, checked, exam.id, record, now))
-    first = layout.pages(form)[0].item.link_id
-    return redirect(url_for("exam.page", exam_id=exam.id, section=first), 303)
+    exam = _store().create_exam(patient_record.id, form.canonical, answers=raw, draft={},
+                                encounter=encounter, launch_id=launch_id)
+    return _store().save_draft(exam.id, expected_version=exam.version, answers=raw,
+                               draft=_draft_qr(form, checked, exam, patient_record, now))
 
 
 # --- the exam pages and their autosave ---------------------------------------------------
 
 @bp.get("/exams/<exam_id>")
 def exam(exam_id: str) -> Response:
-    record, _, form = _load(exam_id)
-    if record.state == "signed":
-        return redirect(url_for("exam.record", exam_id=exam_id))
-    return redirect(url_for("exam.page", exam_id=exam_id,
-                            section=layout.pages(form)[0].item.link_id))
+    record, _, _ = _load(exam_id)
+    return redirect(first_page(record))
 
 
 @bp.get("/exams/<exam_id>/pages/<section>")
@@ -170,7 +189,7 @@ def save_draft(exam_id: str) -> Response:
     try:
         saved = _store().save_draft(
             exam_id, expected_version=expected, answers=raw,
-            draft=_draft_qr(form, checked, exam_id, patient_record, _now()))
+            draft=_draft_qr(form, checked, record, patient_record, _now()))
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:
@@ -198,17 +217,18 @@ def _json_error(status: int, error: str, message: str, **extra: Any) -> Response
     return response
 
 
-def _draft_context(exam_id: str, patient_record: store_mod.PatientRecord,
+def _draft_context(exam: store_mod.ExamRecord, patient_record: store_mod.PatientRecord,
                    when: dt.datetime) -> Context:
-    """Who and when of a draft: the patient, the time of the last change, our identifier."""
+    """Who, where and when of a draft: the patient, the EHR encounter (when launched
+    from one), the time of the last change, our identifier."""
     return Context(subject=patient_mod.reference(patient_record.resource),
-                   authored=when.isoformat(timespec="seconds"), status="in-progress",
-                   identifier=exam_id)
+                   encounter=exam.encounter, authored=when.isoformat(timespec="seconds"),
+                   status="in-progress", identifier=exam.id)
 
 
-def _draft_qr(form: Any, checked: drafts.Checked, exam_id: str,
+def _draft_qr(form: Any, checked: drafts.Checked, exam: store_mod.ExamRecord,
               patient_record: store_mod.PatientRecord, now: dt.datetime) -> dict[str, Any]:
-    return drafts.response(form, checked, _draft_context(exam_id, patient_record, now))
+    return drafts.response(form, checked, _draft_context(exam, patient_record, now))
 
 
 # --- review, sign-off, record, amendment -------------------------------------------------
@@ -251,7 +271,7 @@ def sign(exam_id: str) -> Any:
     now = _now()
     try:
         signed = signoff.sign(_kb(), record.answers, record_id=exam_id,
-                              patient=patient_record.resource,
+                              patient=patient_record.resource, encounter=record.encounter,
                               signer=request.form.get("signer", ""), signed_at=now,
                               revision=record.revisions + 1, reason=record.amend_reason)
         # queued with the signature (one transaction) when delivery to the EHR is on
@@ -277,11 +297,25 @@ def _delivery(signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
-    summary = documents.summary_document(_kb(), signed.exam, patient_record.resource,
+    exam = replace(signed.exam, context=replace(
+        signed.exam.context, subject=_ehr_subject(patient_record)))
+    summary = documents.summary_document(_kb(), exam, patient_record.resource,
                                          clinician=signed.response["author"]["display"],
                                          now=now)
-    return pipeline.record(_kb(), signed.exam, plugin_version=__version__, recorded=now,
+    return pipeline.record(_kb(), exam, plugin_version=__version__, recorded=now,
                            documents=[summary])
+
+
+def _ehr_subject(patient_record: store_mod.PatientRecord) -> dict[str, Any]:
+    """The patient as the EHR knows them: its own ``Patient/<id>`` for a patient who came
+    from that EHR by a SMART launch, else a logical reference by identifier (our local
+    id means nothing there), else (no identifier) only the name."""
+    reference = patient_mod.reference(patient_record.resource)
+    reference.pop("reference", None)
+    base = str(current_app.config.get("EHR_FHIR_BASE_URL") or "").rstrip("/")
+    if patient_record.ehr_id and (patient_record.ehr_base or "").rstrip("/") == base:
+        reference["reference"] = f"Patient/{patient_record.ehr_id}"
+    return reference
 
 
 def _form_version() -> int:
@@ -333,7 +367,7 @@ def amend(exam_id: str) -> Any:
         reason = signoff.text(request.form.get("reason"), "reason",
                               "An amendment needs a reason.")
         _store().begin_amendment(exam_id, expected_version=expected, reason=reason,
-                                 draft=_draft_qr(form, checked, exam_id, patient_record, _now()))
+                                 draft=_draft_qr(form, checked, record_, patient_record, _now()))
     except (InputError, ConflictError) as exc:
         if record_.state != "signed":
             return redirect(url_for("exam.exam", exam_id=exam_id), 303)
@@ -365,7 +399,7 @@ def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | N
         latest = _store().revision(exam_id, record_.revisions)
         return responses.read(form, latest.response), patient_record, latest.signed_by
     checked = drafts.check(form, record_.answers)
-    return (Exam(form, checked.valid, _draft_context(exam_id, patient_record, record_.updated)),
+    return (Exam(form, checked.valid, _draft_context(record_, patient_record, record_.updated)),
             patient_record, None)
 
 
