@@ -48,7 +48,9 @@ DEFAULTS: dict[str, object] = {
     "PATIENT_IDENTIFIER_SYSTEM": "",
     # CDS Hooks: the EHRs (CDS clients) allowed to call the services. Each entry maps a
     # JWT issuer ("iss") to where its public keys come from: {"jwks": {...}} inline, or
-    # {"jku": "https://ehr.example/jwks.json"} (the only jku accepted for that issuer).
+    # {"jku": "https://ehr.example/jwks.json"}: the only jku accepted for that issuer,
+    # and the only URL its keys are fetched from (https; http only to this machine),
+    # cached CDS_HOOKS_JWKS_CACHE_SECONDS. With both, the inline keys are used.
     # Empty: every service call is refused (401), as it carries patient data.
     "CDS_HOOKS_CLIENTS": {},
     # The public base of the CDS services (the discovery URL, .../cds-services): a CDS

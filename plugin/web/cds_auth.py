@@ -8,9 +8,10 @@ EHR. We accept it only when all of these hold:
   a ``kid`` names the key;
 - ``iss`` is an allow-listed client (config ``CDS_HOOKS_CLIENTS``); if the header has a
   ``jku`` it is exactly the one configured for that issuer;
-- the signature verifies with that issuer's configured keys (inline ``jwks``). Keys
-  behind a ``jku`` URL are **not fetched** in this version: an issuer configured with
-  only a ``jku`` is refused, and the log says why;
+- the signature verifies with that issuer's keys: inline ``jwks`` when configured,
+  else the JWK Set fetched from its configured ``jku`` (``RemoteKeys``: only that URL,
+  never one from the token; cached, refetched for a new ``kid`` at most every
+  ``MIN_REFETCH_SECONDS``). A fetch that fails refuses the call, and the log says why;
 - ``aud`` (string or array) names the exact URL being called;
 - ``exp`` is in the future and at most five minutes ahead, ``iat`` is not in the future
   (both with a minute's leeway for clock skew), ``jti`` is present and has not been
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ from typing import Any
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+
+from .cds_fetch import FetchError, secure_url
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,13 @@ LEEWAY = 60
 MAX_LIFETIME = 300
 MAX_TOKEN_LENGTH = 16 * 1024
 MAX_JTI_LENGTH = 256
+#: A client's keys behind its jku are fetched again for an unknown kid, or after a
+#: failed fetch, at most this often (s).
+MIN_REFETCH_SECONDS = 15.0
+#: Most keys a JWK Set may hold (an EHR publishes a few; rotation overlaps two or three).
+MAX_KEYS = 20
+#: What a CDS_HOOKS_CLIENTS entry may hold.
+ENTRY_KEYS = frozenset({"jwks", "jku", "fhir_servers"})
 
 
 class CdsAuthError(Exception):
@@ -56,40 +68,120 @@ class CdsAuthError(Exception):
 
 @dataclass(frozen=True)
 class Client:
-    """An allow-listed CDS client: its issuer and where its public keys come from."""
+    """An allow-listed CDS client: its issuer and where its public keys come from
+    (inline ``keys``, else ``remote``: fetched from the configured ``jku``)."""
 
     iss: str
     keys: KeySet | None
     jku: str | None
+    remote: RemoteKeys | None = None
+
+    def key_set(self, kid: str) -> KeySet:
+        """The keys to verify a token naming ``kid`` with; raises CdsAuthError."""
+        if self.keys is not None:
+            return self.keys
+        assert self.remote is not None  # load_clients gives every client one or the other
+        return self.remote.key_set(kid)
 
 
-def load_clients(config: Any) -> dict[str, Client]:
-    """``CDS_HOOKS_CLIENTS`` checked at start-up: a broken key stops the app, not a call."""
+#: ``url -> JSON``: reads a JWK Set document (the app's: ``cds_fetch.get_json``, with a
+#: timeout and a size cap); raises ``cds_fetch.FetchError``.
+FetchJson = Callable[[str], Any]
+
+
+class RemoteKeys:
+    """A client's public keys behind its configured ``jku``, fetched from exactly that
+    URL (never from one a token names), validated, and kept ``cache_seconds``.
+
+    A token naming a ``kid`` not among them (the EHR rotated its keys) triggers one
+    refetch, at most once per ``min_interval``; a failed fetch is not retried sooner
+    either. So a flood of tokens with made-up kids, or calls while the EHR's key server
+    is down, cost that server at most one request per interval. One lock per client:
+    concurrent calls wait for one fetch instead of each making their own.
+    """
+
+    def __init__(self, iss: str, url: str, fetch: FetchJson, *, cache_seconds: float,
+                 min_interval: float = MIN_REFETCH_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.iss, self.url = iss, url
+        self._fetch, self._clock = fetch, clock
+        self._cache_seconds, self._min_interval = cache_seconds, min_interval
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._fetched_at = self._refetched_at = self._failed_at = -math.inf
+
+    def key_set(self, kid: str) -> KeySet:
+        with self._lock:
+            now = self._clock()
+            if self._keys is None or now - self._fetched_at >= self._cache_seconds:
+                self._refresh(now)
+            elif kid not in {k.kid for k in self._keys.keys} \
+                    and now - self._refetched_at >= self._min_interval:
+                self._refetched_at = now
+                self._refresh(now, keep=True)
+            assert self._keys is not None
+            return self._keys
+
+    def _refresh(self, now: float, *, keep: bool = False) -> None:
+        """Fetch the keys; on failure keep the current ones if ``keep`` (they are still
+        within their cache time), else refuse the call."""
+        if now - self._failed_at < self._min_interval:
+            if keep:
+                return
+            raise CdsAuthError("the issuer's keys could not be fetched from its jku "
+                               f"(retried at most every {self._min_interval:g} s)")
+        try:
+            self._keys = key_set(self._fetch(self.url), "the JWK Set at the jku")
+        except (FetchError, ValueError) as error:
+            self._failed_at = now
+            reason = error.reason if isinstance(error, FetchError) else str(error)
+            log.warning("fetching the keys of CDS client %s from %s failed: %s",
+                        self.iss, self.url, reason)
+            if keep:
+                return
+            self._keys = None
+            raise CdsAuthError(f"the issuer's keys could not be fetched from its jku "
+                               f"({reason})") from None
+        self._fetched_at = now
+
+
+def key_set(data: Any, where: str) -> KeySet:
+    """A JWK Set of public RS/EC keys; ValueError naming the problem (not the keys)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list) \
+            or not data["keys"] or len(data["keys"]) > MAX_KEYS:
+        raise ValueError(f"{where} is not a usable JWK Set: expected {{'keys': [...]}} "
+                         f"with 1 to {MAX_KEYS} keys")
+    try:
+        keys = KeySet.import_key_set(dict(data))  # type: ignore[arg-type]
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{where} is not a usable JWK Set: {exc}") from exc
+    if any(k.is_private for k in keys.keys):
+        raise ValueError(f"{where} holds a private key; only public keys belong there")
+    return keys
+
+
+def load_clients(config: Any, *, fetch: FetchJson, cache_seconds: float) -> dict[str, Client]:
+    """``CDS_HOOKS_CLIENTS`` checked at start-up: a broken key stops the app, not a call.
+    Keys behind a ``jku`` are fetched with ``fetch`` on first use (not at start-up: the
+    EHR may be down then) and kept ``cache_seconds``."""
     if not isinstance(config, Mapping):
         raise ValueError("CDS_HOOKS_CLIENTS must map each issuer to {'jwks': ...} or {'jku': ...}")
     clients = {}
     for iss, entry in config.items():
         if not isinstance(iss, str) or not iss or not isinstance(entry, Mapping) \
-                or not ({"jwks", "jku"} & set(entry)) or set(entry) - {"jwks", "jku"}:
+                or not ({"jwks", "jku"} & set(entry)) or set(entry) - ENTRY_KEYS:
             raise ValueError(f"CDS_HOOKS_CLIENTS[{iss!r}] must be {{'jwks': {{...}}}} and/or "
-                             "{'jku': 'https://...'}")
+                             "{'jku': 'https://...'} (and optionally 'fhir_servers')")
         jku = entry.get("jku")
-        if jku is not None and not (isinstance(jku, str) and jku.startswith("https://")):
-            raise ValueError(f"CDS_HOOKS_CLIENTS[{iss!r}].jku must be an https URL")
-        keys = None
+        if jku is not None and not (isinstance(jku, str) and secure_url(jku)):
+            raise ValueError(f"CDS_HOOKS_CLIENTS[{iss!r}].jku must be an https URL "
+                             "(http only to this machine)")
         if "jwks" in entry:
-            try:
-                keys = KeySet.import_key_set(entry["jwks"])
-            except (JoseError, ValueError, TypeError, KeyError) as exc:
-                raise ValueError(f"CDS_HOOKS_CLIENTS[{iss!r}].jwks is not a usable JWK "
-                                 f"Set: {exc}") from exc
-            if any(k.is_private for k in keys.keys):
-                raise ValueError(f"CDS_HOOKS_CLIENTS[{iss!r}].jwks holds a private key; "
-                                 "configure the client's public keys only")
-        elif jku:
-            log.warning("CDS client %s is configured with a jku only; fetching keys from a "
-                        "jku is not enabled, so its calls will be refused", iss)
-        clients[iss] = Client(iss, keys, jku)
+            keys = key_set(entry["jwks"], f"CDS_HOOKS_CLIENTS[{iss!r}].jwks")
+            clients[iss] = Client(iss, keys, jku)
+        else:
+            clients[iss] = Client(iss, None, jku, RemoteKeys(iss, jku, fetch,
+                                                             cache_seconds=cache_seconds))
     return clients
 
 
@@ -134,12 +226,9 @@ def verify(token: str, *, clients: Mapping[str, Client], audience: str,
         raise CdsAuthError("unknown issuer")
     if "jku" in header and header["jku"] != client.jku:
         raise CdsAuthError("jku is not the one configured for this issuer")
-    if client.keys is None:
-        log.warning("refused a call from CDS client %s: its keys are configured by jku "
-                    "only and fetching keys from a jku is not enabled", client.iss)
-        raise CdsAuthError("no keys configured for this issuer (jku fetching is not enabled)")
+    keys = client.key_set(header["kid"])
     try:
-        verified = jwt.decode(token, client.keys, algorithms=list(ALGORITHMS)).claims
+        verified = jwt.decode(token, keys, algorithms=list(ALGORITHMS)).claims
     except (JoseError, ValueError, TypeError) as exc:
         raise CdsAuthError("signature does not verify with the issuer's keys") from exc
     _check_claims(verified, audience, now)

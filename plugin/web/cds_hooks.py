@@ -36,7 +36,7 @@ from ..decision import assessment as engine
 from ..decision import cards
 from ..errors import InputError
 from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
-from . import cds_auth
+from . import cds_auth, cds_fetch
 
 log = logging.getLogger(__name__)
 PREFIX = "/cds-services"
@@ -84,7 +84,15 @@ class State:
 def _setup(setup_state: Any) -> None:
     """Check the client allow-list when the blueprint is registered (start-up)."""
     app = setup_state.app
-    clients = cds_auth.load_clients(app.config.get("CDS_HOOKS_CLIENTS", {}))
+    timeout = float(app.config["CDS_HOOKS_FETCH_TIMEOUT_SECONDS"])
+
+    def fetch_jwks(url: str) -> Any:
+        return cds_fetch.get_json(url, timeout=timeout, max_bytes=cds_fetch.MAX_JWKS_BYTES,
+                                  accept="application/jwk-set+json, application/json")
+
+    clients = cds_auth.load_clients(
+        app.config.get("CDS_HOOKS_CLIENTS", {}), fetch=fetch_jwks,
+        cache_seconds=float(app.config["CDS_HOOKS_JWKS_CACHE_SECONDS"]))
     app.extensions[STATE_KEY] = State(clients)
 
 

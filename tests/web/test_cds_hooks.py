@@ -27,7 +27,6 @@ CASES = Path(__file__).resolve().parents[1] / "data" / "cases"
 BASE = "http://localhost/cds-services"
 PATIENT_VIEW = f"{BASE}/posterior-thigh-patient-view"
 MRI_ORDER = f"{BASE}/posterior-thigh-mri-order"
-JKU_ONLY = "https://jku-only.example"
 LUMBAR_MRI = {"system": "http://loinc.org", "code": "24968-0", "display": "MR Lumbar spine"}
 
 
@@ -44,8 +43,7 @@ def ehr() -> CdsClient:
 
 
 def _settings(ehr: CdsClient, **extra: Any) -> dict[str, Any]:
-    return {"CDS_HOOKS_CLIENTS": {ISSUER: {"jwks": ehr.jwks(), "jku": JKU},
-                                  JKU_ONLY: {"jku": f"{JKU_ONLY}/jwks.json"}},
+    return {"CDS_HOOKS_CLIENTS": {ISSUER: {"jwks": ehr.jwks(), "jku": JKU}},
             "SMART_LAUNCH_URL": "https://exam.example.org/launch", **extra}
 
 
@@ -256,15 +254,6 @@ def test_a_jku_other_than_the_configured_one_is_refused(client, ehr) -> None:
 def test_the_configured_jku_in_the_header_is_accepted(client, ehr) -> None:
     response = _post(client, ehr, PATIENT_VIEW, _body("patient-view"), header={"jku": JKU})
     assert response.status_code == 200
-
-
-def test_an_issuer_with_only_a_jku_is_refused_and_the_log_says_why(client, caplog) -> None:
-    remote = CdsClient(JKU_ONLY)
-    with caplog.at_level(logging.WARNING, logger="plugin.web.cds_auth"):
-        response = _post(client, remote, PATIENT_VIEW, _body("patient-view"),
-                         header={"jku": f"{JKU_ONLY}/jwks.json"})
-    _refused(response, "jku fetching is not enabled")
-    assert "fetching keys from a jku is not enabled" in caplog.text
 
 
 def test_garbage_tokens_are_refused_not_crashed(client, ehr) -> None:
