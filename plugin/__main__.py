@@ -99,8 +99,10 @@ def _parser() -> argparse.ArgumentParser:
         "deliver", help="send signed exams to the EHR (the outbox worker)",
         description="Post the signed exams' transaction Bundles queued in the outbox to "
                     "EHR_FHIR_BASE_URL, retrying with backoff. Safe to run as several "
-                    "processes. Exit 2: delivery is off (EHR_FHIR_BASE_URL empty) or bad "
-                    "settings; 4: the database is unusable.")
+                    "processes. With EHR_BACKEND_CLIENT set, each request carries a SMART "
+                    "Backend Services token; EHR_PROFILE=auto picks how to send from the "
+                    "EHR's CapabilityStatement. Exit 2: delivery is off (EHR_FHIR_BASE_URL "
+                    "empty) or bad settings; 4: the database is unusable.")
     deliver.add_argument("--once", action="store_true",
                          help="one batch, then exit (default: keep polling)")
     deliver.add_argument("--batch", type=_positive, default=10, metavar="N",
@@ -375,7 +377,7 @@ def _deliver(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .adapters import ehr, outbox, store as storage
+    from .adapters import backend, ehr, outbox, store as storage
 
     app, code = _prepared_app("cannot deliver, ", migrate=False)
     if app is None:
@@ -385,9 +387,9 @@ def _deliver(args: argparse.Namespace) -> int:
     if not base_url:
         _say("delivery is off: EHR_FHIR_BASE_URL is not set")
         return EXIT_INPUT
-    profile = str(config.get("EHR_PROFILE") or "transaction")
-    if profile not in ehr.PROFILES:
-        _say(f"error: EHR_PROFILE must be one of {', '.join(ehr.PROFILES)}, not {profile!r}")
+    profile = str(config.get("EHR_PROFILE") or "auto")
+    if profile not in ehr.SETTINGS:
+        _say(f"error: EHR_PROFILE must be one of {', '.join(ehr.SETTINGS)}, not {profile!r}")
         return EXIT_INPUT
     try:
         policy = outbox.Policy(max_attempts=int(config["DELIVERY_MAX_ATTEMPTS"]),
@@ -399,11 +401,21 @@ def _deliver(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     worker_id = args.worker_id or f"{socket.gethostname()}:{os.getpid()}"
     store = storage.from_app(app)
+    try:
+        tokens = backend.delivery_token_provider(app, store)
+    except ValueError as exc:  # the words name the problem, never the key
+        _say(f"error: EHR_BACKEND_CLIENT: {exc}")
+        return EXIT_INPUT
+    # auto: the CapabilityStatement is read with the first job's token and kept a few
+    # minutes for every batch of this worker
+    capabilities = ehr.Capabilities(base_url, timeout=timeout) if profile == "auto" else None
     while True:
         try:
             counts = outbox.work(store, worker_id=worker_id, batch=args.batch,
                                  lease_seconds=lease, base_url=base_url, profile=profile,
-                                 timeout=timeout, policy=policy)
+                                 timeout=timeout, policy=policy, token=tokens,
+                                 on_unauthorized=tokens.forget if tokens else None,
+                                 capabilities=capabilities)
         except storage.StoreError as exc:
             _say(f"error: {exc.message}")
             return EXIT_DATABASE

@@ -92,9 +92,13 @@ DEFAULTS: dict[str, object] = {
     # the transaction Bundles are POSTed to; empty: delivery is off (nothing is queued
     # at sign-off, and the worker says so and exits 2).
     "EHR_FHIR_BASE_URL": "",
-    # What the EHR accepts: "transaction" (the whole Bundle) or "document-only" (only the
-    # DocumentReferences and the Provenance: many EHRs refuse exam Observations).
-    "EHR_PROFILE": "transaction",
+    # How records are sent, by what the EHR accepts: "auto" (read from the EHR's
+    # CapabilityStatement, GET [base]/metadata, kept 5 minutes per worker: the first of
+    # the three below that the EHR can take without a retry ever duplicating anything),
+    # "transaction" (the whole Bundle at once), "individual" (entry by entry, each a
+    # conditional create; types the EHR cannot create left out) or "document-only"
+    # (only the DocumentReferences and the Provenance: many EHRs refuse exam Observations).
+    "EHR_PROFILE": "auto",
     # Attempts before a delivery is given up ("could not be sent" on the record page).
     "DELIVERY_MAX_ATTEMPTS": 8,
     # The first retry waits about this long (s); each later one twice as long, jittered.

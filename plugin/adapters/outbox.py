@@ -10,10 +10,13 @@ deliver``, as many processes as wanted) then:
    serialises the whole claim under ``BEGIN IMMEDIATE``. A row whose lease ran out (its
    worker died mid-delivery) is claimable again: the Bundle's conditional creates make
    the second POST a no-op on the EHR, so a crash never loses nor duplicates a record.
-2. post the Bundle (``ehr.post_transaction``), then mark the row ``delivered`` or
-   ``failed``: a retryable failure waits with exponential backoff and jitter, and after
-   ``max_attempts`` (or at once, for a failure that retrying cannot fix) the row is
-   ``dead`` and shows why on the record page.
+2. get a token for the job (the caller's provider: the exam's SMART user token or a
+   backend-services token), deliver the Bundle (``ehr.deliver``, by the EHR profile),
+   then mark the row ``delivered`` or ``failed``: a retryable failure waits with
+   exponential backoff and jitter, and after ``max_attempts`` (or at once, for a
+   failure that retrying cannot fix) the row is ``dead`` and shows why on the record
+   page. No token, or a token the EHR refused (401), is a retryable failure: the token
+   provider may well succeed next time.
 
 ``last_error`` holds an HTTP status and OperationOutcome texts, never the payload (it is
 PHI). Nothing here logs a payload.
@@ -22,12 +25,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
+from . import ehr
 from . import engine as engine_mod
 from .store import Store, _key
 from .tables import outbox
@@ -166,21 +170,43 @@ def status_for(store: Store, exam_id: str) -> Status | None:
 
 def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
          base_url: str, profile: str, timeout: float, policy: Policy = Policy(),
-         token: str | None = None) -> dict[str, int]:
-    """Claim up to ``batch`` due deliveries and post each; counts by outcome."""
-    from . import ehr
+         token: Callable[[Job], str | None] | None = None,
+         on_unauthorized: Callable[[Job], None] | None = None,
+         capabilities: ehr.Capabilities | None = None) -> dict[str, int]:
+    """Claim up to ``batch`` due deliveries and deliver each; counts by outcome.
 
+    ``token`` gives the bearer token for a job (None: none is sent); when it raises
+    ``smart.SmartError`` the job waits (retryable) with "could not get an EHR token:
+    <reason>". An EHR answering 401 leaves the job to be retried, and
+    ``on_unauthorized(job)`` is called first (to drop a cached token: the retry asks
+    for a fresh one). ``capabilities`` keeps the EHR's CapabilityStatement between
+    batches for ``profile="auto"`` (None: read afresh for each call of ``work``)."""
+    from .smart import SmartError  # Authlib: only for workers
+
+    if profile == "auto" and capabilities is None:
+        capabilities = ehr.Capabilities(base_url, timeout=timeout)
     counts = {"claimed": 0, "delivered": 0, "retry": 0, "dead": 0}
     jobs = claim(store, worker_id, batch, lease_seconds, max_attempts=policy.max_attempts)
     counts["claimed"] = len(jobs)
     for job in jobs:
-        result = ehr.post_transaction(base_url, job.payload, token=token, timeout=timeout,
-                                      profile=profile)
+        try:
+            bearer = token(job) if token is not None else None
+        except SmartError as error:
+            result = ehr.Result(delivered=False, retryable=True,
+                                error=f"could not get an EHR token: {error}")
+        else:
+            result = ehr.deliver(base_url, job.payload, token=bearer, timeout=timeout,
+                                 profile=profile, capabilities=capabilities)
         if result.delivered:
             delivered(store, job)
             counts["delivered"] += 1
             continue
-        state = failed(store, job, result.error or "failed", retryable=result.retryable,
+        retryable = result.retryable
+        if result.status == 401:  # the token was refused (expired early, revoked)
+            retryable = True
+            if on_unauthorized is not None:
+                on_unauthorized(job)
+        state = failed(store, job, result.error or "failed", retryable=retryable,
                        policy=policy)
         if state is not None:
             counts["retry" if state == "pending" else "dead"] += 1
