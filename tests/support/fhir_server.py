@@ -30,9 +30,9 @@ server: ``GET /.well-known/smart-configuration`` points at that server, and ever
 but ``/_*``, ``/metadata`` and discovery needs ``Authorization: Bearer`` with an RS384
 access token from it (keys from its ``/jwks``, cached, refetched on an unknown kid;
 ``aud`` this server's base, not expired), else 401 with ``WWW-Authenticate: Bearer``.
-Scopes (SMART v2 ``cruds`` and v1 ``read``/``write``) are checked per type: a read
-needs ``r``, a search ``s``, a create and each transaction entry ``c`` (403 naming what
-is missing); with only ``patient/`` scopes a token reaches only its own patient. Each
+Scopes (SMART v2 ``cruds`` and v1 ``read``/``write``; tests/support/smart_access.py)
+are checked per type: a read needs ``r``, a search ``s``, a create and each transaction
+entry ``c`` (403 naming what is missing); with only ``patient/`` scopes a token reaches only its own patient. Each
 such call is logged in ``auth`` as method, path (no query), token ``sub`` and outcome,
 never a token. Without ``--auth`` nothing is checked, as the delivery tests expect.
 
@@ -41,20 +41,20 @@ The state is also written to STATE.json after every change (for post-mortems).
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
 import json
 import re
 import sys
 import threading
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support import smart_access
+from tests.support.smart_access import Access, Forbidden, Unauthorized
 
 LOCK = threading.Lock()
 STATE: dict[str, Any] = {"resources": [], "posts": 0, "faults": [], "bodies": [], "auth": []}
@@ -65,8 +65,6 @@ BASE = ""  # this server's base URL, set in main() once the port is known
 RESOURCE_TYPES = ("Patient", "Encounter", "QuestionnaireResponse", "Observation",
                   "Condition", "ServiceRequest", "DocumentReference", "Provenance", "Device")
 ROUTE = re.compile(r"/([A-Z][A-Za-z]{1,63})(?:/([A-Za-z0-9\-.]{1,64}))?")
-SCOPE = re.compile(r"(patient|user|system)/(\*|[A-Z][A-Za-z]*)\.(\*|read|write|c?r?u?d?s?)"
-                   r"(?:\?.*)?")
 SEARCH_PARAMETERS = ("identifier", "patient", "subject", "code", "_id")
 IGNORED_PARAMETERS = ("_count", "_format")
 
@@ -281,121 +279,6 @@ def _searchset(kind: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
     return bundle
 
 
-# -- SMART access tokens and scopes -----------------------------------------------------
-
-class Unauthorized(Exception):
-    """401: no token, or one this server cannot accept (the text names why)."""
-
-
-class Forbidden(Exception):
-    """403: a good token without the scope (or patient) the call needs."""
-
-
-@dataclass(frozen=True)
-class Access:
-    """What one verified access token allows."""
-
-    sub: str
-    scopes: tuple[tuple[str, str, frozenset[str]], ...]  # (context, type or *, letters)
-    patient: str | None
-
-    def contexts(self, kind: str, letter: str) -> set[str]:
-        return {context for context, scoped, letters in self.scopes
-                if scoped in ("*", kind) and letter in letters}
-
-    def require(self, kind: str, letter: str) -> str | None:
-        """The patient this access is limited to for (kind, letter), or None for all;
-        Forbidden when no scope grants it."""
-        contexts = self.contexts(kind, letter)
-        if not contexts:
-            raise Forbidden(f"no scope grants '{letter}' on {kind} "
-                            f"(e.g. user/{kind}.{letter} or patient/{kind}.{letter})")
-        if contexts == {"patient"}:
-            if not self.patient:
-                raise Forbidden("patient/ scopes need a token with a patient context")
-            return self.patient
-        return None
-
-
-def _letters(permission: str) -> frozenset[str]:
-    if permission == "*":
-        return frozenset("cruds")
-    if permission == "read":
-        return frozenset("rs")
-    if permission == "write":
-        return frozenset("cud")
-    return frozenset(permission)
-
-
-def _parse_scopes(scope: str) -> tuple[tuple[str, str, frozenset[str]], ...]:
-    parsed = []
-    for item in scope.split():
-        match = SCOPE.fullmatch(item)
-        if match and match.group(3):
-            parsed.append((match.group(1), match.group(2), _letters(match.group(3))))
-    return tuple(parsed)
-
-
-JWKS: dict[str, Any] = {"keys": None}
-JWKS_LOCK = threading.Lock()
-
-
-def _key(kid: str) -> Any:
-    """The auth server's public key ``kid`` (fetched once, refetched on an unknown kid)."""
-    from joserfc.jwk import KeySet  # only a SMART server needs joserfc
-
-    with JWKS_LOCK:
-        for attempt in range(2):
-            if JWKS["keys"] is None or attempt:
-                try:
-                    with urllib.request.urlopen(f"{AUTH}/jwks", timeout=5) as response:
-                        JWKS["keys"] = KeySet.import_key_set(json.loads(response.read()))
-                except (OSError, ValueError):
-                    raise Unauthorized("the authorization server's keys cannot be fetched") \
-                        from None
-            try:
-                return JWKS["keys"].get_by_kid(kid)
-            except Exception:  # joserfc's unknown-kid error: fetch once more
-                continue
-    raise Unauthorized("the token's kid is not one of the authorization server's keys")
-
-
-def _verify(authorization: str | None) -> Access:
-    from joserfc import jwt
-
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("a Bearer access token is required")
-    token = token.strip()
-    try:
-        head = token.split(".")[0]
-        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except ValueError:
-        raise Unauthorized("the access token is not a JWT") from None
-    if not isinstance(header, dict) or header.get("alg") != "RS384" \
-            or not isinstance(header.get("kid"), str):
-        raise Unauthorized("the access token must be RS384 with a kid")
-    try:
-        claims = jwt.decode(token, _key(header["kid"]), algorithms=["RS384"]).claims
-    except Unauthorized:
-        raise
-    except Exception:  # joserfc: bad signature or malformed token
-        raise Unauthorized("the access token's signature does not verify") from None
-    aud = claims.get("aud")
-    if aud != BASE and not (isinstance(aud, list) and BASE in aud):
-        raise Unauthorized("the access token is not for this server (aud)")
-    if claims.get("iss") != AUTH:
-        raise Unauthorized("the access token was not issued by this EHR's server (iss)")
-    exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or exp <= time.time():
-        raise Unauthorized("the access token has expired")
-    scope = claims.get("scope")
-    patient = claims.get("patient")
-    return Access(sub=str(claims.get("sub")),
-                  scopes=_parse_scopes(scope if isinstance(scope, str) else ""),
-                  patient=patient if isinstance(patient, str) else None)
-
-
 # -- HTTP -------------------------------------------------------------------------------
 
 class Handler(BaseHTTPRequestHandler):
@@ -425,7 +308,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         path = urlsplit(self.path).path
         try:
-            access = _verify(self.headers.get("Authorization"))
+            access = smart_access.verify(self.headers.get("Authorization"), AUTH, BASE)
         except Unauthorized as exc:
             self._log(path, None, False)
             has_token = bool(self.headers.get("Authorization"))
