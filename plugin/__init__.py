@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import store
-    from .web import cds_hooks, errors, exam, fhir_api, security
+    from .web import cds_hooks, errors, exam, fhir_api, security, smart
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -29,5 +29,6 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(exam.bp)
     app.register_blueprint(cds_hooks.bp)
+    app.register_blueprint(smart.bp)
     errors.init_app(app)
     return app

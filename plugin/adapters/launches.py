@@ -30,7 +30,7 @@ from .smart import Token
 from .store import Store
 from .tables import launches
 
-__all__ = ["Launch", "LaunchError", "Sealer", "access_token", "activate", "attach_exam",
+__all__ = ["Launch", "LaunchError", "LaunchExpired", "Sealer", "access_token", "activate", "attach_exam",
            "begin", "fail", "get", "purge", "take"]
 
 #: Error texts are cut to this length (they come from the EHR's OAuth answers).
@@ -42,6 +42,10 @@ class LaunchError(PluginError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class LaunchExpired(LaunchError):
+    """The callback came, but later than a sign-in may take."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ def take(store: Store, launch_id: str | None, oauth_state: str, *,
             raise LaunchError("This sign-in was already used. Launch the exam again.")
     if row.created < oldest:
         fail(store, row.id, "the sign-in took too long")
-        raise LaunchError("The sign-in took too long. Launch the exam again from the EHR.")
+        raise LaunchExpired("The sign-in took too long. Launch the exam again from the EHR.")
     return _launch(row), verifier
 
 

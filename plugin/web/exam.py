@@ -19,7 +19,8 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 from .. import __version__, knowledge
 from ..adapters import outbox, store as store_mod
 from ..adapters.documents import render as documents
-from ..core import drafts, layout, patient as patient_mod, pipeline, responses, signoff
+from ..core import (drafts, layout, patient as patient_mod, pipeline, populate, responses,
+                    signoff)
 from ..core.responses import Context, Exam
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from .patient_form import PatientInput
@@ -133,10 +134,8 @@ def begin_exam(patient_record: store_mod.PatientRecord, *,
                 return existing
     form = _kb().forms[pipeline.DEFAULT_FORM]
     now = _now()
-    raw: dict[str, Any] = {}
-    birth_date = patient_record.resource.get("birthDate")
-    if birth_date:
-        raw[patient_mod.AGE_LINK_ID] = patient_mod.age_on(birth_date, now.date())
+    # SDC $populate's own work: the same prefill the FHIR API offers integrators
+    raw = populate.populate(form, patient_record.resource, on=now.date()).answers
     checked = drafts.check(form, raw)
     exam = _store().create_exam(patient_record.id, form.canonical, answers=raw, draft={},
                                 encounter=encounter, launch_id=launch_id)
