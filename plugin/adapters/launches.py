@@ -26,11 +26,12 @@ from sqlalchemy import delete, insert, select, update
 
 from ..errors import NotFoundError, PluginError
 from . import engine as engine_mod
+from . import smart
 from .smart import Token
 from .store import Store
-from .tables import launches
+from .tables import exams, launches
 
-__all__ = ["Launch", "LaunchError", "LaunchExpired", "Sealer", "access_token", "activate", "attach_exam",
+__all__ = ["Launch", "LaunchError", "LaunchExpired", "LaunchTokens", "expire", "Sealer", "access_token", "activate", "attach_exam",
            "begin", "fail", "get", "purge", "take"]
 
 #: Error texts are cut to this length (they come from the EHR's OAuth answers).
@@ -197,6 +198,66 @@ def access_token(store: Store, launch_id: str, sealer: Sealer,
         latest = conn.execute(select(launches.c.access_token).where(
             launches.c.id == row.id)).scalar()
     return sealer.open(latest) or token.access_token
+
+
+def expire(store: Store, launch_id: str) -> None:
+    """The EHR refused the launch's access token: the next use refreshes it first."""
+    _set(store, launch_id, expires_at=_now() - dt.timedelta(seconds=1))
+
+
+class LaunchTokens:
+    """The token a delivery goes with: the exam's own SMART launch token while the
+    user's authorization lasts (refreshed when it has run out), else ``fallback``
+    (backend services), else none.
+
+    Only a launch from the EHR the delivery goes to (``base_url``) and still configured
+    in ``clients`` (SMART_CLIENTS) is used: a token is never sent to another server.
+    A refused refresh (the user's session at the EHR has ended) falls back quietly.
+    """
+
+    def __init__(self, store: Store, sealer: Sealer, clients: Mapping[str, Any],
+                 base_url: str, *, timeout: float, fallback: Any = None) -> None:
+        self._store, self._sealer, self._timeout = store, sealer, timeout
+        self._clients = {str(k).rstrip("/"): v for k, v in clients.items()}
+        self._base = base_url.rstrip("/")
+        self._fallback = fallback
+        self._used: dict[str, str] = {}  # job id -> launch id whose token it carried
+
+    def __call__(self, job: Any) -> str | None:
+        token = self._user_token(job)
+        if token is not None:
+            return token
+        return self._fallback(job) if self._fallback is not None else None
+
+    def forget(self, job: Any = None) -> None:
+        """The EHR answered 401 to ``job``: expire whichever token it carried."""
+        launch_id = self._used.pop(job.id, None) if job is not None else None
+        if launch_id is not None:
+            expire(self._store, launch_id)
+        elif self._fallback is not None:
+            self._fallback.forget(job)
+
+    def _user_token(self, job: Any) -> str | None:
+        with self._store.engine.connect() as conn:
+            launch_id = conn.execute(select(exams.c.launch_id).where(
+                exams.c.id == job.exam_id)).scalar()
+        if launch_id is None:
+            return None
+        launch = get(self._store, launch_id)
+        entry = self._clients.get(launch.iss.rstrip("/"))
+        if launch.stage != "active" or launch.iss.rstrip("/") != self._base or entry is None:
+            return None
+        client = smart.client_from(entry)
+        config = smart.Configuration(iss=launch.iss, token_endpoint=launch.token_endpoint)
+        try:
+            token = access_token(self._store, launch.id, self._sealer,
+                                 lambda refresh_token: smart.refresh(
+                                     config, client, refresh_token, timeout=self._timeout))
+        except smart.SmartError:
+            return None
+        if token is not None:
+            self._used[job.id] = launch.id
+        return token
 
 
 def purge(store: Store, *, older_than: dt.timedelta) -> int:

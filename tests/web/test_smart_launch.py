@@ -235,3 +235,55 @@ def test_an_expired_token_is_refreshed_and_works_at_the_ehr(app, client, fresh_e
     launches.access_token(store, row.id, sealer,
                           lambda rt: smart.refresh(config, client_, rt, timeout=5))
     assert fresh_ehr.auth_state()["refreshed"] == 2
+
+
+class _Job:
+    def __init__(self, exam_id: str) -> None:
+        self.id, self.exam_id = "job-1", exam_id
+
+
+class _Backend:
+    """A stand-in for the backend-services provider: records that it was asked."""
+
+    def __init__(self) -> None:
+        self.calls, self.forgotten = 0, 0
+
+    def __call__(self, job):
+        self.calls += 1
+        return "backend-token"
+
+    def forget(self, job=None):
+        self.forgotten += 1
+
+
+def test_deliveries_carry_the_launch_token_and_fall_back_to_backend_services(app, client,
+                                                                            fresh_ehr):
+    exam_id = _exam_id(_launch(client, fresh_ehr))
+    store = store_mod.from_app(app)
+    sealer = launches.Sealer(app.secret_key)
+    clients = app.config["SMART_CLIENTS"]
+    backend = _Backend()
+    tokens = launches.LaunchTokens(store, sealer, clients, fresh_ehr.fhir_base, timeout=5,
+                                   fallback=backend)
+    job = _Job(exam_id)
+    user_token = tokens(job)
+    assert user_token != "backend-token" and backend.calls == 0
+    assert smart.read(fresh_ehr.fhir_base, "Patient/p-1", user_token, timeout=5)["id"] == "p-1"
+    # the EHR refused it (401): the next delivery refreshes first
+    tokens.forget(job)
+    assert backend.forgotten == 0
+    assert tokens(job) != user_token
+    assert fresh_ehr.auth_state()["refreshed"] == 1
+    # a delivery to another EHR never carries this EHR's token
+    elsewhere = launches.LaunchTokens(store, sealer, clients, "https://other.example/fhir",
+                                      timeout=5, fallback=backend)
+    assert elsewhere(job) == "backend-token"
+    # an exam typed on the tablet (no launch) goes with the backend token
+    typed = store.add_patient({"resourceType": "Patient", "name": [{"family": "Typed"}]})
+    exam = store.create_exam(typed.id, store.exam(exam_id).questionnaire, answers={}, draft={})
+    assert tokens(_Job(exam.id)) == "backend-token"
+    # the refresh refused (the user's EHR session ended): backend services again
+    fresh_ehr.reset()
+    fresh_ehr.register_client(CLIENT_ID, [CALLBACK])
+    tokens.forget(job)
+    assert tokens(job) == "backend-token"
