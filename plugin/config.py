@@ -51,6 +51,10 @@ DEFAULTS: dict[str, object] = {
     # {"jku": "https://ehr.example/jwks.json"}: the only jku accepted for that issuer,
     # and the only URL its keys are fetched from (https; http only to this machine),
     # cached CDS_HOOKS_JWKS_CACHE_SECONDS. With both, the inline keys are used.
+    # Data a client did not prefetch is fetched from the fhirServer its call names, with
+    # its fhirAuthorization token: only from https servers, unless the entry lists its
+    # servers, "fhir_servers": ["https://ehr.example/fhir", "http://127.0.0.1:8080/fhir"]
+    # (then only from those: the fhirServer must be one of them or a path under one).
     # Empty: every service call is refused (401), as it carries patient data.
     "CDS_HOOKS_CLIENTS": {},
     # The public base of the CDS services (the discovery URL, .../cds-services): a CDS

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
@@ -75,6 +76,9 @@ class Client:
     keys: KeySet | None
     jku: str | None
     remote: RemoteKeys | None = None
+    #: The FHIR servers data may be fetched from for this client (URL prefixes, no
+    #: trailing slash); None: any https server its calls name.
+    fhir_servers: tuple[str, ...] | None = None
 
     def key_set(self, kid: str) -> KeySet:
         """The keys to verify a token naming ``kid`` with; raises CdsAuthError."""
@@ -176,13 +180,25 @@ def load_clients(config: Any, *, fetch: FetchJson, cache_seconds: float) -> dict
         if jku is not None and not (isinstance(jku, str) and secure_url(jku)):
             raise ValueError(f"CDS_HOOKS_CLIENTS[{iss!r}].jku must be an https URL "
                              "(http only to this machine)")
+        servers = _fhir_servers(entry.get("fhir_servers"), iss)
         if "jwks" in entry:
             keys = key_set(entry["jwks"], f"CDS_HOOKS_CLIENTS[{iss!r}].jwks")
-            clients[iss] = Client(iss, keys, jku)
+            clients[iss] = Client(iss, keys, jku, fhir_servers=servers)
         else:
-            clients[iss] = Client(iss, None, jku, RemoteKeys(iss, jku, fetch,
-                                                             cache_seconds=cache_seconds))
+            remote = RemoteKeys(iss, jku, fetch, cache_seconds=cache_seconds)
+            clients[iss] = Client(iss, None, jku, remote, fhir_servers=servers)
     return clients
+
+
+def _fhir_servers(value: Any, iss: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and urlsplit(v).scheme in ("http", "https")
+            and urlsplit(v).hostname and not urlsplit(v).query for v in value):
+        raise ValueError(f"CDS_HOOKS_CLIENTS[{iss!r}].fhir_servers must be a list of "
+                         "http(s) FHIR base URLs")
+    return tuple(v.rstrip("/") for v in value)
 
 
 def bearer_token(authorization: str | None) -> str:

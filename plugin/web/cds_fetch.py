@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -77,3 +78,41 @@ def secure_url(url: str) -> bool:
     parts = urlsplit(url)
     return bool(parts.hostname) and (parts.scheme == "https"
                                      or (parts.scheme == "http" and is_loopback(url)))
+
+
+# --- prefetch templates against the client's fhirServer ------------------------------
+
+_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z][A-Za-z0-9]*)\s*\}\}")
+
+
+def fill(template: str, context: Mapping[str, Any]) -> str:
+    """A prefetch template with its ``{{context.x}}`` tokens replaced by the context's
+    values, URL-encoded; FetchError when a token has no plain value."""
+    def value(match: re.Match[str]) -> str:
+        found = context.get(match.group(1))
+        if not isinstance(found, str) or not found:
+            raise FetchError(f"the template needs context.{match.group(1)}")
+        return quote(found, safe="")
+    filled = _TOKEN.sub(value, template)
+    if "{{" in filled:
+        raise FetchError("the template has a token this service cannot fill")
+    return filled
+
+
+def server_allowed(fhir_server: str, allowed: tuple[str, ...] | None) -> bool:
+    """Whether data may be read from ``fhir_server``: one of the client's configured
+    ``fhir_servers`` (the URL itself or a path under it), or any https URL when none
+    are configured."""
+    if allowed is None:
+        parts = urlsplit(fhir_server)
+        return parts.scheme == "https" and bool(parts.hostname)
+    server = fhir_server.rstrip("/")
+    return any(server == base or server.startswith(base + "/") for base in allowed)
+
+
+def fetch_prefetch(fhir_server: str, template: str, context: Mapping[str, Any], *,
+                   access_token: str, timeout: float) -> Any:
+    """What ``template`` names on ``fhir_server`` (read or search), as JSON."""
+    url = f"{fhir_server.rstrip('/')}/{fill(template, context)}"
+    return get_json(url, timeout=timeout, max_bytes=MAX_FHIR_BYTES, accept=FHIR_JSON,
+                    headers={"Authorization": f"Bearer {access_token}"})

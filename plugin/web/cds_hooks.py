@@ -14,14 +14,21 @@ Service and feedback calls must carry the CDS client's JWT (``cds_auth``); its `
 is the exact URL called: ``CDS_HOOKS_AUDIENCE`` (the discovery URL) plus the service
 path, or the request's own URL when that is not configured. The services are called
 from EHR servers and from browser-based CDS clients, which need CORS: responses allow
-any origin, as they are authorised by the bearer token, never by cookies. Prefetched
-data is the only patient data read: keys missing from ``prefetch`` are not fetched from
-``fhirServer`` in this version (the cards then use what was sent).
+any origin, as they are authorised by the bearer token, never by cookies.
+
+Patient data comes from ``prefetch``. A key the client did not send (absent, not null:
+null means it looked and found nothing) is fetched from the request's ``fhirServer``
+with its ``fhirAuthorization`` token when the service needs it (patient-view always;
+the order hooks only when a lumbar MRI is ordered): only from an https server, or one
+of the ``fhir_servers`` configured for that CDS client. When it cannot be had the
+answer is 412 Precondition Failed, as the spec says. Neither the token nor the data is
+logged.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,9 +206,22 @@ def _error(status: int, error: str, message: str, details: Any = None) -> Respon
     return response
 
 
+class _PreconditionFailed(Exception):
+    """Data the service needs was neither prefetched nor fetchable (CDS Hooks: 412)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @bp.errorhandler(_BadRequest)
 def _bad_request(error: _BadRequest) -> Response:
     return _error(400, "invalid_request", error.message, error.details)
+
+
+@bp.errorhandler(_PreconditionFailed)
+def _precondition_failed(error: _PreconditionFailed) -> Response:
+    return _error(412, "precondition_failed", error.message)
 
 
 @bp.errorhandler(cds_auth.CdsAuthError)
@@ -249,16 +269,17 @@ def discovery() -> Response:
 @bp.post("/<service_id>")
 def call(service_id: str) -> Response:
     service = _service(service_id)
-    _authenticate()
+    claims = _authenticate()
     data = _load(_HookRequest(), _body(), "request")
     if data["hook"] not in service.hooks:
         raise _BadRequest(f"Service {service.id} answers {', '.join(service.hooks)}, "
                           f"not {data['hook']!r}.", {"hook": ["not served here"]})
     context = _load(CONTEXTS[data["hook"]](), data["context"], "context")
-    prefetch = data.get("prefetch") or {}
-    patient = _prefetched_patient(prefetch, context["patientId"])
-    observations = _prefetched_observations(prefetch)
     kb: KnowledgeBase = current_app.extensions[EXTENSION_KEY]
+    needed = service.id == PATIENT_VIEW or bool(
+        cards.lumbar_mri_orders(kb.decision, context["draftOrders"]))
+    prefetch = _prefetch(data, context, claims["iss"], needed=needed)
+    patient, observations = prefetch["patient"], prefetch["observations"]
     exam = _recorded_exam(kb, observations, context["patientId"], patient)
     now = dt.datetime.now(dt.timezone.utc)
     if service.id == PATIENT_VIEW:
@@ -339,25 +360,67 @@ def _load(schema: Schema, data: Any, where: str) -> dict[str, Any]:
         raise _BadRequest(f"The {where} does not follow CDS Hooks 2.0.", exc.messages) from exc
 
 
-def _prefetched_patient(prefetch: dict[str, Any], patient_id: str) -> dict[str, Any] | None:
-    patient = prefetch.get("patient")
-    if patient is None:
+def _prefetch(data: dict[str, Any], context: dict[str, Any], iss: str, *,
+              needed: bool) -> dict[str, Any]:
+    """Each PREFETCH key's data, read (``READERS``): as the client sent it, else, when
+    ``needed``, fetched from its ``fhirServer`` (CDS Hooks 2.0). A key sent as null
+    means the client found nothing: it is not fetched. Malformed data the client sent
+    is a 400; data that is needed and cannot be had is a 412."""
+    sent = data.get("prefetch") or {}
+    result = {key: READERS[key](sent[key], context) if key in sent else None
+              for key in PREFETCH}
+    missing = [key for key in PREFETCH if key not in sent]
+    if not needed or not missing:
+        return result
+    state: State = current_app.extensions[STATE_KEY]
+    server, authorization = data.get("fhirServer"), data.get("fhirAuthorization")
+    if not server or not authorization:
+        raise _PreconditionFailed(
+            f"prefetch {', '.join(missing)} not sent, and the request has no fhirServer "
+            "and fhirAuthorization to fetch it with.")
+    if not cds_fetch.server_allowed(server, state.clients[iss].fhir_servers):
+        raise _PreconditionFailed(
+            "prefetch not sent, and data is fetched only from https FHIR servers (or those "
+            "configured for this CDS client); fhirServer is neither.")
+    timeout = float(current_app.config["CDS_HOOKS_FETCH_TIMEOUT_SECONDS"])
+    for key in missing:
+        try:
+            fetched = cds_fetch.fetch_prefetch(server, PREFETCH[key], context, timeout=timeout,
+                                               access_token=authorization["access_token"])
+            result[key] = READERS[key](fetched, context)
+        except (cds_fetch.FetchError, _BadRequest) as error:
+            reason = error.reason if isinstance(error, cds_fetch.FetchError) \
+                else "the answer is not what the template asks for"
+            log.warning("CDS Hooks: fetching prefetch %r from the client's fhirServer "
+                        "failed: %s", key, reason)
+            raise _PreconditionFailed(f"prefetch {key} not sent, and fetching it from "
+                                      f"fhirServer failed: {reason}.") from None
+    log.info("CDS Hooks: fetched %d prefetch item(s) the client did not send", len(missing))
+    return result
+
+
+def _patient(value: Any, context: dict[str, Any]) -> dict[str, Any] | None:
+    if value is None:
         return None
-    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+    if not isinstance(value, dict) or value.get("resourceType") != "Patient":
         raise _BadRequest("prefetch.patient must be a Patient resource or null.")
-    if patient.get("id") != patient_id:
+    if value.get("id") != context["patientId"]:
         raise _BadRequest("prefetch.patient is not the patient named by context.patientId.")
-    return patient
+    return value
 
 
-def _prefetched_observations(prefetch: dict[str, Any]) -> list[Any] | None:
-    bundle = prefetch.get("observations")
-    if bundle is None:
+def _observations(value: Any, _context: dict[str, Any]) -> list[Any] | None:
+    if value is None:
         return None
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" \
-            or not isinstance(bundle.get("entry", []), list):
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle" \
+            or not isinstance(value.get("entry", []), list):
         raise _BadRequest("prefetch.observations must be a Bundle (searchset) or null.")
-    return [e.get("resource") for e in bundle.get("entry", []) if isinstance(e, dict)]
+    return [e.get("resource") for e in value.get("entry", []) if isinstance(e, dict)]
+
+
+#: How each PREFETCH key's data is read (raising _BadRequest when it does not fit).
+READERS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    "patient": _patient, "observations": _observations}
 
 
 def _recorded_exam(kb: KnowledgeBase, observations: list[Any] | None, patient_id: str,

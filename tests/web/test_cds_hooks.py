@@ -96,13 +96,18 @@ def _today() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _body(hook: str, patient_id: str = "p-1", *, prefetch: dict[str, Any] | None = None,
+#: What an EHR sends when it looked and found neither (so nothing is fetched).
+NOTHING = {"patient": None, "observations": None}
+
+
+def _body(hook: str, patient_id: str = "p-1", *, prefetch: dict[str, Any] | None = NOTHING,
           **context: Any) -> dict[str, Any]:
+    """A hook call; ``prefetch=None`` leaves the prefetch out."""
     body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()),
                             "context": {"userId": "Practitioner/dr-1", "patientId": patient_id,
                                         **context}}
     if prefetch is not None:
-        body["prefetch"] = prefetch
+        body["prefetch"] = dict(prefetch)
     return body
 
 
@@ -409,7 +414,7 @@ def test_other_orders_get_no_warning(client, ehr, kb) -> None:
                   orders=_orders(physio)) == []
 
 
-def test_order_hooks_without_prefetch_get_no_card(client, ehr) -> None:
+def test_order_hooks_with_nothing_prefetched_get_no_card(client, ehr) -> None:
     response = _post(client, ehr, MRI_ORDER, _body("order-sign", draftOrders=_orders(LUMBAR_MRI)))
     assert response.status_code == 200 and response.get_json() == {"cards": []}
 
