@@ -10,9 +10,9 @@ live about five minutes: one token serves many deliveries), and drops it when th
 answers 401 (``forget``), so the retry asks for a new one. One lock serialises the
 fetches: several threads needing a token at once make one request.
 
-``delivery_token_provider`` is the seam the worker uses: for now the backend token
-alone; the exam's own SMART user token (when the launch's is still valid) is meant to
-be tried first by a provider that wraps this one.
+``delivery_token_provider`` is what the worker uses: the exam's own SMART user token
+while the launch's authorization lasts (``launches.LaunchTokens``), this backend token
+otherwise.
 """
 from __future__ import annotations
 
@@ -88,21 +88,30 @@ class BackendTokens:
 
 
 def delivery_token_provider(app: Any, store: Store) -> TokenProvider | None:
-    """The worker's token provider from the app's settings: a ``BackendTokens`` for
-    ``EHR_BACKEND_CLIENT``, or None when it is empty (deliveries go without a token). A
-    ValueError names what is wrong with the setting. ``store`` is for the provider
-    that will also look up the exam's launch token."""
-    del store  # not yet: the exam's user token is looked up by a wrapping provider
+    """The worker's token provider from the app's settings: the exam's own SMART launch
+    token while it lasts (``launches.LaunchTokens``, when ``SMART_CLIENTS`` is set),
+    else a ``BackendTokens`` for ``EHR_BACKEND_CLIENT``; None when neither is set
+    (deliveries go without a token). A ValueError names what is wrong with a setting."""
+    from . import launches
+
     config: Mapping[str, Any] = app.config
-    entry = config.get("EHR_BACKEND_CLIENT") or {}
-    if not entry:
-        return None
-    client = smart.client_from(entry, default_scope=DEFAULT_SCOPE)
-    if client.key is None:
-        raise ValueError("backend services need a private key (jwk or jwk_file): the "
-                         "token request is authenticated with a signed assertion")
     try:
         timeout = float(config.get("SMART_TIMEOUT_SECONDS") or 10)
     except (TypeError, ValueError):
         raise ValueError("SMART_TIMEOUT_SECONDS must be a number of seconds") from None
-    return BackendTokens(str(config["EHR_FHIR_BASE_URL"]), client, timeout=timeout)
+    base_url = str(config["EHR_FHIR_BASE_URL"])
+    backend: BackendTokens | None = None
+    entry = config.get("EHR_BACKEND_CLIENT") or {}
+    if entry:
+        client = smart.client_from(entry, default_scope=DEFAULT_SCOPE)
+        if client.key is None:
+            raise ValueError("backend services need a private key (jwk or jwk_file): the "
+                             "token request is authenticated with a signed assertion")
+        backend = BackendTokens(base_url, client, timeout=timeout)
+    clients = config.get("SMART_CLIENTS") or {}
+    if not clients:
+        return backend
+    for launch_entry in clients.values():  # unusable settings fail now, not per job
+        smart.client_from(launch_entry)
+    return launches.LaunchTokens(store, launches.Sealer(app.secret_key or ""), clients,
+                                 base_url, timeout=timeout, fallback=backend)
