@@ -11,16 +11,20 @@ production sets it), so the tests run with the production cookie flags.
 """
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import served
+from tests.support.ehr import running_ehr
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = served.ROOT / "tests" / "artifacts" / "screenshots"
@@ -29,22 +33,66 @@ SPECS = sorted(HERE.glob("*.spec.mjs"))
 SPEC_TIMEOUT = 300
 
 
+#: Specs that run against the service launched from the test EHR (see ``ehr_service``).
+EHR_SPECS = {"launch.spec.mjs"}
+#: The app's client id at the test EHR.
+CLIENT_ID = "posterior-thigh-exam"
+EHR_PATIENT = {"resourceType": "Patient", "id": "ehr-p-7", "birthDate": "1971-06-15",
+               "name": [{"family": "Launchova", "given": ["Lea"]}],
+               "identifier": [{"system": "urn:example:ehr-mrn", "value": "L-7"}]}
+EHR_ENCOUNTER = {"resourceType": "Encounter", "id": "ehr-e-7", "status": "in-progress",
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                           "code": "AMB"}, "subject": {"reference": "Patient/ehr-p-7"}}
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with served.serve(tmp_path_factory.mktemp("browser-service"), url_host="localhost") as base:
         yield base
 
 
+@pytest.fixture(scope="session")
+def ehr_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The service as an EHR would run it: launched from the test EHR (SMART), writing
+    back to it, with the delivery worker (``python -m plugin deliver``) beside it
+    sharing its database and secret key (it unseals the launch tokens)."""
+    folder = tmp_path_factory.mktemp("ehr-service")
+    with running_ehr(folder) as ehr:
+        settings = {
+            "PLUGIN_DATABASE_URL": f"sqlite:///{folder / 'exam.sqlite3'}",
+            "PLUGIN_SECRET_KEY": "test-" + secrets.token_hex(32),
+            "PLUGIN_SMART_CLIENTS": json.dumps({ehr.fhir_base: {"client_id": CLIENT_ID}}),
+            "PLUGIN_EHR_FHIR_BASE_URL": ehr.fhir_base,
+            "PLUGIN_DELIVERY_BACKOFF_SECONDS": "1",
+        }
+        with served.serve(folder, settings, url_host="localhost") as base:
+            ehr.register_client(CLIENT_ID, [f"{base}/launch/callback"])
+            ehr.seed(EHR_PATIENT, EHR_ENCOUNTER)
+            log = folder / "deliver.log"
+            with log.open("wb") as sink:
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "plugin", "deliver"], cwd=served.ROOT,
+                    env={**os.environ, **settings}, stdout=sink, stderr=subprocess.STDOUT)
+            try:
+                yield {"BASE_URL": base, "EHR_FHIR_BASE": ehr.fhir_base,
+                       "EHR_AUTH_BASE": ehr.auth_base}
+            finally:
+                worker.terminate()
+                worker.wait(timeout=10)
+
+
 @pytest.mark.parametrize(
     "spec", SPECS or [pytest.param(None, id="no-spec-files")],
     ids=lambda spec: spec.name.removesuffix(".spec.mjs") if spec else "no-spec-files")
-def test_spec(spec: Path | None, service: str) -> None:
+def test_spec(spec: Path | None, request: pytest.FixtureRequest) -> None:
     if spec is None:
         pytest.fail(f"no browser specs (*.spec.mjs) in {HERE}: the glob matched nothing")
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed (scripts/setup installs it)")
-    env = {**os.environ, "BASE_URL": service, "ARTIFACTS_DIR": str(ARTIFACTS)}
+    urls = request.getfixturevalue("ehr_service") if spec.name in EHR_SPECS \
+        else {"BASE_URL": request.getfixturevalue("service")}
+    env = {**os.environ, **urls, "ARTIFACTS_DIR": str(ARTIFACTS)}
     # Its own process group, so a timeout also ends the test-file subprocess node
     # spawns and the Chromium it started, not just the node we launched.
     process = subprocess.Popen(
