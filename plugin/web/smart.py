@@ -14,6 +14,7 @@ session cookie holds only the ids of this browser's pending launches.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,8 @@ bp = Blueprint("smart", __name__)
 PENDING = "smart_launches"
 #: The most pending launches one browser may have at once (a launch per open tab).
 MAX_PENDING = 5
+#: Launches that never became active are deleted after this long.
+STALE = dt.timedelta(days=1)
 
 
 @bp.get("/launch")
@@ -59,6 +62,8 @@ def launch() -> Any:
         return _failed("This EHR's settings are unusable; ask your administrator.", 500)
     except smart.SmartError as error:
         return _failed(f"The EHR could not be reached to sign in: {error}.", 502)
+    # housekeeping: launches that never completed (or failed) are of no use after a day
+    launches.purge(_store(), older_than=STALE)
     started = launches.begin(_store(), iss=iss, client_id=client.client_id,
                              redirect_uri=_redirect_uri(),
                              token_endpoint=config.token_endpoint,

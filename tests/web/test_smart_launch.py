@@ -287,3 +287,17 @@ def test_deliveries_carry_the_launch_token_and_fall_back_to_backend_services(app
     fresh_ehr.register_client(CLIENT_ID, [CALLBACK])
     tokens.forget(job)
     assert tokens(job) == "backend-token"
+
+
+def test_launches_that_never_completed_are_forgotten_after_a_day(app, client, fresh_ehr):
+    query = urllib.parse.urlencode({"iss": fresh_ehr.fhir_base,
+                                    "launch": fresh_ehr.launch("p-1")})
+    _authorize(client, query)  # the user never came back
+    store = store_mod.from_app(app)
+    with store.engine.begin() as conn:
+        conn.execute(launches_table.update().values(
+            created=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)))
+    _exam_id(_launch(client, fresh_ehr))
+    with store.engine.connect() as conn:
+        stages = conn.execute(select(launches_table.c.stage)).scalars().all()
+    assert stages == ["active"]
