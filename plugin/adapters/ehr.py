@@ -53,7 +53,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -226,7 +226,8 @@ def _read_capability(base_url: str, *, token: str | None, timeout: float) -> dic
     answer = _exchange("GET", base_url.rstrip("/") + "/metadata", None, token=token,
                        timeout=timeout, what="reading the EHR's CapabilityStatement")
     if isinstance(answer, Result):
-        raise CapabilityError(answer)
+        # nothing was said about the record itself: always worth another attempt
+        raise CapabilityError(replace(answer, retryable=True))
     status, _, body = answer
     statement = _json(body)
     if not (isinstance(statement, dict)

@@ -259,6 +259,21 @@ def test_document_only_without_a_document_is_not_sent_and_says_why(sqlite_store,
     assert server.state()["posts"] == 0
 
 
+def test_individual_sends_entry_by_entry_and_a_retry_duplicates_nothing(sqlite_store, kb,
+                                                                        server) -> None:
+    exam_id, bundle = queue(sqlite_store, kb, with_document=True)
+    server.faults({}, {"status": 503})  # the second create fails: one is in already
+    assert work(sqlite_store, server.url, profile="individual")["retry"] == 1
+    assert outbox.status_for(sqlite_store, exam_id).last_error.startswith(
+        f"Observation (2 of {len(bundle['entry'])}): HTTP 503")
+    assert work(sqlite_store, server.url, profile="individual")["delivered"] == 1
+    state = server.state()
+    assert len(state["bodies"]) == 2 + len(bundle["entry"])
+    held = copies(state)
+    assert sum(held.values()) == expected_copies(bundle) and set(held.values()) == {1}
+    assert "urn:uuid:" not in json.dumps(state["resources"])
+
+
 # -- worker processes -------------------------------------------------------------------
 
 def worker(url: str, database: str, *args: str, **settings: object) -> subprocess.Popen:

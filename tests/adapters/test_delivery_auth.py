@@ -14,6 +14,7 @@ import pytest
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from plugin.adapters import backend, outbox, smart
+from plugin.adapters import ehr as ehr_mod
 from plugin.adapters.store import Store
 from tests.adapters.test_delivery import _sign_on_the_tablet, copies, queue, worker
 from tests.support.ehr import running_ehr
@@ -350,6 +351,32 @@ def test_auto_does_not_send_what_it_could_only_create_blindly(sqlite_store, kb, 
     assert work(sqlite_store, ehr, register(ehr, keys["RS384"]))["dead"] == 1
     assert "a retry could duplicate" in outbox.status_for(sqlite_store, exam_id).last_error
     assert ehr.state()["posts"] == 0
+
+
+def test_the_capability_statement_is_kept_for_a_while(ehr) -> None:
+    now = [0.0]
+    kept = ehr_mod.Capabilities(ehr.fhir_base, timeout=5, ttl=300, clock=lambda: now[0])
+    ehr.capability(TRANSACTION)
+    assert kept.statement(None) == TRANSACTION
+    ehr.capability(DOCUMENT_ONLY)
+    now[0] = 299.0
+    assert kept.statement(None) == TRANSACTION  # not read again yet
+    now[0] = 300.0
+    assert kept.statement(None) == DOCUMENT_ONLY
+    ehr.capability(INDIVIDUAL)
+    kept.forget()
+    assert kept.statement(None) == INDIVIDUAL
+
+
+def test_an_unreadable_capability_statement_leaves_the_exam_waiting(sqlite_store, kb,
+                                                                    ehr) -> None:
+    exam_id, _ = queue(sqlite_store, kb)
+    missing = ehr.fhir_base + "/nowhere"
+    assert outbox.work(sqlite_store, worker_id="test", batch=10, lease_seconds=30,
+                       base_url=missing, profile="auto", timeout=5,
+                       policy=FAST)["retry"] == 1
+    assert outbox.status_for(sqlite_store, exam_id).last_error.startswith(
+        "reading the EHR's CapabilityStatement: HTTP 404")
 
 
 # -- the worker process -----------------------------------------------------------------
