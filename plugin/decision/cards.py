@@ -54,17 +54,22 @@ PERSISTING_FINDING = "radicular-symptoms-persisting"
 MRI_THRESHOLD = "MRI_RADICULAR_PERSISTENCE_WEEKS"
 MRI_CITATIONS = ("chou-2007", "nice-ng59")
 DURATION = "history.duration"
-#: Why a clinician may still order the MRI (CDS Hooks ``overrideReasons``). Codes of a
-#: plugin-owned system; not (yet) published as a CodeSystem resource.
-OVERRIDE_SYSTEM = f"{t.BASE}/CodeSystem/cds-override-reason"
-MRI_OVERRIDE_REASONS = (
-    ("injection-or-surgery-planned", "Patient is a candidate for injection or surgery now"),
-    ("red-flag-not-recorded", "Red flag present that the exam did not record"),
-    ("specialist-requested", "Requested by a specialist"),
-    ("clinical-judgement", "Other clinical reason"),
-)
+#: The CodeSystem (``questionnaires/codesystems/cds-override-reason.json``, published at
+#: /fhir/CodeSystem) of why a clinician may still order the MRI: the card's
+#: ``overrideReasons`` are its concepts (``override_reasons``), and the feedback an EHR
+#: sends back is checked against it.
+OVERRIDE_REASONS = "cds-override-reason"
 
 NewId = Callable[[], str]
+#: CDS Hooks ``overrideReasons``: Codings (system, code, display).
+Reasons = Sequence[Mapping[str, str]]
+
+
+def override_reasons(code_system: Mapping[str, Any]) -> tuple[dict[str, str], ...]:
+    """The ``overrideReasons`` a card offers: every concept of ``code_system`` (a
+    CodeSystem resource), in its order, as Codings."""
+    return tuple({"system": code_system["url"], "code": c["code"], "display": c["display"]}
+                 for c in code_system["concept"])
 
 
 def _new_uuid() -> str:
@@ -346,14 +351,15 @@ def lumbar_mri_orders(knowledge: DecisionKnowledge, draft_orders: Mapping[str, A
 
 def early_mri_warning(knowledge: DecisionKnowledge, result: Assessment,
                       orders: Sequence[Mapping[str, Any]], *, recorded: dt.datetime | None,
-                      new_id: NewId = _new_uuid) -> dict[str, Any] | None:
+                      reasons: Reasons, new_id: NewId = _new_uuid) -> dict[str, Any] | None:
     """A warning when lumbar MRI is ordered for radicular pain that has not persisted
     past the configured threshold, with no red flag; None otherwise.
 
     ``result`` must be assessed over the facts as they stand today (``facts_on``). The
     decision reuses the knowledge's own findings: the radicular cluster, and
     ``radicular-symptoms-persisting`` (the MRI_RADICULAR_PERSISTENCE_WEEKS threshold);
-    an unknown duration never warns.
+    an unknown duration never warns. ``reasons`` are its ``overrideReasons``
+    (``override_reasons`` of the cds-override-reason CodeSystem).
     """
     if not orders or result.red_flags:
         return None
@@ -382,8 +388,7 @@ def early_mri_warning(knowledge: DecisionKnowledge, result: Assessment,
         "detail": "\n".join(lines),
         "source": source(knowledge, {"system": t.DECISION_SUPPORT, "code": LUMBAR_MRI_SERVICE,
                                      "display": knowledge.services[LUMBAR_MRI_SERVICE].display}),
-        "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": code, "display": display}
-                            for code, display in MRI_OVERRIDE_REASONS],
+        "overrideReasons": [dict(r) for r in reasons],
     }
     removable = [o for o in orders if isinstance(o.get("id"), str)]
     if removable:
@@ -396,14 +401,15 @@ def early_mri_warning(knowledge: DecisionKnowledge, result: Assessment,
 
 
 def check_mri_order(knowledge: DecisionKnowledge, exam: RecordedExam | None,
-                    draft_orders: Mapping[str, Any], *, now: dt.datetime,
+                    draft_orders: Mapping[str, Any], *, now: dt.datetime, reasons: Reasons,
                     new_id: NewId = _new_uuid) -> list[dict[str, Any]]:
     """The order-select / order-sign cards: the early-MRI warning, or none."""
     orders = lumbar_mri_orders(knowledge, draft_orders)
     if not orders or exam is None:
         return []
     result = assess(knowledge, facts_on(exam.facts, exam.recorded, now))
-    card = early_mri_warning(knowledge, result, orders, recorded=exam.recorded, new_id=new_id)
+    card = early_mri_warning(knowledge, result, orders, recorded=exam.recorded,
+                             reasons=reasons, new_id=new_id)
     return [card] if card else []
 
 

@@ -8,7 +8,9 @@
   ``order-sign``; the spec lets one service id serve several hooks): warns when a lumbar
   MRI is ordered early for radicular pain without red flags.
 - ``POST /cds-services/<id>/feedback``: accepted and acknowledged; nothing about the
-  patient is logged.
+  patient is logged. An ``overrideReason`` must be one the cards offer: a code of the
+  ``cds-override-reason`` CodeSystem (``questionnaires/codesystems/``, published at
+  ``/fhir/CodeSystem``); any other is a 400.
 
 Service and feedback calls must carry the CDS client's JWT (``cds_auth``); its ``aud``
 is the exact URL called: ``CDS_HOOKS_AUDIENCE`` (the discovery URL) plus the service
@@ -30,6 +32,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -41,7 +44,7 @@ from ..adapters.engine import StoreError
 from ..core import pipeline
 from ..decision import assessment as engine
 from ..decision import cards
-from ..errors import InputError
+from ..errors import InputError, KnowledgeError
 from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
 from . import cds_auth, cds_fetch
 
@@ -85,6 +88,8 @@ SERVICES = {s.id: s for s in (
 @dataclass
 class State:
     clients: dict[str, cds_auth.Client]
+    #: The MRI card's overrideReasons, from the cds-override-reason CodeSystem.
+    override_reasons: tuple[dict[str, str], ...]
 
 
 @bp.record_once
@@ -100,7 +105,22 @@ def _setup(setup_state: Any) -> None:
     clients = cds_auth.load_clients(
         app.config.get("CDS_HOOKS_CLIENTS", {}), fetch=fetch_jwks,
         cache_seconds=float(app.config["CDS_HOOKS_JWKS_CACHE_SECONDS"]))
-    app.extensions[STATE_KEY] = State(clients)
+    app.extensions[STATE_KEY] = State(clients, _override_reasons(app))
+
+
+def _override_reasons(app: Any) -> tuple[dict[str, str], ...]:
+    """The overrideReasons the MRI card offers; their CodeSystem must be loaded."""
+    kb: KnowledgeBase = app.extensions[EXTENSION_KEY]
+    code_system = kb.code_systems.get(cards.OVERRIDE_REASONS)
+    where = str(Path(app.config["QUESTIONNAIRES_DIR"]) / "codesystems"
+                / f"{cards.OVERRIDE_REASONS}.json")
+    if code_system is None:
+        raise KnowledgeError(where, "", "missing: the CDS cards' overrideReasons come from it")
+    if not code_system.get("concept") or any(
+            not c.get("display") for c in code_system["concept"]):
+        raise KnowledgeError(where, "concept", "every override reason needs a code and a "
+                                               "display")
+    return cards.override_reasons(code_system)
 
 
 # --- request schemas -----------------------------------------------------------------
@@ -293,7 +313,8 @@ def call(service_id: str) -> Response:
                 exam_id=exam.exam_id or f"cds-{data['hookInstance']}",
                 authored=now.isoformat(timespec="seconds"), recorded=exam.recorded)
     else:
-        result = cards.check_mri_order(kb.decision, exam, context["draftOrders"], now=now)
+        result = cards.check_mri_order(kb.decision, exam, context["draftOrders"], now=now,
+                                       reasons=_state().override_reasons)
     return jsonify(cards=result)
 
 
@@ -302,6 +323,16 @@ def feedback(service_id: str) -> Response:
     _service(service_id)
     _authenticate()
     data = _load(_FeedbackRequest(), _body(), "request")
+    offered = {(r["system"], r["code"]) for r in _state().override_reasons}
+    unknown = {n: {"overrideReason": {"reason": ["not one of the overrideReasons offered "
+                                                 f"(CodeSystem {cards.OVERRIDE_REASONS})"]}}
+               for n, f in enumerate(data["feedback"])
+               if "reason" in f.get("overrideReason", {})
+               and (f["overrideReason"]["reason"].get("system"),
+                    f["overrideReason"]["reason"]["code"]) not in offered}
+    if unknown:
+        raise _BadRequest("The feedback names an override reason this service does not "
+                          "offer.", {"feedback": unknown})
     outcomes = [f["outcome"] for f in data["feedback"]]
     log.info("CDS Hooks feedback for %s: %d accepted, %d overridden", service_id,
              outcomes.count("accepted"), outcomes.count("overridden"))
@@ -324,8 +355,13 @@ def _audience() -> str:
     return base + request.path[len(PREFIX):]
 
 
-def _authenticate() -> dict[str, Any]:
+def _state() -> State:
     state: State = current_app.extensions[STATE_KEY]
+    return state
+
+
+def _authenticate() -> dict[str, Any]:
+    state = _state()
     token = cds_auth.bearer_token(request.headers.get("Authorization"))
     return cds_auth.verify(token, clients=state.clients, audience=_audience(),
                            replay=_first_use)
@@ -372,7 +408,7 @@ def _prefetch(data: dict[str, Any], context: dict[str, Any], iss: str, *,
     missing = [key for key in PREFETCH if key not in sent]
     if not needed or not missing:
         return result
-    state: State = current_app.extensions[STATE_KEY]
+    state = _state()
     server, authorization = data.get("fhirServer"), data.get("fhirAuthorization")
     if not server or not authorization:
         raise _PreconditionFailed(

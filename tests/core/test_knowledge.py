@@ -216,7 +216,8 @@ def test_the_real_folders_load(kb, form) -> None:
     assert (form.url, form.version) == (CANONICAL, "1.0.0")
     assert kb.form_for(CANONICAL) is form and kb.form_for(f"{CANONICAL}|1.0.0") is form
     assert kb.form_for(f"{CANONICAL}|9.9.9") is None
-    assert set(kb.code_systems) == {"exam-answers", "exam-tests", "decision-support"}
+    assert set(kb.code_systems) == {"exam-answers", "exam-tests", "decision-support",
+                                    "cds-override-reason"}
     assert kb.mappings_for(form).questionnaire == f"{CANONICAL}|1.0.0"
 
 

@@ -189,7 +189,11 @@ def _mri_cards(kb: Any, name: str, *, after: dt.timedelta = dt.timedelta(0),
     exam = recorded(kb, case(name), **kw)
     assert exam.recorded is not None
     return cards.check_mri_order(kb.decision, exam, orders or draft_orders(LUMBAR_MRI),
-                                 now=exam.recorded + after)
+                                 now=exam.recorded + after, reasons=_reasons(kb))
+
+
+def _reasons(kb: Any) -> tuple[dict[str, str], ...]:
+    return cards.override_reasons(kb.code_systems[cards.OVERRIDE_REASONS])
 
 
 def test_early_lumbar_mri_for_radicular_pain_without_red_flags_warns(kb) -> None:
@@ -201,7 +205,10 @@ def test_early_lumbar_mri_for_radicular_pain_without_red_flags_warns(kb) -> None
     assert card["summary"] == ("Lumbar MRI before 6 weeks of radicular pain without red "
                                "flags rarely changes care")
     assert "Chou R" in card["detail"] and "NICE NG59" in card["detail"]
-    assert all(r["system"] and r["code"] and r["display"] for r in card["overrideReasons"])
+    code_system = kb.code_systems[cards.OVERRIDE_REASONS]
+    assert card["overrideReasons"] == [
+        {"system": code_system["url"], "code": c["code"], "display": c["display"]}
+        for c in code_system["concept"]]
     assert card["suggestions"][0]["actions"] == [
         {"type": "delete", "description": "Remove the draft lumbar MRI order",
          "resourceId": "ServiceRequest/sr-0"}]
@@ -242,7 +249,8 @@ def test_no_warning_without_radicular_findings(kb) -> None:
 
 def test_no_warning_without_an_exam(kb) -> None:
     assert cards.check_mri_order(kb.decision, None, draft_orders(LUMBAR_MRI),
-                                 now=dt.datetime.now(dt.timezone.utc)) == []
+                                 now=dt.datetime.now(dt.timezone.utc),
+                                 reasons=_reasons(kb)) == []
 
 
 def test_the_threshold_is_the_configured_one(kb) -> None:

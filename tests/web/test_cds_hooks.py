@@ -28,6 +28,7 @@ BASE = "http://localhost/cds-services"
 PATIENT_VIEW = f"{BASE}/posterior-thigh-patient-view"
 MRI_ORDER = f"{BASE}/posterior-thigh-mri-order"
 LUMBAR_MRI = {"system": "http://loinc.org", "code": "24968-0", "display": "MR Lumbar spine"}
+OVERRIDE_SYSTEM = "http://posterior-thigh-exam.org/fhir/CodeSystem/cds-override-reason"
 
 
 def _register(app: Flask) -> Flask:
@@ -482,8 +483,9 @@ FEEDBACK = {"feedback": [
      "acceptedSuggestions": [{"id": str(uuid.uuid4())}],
      "outcomeTimestamp": "2026-11-20T10:00:00Z"},
     {"card": str(uuid.uuid4()), "outcome": "overridden",
-     "overrideReason": {"reason": {"system": "https://ehr.example.org/reasons", "code": "x",
-                                   "display": "Patient declined"}, "userComment": "busy"},
+     "overrideReason": {"reason": {"system": OVERRIDE_SYSTEM, "code": "specialist-requested",
+                                   "display": "Requested by a specialist"},
+                        "userComment": "busy"},
      "outcomeTimestamp": "2026-11-20T10:01:00+00:00"}]}
 
 
