@@ -57,6 +57,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from ..core.bundle import references_in
+
 __all__ = ["CAPABILITY_SECONDS", "Capabilities", "CapabilityError", "PROFILES", "Result",
            "SETTINGS", "bundle_types", "deliver", "for_profile", "post_individually",
            "post_transaction", "profile_from_capability"]
@@ -429,7 +431,7 @@ def _referenced_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValueError("the record's entries refer to each other in a cycle; it "
                              "cannot be sent one by one")
         visiting.add(url)
-        for reference in _references(by_url[url]["resource"]):
+        for reference in references_in(by_url[url]["resource"]):
             if reference in by_url and reference != url:
                 visit(reference)
         visiting.discard(url)
@@ -438,15 +440,6 @@ def _referenced_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in entries:
         visit(entry["fullUrl"])
     return [by_url[url] for url in done]
-
-
-def _references(node: Any) -> list[str]:
-    if isinstance(node, Mapping):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
 
 
 def _rewrite(node: Any, ids: Mapping[str, str]) -> Any:

@@ -122,7 +122,7 @@ def collection(transaction: Mapping[str, Any], resource_types: tuple[str, ...]) 
         if url in keep or url not in by_url:
             continue
         keep[url] = None
-        stack.extend(reversed(_references_in(by_url[url])))
+        stack.extend(reversed(references_in(by_url[url])))
     order = [e["fullUrl"] for e in transaction["entry"] if e["fullUrl"] in keep]
     result: dict[str, Any] = {"resourceType": "Bundle", "type": "collection"}
     if order:  # FHIR JSON has no empty arrays
@@ -130,12 +130,13 @@ def collection(transaction: Mapping[str, Any], resource_types: tuple[str, ...]) 
     return result
 
 
-def _references_in(value: Any) -> list[str]:
+def references_in(value: Any) -> list[str]:
+    """Every ``reference`` string anywhere in a resource (or any JSON tree), in order."""
     if isinstance(value, Mapping):
         found = [value["reference"]] if isinstance(value.get("reference"), str) else []
-        return found + [r for v in value.values() for r in _references_in(v)]
+        return found + [r for v in value.values() for r in references_in(v)]
     if isinstance(value, list):
-        return [r for v in value for r in _references_in(v)]
+        return [r for v in value for r in references_in(v)]
     return []
 
 
