@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # the KnowledgeBase is passed in; the core never loads it
 EXTRACT = "http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract"
 #: This server's own operation (decision support over an exam).
 ASSESS = "http://posterior-thigh-exam.org/fhir/OperationDefinition/QuestionnaireResponse-assess"
+#: SDC $populate (Questionnaire, type and instance level).
+POPULATE = "http://hl7.org/fhir/uv/sdc/OperationDefinition/Questionnaire-populate"
 SOFTWARE = "Posterior thigh exam plugin"
 #: The canonical search parameters both definition types support (FHIR "conformance-*").
 SEARCH_PARAMS = (
@@ -39,6 +41,21 @@ RECORD_SEARCH_PARAMS = (
                       "a timezone is read as UTC."},
 )
 
+_OBS_PARAM = "http://hl7.org/fhir/SearchParameter/"
+#: The search parameters over the signed exams' Observations (patient or subject required).
+OBSERVATION_SEARCH_PARAMS = (
+    {"name": "patient", "definition": _OBS_PARAM + "clinical-patient", "type": "reference",
+     "documentation": "Required (or subject): Patient/<id>, the id, or the absolute URL on "
+                      "this server; commas OR."},
+    {"name": "subject", "definition": _OBS_PARAM + "Observation-subject", "type": "reference",
+     "documentation": "Patient/<id> (the only subjects stored here) or the id."},
+    {"name": "code", "definition": _OBS_PARAM + "clinical-code", "type": "token",
+     "documentation": "code, system|code, |code (no system) or system|; matches any coding; "
+                      "commas OR, repeats AND."},
+    {"name": "_count", "type": "number",  # a result parameter: R4 defines no SearchParameter
+     "documentation": "Page size (default 50, at most 200); next links page."},
+)
+
 
 def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[str, Any]:
     """A CapabilityStatement for the API at ``base_url`` serving the knowledge in ``kb``.
@@ -59,7 +76,17 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
         "rest": [{
             "mode": "server",
             "resource": [
-                _definition("Questionnaire"),
+                {**_definition("Questionnaire"), "operation": [{
+                    "name": "populate", "definition": POPULATE,
+                    "documentation": (
+                        "Type level (POST [base]/Questionnaire/$populate, questionnaire as "
+                        "valueCanonical, valueReference or resource) and instance level "
+                        "(POST [base]/Questionnaire/<id>/$populate) for "
+                        + ", ".join(canonicals) + ". Takes subject (required), context "
+                        "patient (a Patient, or a Reference to one stored here) and encounter, "
+                        "and local; returns response, an in-progress QuestionnaireResponse "
+                        "with patient.age-years from the Patient's birthDate on today's date, "
+                        "and issues (warnings) for what could not be filled.")}]},
                 _definition("CodeSystem"),
                 {"type": "QuestionnaireResponse",
                  "documentation": (
@@ -90,6 +117,17 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
                           "Needs a subject. Suggestions only; the clinician decides.")}]},
                 {"type": "Patient", "interaction": [{"code": "read"}],
                  "documentation": "The patients the stored exams are about (read only)."},
+                {"type": "Observation",
+                 "documentation": (
+                     "The coded findings of the signed exams, exactly as sent to the EHR in "
+                     "the record Bundle (derived from each exam's current signed revision: "
+                     "drafts have none, an amended exam shows the amended revision's), with "
+                     "references to QuestionnaireResponse/<exam id> and Patient/<id> here. "
+                     "id = <exam id>-<16 hex digits>, stable across amendments. Search needs "
+                     "patient or subject; unsupported parameters are refused unless Prefer: "
+                     "handling=lenient."),
+                 "interaction": [{"code": "read"}, {"code": "search-type"}],
+                 "searchParam": [dict(p) for p in OBSERVATION_SEARCH_PARAMS]},
             ],
         }],
     }

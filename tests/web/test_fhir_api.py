@@ -63,7 +63,8 @@ def test_metadata_says_r4_and_lists_exactly_what_is_served(client) -> None:
         ("4.0.1", "instance", "active")
     assert statement["implementation"]["url"] == "http://localhost/fhir"
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert set(resources) == {"Questionnaire", "CodeSystem", "QuestionnaireResponse", "Patient"}
+    assert set(resources) == {"Questionnaire", "CodeSystem", "QuestionnaireResponse", "Patient",
+                              "Observation"}
     for definition in ("Questionnaire", "CodeSystem"):
         assert [i["code"] for i in resources[definition]["interaction"]] == \
             ["read", "search-type"]
@@ -74,6 +75,39 @@ def test_metadata_says_r4_and_lists_exactly_what_is_served(client) -> None:
         "http://hl7.org/fhir/uv/sdc/OperationDefinition/QuestionnaireResponse-extract"
     assert f"{Q_URL}|1.0.0" in operation["documentation"]
     assert assess["name"] == "assess" and "suggestion" in assess["documentation"].lower()
+
+
+def test_metadata_lists_exactly_the_routes_the_app_serves(app, client) -> None:
+    """Every /fhir route is in the CapabilityStatement and everything it lists is routed:
+    GET type = search-type, GET id = read, .../_history = history-instance, .../_history/vid
+    = vread, POST $op at type or instance level = operation."""
+    routed: set[tuple[str, str]] = set()
+    for rule in app.url_map.iter_rules():
+        path = rule.rule
+        if not path.startswith("/fhir/") or path == "/fhir/metadata":
+            continue
+        segments = path.removeprefix("/fhir/").split("/")
+        resource_type, rest = segments[0], segments[1:]
+        if rest and rest[-1].startswith("$"):
+            assert rule.methods is not None and "POST" in rule.methods, path
+            routed.add((resource_type, rest[-1]))
+            continue
+        assert rule.methods is not None and "GET" in rule.methods, path
+        kind = {0: "search-type", 1: "read"}.get(len(rest)) or \
+            ("history-instance" if rest[-1] == "_history" else "vread")
+        routed.add((resource_type, kind))
+    statement = _ok(client.get("/fhir/metadata"))
+    listed = {(r["type"], i["code"]) for r in statement["rest"][0]["resource"]
+              for i in r.get("interaction", [])}
+    listed |= {(r["type"], f"${o['name']}") for r in statement["rest"][0]["resource"]
+               for o in r.get("operation", [])}
+    assert routed == listed
+    # each search-type lists its parameters, the operations their canonical definitions
+    for resource in statement["rest"][0]["resource"]:
+        codes = [i["code"] for i in resource["interaction"]]
+        assert ("searchParam" in resource) == ("search-type" in codes), resource["type"]
+        for operation in resource.get("operation", []):
+            assert operation["definition"].startswith("http"), operation
 
 
 def test_metadata_uses_the_configured_base_url(make_app) -> None:
