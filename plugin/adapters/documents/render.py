@@ -55,12 +55,14 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
     raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
              for p in layout.pages(form) for site in p.sites]
+    sources = _sources(kb, assessment)
     return _environment().get_template("summary.html").render(
         title=SUMMARY_TITLE, visit=visit, form=form,
         name=patient_mod.display_name(visit.patient, family_first=True) or "(no name recorded)",
         born=visit.patient.get("birthDate"), patient_identifier=_identifier(visit.patient),
         summary=_condensed(layout.summary(form, raw)), sites=sites, assessment=assessment,
-        sources=_sources(kb, assessment), knowledge_version=kb.decision.version)
+        sources=sources, source_numbers={id_: n for n, (id_, _) in enumerate(sources, 1)},
+        knowledge_version=kb.decision.version)
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False) -> str:
