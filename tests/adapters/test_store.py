@@ -313,3 +313,45 @@ def test_unstorable_json_is_an_input_error_not_a_database_error(store, exam, bad
 def test_records_are_detached_from_the_store(store, exam) -> None:
     exam.answers["pain.current"] = 10  # type: ignore[index]
     assert store.exam(exam.id).answers == {"pain.current": 4}
+
+
+def test_a_patient_from_the_ehr_is_linked_once_and_refreshed(store) -> None:
+    ehr = "https://ehr.example/fhir"
+    first = store.link_patient(ehr, "p-9", {**ANA, "id": "p-9"})
+    assert (first.ehr_base, first.ehr_id) == (ehr, "p-9")
+    assert first.resource["id"] == first.id != "p-9"  # our id; the EHR's is kept apart
+    renamed = {**ANA, "id": "p-9", "name": [{"family": "Renamed", "given": ["Ana"]}]}
+    again = store.link_patient(ehr, "p-9", renamed)
+    assert again.id == first.id and again.resource["name"] == renamed["name"]
+    assert [p.id for p in store.patients("renamed")] == [first.id]
+    other_ehr = store.link_patient("https://other.example/fhir", "p-9", ANA)
+    assert other_ehr.id != first.id
+    assert store.patient(first.id).ehr_id == "p-9"
+
+
+def test_racing_first_launches_for_one_ehr_patient_make_one_patient(store) -> None:
+    launches = 4
+    barrier = threading.Barrier(launches)
+    ids: list[str] = []
+
+    def link() -> None:
+        barrier.wait()
+        ids.append(store.link_patient("https://ehr.example/fhir", "p-race", ANA).id)
+
+    threads = [threading.Thread(target=link) for _ in range(launches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(ids) == launches and len(set(ids)) == 1
+    assert len(store.patients()) == 1
+
+
+def test_an_exam_keeps_its_encounter_and_launch(store) -> None:
+    ana = store.add_patient(ANA)
+    launch = "5f0c6a8e-2f55-4c43-9a51-7d7e5d3f0b11"
+    exam = store.create_exam(ana.id, QUESTIONNAIRE, answers={}, draft={},
+                             encounter={"reference": "Encounter/e-1"}, launch_id=launch)
+    read = store.exam(exam.id)
+    assert read.encounter == {"reference": "Encounter/e-1"} and read.launch_id == launch
+    assert store.create_exam(ana.id, QUESTIONNAIRE, answers={}, draft={}).encounter is None
