@@ -421,6 +421,11 @@ def test_sign_off_is_delivered_and_says_so(make_app, server):
     assert 'id="delivery">Sent to the EHR on ' in page
     qr = [r for r in server.state()["resources"] if r["resourceType"] == "QuestionnaireResponse"]
     assert len(qr) == 1 and qr[0]["identifier"]["value"] == exam_id
+    # a patient typed on the tablet: our local Patient id means nothing to the EHR, so
+    # the record names them without a literal reference (by identifier when they have one)
+    assert qr[0]["subject"] == {"display": "Ana Silva"}
+    assert all("reference" not in r["subject"] for r in server.state()["resources"]
+               if "subject" in r)
     notes = [r for r in server.state()["resources"] if r["resourceType"] == "DocumentReference"]
     assert len(notes) == 1 and notes[0]["identifier"][0]["value"] == f"{exam_id}/summary"
 
