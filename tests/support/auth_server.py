@@ -34,12 +34,14 @@ import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+
+from tests.support import loopback
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("RS384", "ES384")
@@ -477,15 +479,9 @@ class Handler(BaseHTTPRequestHandler):
 def main(argv: list[str]) -> int:
     global BASE
     del argv
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    BASE = f"http://127.0.0.1:{server.server_address[1]}"
-    print(f"port {server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    server = loopback.bind(Handler)
+    BASE = loopback.base(server)
+    return loopback.serve(server)
 
 
 if __name__ == "__main__":

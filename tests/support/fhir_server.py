@@ -48,12 +48,12 @@ import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.support import smart_access
+from tests.support import loopback, smart_access
 from tests.support.smart_access import Access, Forbidden, Unauthorized
 
 LOCK = threading.Lock()
@@ -499,15 +499,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--auth", help="the SMART authorization server's base URL")
     args = parser.parse_args(argv)
     STATE_FILE, AUTH = args.state, (args.auth or "").rstrip("/") or None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    BASE = f"http://127.0.0.1:{server.server_address[1]}"
-    print(f"port {server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+    server = loopback.bind(Handler)
+    BASE = loopback.base(server)
+    return loopback.serve(server)
 
 
 if __name__ == "__main__":
