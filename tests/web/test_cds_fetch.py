@@ -11,25 +11,21 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from flask import Flask
 
-from plugin import create_app
-from plugin.adapters import store
 from plugin.web import cds_fetch
+from tests.support import cds, loopback
+from tests.support.cds import LUMBAR_MRI, MRI_ORDER, PATIENT_VIEW
 from tests.support.jwt_keys import ISSUER, CdsClient
-from tests.web.test_cds_hooks import (LUMBAR_MRI, MRI_ORDER, PATIENT_VIEW, _body, _case,
-                                      _observations, _orders, _post, _today)
 
 TOKEN = "secret-access-token-7f3a"
 SEARCH = "/fhir/Observation?patient={id}&category=exam,survey&_sort=-date&_count=200"
 
 
-class FhirServer:
+class FhirServer(loopback.Threaded):
     """A FHIR server on loopback. ``patients`` and ``observations`` (searchset Bundles)
     are keyed by patient id; ``status``, when set, answers every request with it;
     ``seen`` holds (path with query, headers) of every request."""
@@ -42,24 +38,14 @@ class FhirServer:
         self.lock = threading.Lock()
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(loopback.Quiet):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 with owner.lock:
                     owner.seen.append((self.path, dict(self.headers.items())))
                 status, body = owner.answer(self.path)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                loopback.send(self, status, json.dumps(body).encode(), "application/fhir+json")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     def answer(self, path: str) -> tuple[int, Any]:
         missing = {"resourceType": "OperationOutcome", "issue": [
@@ -78,17 +64,12 @@ class FhirServer:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
+        return f"{super().base}/fhir"
 
     @property
     def paths(self) -> list[str]:
         with self.lock:
             return [path for path, _ in self.seen]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -113,18 +94,11 @@ def ehr() -> CdsClient:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, ehr: CdsClient,  # type: ignore[no-untyped-def]
         fhir: FhirServer):
-    made = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                       "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('fetch') / 'db'}",
-                       "CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 2,
-                       "CDS_HOOKS_CLIENTS": {ISSUER: {"jwks": ehr.jwks(),
-                                                      "fhir_servers": [fhir.base]}}})
-    yield made
-    store.from_app(made).dispose()
-
-
-@pytest.fixture()
-def client(app: Flask):  # type: ignore[no-untyped-def]
-    return app.test_client()
+    with cds.app_with(tmp_path_factory.mktemp("fetch"), {
+            "CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 2,
+            "CDS_HOOKS_CLIENTS": {ISSUER: {"jwks": ehr.jwks(),
+                                           "fhir_servers": [fhir.base]}}}) as made:
+        yield made
 
 
 def _auth(server: str, token: str = TOKEN) -> dict[str, Any]:
@@ -135,9 +109,9 @@ def _auth(server: str, token: str = TOKEN) -> dict[str, Any]:
 
 def _holding(fhir: FhirServer, kb: Any, name: str, **kw: Any) -> dict[str, Any]:
     """The case's patient and Observations on the FHIR server; returns the prefetch."""
-    data = _case(name)
+    data = cds.case(name)
     pid = data["patient"]["id"]
-    prefetch = {"patient": data["patient"], "observations": _observations(kb, data, **kw)}
+    prefetch = {"patient": data["patient"], "observations": cds.observations(kb, data, **kw)}
     fhir.patients[pid] = prefetch["patient"]
     fhir.observations[pid] = prefetch["observations"]
     return prefetch
@@ -169,11 +143,11 @@ def test_patient_view_fetches_what_was_not_prefetched_and_gives_the_same_cards(
         client, ehr, kb, fhir, name: str) -> None:
     prefetch = _holding(fhir, kb, name)
     pid = prefetch["patient"]["id"]
-    expected = _cards(_post(client, ehr, PATIENT_VIEW,
-                            _body("patient-view", pid, prefetch=prefetch)))
+    expected = _cards(cds.post(client, ehr, PATIENT_VIEW,
+                               cds.body("patient-view", pid, prefetch=prefetch)))
     assert fhir.paths == [] and len(expected) >= 2
-    fetched = _post(client, ehr, PATIENT_VIEW,
-                    {**_body("patient-view", pid, prefetch=None), **_auth(fhir.base)})
+    fetched = cds.post(client, ehr, PATIENT_VIEW,
+                       {**cds.body("patient-view", pid, prefetch=None), **_auth(fhir.base)})
     assert _cards(fetched) == expected
     assert fhir.paths == [f"/fhir/Patient/{pid}", SEARCH.format(id=pid)]
     for _, headers in fhir.seen:
@@ -184,43 +158,43 @@ def test_patient_view_fetches_what_was_not_prefetched_and_gives_the_same_cards(
 def test_only_the_keys_not_sent_are_fetched(client, ehr, kb, fhir) -> None:
     prefetch = _holding(fhir, kb, "cauda-equina-red-flags")
     pid = prefetch["patient"]["id"]
-    expected = _cards(_post(client, ehr, PATIENT_VIEW,
-                            _body("patient-view", pid, prefetch=prefetch)))
-    partial = _body("patient-view", pid, prefetch={"patient": prefetch["patient"]})
-    assert _cards(_post(client, ehr, PATIENT_VIEW, {**partial, **_auth(fhir.base)})) == expected
+    expected = _cards(cds.post(client, ehr, PATIENT_VIEW,
+                               cds.body("patient-view", pid, prefetch=prefetch)))
+    partial = cds.body("patient-view", pid, prefetch={"patient": prefetch["patient"]})
+    assert _cards(cds.post(client, ehr, PATIENT_VIEW, {**partial, **_auth(fhir.base)})) == expected
     assert fhir.paths == [SEARCH.format(id=pid)]
 
 
 def test_the_order_hooks_fetch_for_a_lumbar_mri_order(client, ehr, kb, fhir) -> None:
-    prefetch = _holding(fhir, kb, "disc-radiculopathy-2-weeks-severe", effective=_today())
+    prefetch = _holding(fhir, kb, "disc-radiculopathy-2-weeks-severe", effective=cds.today())
     pid = prefetch["patient"]["id"]
-    body = _body("order-sign", pid, prefetch=None, draftOrders=_orders(LUMBAR_MRI))
-    (card,) = _cards(_post(client, ehr, MRI_ORDER, {**body, **_auth(fhir.base)}))
+    body = cds.body("order-sign", pid, prefetch=None, draftOrders=cds.orders(LUMBAR_MRI))
+    (card,) = _cards(cds.post(client, ehr, MRI_ORDER, {**body, **_auth(fhir.base)}))
     assert card["indicator"] == "warning" and card["overrideReasons"]
     assert len(fhir.paths) == 2
 
 
 def test_the_order_hooks_need_no_data_for_other_orders(client, ehr, fhir) -> None:
     physio = {"system": "http://snomed.info/sct", "code": "308447003"}
-    body = _body("order-sign", prefetch=None, draftOrders=_orders(physio))
-    assert _cards(_post(client, ehr, MRI_ORDER, body)) == []  # no fhirServer: not needed
-    assert _cards(_post(client, ehr, MRI_ORDER, {**body, **_auth(fhir.base)})) == []
+    body = cds.body("order-sign", prefetch=None, draftOrders=cds.orders(physio))
+    assert _cards(cds.post(client, ehr, MRI_ORDER, body)) == []  # no fhirServer: not needed
+    assert _cards(cds.post(client, ehr, MRI_ORDER, {**body, **_auth(fhir.base)})) == []
     assert fhir.paths == []
 
 
 def test_null_prefetch_means_found_nothing_and_is_not_fetched(client, ehr, kb, fhir) -> None:
     pid = _holding(fhir, kb, "cauda-equina-red-flags")["patient"]["id"]
-    body = _body("patient-view", pid, prefetch={"patient": None, "observations": None})
-    found = _cards(_post(client, ehr, PATIENT_VIEW, {**body, **_auth(fhir.base)}))
+    body = cds.body("patient-view", pid, prefetch={"patient": None, "observations": None})
+    found = _cards(cds.post(client, ehr, PATIENT_VIEW, {**body, **_auth(fhir.base)}))
     assert len(found) == 1  # the launch card only
     assert fhir.paths == []
 
 
 def test_without_fhir_authorization_it_is_412(client, ehr, fhir) -> None:
-    _failed(_post(client, ehr, PATIENT_VIEW, _body("patient-view", prefetch=None)),
+    _failed(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view", prefetch=None)),
             "no fhirServer and fhirAuthorization")
-    body = {**_body("patient-view", prefetch={"patient": None}), "fhirServer": fhir.base}
-    _failed(_post(client, ehr, PATIENT_VIEW, body), "observations not sent")
+    body = {**cds.body("patient-view", prefetch={"patient": None}), "fhirServer": fhir.base}
+    _failed(cds.post(client, ehr, PATIENT_VIEW, body), "observations not sent")
     assert fhir.paths == []
 
 
@@ -230,32 +204,32 @@ def test_an_unreachable_fhir_server_is_412(make_app, ehr) -> None:
     app = make_app({"CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 2,
                     "CDS_HOOKS_CLIENTS": {ISSUER: {"jwks": ehr.jwks(),
                                                    "fhir_servers": [down.base]}}})
-    body = {**_body("patient-view", prefetch=None), **_auth(down.base)}
-    _failed(_post(app.test_client(), ehr, PATIENT_VIEW, body), "cannot connect")
+    body = {**cds.body("patient-view", prefetch=None), **_auth(down.base)}
+    _failed(cds.post(app.test_client(), ehr, PATIENT_VIEW, body), "cannot connect")
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, 500])
 def test_a_fhir_server_error_is_412(client, ehr, fhir, status: int) -> None:
     fhir.status = status
-    body = {**_body("patient-view", prefetch=None), **_auth(fhir.base)}
-    _failed(_post(client, ehr, PATIENT_VIEW, body), f"HTTP {status}")
+    body = {**cds.body("patient-view", prefetch=None), **_auth(fhir.base)}
+    _failed(cds.post(client, ehr, PATIENT_VIEW, body), f"HTTP {status}")
     assert len(fhir.paths) == 1  # the first failure ends it
 
 
 def test_a_fetched_resource_of_the_wrong_kind_is_412(client, ehr, fhir) -> None:
     fhir.patients["p-1"] = {"resourceType": "Patient", "id": "someone-else"}
-    body = {**_body("patient-view", prefetch={"observations": None}), **_auth(fhir.base)}
-    _failed(_post(client, ehr, PATIENT_VIEW, body), "not what the template asks for")
+    body = {**cds.body("patient-view", prefetch={"observations": None}), **_auth(fhir.base)}
+    _failed(cds.post(client, ehr, PATIENT_VIEW, body), "not what the template asks for")
 
 
 def test_a_fhir_server_not_allowed_is_412_without_a_request(client, ehr, fhir) -> None:
     other = FhirServer()  # loopback too, but not in this client's fhir_servers
     try:
-        body = {**_body("patient-view", prefetch=None), **_auth(other.base)}
-        _failed(_post(client, ehr, PATIENT_VIEW, body), "fhirServer is neither")
-        trick = {**_body("patient-view", prefetch=None),
+        body = {**cds.body("patient-view", prefetch=None), **_auth(other.base)}
+        _failed(cds.post(client, ehr, PATIENT_VIEW, body), "fhirServer is neither")
+        trick = {**cds.body("patient-view", prefetch=None),
                  **_auth(fhir.base.removesuffix("/fhir") + "/fhir-evil")}
-        _failed(_post(client, ehr, PATIENT_VIEW, trick), "fhirServer is neither")
+        _failed(cds.post(client, ehr, PATIENT_VIEW, trick), "fhirServer is neither")
         assert other.paths == [] and fhir.paths == []
     finally:
         other.close()
@@ -264,8 +238,8 @@ def test_a_fhir_server_not_allowed_is_412_without_a_request(client, ehr, fhir) -
 def test_without_fhir_servers_configured_only_https_is_fetched_from(make_app, ehr,
                                                                      fhir) -> None:
     app = make_app({"CDS_HOOKS_CLIENTS": {ISSUER: {"jwks": ehr.jwks()}}})
-    body = {**_body("patient-view", prefetch=None), **_auth(fhir.base)}
-    _failed(_post(app.test_client(), ehr, PATIENT_VIEW, body), "only from https")
+    body = {**cds.body("patient-view", prefetch=None), **_auth(fhir.base)}
+    _failed(cds.post(app.test_client(), ehr, PATIENT_VIEW, body), "only from https")
     assert fhir.paths == []
 
 
@@ -275,11 +249,11 @@ def test_neither_the_token_nor_the_data_is_logged(client, ehr, kb, fhir, caplog)
     # INFO and up, everywhere (urllib3 logs each request line at DEBUG, as any HTTP
     # client library does; a deployment does not run it at DEBUG)
     with caplog.at_level(logging.INFO):
-        _cards(_post(client, ehr, PATIENT_VIEW,
-                     {**_body("patient-view", pid, prefetch=None), **_auth(fhir.base)}))
+        _cards(cds.post(client, ehr, PATIENT_VIEW,
+                        {**cds.body("patient-view", pid, prefetch=None), **_auth(fhir.base)}))
         fhir.status = 500
-        _post(client, ehr, PATIENT_VIEW,
-              {**_body("patient-view", pid, prefetch=None), **_auth(fhir.base)})
+        cds.post(client, ehr, PATIENT_VIEW,
+                 {**cds.body("patient-view", pid, prefetch=None), **_auth(fhir.base)})
     assert "fetched 2 prefetch item(s)" in caplog.text
     assert "failed: HTTP 500" in caplog.text
     assert TOKEN not in caplog.text and pid not in caplog.text

@@ -7,27 +7,20 @@ as an EHR holds them after delivery.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from plugin import __version__, create_app
-from plugin.adapters import store
-from plugin.core import fhir_models, pipeline
+from plugin.core import fhir_models
 from plugin.web import cds_hooks
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support import cds
+from tests.support.cds import BASE, LUMBAR_MRI, MRI_ORDER, PATIENT_VIEW
+from tests.support.conformance import assert_conformant
 from tests.support.jwt_keys import ISSUER, JKU, CdsClient
 
-CASES = Path(__file__).resolve().parents[1] / "data" / "cases"
-BASE = "http://localhost/cds-services"
-PATIENT_VIEW = f"{BASE}/posterior-thigh-patient-view"
-MRI_ORDER = f"{BASE}/posterior-thigh-mri-order"
-LUMBAR_MRI = {"system": "http://loinc.org", "code": "24968-0", "display": "MR Lumbar spine"}
 OVERRIDE_SYSTEM = "http://posterior-thigh-exam.org/fhir/CodeSystem/cds-override-reason"
 
 
@@ -43,95 +36,18 @@ def ehr() -> CdsClient:
     return CdsClient()
 
 
-def _settings(ehr: CdsClient, **extra: Any) -> dict[str, Any]:
-    return {"CDS_HOOKS_CLIENTS": {ISSUER: {"jwks": ehr.jwks(), "jku": JKU}},
-            "SMART_LAUNCH_URL": "https://exam.example.org/launch", **extra}
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, ehr: CdsClient):  # type: ignore[no-untyped-def]
-    folder = tmp_path_factory.mktemp("cds")
-    made = _register(create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                                 "DATABASE_URL": f"sqlite:///{folder / 'exam.sqlite3'}",
-                                 **_settings(ehr)}))
-    yield made
-    store.from_app(made).dispose()
-
-
-@pytest.fixture()
-def client(app: Flask):  # type: ignore[no-untyped-def]
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
-def validator():  # type: ignore[no-untyped-def]
-    with IndependentValidator() as v:
-        yield v
-
-
-def _case(name: str) -> dict[str, Any]:
-    return json.loads((CASES / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def _observations(kb: Any, data: dict[str, Any], *, answers: dict[str, Any] | None = None,
-                  effective: str | None = None) -> dict[str, Any]:
-    """A searchset Bundle of the case's Observations (our extraction, with server ids);
-    ``effective`` re-dates them (an exam made today)."""
-    bundle = pipeline.extract(kb, {**data["answers"], **(answers or {})},
-                              patient=data["patient"],
-                              now=dt.datetime.fromisoformat(data["authored"]),
-                              plugin_version=__version__)
-    entries = []
-    for n, entry in enumerate(e for e in bundle["entry"]
-                              if e["resource"]["resourceType"] == "Observation"):
-        resource = dict(entry["resource"], id=f"obs-{n}")
-        if effective:
-            resource["effectiveDateTime"] = resource["issued"] = effective
-        entries.append({"fullUrl": f"https://ehr.example.org/fhir/Observation/obs-{n}",
-                        "resource": resource, "search": {"mode": "match"}})
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
-            "entry": entries}
-
-
-def _today() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-#: What an EHR sends when it looked and found neither (so nothing is fetched).
-NOTHING = {"patient": None, "observations": None}
-
-
-def _body(hook: str, patient_id: str = "p-1", *, prefetch: dict[str, Any] | None = NOTHING,
-          **context: Any) -> dict[str, Any]:
-    """A hook call; ``prefetch=None`` leaves the prefetch out."""
-    body: dict[str, Any] = {"hook": hook, "hookInstance": str(uuid.uuid4()),
-                            "context": {"userId": "Practitioner/dr-1", "patientId": patient_id,
-                                        **context}}
-    if prefetch is not None:
-        body["prefetch"] = dict(prefetch)
-    return body
-
-
-def _orders(*codings: dict[str, str]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "ServiceRequest", "id": f"sr-{n}", "status": "draft",
-                      "intent": "order", "code": {"coding": [c]},
-                      "subject": {"reference": "Patient/p-1"}}} for n, c in enumerate(codings)]}
-
-
-def _post(client, ehr: CdsClient, url: str, body: Any, *, token: str | None = None,
-          **sign: Any):  # type: ignore[no-untyped-def]
-    token = token if token is not None else ehr.sign(url, **sign)
-    path = url.removeprefix("http://localhost")
-    return client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+    with cds.app_with(tmp_path_factory.mktemp("cds"), cds.settings(ehr)) as made:
+        yield _register(made)
 
 
 def _patient_view(client, ehr, kb, name: str,  # type: ignore[no-untyped-def]
                   **kw: Any) -> list[dict[str, Any]]:
-    data = _case(name)
-    prefetch = {"patient": data["patient"], "observations": _observations(kb, data, **kw)}
-    response = _post(client, ehr, PATIENT_VIEW,
-                     _body("patient-view", data["patient"]["id"], prefetch=prefetch))
+    data = cds.case(name)
+    prefetch = {"patient": data["patient"], "observations": cds.observations(kb, data, **kw)}
+    response = cds.post(client, ehr, PATIENT_VIEW,
+                        cds.body("patient-view", data["patient"]["id"], prefetch=prefetch))
     assert response.status_code == 200, response.get_data(as_text=True)
     found = response.get_json()["cards"]
     for card in found:
@@ -179,14 +95,14 @@ def test_a_browser_preflight_is_answered(client) -> None:
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
 def test_a_well_signed_token_is_accepted(client, ehr, alg: str) -> None:
-    response = _post(client, ehr, PATIENT_VIEW, _body("patient-view"), alg=alg)
+    response = cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), alg=alg)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
 def test_the_audience_may_be_a_list_naming_the_service(client, ehr) -> None:
     token = ehr.sign(["https://other.example", PATIENT_VIEW])
-    response = _post(client, ehr, PATIENT_VIEW, _body("patient-view"), token=token)
+    response = cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), token=token)
     assert response.status_code == 200
 
 
@@ -199,88 +115,91 @@ def _refused(response, reason: str) -> None:  # type: ignore[no-untyped-def]
 
 def test_no_token_is_refused(client) -> None:
     _refused(client.post("/cds-services/posterior-thigh-patient-view",
-                         json=_body("patient-view")), "missing Authorization")
+                         json=cds.body("patient-view")), "missing Authorization")
 
 
 def test_a_symmetric_algorithm_is_refused(client, ehr) -> None:
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), alg="HS256"), "alg")
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), alg="HS256"), "alg")
 
 
 def test_rs256_is_refused_too(client, ehr) -> None:
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), alg="RS256"), "alg")
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), alg="RS256"), "alg")
 
 
 def test_an_unknown_issuer_is_refused(client) -> None:
     stranger = CdsClient("https://stranger.example")
-    _refused(_post(client, stranger, PATIENT_VIEW, _body("patient-view")), "unknown issuer")
+    _refused(cds.post(client, stranger, PATIENT_VIEW, cds.body("patient-view")), "unknown issuer")
 
 
 def test_a_known_issuer_with_another_key_is_refused(client) -> None:
     impostor = CdsClient(ISSUER)  # right name, wrong keys
-    _refused(_post(client, impostor, PATIENT_VIEW, _body("patient-view")), "signature")
+    _refused(cds.post(client, impostor, PATIENT_VIEW, cds.body("patient-view")), "signature")
 
 
 def test_a_token_for_another_service_url_is_refused(client, ehr) -> None:
     token = ehr.sign(MRI_ORDER)
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), token=token), "aud")
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), token=token), "aud")
 
 
 def test_a_token_for_the_discovery_url_is_refused(client, ehr) -> None:
     token = ehr.sign(BASE)  # the spec: aud is the exact URL being called
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), token=token), "aud")
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), token=token), "aud")
 
 
 def test_an_expired_token_is_refused(client, ehr) -> None:
     old = int(dt.datetime.now(dt.timezone.utc).timestamp()) - 3600
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), iat=old, exp=old + 300),
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), iat=old, exp=old + 300),
              "expired")
 
 
 def test_a_long_lived_token_is_refused(client, ehr) -> None:
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), lifetime=3600),
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), lifetime=3600),
              "5 minutes")
 
 
 @pytest.mark.parametrize("claim", ["jti", "iat", "exp"])
 def test_a_missing_claim_is_refused(client, ehr, claim: str) -> None:
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), drop=(claim,)), claim)
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), drop=(claim,)), claim)
 
 
 def test_a_replayed_token_is_refused(client, ehr) -> None:
     token = ehr.sign(PATIENT_VIEW)
-    assert _post(client, ehr, PATIENT_VIEW, _body("patient-view"), token=token).status_code == 200
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"), token=token), "jti")
+    assert cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"),
+                    token=token).status_code == 200
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), token=token), "jti")
 
 
 def test_a_jku_other_than_the_configured_one_is_refused(client, ehr) -> None:
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view"),
-                   header={"jku": "https://attacker.example/jwks.json"}), "jku")
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"),
+                      header={"jku": "https://attacker.example/jwks.json"}), "jku")
 
 
 def test_the_configured_jku_in_the_header_is_accepted(client, ehr) -> None:
-    response = _post(client, ehr, PATIENT_VIEW, _body("patient-view"), header={"jku": JKU})
+    response = cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"), header={"jku": JKU})
     assert response.status_code == 200
 
 
 def test_garbage_tokens_are_refused_not_crashed(client, ehr) -> None:
     for token in ("abc", "a.b.c", "....", "Zm9v.YmFy.YmF6", "é"):
         response = client.post("/cds-services/posterior-thigh-patient-view",
-                               json=_body("patient-view"),
+                               json=cds.body("patient-view"),
                                headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, token
-    basic = client.post("/cds-services/posterior-thigh-patient-view", json=_body("patient-view"),
+    basic = client.post("/cds-services/posterior-thigh-patient-view", json=cds.body("patient-view"),
                         headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert basic.status_code == 401
 
 
 def test_the_configured_audience_is_the_base_of_the_service_urls(make_app, ehr) -> None:
     public = "https://cds.example.org/cds-services"
-    app = _register(make_app(_settings(ehr, CDS_HOOKS_AUDIENCE=public + "/")))
+    app = _register(make_app(cds.settings(ehr, CDS_HOOKS_AUDIENCE=public + "/")))
     client = app.test_client()
     right = ehr.sign(f"{public}/posterior-thigh-patient-view")
     wrong = ehr.sign(PATIENT_VIEW)  # the internal URL the proxy forwarded to
-    assert _post(client, ehr, PATIENT_VIEW, _body("patient-view"), token=right).status_code == 200
-    assert _post(client, ehr, PATIENT_VIEW, _body("patient-view"), token=wrong).status_code == 401
+    assert cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"),
+                    token=right).status_code == 200
+    assert cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"),
+                    token=wrong).status_code == 401
 
 
 def test_a_broken_client_key_stops_start_up(make_app) -> None:
@@ -298,13 +217,13 @@ def test_a_private_client_key_is_refused_at_start_up(make_app, ehr) -> None:
 def test_without_configured_clients_every_call_is_refused(make_app, ehr) -> None:
     client = _register(make_app()).test_client()
     assert client.get("/cds-services").status_code == 200
-    _refused(_post(client, ehr, PATIENT_VIEW, _body("patient-view")), "unknown issuer")
+    _refused(cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view")), "unknown issuer")
 
 
 # --- patient-view --------------------------------------------------------------------
 
 def test_without_an_exam_only_the_launch_card_is_shown(client, ehr) -> None:
-    response = _post(client, ehr, PATIENT_VIEW, _body("patient-view", prefetch={
+    response = cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view", prefetch={
         "patient": {"resourceType": "Patient", "id": "p-1"},
         "observations": {"resourceType": "Bundle", "type": "searchset", "entry": []}}))
     assert response.status_code == 200
@@ -316,10 +235,10 @@ def test_without_an_exam_only_the_launch_card_is_shown(client, ehr) -> None:
 
 
 def test_the_launch_url_defaults_to_this_host(make_app, ehr) -> None:
-    settings = _settings(ehr)
+    settings = cds.settings(ehr)
     del settings["SMART_LAUNCH_URL"]
     client = _register(make_app(settings)).test_client()
-    response = _post(client, ehr, PATIENT_VIEW, _body("patient-view"))
+    response = cds.post(client, ehr, PATIENT_VIEW, cds.body("patient-view"))
     assert response.get_json()["cards"][0]["links"][0]["url"] == "http://localhost/launch"
 
 
@@ -352,8 +271,8 @@ def test_suggested_service_requests_are_valid_fhir(client, ehr, kb, validator) -
 
 def test_unreadable_prefetched_observations_still_give_the_launch_card(client, ehr, kb,
                                                                         caplog) -> None:
-    data = _case("disc-radiculopathy-2-weeks-severe")
-    bundle = _observations(kb, data)
+    data = cds.case("disc-radiculopathy-2-weeks-severe")
+    bundle = cds.observations(kb, data)
     for entry in bundle["entry"]:  # an EHR that mangled the coded values
         resource = entry["resource"]
         if "valueCodeableConcept" in resource:
@@ -361,7 +280,7 @@ def test_unreadable_prefetched_observations_still_give_the_launch_card(client, e
         if "bodySite" in resource:
             resource["bodySite"] = "left"
     with caplog.at_level(logging.WARNING, logger="plugin.web.cds_hooks"):
-        response = _post(client, ehr, PATIENT_VIEW, _body(
+        response = cds.post(client, ehr, PATIENT_VIEW, cds.body(
             "patient-view", data["patient"]["id"],
             prefetch={"patient": data["patient"], "observations": bundle}))
     assert response.status_code == 200
@@ -375,15 +294,15 @@ def test_unreadable_prefetched_observations_still_give_the_launch_card(client, e
 def _order(client, ehr, kb, name: str,  # type: ignore[no-untyped-def]
            hook: str = "order-select", *, orders: dict[str, Any] | None = None,
            **kw: Any) -> list[dict[str, Any]]:
-    data = _case(name)
+    data = cds.case(name)
     pid = data["patient"]["id"]
-    drafts = orders or _orders(LUMBAR_MRI)
+    drafts = orders or cds.orders(LUMBAR_MRI)
     context: dict[str, Any] = {"draftOrders": drafts}
     if hook == "order-select":
         context["selections"] = ["ServiceRequest/sr-0"]
     prefetch = {"patient": data["patient"],
-                "observations": _observations(kb, data, effective=_today(), **kw)}
-    response = _post(client, ehr, MRI_ORDER, _body(hook, pid, prefetch=prefetch, **context))
+                "observations": cds.observations(kb, data, effective=cds.today(), **kw)}
+    response = cds.post(client, ehr, MRI_ORDER, cds.body(hook, pid, prefetch=prefetch, **context))
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["cards"]
 
@@ -412,11 +331,12 @@ def test_lumbar_mri_with_a_red_flag_gets_no_warning(client, ehr, kb) -> None:
 def test_other_orders_get_no_warning(client, ehr, kb) -> None:
     physio = {"system": "http://snomed.info/sct", "code": "308447003"}
     assert _order(client, ehr, kb, "disc-radiculopathy-2-weeks-severe",
-                  orders=_orders(physio)) == []
+                  orders=cds.orders(physio)) == []
 
 
 def test_order_hooks_with_nothing_prefetched_get_no_card(client, ehr) -> None:
-    response = _post(client, ehr, MRI_ORDER, _body("order-sign", draftOrders=_orders(LUMBAR_MRI)))
+    response = cds.post(client, ehr, MRI_ORDER,
+                        cds.body("order-sign", draftOrders=cds.orders(LUMBAR_MRI)))
     assert response.status_code == 200 and response.get_json() == {"cards": []}
 
 
@@ -442,19 +362,19 @@ def test_order_hooks_with_nothing_prefetched_get_no_card(client, ehr) -> None:
                            "scope": "patient/*.read", "subject": "me"}},
 ])
 def test_malformed_requests_get_400_json(client, ehr, body: Any) -> None:
-    response = _post(client, ehr, PATIENT_VIEW, body)
+    response = cds.post(client, ehr, PATIENT_VIEW, body)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["error"] == "invalid_request"
 
 
 def test_the_wrong_hook_for_a_service_is_400(client, ehr) -> None:
-    response = _post(client, ehr, MRI_ORDER, _body("patient-view"))
+    response = cds.post(client, ehr, MRI_ORDER, cds.body("patient-view"))
     assert response.status_code == 400 and "not 'patient-view'" in response.get_json()["message"]
 
 
 def test_malformed_draft_orders_are_400(client, ehr) -> None:
     for orders in ({"resourceType": "Patient"}, {"resourceType": "Bundle", "entry": {}}):
-        response = _post(client, ehr, MRI_ORDER, _body("order-sign", draftOrders=orders))
+        response = cds.post(client, ehr, MRI_ORDER, cds.body("order-sign", draftOrders=orders))
         assert response.status_code == 400, orders
 
 
@@ -466,13 +386,13 @@ def test_invalid_json_is_400(client, ehr) -> None:
 
 
 def test_an_unknown_service_is_404_json(client, ehr) -> None:
-    response = _post(client, ehr, f"{BASE}/no-such-service", _body("patient-view"))
+    response = cds.post(client, ehr, f"{BASE}/no-such-service", cds.body("patient-view"))
     assert response.status_code == 404 and response.get_json()["error"] == "not_found"
 
 
 def test_a_body_over_the_size_limit_is_413_json(client, ehr) -> None:
-    body = _body("patient-view", prefetch={"x": {"y": "z" * (2 * 1024 * 1024)}})
-    response = _post(client, ehr, PATIENT_VIEW, body)
+    body = cds.body("patient-view", prefetch={"x": {"y": "z" * (2 * 1024 * 1024)}})
+    response = cds.post(client, ehr, PATIENT_VIEW, body)
     assert response.status_code == 413 and response.is_json
 
 
@@ -492,14 +412,14 @@ FEEDBACK = {"feedback": [
 def test_feedback_is_accepted_and_logs_nothing_about_the_patient(client, ehr, caplog) -> None:
     url = f"{PATIENT_VIEW}/feedback"
     with caplog.at_level(logging.INFO, logger="plugin.web.cds_hooks"):
-        response = _post(client, ehr, url, FEEDBACK)
+        response = cds.post(client, ehr, url, FEEDBACK)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert "1 accepted, 1 overridden" in caplog.text and "busy" not in caplog.text
 
 
 def test_feedback_needs_a_token_for_its_own_url(client, ehr) -> None:
     token = ehr.sign(PATIENT_VIEW)
-    response = _post(client, ehr, f"{PATIENT_VIEW}/feedback", FEEDBACK, token=token)
+    response = cds.post(client, ehr, f"{PATIENT_VIEW}/feedback", FEEDBACK, token=token)
     assert response.status_code == 401
 
 
@@ -511,12 +431,12 @@ def test_feedback_needs_a_token_for_its_own_url(client, ehr) -> None:
     {"feedback": [{"card": "c", "outcome": "overridden", "outcomeTimestamp": "yesterday"}]},
 ])
 def test_malformed_feedback_is_400(client, ehr, body: dict[str, Any]) -> None:
-    response = _post(client, ehr, f"{PATIENT_VIEW}/feedback", body)
+    response = cds.post(client, ehr, f"{PATIENT_VIEW}/feedback", body)
     assert response.status_code == 400, response.get_data(as_text=True)
 
 
 def test_no_csrf_token_is_asked_of_cds_clients(make_app, ehr) -> None:
     """CSRF is on in this app (as in production): the services are a machine API."""
-    app = _register(make_app(_settings(ehr, WTF_CSRF_ENABLED=True)))
-    response = _post(app.test_client(), ehr, PATIENT_VIEW, _body("patient-view"))
+    app = _register(make_app(cds.settings(ehr, WTF_CSRF_ENABLED=True)))
+    response = cds.post(app.test_client(), ehr, PATIENT_VIEW, cds.body("patient-view"))
     assert response.status_code == 200, response.get_data(as_text=True)

@@ -10,18 +10,16 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from flask import Flask
 from joserfc.jwk import KeySet, RSAKey
 
-from plugin import create_app
-from plugin.adapters import store
 from plugin.web import cds_auth
+from tests.support import cds, loopback
+from tests.support.cds import PATIENT_VIEW
 from tests.support.jwt_keys import CdsClient
-from tests.web.test_cds_hooks import PATIENT_VIEW, _body, _post
 
 ISSUER = "https://remote-ehr.example.org"
 #: One issuer per test, each with its own jku on the key server (so its own key cache,
@@ -30,7 +28,7 @@ NAMES = ("cached", "rotated", "flood", "other-jku", "down", "not-json", "too-big
          "no-keys", "broken-key", "private")
 
 
-class KeyServer:
+class KeyServer(loopback.Threaded):
     """JWK Sets on loopback: ``documents[path]`` is what it serves at ``path`` (bytes
     or JSON; 404 for others); ``paths`` every path it was asked for."""
 
@@ -40,7 +38,7 @@ class KeyServer:
         self.lock = threading.Lock()
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(loopback.Quiet):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 with owner.lock:
                     owner.paths.append(self.path)
@@ -49,31 +47,13 @@ class KeyServer:
                     self.send_error(404)
                     return
                 body = document if isinstance(document, bytes) else json.dumps(document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                loopback.send(self, 200, body, "application/json")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(Handler)
 
     def requests(self, path: str) -> int:
         with self.lock:
             return self.paths.count(path)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +81,9 @@ def app(tmp_path_factory: pytest.TempPathFactory, keys: KeyServer,  # type: igno
     clients: dict[str, Any] = {f"https://{n}.example": {"jku": keys.base + _path(n)}
                                for n in NAMES}
     clients["https://down.example"] = {"jku": closed_url}
-    made = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                       "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('jku') / 'db'}",
-                       "CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 2, "CDS_HOOKS_CLIENTS": clients})
-    yield made
-    store.from_app(made).dispose()
+    with cds.app_with(tmp_path_factory.mktemp("jku"), {
+            "CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 2, "CDS_HOOKS_CLIENTS": clients}) as made:
+        yield made
 
 
 def _ehr(name: str) -> CdsClient:
@@ -113,7 +91,7 @@ def _ehr(name: str) -> CdsClient:
 
 
 def _call(app: Flask, ehr: CdsClient, **sign: Any):  # type: ignore[no-untyped-def]
-    return _post(app.test_client(), ehr, PATIENT_VIEW, _body("patient-view"), **sign)
+    return cds.post(app.test_client(), ehr, PATIENT_VIEW, cds.body("patient-view"), **sign)
 
 
 def _refused(response, reason: str) -> None:  # type: ignore[no-untyped-def]

@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from plugin import create_app
-from plugin.adapters import store
 from plugin.config import DEFAULTS
 from plugin.core import fhir_models
 from plugin.errors import KnowledgeError
-from tests.support import knowledge_copies
+from tests.support import cds, knowledge_copies
+from tests.support.cds import LUMBAR_MRI, MRI_ORDER, PATIENT_VIEW
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.jwt_keys import CdsClient
-from tests.web.test_cds_hooks import (LUMBAR_MRI, MRI_ORDER, PATIENT_VIEW, _body, _case,
-                                      _observations, _orders, _post, _settings, _today)
 
 URL = "http://posterior-thigh-exam.org/fhir/CodeSystem/cds-override-reason"
 FILE = Path(DEFAULTS["QUESTIONNAIRES_DIR"]) / "codesystems" / "cds-override-reason.json"
@@ -32,16 +29,8 @@ def ehr() -> CdsClient:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, ehr: CdsClient):  # type: ignore[no-untyped-def]
-    made = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                       "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('or') / 'db'}",
-                       **_settings(ehr)})
-    yield made
-    store.from_app(made).dispose()
-
-
-@pytest.fixture()
-def client(app: Flask):  # type: ignore[no-untyped-def]
-    return app.test_client()
+    with cds.app_with(tmp_path_factory.mktemp("or"), cds.settings(ehr)) as made:
+        yield made
 
 
 def _published(client) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -71,11 +60,11 @@ def test_the_code_system_passes_both_validators(client) -> None:
 
 def test_every_override_reason_a_card_offers_is_a_code_of_it(client, ehr, kb) -> None:
     concepts = {c["code"]: c["display"] for c in _published(client)["concept"]}
-    data = _case("disc-radiculopathy-2-weeks-severe")
+    data = cds.case("disc-radiculopathy-2-weeks-severe")
     prefetch = {"patient": data["patient"],
-                "observations": _observations(kb, data, effective=_today())}
-    response = _post(client, ehr, MRI_ORDER, _body(
-        "order-sign", data["patient"]["id"], prefetch=prefetch, draftOrders=_orders(LUMBAR_MRI)))
+                "observations": cds.observations(kb, data, effective=cds.today())}
+    response = cds.post(client, ehr, MRI_ORDER, cds.body(
+        "order-sign", data["patient"]["id"], prefetch=prefetch, draftOrders=cds.orders(LUMBAR_MRI)))
     assert response.status_code == 200, response.get_data(as_text=True)
     (card,) = response.get_json()["cards"]
     reasons = card["overrideReasons"]
@@ -101,7 +90,7 @@ def _feedback(reason: dict[str, Any] | None, comment: str = "seen by spine team"
     None,  # a comment without a chosen reason
 ])
 def test_feedback_with_an_offered_reason_is_accepted(client, ehr, reason: Any) -> None:
-    response = _post(client, ehr, f"{MRI_ORDER}/feedback", _feedback(reason))
+    response = cds.post(client, ehr, f"{MRI_ORDER}/feedback", _feedback(reason))
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
@@ -111,7 +100,7 @@ def test_feedback_with_an_offered_reason_is_accepted(client, ehr, reason: Any) -
     {"code": "specialist-requested"},
 ])
 def test_feedback_with_a_reason_not_in_the_code_system_is_400(client, ehr, reason: Any) -> None:
-    response = _post(client, ehr, f"{PATIENT_VIEW}/feedback", _feedback(reason))
+    response = cds.post(client, ehr, f"{PATIENT_VIEW}/feedback", _feedback(reason))
     assert response.status_code == 400, response.get_data(as_text=True)
     body = response.get_json()
     assert body["error"] == "invalid_request" and "override reason" in body["message"]

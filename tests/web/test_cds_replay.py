@@ -17,8 +17,9 @@ from plugin import create_app
 from plugin.adapters import replay, store
 from plugin.adapters.store import Store
 from plugin.adapters.tables import cds_jtis
+from tests.support import cds
+from tests.support.cds import PATIENT_VIEW
 from tests.support.jwt_keys import CdsClient
-from tests.web.test_cds_hooks import PATIENT_VIEW, _body, _post, _settings
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -32,7 +33,7 @@ def ehr() -> CdsClient:
 def two_apps(database_url: str, ehr: CdsClient):  # type: ignore[no-untyped-def]
     """Two app instances (two processes' worth) on one SQLite file or PostgreSQL db."""
     apps = [create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                        "DATABASE_URL": database_url, **_settings(ehr)}) for _ in range(2)]
+                        "DATABASE_URL": database_url, **cds.settings(ehr)}) for _ in range(2)]
     yield apps
     for app in apps:
         store.from_app(app).dispose()
@@ -55,12 +56,13 @@ def test_a_token_used_on_one_app_is_refused_by_the_other(two_apps: list[Flask],
                                                           ehr: CdsClient) -> None:
     first, second = (app.test_client() for app in two_apps)
     token = ehr.sign(PATIENT_VIEW)
-    assert _post(first, ehr, PATIENT_VIEW, _body("patient-view"), token=token).status_code == 200
-    again = _post(second, ehr, PATIENT_VIEW, _body("patient-view"), token=token)
+    assert cds.post(first, ehr, PATIENT_VIEW, cds.body("patient-view"),
+                    token=token).status_code == 200
+    again = cds.post(second, ehr, PATIENT_VIEW, cds.body("patient-view"), token=token)
     assert again.status_code == 401
     assert "jti already used" in again.get_json()["message"]
     # and a fresh token still works on the second one
-    assert _post(second, ehr, PATIENT_VIEW, _body("patient-view")).status_code == 200
+    assert cds.post(second, ehr, PATIENT_VIEW, cds.body("patient-view")).status_code == 200
 
 
 def test_first_use_decides_by_the_primary_key(shared: Store) -> None:
@@ -141,12 +143,12 @@ def test_concurrent_first_uses_on_postgresql_have_exactly_one_winner(database_ur
 def test_a_database_that_cannot_be_reached_refuses_the_call_with_503(
         database_url: str, ehr: CdsClient, postgres_server: Any, caplog) -> None:
     app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
-                      "DATABASE_URL": database_url, **_settings(ehr)})
+                      "DATABASE_URL": database_url, **cds.settings(ehr)})
     try:
         postgres_server.drop_database(database_url.rsplit("/", 1)[1])
         token = ehr.sign(PATIENT_VIEW)
-        response = _post(app.test_client(), ehr, PATIENT_VIEW, _body("patient-view"),
-                         token=token)
+        response = cds.post(app.test_client(), ehr, PATIENT_VIEW, cds.body("patient-view"),
+                            token=token)
         assert response.status_code == 503, response.get_data(as_text=True)
         assert response.get_json()["error"] == "service_unavailable"
         assert token not in caplog.text
