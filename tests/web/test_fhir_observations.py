@@ -14,19 +14,13 @@ import pytest
 from plugin import __version__
 from plugin.adapters import store as store_mod
 from plugin.core import pipeline, signoff
-from tests.support.conformance import IndependentValidator
-from tests.web.test_fhir_records import (BASE, JUNE, MARCH, MAY, _amended, _draft, _ok,
-                                         _patient, _refused, _sign)
+from tests.support import tablet
+from tests.support.fhir_http import BASE, refused, valid
+from tests.support.tablet import JUNE, MAY
 
 OBS = "/fhir/Observation"
-#: A finding test_fhir_records.ANSWERS records (40°) and AMENDED changes (55°).
+#: A finding tablet.ANSWERS records (40°) and AMENDED changes (55°).
 ANGLE = "slr.left.onset-angle"
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.fixture()
@@ -34,11 +28,7 @@ def records(make_app, database_url, kb, form):
     """On SQLite and PostgreSQL: Ana with a signed exam (March) and an amended one
     (May, amended in June), Rui with a draft only."""
     app = make_app({"DATABASE_URL": database_url})
-    ana, rui = _patient(app, "Silva", "MRN-1"), _patient(app, "Costa", "MRN-2")
-    march = _sign(app, kb, _draft(app, form, ana), ana, MARCH)
-    june = _amended(app, kb, form, _sign(app, kb, _draft(app, form, ana), ana, MAY), ana, JUNE)
-    draft = _draft(app, form, rui)
-    return app, ana, rui, march, june, draft
+    return (app, *tablet.ana_and_rui(app, kb, form))
 
 
 def _matches(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,7 +54,7 @@ def test_search_by_patient_gives_the_current_signed_revisions_observations(
         records, kb, validator) -> None:
     app, ana, rui, march, june, draft = records
     client = app.test_client()
-    bundle = _ok(client.get(f"{OBS}?patient={ana.id}"), validator)
+    bundle = valid(client.get(f"{OBS}?patient={ana.id}"), validator)
     found = _matches(bundle)
     assert bundle["type"] == "searchset" and bundle["total"] == len(found) > 0
 
@@ -92,24 +82,24 @@ def test_search_by_patient_gives_the_current_signed_revisions_observations(
         observation = entry["resource"]
         assert entry["fullUrl"] == f"{BASE}/Observation/{observation['id']}"
         read = client.get(entry["fullUrl"].removeprefix("http://localhost"))
-        assert _ok(read, validator) == observation  # read round-trips the search
+        assert valid(read, validator) == observation  # read round-trips the search
         assert read.headers["ETag"] == f'W/"{observation["meta"]["versionId"]}"'
         for reference in (observation["subject"]["reference"],
                           observation["derivedFrom"][0]["reference"]):
-            _ok(client.get(f"/fhir/{reference}"), validator)
+            valid(client.get(f"/fhir/{reference}"), validator)
         assert observation["subject"]["reference"] == f"Patient/{ana.id}"
 
     # the same patient named every way; the draft-only patient has none
     for query in (f"patient=Patient/{ana.id}", f"subject=Patient/{ana.id}",
                   f"subject={ana.id}", f"patient={BASE}/Patient/{ana.id}"):
-        assert _identifiers(_ok(client.get(f"{OBS}?{query}"), validator)) == \
+        assert _identifiers(valid(client.get(f"{OBS}?{query}"), validator)) == \
             _identifiers(bundle)
     assert draft.patient_id == rui.id
     for query in (f"patient={rui.id}", f"patient={uuid.uuid4()}", "patient=not-a-uuid",
                   f"subject=Group/{ana.id}", f"patient={ana.id}&subject={rui.id}"):
-        empty = _ok(client.get(f"{OBS}?{query}"), validator)
+        empty = valid(client.get(f"{OBS}?{query}"), validator)
         assert (empty["total"], "entry" in empty) == (0, False)
-    both = _ok(client.get(f"{OBS}?patient={ana.id},{rui.id}"), validator)
+    both = valid(client.get(f"{OBS}?patient={ana.id},{rui.id}"), validator)
     assert both["total"] == bundle["total"]
 
 
@@ -117,29 +107,29 @@ def test_ids_are_stable_across_an_amendment_and_drafts_never_show(
         make_app, kb, form, validator) -> None:
     app = make_app()
     client = app.test_client()
-    ana = _patient(app)
-    exam = _draft(app, form, ana)
-    assert _ok(client.get(f"{OBS}?patient={ana.id}"), validator)["total"] == 0
-    exam = _sign(app, kb, exam, ana, MAY)
+    ana = tablet.patient(app)
+    exam = tablet.draft(app, form, ana)
+    assert valid(client.get(f"{OBS}?patient={ana.id}"), validator)["total"] == 0
+    exam = tablet.sign(app, kb, exam, ana, MAY)
     first = {o["identifier"][0]["value"]: o for o in
-             _matches(_ok(client.get(f"{OBS}?patient={ana.id}"), validator))}
-    amended = _amended(app, kb, form, exam, ana, JUNE)
+             _matches(valid(client.get(f"{OBS}?patient={ana.id}"), validator))}
+    amended = tablet.amended(app, kb, form, exam, ana, JUNE)
     assert amended.revisions == 2
     second = {o["identifier"][0]["value"]: o for o in
-              _matches(_ok(client.get(f"{OBS}?patient={ana.id}"), validator))}
+              _matches(valid(client.get(f"{OBS}?patient={ana.id}"), validator))}
     assert first.keys() == second.keys()
     assert all(first[k]["id"] == second[k]["id"] for k in first)
     assert {o["meta"]["versionId"] for o in second.values()} == {"2"}
     angle = second[f"{exam.id}/{ANGLE}"]
-    assert _ok(client.get(f"{OBS}/{angle['id']}"), validator)["valueQuantity"]["value"] == 55
+    assert valid(client.get(f"{OBS}/{angle['id']}"), validator)["valueQuantity"]["value"] == 55
 
 
 def test_search_by_code(make_app, kb, form, validator) -> None:
     app = make_app()
     client = app.test_client()
-    ana = _patient(app)
-    exam = _sign(app, kb, _draft(app, form, ana), ana, MAY)
-    everything = _matches(_ok(client.get(f"{OBS}?patient={ana.id}"), validator))
+    ana = tablet.patient(app)
+    exam = tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
+    everything = _matches(valid(client.get(f"{OBS}?patient={ana.id}"), validator))
     angle = next(o for o in everything if o["identifier"][0]["value"].endswith(ANGLE))
     onset = next(o for o in everything
                  if o["identifier"][0]["value"] == f"{exam.id}/history.onset")
@@ -147,7 +137,7 @@ def test_search_by_code(make_app, kb, form, validator) -> None:
     other = onset["code"]["coding"][0]
 
     def found(query: str) -> list[str]:
-        return [o["id"] for o in _matches(_ok(client.get(
+        return [o["id"] for o in _matches(valid(client.get(
             f"{OBS}?patient={ana.id}&{query}"), validator))]
 
     assert found(f"code={coding['code']}") == [angle["id"]]
@@ -166,22 +156,22 @@ def test_search_by_code(make_app, kb, form, validator) -> None:
 def test_paging(make_app, kb, form, validator) -> None:
     app = make_app()
     client = app.test_client()
-    ana = _patient(app)
-    _sign(app, kb, _draft(app, form, ana), ana, MAY)
-    everything = [o["id"] for o in _matches(_ok(client.get(f"{OBS}?patient={ana.id}"),
-                                                 validator))]
+    ana = tablet.patient(app)
+    tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
+    everything = [o["id"] for o in _matches(valid(client.get(f"{OBS}?patient={ana.id}"),
+                                                  validator))]
     assert len(everything) >= 3
     seen: list[str] = []
     url = f"{OBS}?patient={ana.id}&_count=2"
     while url:
-        page = _ok(client.get(url), validator)
+        page = valid(client.get(url), validator)
         assert page["total"] == len(everything)
         seen += [o["id"] for o in _matches(page)]
         links = {link["relation"]: link["url"] for link in page["link"]}
         assert links["self"].startswith(f"{BASE}/Observation?patient={ana.id}")
         url = links.get("next", "").removeprefix("http://localhost")
     assert seen == everything
-    summary = _ok(client.get(f"{OBS}?patient={ana.id}&_count=0"), validator)
+    summary = valid(client.get(f"{OBS}?patient={ana.id}&_count=0"), validator)
     assert (summary["total"], "entry" in summary) == (len(everything), False)
 
 
@@ -189,30 +179,30 @@ def test_patient_is_required_and_unknown_parameters_are_refused(make_app, kb, fo
                                                                 validator) -> None:
     app = make_app()
     client = app.test_client()
-    ana = _patient(app)
-    _sign(app, kb, _draft(app, form, ana), ana, MAY)
+    ana = tablet.patient(app)
+    tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
     for query in ("", "code=1234-5", "patient=", "_count=5"):
-        _refused(client.get(f"{OBS}?{query}"), validator, 400, "needs patient (or subject)")
+        refused(client.get(f"{OBS}?{query}"), validator, 400, "needs patient (or subject)")
     for query in (f"patient={ana.id}&status=final", f"patient={ana.id}&code:text=angle",
                   f"patient={ana.id}&_sort=date"):
-        _refused(client.get(f"{OBS}?{query}"), validator, 400, "Unsupported search parameter")
-    lenient = _ok(client.get(f"{OBS}?patient={ana.id}&_sort=date",
-                             headers={"Prefer": "handling=lenient"}), validator)
+        refused(client.get(f"{OBS}?{query}"), validator, 400, "Unsupported search parameter")
+    lenient = valid(client.get(f"{OBS}?patient={ana.id}&_sort=date",
+                               headers={"Prefer": "handling=lenient"}), validator)
     assert lenient["total"] > 0
     warning = [e for e in lenient["entry"] if e["search"]["mode"] == "outcome"]
     assert "_sort" in warning[0]["resource"]["issue"][0]["details"]["text"]
     for query in (f"patient={ana.id}&_count=x", f"patient={ana.id}&code=a|b|c"):
-        _refused(client.get(f"{OBS}?{query}"), validator, 400, "")
+        refused(client.get(f"{OBS}?{query}"), validator, 400, "")
     # the records blueprint is nested in the API's: its _format check applies here too
-    _refused(client.get(f"{OBS}?patient={ana.id}&_format=xml"), validator, 406,
-             "_format=xml is not served")
+    refused(client.get(f"{OBS}?patient={ana.id}&_format=xml"), validator, 406,
+            "_format=xml is not served")
 
 
 @pytest.mark.parametrize("id_", [
     f"{uuid.uuid4()}-0123456789abcdef", "not-an-id", f"{uuid.uuid4()}", "x" * 64,
 ])
 def test_unknown_observations_are_404(client, validator, id_: str) -> None:
-    _refused(client.get(f"{OBS}/{id_}"), validator, 404, "is not known to this server")
+    refused(client.get(f"{OBS}/{id_}"), validator, 404, "is not known to this server")
 
 
 def test_a_draft_exams_observation_id_is_404(make_app, kb, form, validator) -> None:
@@ -220,11 +210,11 @@ def test_a_draft_exams_observation_id_is_404(make_app, kb, form, validator) -> N
     current revision (or the exam is not signed), is unknown."""
     app = make_app()
     client = app.test_client()
-    ana = _patient(app)
-    signed = _sign(app, kb, _draft(app, form, ana), ana, MAY)
-    draft = _draft(app, form, ana)
-    angle = next(o for o in _matches(_ok(client.get(f"{OBS}?patient={ana.id}"), validator))
+    ana = tablet.patient(app)
+    signed = tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
+    draft = tablet.draft(app, form, ana)
+    angle = next(o for o in _matches(valid(client.get(f"{OBS}?patient={ana.id}"), validator))
                  if o["identifier"][0]["value"].endswith(ANGLE))
     suffix = angle["id"].removeprefix(signed.id)
-    _refused(client.get(f"{OBS}/{draft.id}{suffix}"), validator, 404, "not known")
+    refused(client.get(f"{OBS}/{draft.id}{suffix}"), validator, 404, "not known")
     assert store_mod.from_app(app).current(draft.id).revision is None

@@ -10,31 +10,19 @@ from typing import Any
 
 import pytest
 
-from tests.support import fhir_http
+from tests.support import fhir_http, tablet
 from tests.support.conformance import IndependentValidator, assert_conformant
-from tests.web.test_fhir_records import _patient
+from tests.support.fhir_http import refused
 
 Q_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 TYPE = "/fhir/Questionnaire/$populate"
 INSTANCE = "/fhir/Questionnaire/posterior-thigh-exam/$populate"
-FHIR_JSON = fhir_http.FHIR_JSON
 SUBJECT = {"name": "subject", "valueReference": {"reference": "Patient/ehr-1"}}
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.fixture()
 def app(make_app):
     return make_app()
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
 
 
 def _params(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -78,16 +66,6 @@ def _age(response: dict[str, Any]) -> list[dict[str, Any]] | None:
     return None
 
 
-def _refused(response: Any, validator: IndependentValidator, status: int,
-             text: str) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == FHIR_JSON
-    body = response.get_json()
-    assert body["resourceType"] == "OperationOutcome"
-    assert_conformant(validator, body)
-    assert text in " | ".join(i["details"]["text"] for i in body["issue"])
-
-
 @pytest.mark.parametrize("questionnaire", [
     {"name": "questionnaire", "valueCanonical": Q_URL},
     {"name": "questionnaire", "valueCanonical": f"{Q_URL}|1.0.0"},
@@ -129,7 +107,7 @@ def test_instance_level_age_on_todays_date(client, validator, birth_date: str,
 
 
 def test_a_patient_stored_here_by_reference_or_as_the_subject(app, client, validator) -> None:
-    stored = _patient(app)  # born 1986-03-14
+    stored = tablet.patient(app)  # born 1986-03-14
     today = dt.datetime.now(dt.timezone.utc).date()
     age = today.year - 1986 - ((today.month, today.day) < (3, 14))
     subject = {"name": "subject", "valueReference": {"reference": f"Patient/{stored.id}"}}
@@ -199,10 +177,10 @@ def test_an_unused_context_and_no_patient_are_warnings(client, validator) -> Non
 ])
 def test_bad_parameters_are_operation_outcomes(client, validator, path: str, body: Any,
                                                status: int, text: str) -> None:
-    _refused(client.post(path, json=body), validator, status, text)
+    refused(client.post(path, json=body), validator, status, text)
 
 
 def test_a_get_or_a_non_json_body_is_refused(client, validator) -> None:
-    _refused(client.get(TYPE), validator, 405, "")
-    _refused(client.post(INSTANCE, data="x", content_type="text/plain"), validator, 415,
-             "Send JSON")
+    refused(client.get(TYPE), validator, 405, "")
+    refused(client.post(INSTANCE, data="x", content_type="text/plain"), validator, 415,
+            "Send JSON")

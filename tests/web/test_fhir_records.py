@@ -4,112 +4,22 @@ comes back must validate under fhir.resources AND the independent validator.
 """
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
 import pytest
 
 from plugin.adapters import store as store_mod
-from plugin.core import drafts, patient as patient_mod, signoff
-from plugin.core.responses import Context
-from tests.support import fhir_http
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support import tablet
+from tests.support.fhir_http import BASE, refused, valid
+from tests.support.tablet import AMENDED, JUNE, MAY
 
 QR = "/fhir/QuestionnaireResponse"
-BASE = "http://localhost/fhir"
-FHIR_JSON = fhir_http.FHIR_JSON
-ANSWERS = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee",
-           "history.onset": "sudden", "history.pop": True}
-AMENDED = {**ANSWERS, "slr.left.onset-angle": 55}
-MARCH = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
-MAY = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.timezone.utc)
-JUNE = dt.datetime(2026, 6, 1, 10, 0, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.fixture()
 def app(make_app):
     return make_app()
-
-
-@pytest.fixture()
-def client(app):
-    return app.test_client()
-
-
-# --- writing records as the tablet does ---------------------------------------------------
-
-def _patient(app: Any, family: str = "Silva", mrn: str = "MRN-1") -> store_mod.PatientRecord:
-    return store_mod.from_app(app).add_patient({
-        "resourceType": "Patient", "name": [{"family": family, "given": ["Ana"]}],
-        "birthDate": "1986-03-14", "identifier": [{"system": "urn:mrn", "value": mrn}]})
-
-
-def _draft_qr(form: Any, exam_id: str, patient: store_mod.PatientRecord,
-              answers: dict[str, Any]) -> dict[str, Any]:
-    context = Context(subject=patient_mod.reference(patient.resource), status="in-progress",
-                      authored=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                      identifier=exam_id)
-    return drafts.response(form, drafts.check(form, answers), context)
-
-
-def _draft(app: Any, form: Any, patient: store_mod.PatientRecord,
-           answers: dict[str, Any] = ANSWERS) -> store_mod.ExamRecord:
-    store = store_mod.from_app(app)
-    exam = store.create_exam(patient.id, form.canonical, answers=answers, draft={})
-    return store.save_draft(exam.id, expected_version=exam.version, answers=answers,
-                            draft=_draft_qr(form, exam.id, patient, answers))
-
-
-def _sign(app: Any, kb: Any, exam: store_mod.ExamRecord, patient: store_mod.PatientRecord,
-          when: dt.datetime, answers: dict[str, Any] = ANSWERS) -> store_mod.ExamRecord:
-    signed = signoff.sign(kb, answers, record_id=exam.id, patient=patient.resource,
-                          signer="Dr Lee", signed_at=when, revision=exam.revisions + 1,
-                          reason=exam.amend_reason)
-    return store_mod.from_app(app).sign(
-        exam.id, expected_version=exam.version, answers=answers, response=signed.response,
-        provenance=signed.provenance, signed_by="Dr Lee", signed_at=when)
-
-
-def _begin_amendment(app: Any, form: Any, exam: store_mod.ExamRecord,
-                     patient: store_mod.PatientRecord) -> store_mod.ExamRecord:
-    return store_mod.from_app(app).begin_amendment(
-        exam.id, expected_version=exam.version, reason="Angle re-measured",
-        draft=_draft_qr(form, exam.id, patient, dict(exam.answers)))
-
-
-def _amended(app: Any, kb: Any, form: Any, exam: store_mod.ExamRecord,
-             patient: store_mod.PatientRecord, when: dt.datetime) -> store_mod.ExamRecord:
-    exam = _begin_amendment(app, form, exam, patient)
-    return _sign(app, kb, exam, patient, when, AMENDED)
-
-
-# --- reading the answers --------------------------------------------------------------------
-
-def _ok(response: Any, validator: IndependentValidator) -> dict[str, Any]:
-    """A 200 FHIR JSON answer, conformant (a Bundle's entries one by one as well)."""
-    body = fhir_http.ok(response)
-    assert_conformant(validator, body)
-    for entry in body.get("entry", []) if body["resourceType"] == "Bundle" else []:
-        assert_conformant(validator, entry["resource"])
-    return body
-
-
-def _refused(response: Any, validator: IndependentValidator, status: int,
-             text: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == FHIR_JSON
-    body = response.get_json()
-    assert body["resourceType"] == "OperationOutcome"
-    assert_conformant(validator, body)
-    assert text in " | ".join(i["details"]["text"] for i in body["issue"])
-    return body
 
 
 def _angle(qr: dict[str, Any]) -> int:
@@ -128,10 +38,10 @@ def _ids(bundle: dict[str, Any]) -> list[str]:
 
 def test_a_draft_reads_as_in_progress_and_its_subject_resolves(app, client, form,
                                                                  validator) -> None:
-    patient = _patient(app)
-    exam = _draft(app, form, patient)
+    patient = tablet.patient(app)
+    exam = tablet.draft(app, form, patient)
     response = client.get(f"{QR}/{exam.id}")
-    qr = _ok(response, validator)
+    qr = valid(response, validator)
     assert (qr["id"], qr["status"]) == (exam.id, "in-progress")
     assert qr["meta"]["versionId"] == f"draft-{exam.version}"
     assert response.headers["ETag"] == f'W/"draft-{exam.version}"'
@@ -140,23 +50,23 @@ def test_a_draft_reads_as_in_progress_and_its_subject_resolves(app, client, form
 
     assert qr["subject"]["reference"] == f"Patient/{patient.id}"
     read = client.get(f"/fhir/{qr['subject']['reference']}")
-    resource = _ok(read, validator)
+    resource = valid(read, validator)
     assert (resource["id"], resource["meta"]["versionId"]) == (patient.id, "1")
     assert resource["name"] == patient.resource["name"]
     assert read.headers["ETag"] == 'W/"1"'
 
     # the current draft can be vread; once superseded by an autosave it is gone
-    assert _ok(client.get(f"{QR}/{exam.id}/_history/draft-{exam.version}"), validator) == qr
+    assert valid(client.get(f"{QR}/{exam.id}/_history/draft-{exam.version}"), validator) == qr
     saved = store_mod.from_app(app).save_draft(
         exam.id, expected_version=exam.version, answers=AMENDED,
-        draft=_draft_qr(form, exam.id, patient, AMENDED))
+        draft=tablet.draft_qr(form, exam.id, patient, AMENDED))
     again = client.get(f"{QR}/{exam.id}")
     assert again.headers["ETag"] == f'W/"draft-{saved.version}"' != response.headers["ETag"]
     assert _angle(again.get_json()) == 55
-    _refused(client.get(f"{QR}/{exam.id}/_history/draft-{exam.version}"), validator, 404,
-             "drafts are not kept")
+    refused(client.get(f"{QR}/{exam.id}/_history/draft-{exam.version}"), validator, 404,
+            "drafts are not kept")
 
-    history = _ok(client.get(f"{QR}/{exam.id}/_history"), validator)
+    history = valid(client.get(f"{QR}/{exam.id}/_history"), validator)
     assert (history["type"], history["total"]) == ("history", 1)
     assert history["entry"][0]["request"] == {"method": "POST",
                                               "url": "QuestionnaireResponse"}
@@ -165,34 +75,34 @@ def test_a_draft_reads_as_in_progress_and_its_subject_resolves(app, client, form
 
 def test_a_signed_exam_reads_as_its_latest_revision_and_keeps_every_one(
         app, client, kb, form, validator) -> None:
-    patient = _patient(app)
-    exam = _sign(app, kb, _draft(app, form, patient), patient, MAY)
+    patient = tablet.patient(app)
+    exam = tablet.sign(app, kb, tablet.draft(app, form, patient), patient, MAY)
     first = client.get(f"{QR}/{exam.id}")
-    qr = _ok(first, validator)
+    qr = valid(first, validator)
     assert (qr["status"], qr["meta"]["versionId"], first.headers["ETag"]) == \
         ("completed", "1", 'W/"1"')
     assert qr["authored"] == "2026-05-01T09:00:00+00:00"
     assert qr["meta"]["lastUpdated"] == "2026-05-01T09:00:00.000Z"
 
     # an amendment in progress is not shown: revision 1 stays current until signed
-    exam = _begin_amendment(app, form, exam, patient)
-    assert _ok(client.get(f"{QR}/{exam.id}"), validator) == qr
-    exam = _sign(app, kb, exam, patient, JUNE, AMENDED)
+    exam = tablet.begin_amendment(app, form, exam, patient)
+    assert valid(client.get(f"{QR}/{exam.id}"), validator) == qr
+    exam = tablet.sign(app, kb, exam, patient, JUNE, AMENDED)
 
     current = client.get(f"{QR}/{exam.id}")
-    amended = _ok(current, validator)
+    amended = valid(current, validator)
     assert (amended["status"], amended["meta"]["versionId"], current.headers["ETag"]) == \
         ("amended", "2", 'W/"2"')
     assert _angle(amended) == 55
     old = client.get(f"{QR}/{exam.id}/_history/1")
     assert old.headers["ETag"] == 'W/"1"'
-    assert _ok(old, validator) == qr and _angle(qr) == 40
-    assert _ok(client.get(f"{QR}/{exam.id}/_history/2"), validator) == amended
+    assert valid(old, validator) == qr and _angle(qr) == 40
+    assert valid(client.get(f"{QR}/{exam.id}/_history/2"), validator) == amended
     for missing in ("3", "01", "0", "draft-1", "x" * 70):
-        _refused(client.get(f"{QR}/{exam.id}/_history/{missing}"), validator, 404,
-                 "version")
+        refused(client.get(f"{QR}/{exam.id}/_history/{missing}"), validator, 404,
+                "version")
 
-    history = _ok(client.get(f"{QR}/{exam.id}/_history"), validator)
+    history = valid(client.get(f"{QR}/{exam.id}/_history"), validator)
     assert (history["type"], history["total"]) == ("history", 2)
     assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
     assert [e["request"]["method"] for e in history["entry"]] == ["PUT", "POST"]
@@ -207,7 +117,7 @@ def test_a_signed_exam_reads_as_its_latest_revision_and_keeps_every_one(
     f"{QR}/{uuid.uuid4()}/_history/1", f"/fhir/Patient/{uuid.uuid4()}", "/fhir/Patient/nope",
 ])
 def test_unknown_ids_are_404_operation_outcomes(client, validator, path) -> None:
-    _refused(client.get(path), validator, 404, "is not known to this server")
+    refused(client.get(path), validator, 404, "is not known to this server")
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -217,14 +127,10 @@ def test_search_by_patient_status_and_authored(make_app, database_url, kb, form,
     """On SQLite and on PostgreSQL: the same answers."""
     app = make_app({"DATABASE_URL": database_url})
     client = app.test_client()
-    ana, rui = _patient(app, "Silva", "MRN-1"), _patient(app, "Costa", "MRN-2")
-    march = _sign(app, kb, _draft(app, form, ana), ana, MARCH)            # completed
-    june = _amended(app, kb, form, _sign(app, kb, _draft(app, form, ana), ana, MAY), ana,
-                    JUNE)                                                 # amended
-    draft = _draft(app, form, rui)                                        # in-progress, now
+    ana, rui, march, june, draft = tablet.ana_and_rui(app, kb, form)
 
     def found(query: str) -> list[str]:
-        bundle = _ok(client.get(f"{QR}?{query}"), validator)
+        bundle = valid(client.get(f"{QR}?{query}"), validator)
         assert bundle["type"] == "searchset"
         assert bundle["total"] == len(bundle.get("entry", []))
         for entry in bundle.get("entry", []):
@@ -263,34 +169,34 @@ def test_search_by_patient_status_and_authored(make_app, database_url, kb, form,
     assert found("authored=eb2026-05&status=completed") == [march.id]
 
     # paging: total counts every match; next pages through them in order
-    page = _ok(client.get(f"{QR}?patient={ana.id}&_count=1"), validator)
+    page = valid(client.get(f"{QR}?patient={ana.id}&_count=1"), validator)
     assert (page["total"], _ids(page)) == (2, [june.id])
     links = {link["relation"]: link["url"] for link in page["link"]}
     assert links["self"].startswith(f"{BASE}/QuestionnaireResponse?patient={ana.id}")
-    following = _ok(client.get(links["next"].removeprefix("http://localhost")), validator)
+    following = valid(client.get(links["next"].removeprefix("http://localhost")), validator)
     assert (following["total"], _ids(following)) == (2, [march.id])
     assert "next" not in {link["relation"] for link in following["link"]}
-    summary = _ok(client.get(f"{QR}?_count=0"), validator)
+    summary = valid(client.get(f"{QR}?_count=0"), validator)
     assert (summary["total"], "entry" in summary) == (3, False)
 
 
 def test_unknown_parameters_are_refused_unless_lenient(app, client, form, validator) -> None:
-    patient = _patient(app)
-    exam = _draft(app, form, patient)
+    patient = tablet.patient(app)
+    exam = tablet.draft(app, form, patient)
     for query in ("_sort=-authored", "status:not=completed", "questionnaire=x",
                   f"patient={patient.id}&identifier=x"):
-        _refused(client.get(f"{QR}?{query}"), validator, 400, "Unsupported search parameter")
+        refused(client.get(f"{QR}?{query}"), validator, 400, "Unsupported search parameter")
     lenient = client.get(f"{QR}?_sort=-authored&patient={patient.id}",
                          headers={"Prefer": "handling=lenient"})
-    bundle = _ok(lenient, validator)
+    bundle = valid(lenient, validator)
     assert (bundle["total"], _ids(bundle)) == (1, [exam.id])
     warning = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]
     assert "_sort" in warning[0]["resource"]["issue"][0]["details"]["text"]
     assert "_sort" not in bundle["link"][0]["url"]  # self shows what was applied
     strict = client.get(f"{QR}?_sort=-authored", headers={"Prefer": "handling=strict"})
-    _refused(strict, validator, 400, "Unsupported search parameter(s): _sort")
-    _refused(client.get(f"{QR}/{exam.id}/_history?_since=2026-01-01"), validator, 400,
-             "Unsupported search parameter(s): _since")
+    refused(strict, validator, 400, "Unsupported search parameter(s): _sort")
+    refused(client.get(f"{QR}/{exam.id}/_history?_since=2026-01-01"), validator, 400,
+            "Unsupported search parameter(s): _since")
 
 
 @pytest.mark.parametrize(("query", "text"), [
@@ -305,11 +211,11 @@ def test_unknown_parameters_are_refused_unless_lenient(app, client, form, valida
     ("_count=1&_count=2", "_count may be given only once"),
 ])
 def test_bad_search_values_are_400(client, validator, query: str, text: str) -> None:
-    _refused(client.get(f"{QR}?{query}"), validator, 400, text)
+    refused(client.get(f"{QR}?{query}"), validator, 400, text)
 
 
 def test_metadata_lists_the_stored_record_interactions(client, validator) -> None:
-    statement = _ok(client.get("/fhir/metadata"), validator)
+    statement = valid(client.get("/fhir/metadata"), validator)
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     qr = resources["QuestionnaireResponse"]
     assert [i["code"] for i in qr["interaction"]] == \
