@@ -72,14 +72,6 @@ def server(fhir_server):
     return fhir_server
 
 
-@pytest.fixture()
-def sqlite_store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'exam.sqlite3'}")
-    store.upgrade()
-    yield store
-    store.dispose()
-
-
 def queue(store: Store, kb, *, with_document: bool = False) -> tuple[str, dict]:
     """A signed exam with its Bundle queued, as the tablet's sign-off does it."""
     patient = store.add_patient(CASE["patient"])

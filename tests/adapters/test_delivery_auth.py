@@ -17,6 +17,7 @@ from plugin.adapters import backend, outbox, smart
 from plugin.adapters import ehr as ehr_mod
 from plugin.adapters.store import Store
 from tests.adapters.test_delivery import _sign_on_the_tablet, copies, queue, worker
+from tests.support.bundles import references
 from tests.support.ehr import running_ehr
 
 FAST = outbox.Policy(max_attempts=8, backoff_seconds=0)
@@ -40,14 +41,6 @@ def ehr(test_ehr):
 def keys() -> dict[str, Any]:
     return {"RS384": RSAKey.generate_key(2048, parameters={"kid": "delivery-rsa"}),
             "ES384": ECKey.generate_key("P-384", parameters={"kid": "delivery-ec"})}
-
-
-@pytest.fixture()
-def sqlite_store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'exam.sqlite3'}")
-    store.upgrade()
-    yield store
-    store.dispose()
 
 
 def entry(key: Any, client_id: str) -> dict[str, Any]:
@@ -256,26 +249,25 @@ DOCUMENT_ONLY = capability(transaction=True, QuestionnaireResponse=CREATE_ONLY,
                            Provenance=CREATE_ONLY, Device=CREATE_ONLY)
 
 
-def references(resource: Any) -> list[str]:
-    if isinstance(resource, dict):
-        own = [resource["reference"]] if isinstance(resource.get("reference"), str) else []
-        return own + [r for v in resource.values() for r in references(v)]
-    if isinstance(resource, list):
-        return [r for v in resource for r in references(v)]
-    return []
+def delivered_after_a_late_answer(store: Store, kb: Any, ehr, keys: dict[str, Any],
+                                  statement: dict[str, Any]) -> tuple[dict, dict]:
+    """An exam with a document, queued for an EHR with ``statement``: the EHR takes the
+    first attempt but answers after the worker gave up, and the retry delivers. The
+    exam's Bundle and the EHR's state."""
+    ehr.capability(statement)
+    exam_id, bundle = queue(store, kb, with_document=True)
+    tokens = register(ehr, keys["ES384"])
+    ehr.faults([{"delay": 1.0}])
+    assert work(store, ehr, tokens, timeout=0.3)["retry"] == 1
+    assert "timeout" in outbox.status_for(store, exam_id).last_error
+    time.sleep(1.2)
+    assert work(store, ehr, tokens)["delivered"] == 1
+    return bundle, ehr.state()
 
 
 def test_auto_sends_one_transaction_when_the_ehr_takes_it(sqlite_store, kb, ehr, keys):
-    ehr.capability(TRANSACTION)
-    exam_id, bundle = queue(sqlite_store, kb, with_document=True)
-    tokens = register(ehr, keys["ES384"])
     # the EHR commits, but its answer comes after the worker gave up
-    ehr.faults([{"delay": 1.0}])
-    assert work(sqlite_store, ehr, tokens, timeout=0.3)["retry"] == 1
-    assert "timeout" in outbox.status_for(sqlite_store, exam_id).last_error
-    time.sleep(1.2)
-    assert work(sqlite_store, ehr, tokens)["delivered"] == 1
-    state = ehr.state()
+    bundle, state = delivered_after_a_late_answer(sqlite_store, kb, ehr, keys, TRANSACTION)
     assert [b["resourceType"] for b in state["bodies"]] == ["Bundle", "Bundle"]
     assert [(a["method"], a["path"]) for a in state["auth"]] == [("POST", "/")] * 2
     held = once_each(state)
@@ -322,16 +314,8 @@ def test_auto_sends_entry_by_entry_when_the_ehr_has_no_transactions(sqlite_store
 
 def test_auto_sends_the_document_alone_found_first_when_the_ehr_has_no_conditional_create(
         sqlite_store, kb, ehr, keys) -> None:
-    ehr.capability(DOCUMENT_ONLY)
-    exam_id, bundle = queue(sqlite_store, kb, with_document=True)
-    tokens = register(ehr, keys["ES384"])
     # the EHR stores the document but answers after the worker gave up
-    ehr.faults([{"delay": 1.0}])
-    assert work(sqlite_store, ehr, tokens, timeout=0.3)["retry"] == 1
-    assert "timeout" in outbox.status_for(sqlite_store, exam_id).last_error
-    time.sleep(1.2)
-    assert work(sqlite_store, ehr, tokens)["delivered"] == 1
-    state = ehr.state()
+    bundle, state = delivered_after_a_late_answer(sqlite_store, kb, ehr, keys, DOCUMENT_ONLY)
     # searched before each attempt; created once (the retry found it)
     assert [(a["method"], a["path"]) for a in state["auth"]] == [
         ("GET", "/DocumentReference"), ("POST", "/DocumentReference"),
