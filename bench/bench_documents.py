@@ -16,6 +16,11 @@ count.
   both plain and with ``pdf_variant="pdf/a-3a"``. Like is compared with like: the target
   is checked against the PDF/A-3a baseline, the variant we render; the ratio to the plain
   baseline is reported beside it.
+- also reported, never judged: the lenient reading of "a plain document of the same page
+  count", the *fullest* plain document with that many pages (the most paragraphs before
+  one more page; every page full), timed as PDF/A-3a ("full PDF/A", "vs full"). Which
+  reading the target should use is a decision for the issue's owner; the exit status
+  follows the strict one.
 Each timing is the median of ``N`` runs (default 15; ``--runs N``) after warm-ups (the
 first render imports WeasyPrint and caches fonts), ours and the baselines interleaved so
 drift hits them alike. Run with ``scripts/bench`` (``taskset -c 0`` for one core); not part
@@ -93,23 +98,40 @@ def direct_pdf(html: str) -> bytes:
         pdf_variant=VARIANT, presentational_hints=False)
 
 
-def matching_plain(target_pages: int) -> tuple[str, int]:
-    """The plain document with the fewest paragraphs that has ``target_pages`` pages."""
+def _fewest_units(min_pages: int) -> int:
+    """The fewest paragraphs whose plain document has at least ``min_pages`` pages."""
     hi = 1
-    while pages(plain_pdf(plain_html(hi))) < target_pages:
+    while pages(plain_pdf(plain_html(hi))) < min_pages:
         hi *= 2
-    lo = hi // 2  # pages(lo) < target (or lo == 0)
+    lo = hi // 2  # pages(lo) < min_pages (or lo == 0)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if pages(plain_pdf(plain_html(mid))) < target_pages:
+        if pages(plain_pdf(plain_html(mid))) < min_pages:
             lo = mid
         else:
             hi = mid
+    return hi
+
+
+def matching_plain(target_pages: int) -> tuple[str, int]:
+    """The plain document with the fewest paragraphs that has ``target_pages`` pages."""
+    hi = _fewest_units(target_pages)
     html = plain_html(hi)
     found = pages(plain_pdf(html))
     assert found == target_pages, f"plain document: {found} pages, wanted {target_pages}"
     assert pages(plain_pdf(html, VARIANT)) == target_pages  # the PDF/A render lays out alike
     return html, hi
+
+
+def fullest_plain(target_pages: int) -> tuple[str, int]:
+    """The plain document with the most paragraphs that still has ``target_pages`` pages
+    (the lenient reading: every page full)."""
+    units = _fewest_units(target_pages + 1) - 1
+    html = plain_html(units)
+    found = pages(plain_pdf(html))
+    assert found == target_pages, f"full plain document: {found} pages, wanted {target_pages}"
+    assert pages(plain_pdf(html, VARIANT)) == target_pages
+    return html, units
 
 
 def timed(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
@@ -151,28 +173,34 @@ def main() -> None:
     for name, (html_fn, pdf_fn) in documents.items():
         count = pages(pdf_fn())  # also the first render: imports WeasyPrint, loads fonts
         plain, units = matching_plain(count)
+        full, full_units = fullest_plain(count)
         ours_html = html_fn()
         times = timed({"html": html_fn, "ours": pdf_fn,
                        "direct": lambda ours_html=ours_html: direct_pdf(ours_html),
                        "plain": lambda plain=plain: plain_pdf(plain),
-                       "pdfa": lambda plain=plain: plain_pdf(plain, VARIANT)}, runs)
-        results[name] = {"pages": count, "units": units, **times,
+                       "pdfa": lambda plain=plain: plain_pdf(plain, VARIANT),
+                       "full": lambda full=full: plain_pdf(full, VARIANT)}, runs)
+        results[name] = {"pages": count, "units": units, "full_units": full_units, **times,
                          "ratio": times["ours"] / times["pdfa"],
-                         "ratio_plain": times["ours"] / times["plain"]}
+                         "ratio_plain": times["ours"] / times["plain"],
+                         "ratio_full": times["ours"] / times["full"]}
 
     print(f"summary and handout of a complete exam ({len(answers)} answers, both sides): "
           f"median of {runs} runs after {WARMUPS} warm-ups, interleaved; ours = {VARIANT}")
     print(f"  {'document':<8}  {'pages':>5}  {'HTML ms':>7}  {'direct ms':>9}  {'ours ms':>7}  "
           f"{'plain ms':>8}  {'PDF/A ms':>8}  {'ratio':>5}  {'vs plain':>8}  target <= "
-          f"{TARGET_RATIO}x PDF/A")
+          f"{TARGET_RATIO}x PDF/A  | {'full PDF/A ms':>13}  {'vs full':>7}")
     for name, r in results.items():
         verdict = "OK" if r["ratio"] <= TARGET_RATIO else "OVER TARGET"
         print(f"  {name:<8}  {r['pages']:>5}  {r['html']:>7.1f}  {r['direct']:>9.1f}  "
               f"{r['ours']:>7.1f}  {r['plain']:>8.1f}  {r['pdfa']:>8.1f}  {r['ratio']:>4.2f}x  "
-              f"{r['ratio_plain']:>7.2f}x  {verdict}")
+              f"{r['ratio_plain']:>7.2f}x  {verdict:<20}  | {r['full']:>13.1f}  {r['ratio_full']:>6.2f}x")
     print("  baseline: WeasyPrint's write_pdf() of a plain lorem document with the same page "
           "count (" + ", ".join(f"{r['units']} paragraphs for the {name}"
                                 for name, r in results.items()) + "), plain and PDF/A-3a")
+    print("  full (reported, not judged): the fullest plain document with the same page count ("
+          + ", ".join(f"{r['full_units']} paragraphs for the {name}" for name, r in results.items())
+          + "), PDF/A-3a: the lenient reading of 'same page count'")
     print("  direct: WeasyPrint's write_pdf() on our HTML with our fetcher and options, without "
           "pdf.render's thread")
     misses = [f"{name} ({r['ratio']:.2f}x)" for name, r in results.items()
