@@ -195,8 +195,23 @@ def _transaction(bundle: Any) -> tuple[int, dict[str, Any]]:
         ids[entry.get("fullUrl", "")] = f"{kind}/{created['id']}"
         answers.append({"response": {"status": "201 Created",
                                      "location": f"{kind}/{created['id']}/_history/1"}})
+    for item in staged:  # R4 transaction rules: fullUrl references become the real ids
+        item["resource"] = _resolved(item["resource"], ids)
     STATE["resources"].extend(staged)  # all or nothing: only now
     return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
+
+
+def _resolved(node: Any, ids: dict[str, str]) -> Any:
+    """``node`` with every ``reference`` naming an entry's fullUrl replaced by the id
+    the transaction gave that entry (created or matched)."""
+    if isinstance(node, list):
+        return [_resolved(v, ids) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _resolved(v, ids) for k, v in node.items()}
+    if isinstance(out.get("reference"), str) and out["reference"] in ids:
+        out["reference"] = ids[out["reference"]]
+    return out
 
 
 def _create(kind: str, resource: Any, if_none_exist: str | None) -> tuple[int, Any]:
