@@ -3,34 +3,42 @@
 Target (issue "Benchmark: time to render the summary and the handout for a full exam"):
 each document within 1.5x of WeasyPrint's own time for a plain document of the same page
 count.
-- ours: ``render.summary_pdf`` / ``render.handout_pdf`` for a complete exam (every item
-  answered, both sides; a FHIR Patient with name, birthDate and identifier), from the
-  exam and its assessment to PDF bytes: Jinja HTML, the safe fetcher, the render thread
-  and WeasyPrint, in the default variant, PDF/A-3a. Reported beside it, to show where the
-  time goes: the HTML step alone, and WeasyPrint called directly on our HTML (same fetcher
-  and options, without pdf.render's thread and colour profile: our wrapper's share).
-- baseline: a plain HTML document (no stylesheet files; DejaVu Sans; lorem paragraphs and
-  small tables) with the fewest paragraphs (found by bisection) whose page count, counted
-  with pypdf, equals the document's: the least content with that many pages (its last
-  page nearly empty), the stricter reading. Timed as ``weasyprint.HTML(string=html).write_pdf()``,
-  both plain and with ``pdf_variant="pdf/a-3a"``. Like is compared with like: the target
-  is checked against the PDF/A-3a baseline, the variant we render; the ratio to the plain
-  baseline is reported beside it.
-- also reported, never judged: the lenient reading of "a plain document of the same page
-  count", the *fullest* plain document with that many pages (the most paragraphs before
-  one more page; every page full), timed as PDF/A-3a ("full PDF/A", "vs full"). Which
-  reading the target should use is a decision for the issue's owner; the exit status
-  follows the strict one.
+- exams, both judged (a full exam: every item answered, both sides; a FHIR Patient with
+  name, birthDate and identifier):
+  (a) "complete": ``bench_extract.complete_answers``, every item answered and nearly
+      everything abnormal: the stress case (the most rows, nothing condenses);
+  (b) "realistic": every item answered with its normal or negative value (the item's
+      ``layout.normal_value``, booleans False, an unremarkable option from
+      ``layout.UNREMARKABLE`` where there is one, else the first option, integers at their
+      minimum), overlaid with the golden case ``disc-radiculopathy-8-weeks-severe`` and
+      ``patient.age-years`` 36, keeping only the answers ``drafts.check`` finds valid
+      (answers its enableWhen rules out are dropped, as the tablet would).
+- ours: ``render.summary_pdf`` / ``render.handout_pdf``, from the exam and its assessment to
+  PDF bytes: Jinja HTML, the safe fetcher, the render thread and WeasyPrint, in the
+  default variant, PDF/A-3a. Reported beside it, to show where the time goes: the HTML
+  step alone, and WeasyPrint called directly on our HTML (same fetcher and options,
+  without pdf.render's thread and colour profile: our wrapper's share).
+- baseline (judged): a plain HTML document (no stylesheet files; DejaVu Sans; lorem
+  paragraphs and small tables) with the *most* paragraphs that still has the document's
+  page count (counted with pypdf; found by bisection): every page full, as "a plain
+  document of N pages" naturally reads, timed as ``weasyprint.HTML(string=html)
+  .write_pdf(pdf_variant="pdf/a-3a")``, the variant we render (like with like). The
+  issue's owner chose this reading: the strict one below compares N pages of ours with
+  N-1 full pages and an almost empty last one.
+- also reported, never judged: the strict reading, the plain document with the *fewest*
+  paragraphs that has that many pages (its last page nearly empty), timed plain and as
+  PDF/A-3a ("strict", "vs strict"; "plain", "vs plain").
 Each timing is the median of ``N`` runs (default 15; ``--runs N``) after warm-ups (the
 first render imports WeasyPrint and caches fonts), ours and the baselines interleaved so
 drift hits them alike. Run with ``scripts/bench`` (``taskset -c 0`` for one core); not part
-of the test suite. Exits 1 naming any document over target.
+of the test suite. Exits 1 naming any document of either exam over target.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import io
+import json
 import statistics
 import sys
 import time
@@ -46,8 +54,10 @@ from bench_extract import complete_answers  # noqa: E402
 from plugin import knowledge  # noqa: E402
 from plugin.adapters.documents import pdf, render  # noqa: E402
 from plugin.config import DEFAULTS  # noqa: E402
-from plugin.core import pipeline  # noqa: E402
+from plugin.core import drafts, layout, pipeline  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN_CASE = ROOT / "tests" / "data" / "cases" / "disc-radiculopathy-8-weeks-severe.json"
 TARGET_RATIO = 1.5
 RUNS, WARMUPS = 15, 2
 VARIANT = "pdf/a-3a"  # our default, so the baseline the target is checked against
@@ -62,6 +72,35 @@ LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmo
          "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. Duis aute "
          "irure dolor in reprehenderit in voluptate velit esse cillum dolore eu fugiat nulla "
          "pariatur.")
+
+
+def normal_answer(item: Any) -> Any:
+    """The normal or negative answer of one item (what an unremarkable exam records)."""
+    normal = layout.normal_value(item)
+    if item.type == "boolean":
+        value: Any = False
+    elif normal is not None:
+        value = normal
+    elif item.type == "choice":
+        codes = [o.code for o in item.options]
+        value = next((c for c in codes if c in layout.UNREMARKABLE), codes[0])
+    elif item.type == "integer":
+        value = item.min_value if item.min_value is not None else 0
+    elif item.type == "quantity":
+        value = {"value": 1, "unit": item.unit_options[0] if item.unit_options else "d"}
+    else:
+        value = "none"
+    return [value] if item.repeats and item.type == "choice" else value
+
+
+def realistic_answers(form: Any) -> dict[str, Any]:
+    """Exam (b): every item normal or negative, overlaid with the golden case, age 36,
+    only the valid answers kept."""
+    answers = {item.link_id: normal_answer(item) for item in form.answerable}
+    answers.update(json.loads(GOLDEN_CASE.read_text())["answers"])
+    answers["patient.age-years"] = 36  # matches the benchmark Patient's birthDate
+    valid = drafts.check(form, answers).valid
+    return {k: v for k, v in answers.items() if k in valid}
 
 
 def pages(pdf_bytes: bytes) -> int:
@@ -157,55 +196,62 @@ def main() -> None:
     runs = parser.parse_known_args()[0].runs  # scripts/bench passes its arguments to all
 
     kb = knowledge.load(DEFAULTS["QUESTIONNAIRES_DIR"], DEFAULTS["MAPPINGS_DIR"])
-    answers = complete_answers(kb.forms[pipeline.DEFAULT_FORM])
-    exam = pipeline.exam_from_input(kb, answers, patient=PATIENT, now=NOW)
-    assessment = pipeline.assess_exam(kb, exam).as_json()
-    visit = render.Visit(patient=PATIENT, exam_date=EXAM_DATE, clinician="Dr Lee",
-                         identifier=exam.exam_id)
-    documents: dict[str, tuple[Callable[[], str], Callable[[], bytes]]] = {
-        "summary": (lambda: render.summary_html(kb, exam, assessment, visit),
-                    lambda: render.summary_pdf(kb, exam, assessment, visit)),
-        "handout": (lambda: render.handout_html(kb, assessment),
-                    lambda: render.handout_pdf(kb, assessment)),
-    }
+    form = kb.forms[pipeline.DEFAULT_FORM]
+    exams = {"complete": complete_answers(form), "realistic": realistic_answers(form)}
+    documents: dict[str, tuple[Callable[[], str], Callable[[], bytes]]] = {}
+    for label, answers in exams.items():
+        exam = pipeline.exam_from_input(kb, answers, patient=PATIENT, now=NOW)
+        assessment = pipeline.assess_exam(kb, exam).as_json()
+        visit = render.Visit(patient=PATIENT, exam_date=EXAM_DATE, clinician="Dr Lee",
+                             identifier=exam.exam_id)
+        documents[f"{label} summary"] = (
+            lambda exam=exam, a=assessment, v=visit: render.summary_html(kb, exam, a, v),
+            lambda exam=exam, a=assessment, v=visit: render.summary_pdf(kb, exam, a, v))
+        documents[f"{label} handout"] = (lambda a=assessment: render.handout_html(kb, a),
+                                         lambda a=assessment: render.handout_pdf(kb, a))
 
+    baselines: dict[int, tuple[str, int, str, int]] = {}  # by page count
     results = {}
     for name, (html_fn, pdf_fn) in documents.items():
         count = pages(pdf_fn())  # also the first render: imports WeasyPrint, loads fonts
-        plain, units = matching_plain(count)
-        full, full_units = fullest_plain(count)
+        if count not in baselines:
+            baselines[count] = (*fullest_plain(count), *matching_plain(count))
+        full, full_units, strict, units = baselines[count]
         ours_html = html_fn()
         times = timed({"html": html_fn, "ours": pdf_fn,
                        "direct": lambda ours_html=ours_html: direct_pdf(ours_html),
-                       "plain": lambda plain=plain: plain_pdf(plain),
-                       "pdfa": lambda plain=plain: plain_pdf(plain, VARIANT),
-                       "full": lambda full=full: plain_pdf(full, VARIANT)}, runs)
+                       "full": lambda full=full: plain_pdf(full, VARIANT),
+                       "strict": lambda strict=strict: plain_pdf(strict, VARIANT),
+                       "plain": lambda strict=strict: plain_pdf(strict)}, runs)
         results[name] = {"pages": count, "units": units, "full_units": full_units, **times,
-                         "ratio": times["ours"] / times["pdfa"],
-                         "ratio_plain": times["ours"] / times["plain"],
-                         "ratio_full": times["ours"] / times["full"]}
+                         "ratio": times["ours"] / times["full"],
+                         "ratio_strict": times["ours"] / times["strict"],
+                         "ratio_plain": times["ours"] / times["plain"]}
 
-    print(f"summary and handout of a complete exam ({len(answers)} answers, both sides): "
-          f"median of {runs} runs after {WARMUPS} warm-ups, interleaved; ours = {VARIANT}")
-    print(f"  {'document':<8}  {'pages':>5}  {'HTML ms':>7}  {'direct ms':>9}  {'ours ms':>7}  "
-          f"{'plain ms':>8}  {'PDF/A ms':>8}  {'ratio':>5}  {'vs plain':>8}  target <= "
-          f"{TARGET_RATIO}x PDF/A  | {'full PDF/A ms':>13}  {'vs full':>7}")
+    print("summary and handout of two full exams, both sides (" + ", ".join(
+        f"{label}: {len(answers)} answers" for label, answers in exams.items())
+        + f"): median of {runs} runs after {WARMUPS} warm-ups, interleaved; ours = {VARIANT}")
+    print(f"  {'document':<18}  {'pages':>5}  {'HTML ms':>7}  {'direct ms':>9}  {'ours ms':>7}  "
+          f"{'full ms':>7}  {'ratio':>5}  target <= {TARGET_RATIO}x full  | "
+          f"{'strict ms':>9}  {'vs strict':>9}  {'plain ms':>8}  {'vs plain':>8}")
     for name, r in results.items():
         verdict = "OK" if r["ratio"] <= TARGET_RATIO else "OVER TARGET"
-        print(f"  {name:<8}  {r['pages']:>5}  {r['html']:>7.1f}  {r['direct']:>9.1f}  "
-              f"{r['ours']:>7.1f}  {r['plain']:>8.1f}  {r['pdfa']:>8.1f}  {r['ratio']:>4.2f}x  "
-              f"{r['ratio_plain']:>7.2f}x  {verdict:<20}  | {r['full']:>13.1f}  {r['ratio_full']:>6.2f}x")
-    print("  baseline: WeasyPrint's write_pdf() of a plain lorem document with the same page "
-          "count (" + ", ".join(f"{r['units']} paragraphs for the {name}"
-                                for name, r in results.items()) + "), plain and PDF/A-3a")
-    print("  full (reported, not judged): the fullest plain document with the same page count ("
-          + ", ".join(f"{r['full_units']} paragraphs for the {name}" for name, r in results.items())
-          + "), PDF/A-3a: the lenient reading of 'same page count'")
+        print(f"  {name:<18}  {r['pages']:>5}  {r['html']:>7.1f}  {r['direct']:>9.1f}  "
+              f"{r['ours']:>7.1f}  {r['full']:>7.1f}  {r['ratio']:>4.2f}x  {verdict:<19}  | "
+              f"{r['strict']:>9.1f}  {r['ratio_strict']:>8.2f}x  {r['plain']:>8.1f}  "
+              f"{r['ratio_plain']:>7.2f}x")
+    print("  full (judged): WeasyPrint's PDF/A-3a write_pdf() of the fullest plain lorem document "
+          "with the same page count (" + ", ".join(
+              f"{n} pages: {b[1]} paragraphs" for n, b in sorted(baselines.items())) + ")")
+    print("  strict (reported, not judged): the plain document with the fewest paragraphs and "
+          "that page count, its last page nearly empty (" + ", ".join(
+              f"{n} pages: {b[3]} paragraphs" for n, b in sorted(baselines.items()))
+          + "), PDF/A-3a; plain: the same without PDF/A")
     print("  direct: WeasyPrint's write_pdf() on our HTML with our fetcher and options, without "
           "pdf.render's thread")
     misses = [f"{name} ({r['ratio']:.2f}x)" for name, r in results.items()
               if r["ratio"] > TARGET_RATIO]
-    print(f"  (target <= {TARGET_RATIO}x WeasyPrint's PDF/A-3a time: "
+    print(f"  (target <= {TARGET_RATIO}x WeasyPrint's PDF/A-3a time for a full plain document: "
           f"{'OK' if not misses else 'MISSED by ' + ', '.join(misses)})")
     sys.exit(1 if misses else 0)
 
