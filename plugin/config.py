@@ -66,6 +66,11 @@ DEFAULTS: dict[str, object] = {
     # may take (s): a CDS service should answer within about half a second.
     "CDS_HOOKS_JWKS_CACHE_SECONDS": 300,
     "CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 3,
+    # EHR origins allowed to show the app inside their own page (an iframe, as some
+    # EHRs embed SMART apps), e.g. ["https://ehr.example.org"]. Empty: no framing at all.
+    # When set, the session cookie becomes SameSite=None (still Secure and HttpOnly;
+    # CSRF tokens still guard every form), or it would not reach the framed pages.
+    "FRAME_ANCESTORS": [],
     # SMART App Launch: the EHRs this app may be launched from, keyed by their FHIR base
     # (the launch's "iss"). Each entry: {"client_id": "...", optionally "scope": "..."
     # (default SMART_SCOPE), and for a confidential asymmetric client "jwk": {private

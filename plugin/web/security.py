@@ -14,7 +14,8 @@ and a test may both call it):
    only break its clients. A failed check is a clear 400 - a page for a browser, JSON
    for a script - never a 500. Templates get ``csrf_token()``.
 3. **Headers** on every response: a strict Content-Security-Policy (no inline script or
-   style, so injected markup cannot run), no sniffing, no framing, no referrer leaving
+   style, so injected markup cannot run), no sniffing, no framing (except by the EHR
+   origins in ``FRAME_ANCESTORS``, for EHRs that embed SMART apps), no referrer leaving
    the site, no camera/microphone/location, and ``no-store`` on pages, which show
    patient data that must not linger in a shared tablet's cache.
 """
@@ -25,8 +26,10 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from html import escape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -116,9 +119,48 @@ def init_app(app: Flask) -> CSRFProtect:
             csrf.protect(apply_exemptions=True)  # skips 404/405s and exempt views
 
     app.register_error_handler(CSRFError, _csrf_failed)
-    app.after_request(_add_security_headers)
+    headers = security_headers(app.config.get("FRAME_ANCESTORS") or ())
+    if app.config.get("FRAME_ANCESTORS") and app.config.get("SESSION_COOKIE_SAMESITE") == "Lax":
+        # inside the EHR's frame our pages are a third-party context: a Lax cookie would
+        # not come back, and every form would fail its CSRF check (the tokens remain)
+        app.config["SESSION_COOKIE_SAMESITE"] = "None"
+
+    @app.after_request
+    def _add_security_headers(response: Response) -> Response:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        if response.mimetype == "text/html":
+            # Pages show patient data: keep them out of every cache, also back/forward.
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     app.extensions[EXTENSION_KEY] = csrf
     return csrf
+
+
+def security_headers(frame_ancestors: Iterable[str] = ()) -> dict[str, str]:
+    """The headers every response gets. With ``frame_ancestors`` (the EHR origins that
+    embed the app, setting FRAME_ANCESTORS) those origins may frame the pages; else no
+    one may. A ValueError names an entry that is not an origin."""
+    origins = [_origin(o) for o in frame_ancestors]
+    if not origins:
+        return dict(SECURITY_HEADERS)
+    policy = CONTENT_SECURITY_POLICY.replace("frame-ancestors 'none'",
+                                             "frame-ancestors " + " ".join(origins))
+    headers = {**SECURITY_HEADERS, "Content-Security-Policy": policy}
+    del headers["X-Frame-Options"]  # it cannot name several origins; CSP does
+    return headers
+
+
+def _origin(value: str) -> str:
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or "*" in parts.netloc:
+        raise ValueError(f"FRAME_ANCESTORS entries must be origins like "
+                         f"https://ehr.example.org, not {value!r}")
+    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1"):
+        raise ValueError(f"FRAME_ANCESTORS: {value!r} must use https")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def load_or_create_secret_key(path: Path) -> str:
@@ -185,12 +227,3 @@ def _wants_json() -> bool:
         return True
     return request.accept_mimetypes.best_match(("text/html", "application/json")) == \
         "application/json"
-
-
-def _add_security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if response.mimetype == "text/html":
-        # Pages show patient data: keep them out of every cache, including back/forward.
-        response.headers["Cache-Control"] = "no-store"
-    return response

@@ -327,3 +327,30 @@ def test_init_app_is_idempotent(app: Flask) -> None:
     assert security.init_app(app) is app.extensions["security"]
     after = (len(app.after_request_funcs[None]), len(app.before_request_funcs[None]))
     assert before == after
+
+
+# --- framing by the EHR ---------------------------------------------------------------
+
+def test_only_the_configured_ehr_origins_may_frame_the_pages(tmp_path: Path) -> None:
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 32,
+                      "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+                      "FRAME_ANCESTORS": ["https://ehr.example.org/", "https://b.example"]})
+    response = app.test_client().get("/patients")
+    directives = dict(d.strip().split(" ", 1)
+                      for d in response.headers["Content-Security-Policy"].split(";"))
+    assert directives["frame-ancestors"] == "https://ehr.example.org https://b.example"
+    assert directives["script-src"] == "'self'"  # the rest of the policy is unchanged
+    assert "X-Frame-Options" not in response.headers  # DENY would override the list
+    # framed pages are a third-party context: the session cookie must still come back
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "None"
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize("origin", ["*", "https://*.example.org", "http://ehr.example.org",
+                                    "https://ehr.example.org/app", "ehr.example.org"])
+def test_a_frame_ancestor_that_is_not_an_https_origin_stops_start_up(tmp_path: Path,
+                                                                     origin: str) -> None:
+    with pytest.raises(ValueError, match="FRAME_ANCESTORS"):
+        create_app({"TESTING": True, "SECRET_KEY": "x" * 32,
+                    "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+                    "FRAME_ANCESTORS": [origin]})
