@@ -377,7 +377,9 @@ def _deliver(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .adapters import backend, ehr, outbox, store as storage
+    from .adapters import backend, outbox, store as storage
+    from .adapters.ehr_capability import Capabilities
+    from .adapters.ehr_profiles import SETTINGS
 
     app, code = _prepared_app("cannot deliver, ", migrate=False)
     if app is None:
@@ -388,8 +390,8 @@ def _deliver(args: argparse.Namespace) -> int:
         _say("delivery is off: EHR_FHIR_BASE_URL is not set")
         return EXIT_INPUT
     profile = str(config.get("EHR_PROFILE") or "auto")
-    if profile not in ehr.SETTINGS:
-        _say(f"error: EHR_PROFILE must be one of {', '.join(ehr.SETTINGS)}, not {profile!r}")
+    if profile not in SETTINGS:
+        _say(f"error: EHR_PROFILE must be one of {', '.join(SETTINGS)}, not {profile!r}")
         return EXIT_INPUT
     try:
         policy = outbox.Policy(max_attempts=int(config["DELIVERY_MAX_ATTEMPTS"]),
@@ -408,7 +410,7 @@ def _deliver(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     # auto: the CapabilityStatement is read with the first job's token and kept a few
     # minutes for every batch of this worker
-    capabilities = ehr.Capabilities(base_url, timeout=timeout) if profile == "auto" else None
+    capabilities = Capabilities(base_url, timeout=timeout) if profile == "auto" else None
     while True:
         try:
             counts = outbox.work(store, worker_id=worker_id, batch=args.batch,

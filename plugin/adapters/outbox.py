@@ -33,6 +33,8 @@ from sqlalchemy import and_, or_, select, update
 
 from . import ehr
 from . import engine as engine_mod
+from .ehr_capability import Capabilities
+from .ehr_http import Result
 from .store import Store, _key
 from .tables import outbox
 
@@ -172,7 +174,7 @@ def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
          base_url: str, profile: str, timeout: float, policy: Policy = Policy(),
          token: Callable[[Job], str | None] | None = None,
          on_unauthorized: Callable[[Job], None] | None = None,
-         capabilities: ehr.Capabilities | None = None) -> dict[str, int]:
+         capabilities: Capabilities | None = None) -> dict[str, int]:
     """Claim up to ``batch`` due deliveries and deliver each; counts by outcome.
 
     ``token`` gives the bearer token for a job (None: none is sent); when it raises
@@ -184,7 +186,7 @@ def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
     from .smart import SmartError  # Authlib: only for workers
 
     if profile == "auto" and capabilities is None:
-        capabilities = ehr.Capabilities(base_url, timeout=timeout)
+        capabilities = Capabilities(base_url, timeout=timeout)
     counts = {"claimed": 0, "delivered": 0, "retry": 0, "dead": 0}
     jobs = claim(store, worker_id, batch, lease_seconds, max_attempts=policy.max_attempts)
     counts["claimed"] = len(jobs)
@@ -192,8 +194,8 @@ def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
         try:
             bearer = token(job) if token is not None else None
         except SmartError as error:
-            result = ehr.Result(delivered=False, retryable=True,
-                                error=f"could not get an EHR token: {error}")
+            result = Result(delivered=False, retryable=True,
+                            error=f"could not get an EHR token: {error}")
         else:
             result = ehr.deliver(base_url, job.payload, token=bearer, timeout=timeout,
                                  profile=profile, capabilities=capabilities)

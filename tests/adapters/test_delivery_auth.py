@@ -14,7 +14,7 @@ import pytest
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from plugin.adapters import backend, outbox, smart
-from plugin.adapters import ehr as ehr_mod
+from plugin.adapters.ehr_capability import Capabilities
 from plugin.adapters.store import Store
 from tests.adapters.test_delivery import _sign_on_the_tablet, copies, queue, worker
 from tests.support.bundles import references
@@ -339,7 +339,7 @@ def test_auto_does_not_send_what_it_could_only_create_blindly(sqlite_store, kb, 
 
 def test_the_capability_statement_is_kept_for_a_while(ehr) -> None:
     now = [0.0]
-    kept = ehr_mod.Capabilities(ehr.fhir_base, timeout=5, ttl=300, clock=lambda: now[0])
+    kept = Capabilities(ehr.fhir_base, timeout=5, ttl=300, clock=lambda: now[0])
     ehr.capability(TRANSACTION)
     assert kept.statement(None) == TRANSACTION
     ehr.capability(DOCUMENT_ONLY)

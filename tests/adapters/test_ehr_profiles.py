@@ -1,4 +1,4 @@
-"""Which EHR profile a CapabilityStatement allows (``ehr.profile_from_capability``, pure):
+"""Which EHR profile a CapabilityStatement allows (``profile_from_capability``, pure):
 transaction, then one-by-one conditional creates, then documents found by identifier
 before they are created, and never a way that could duplicate the record on a retry."""
 from __future__ import annotations
@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from plugin.adapters import ehr
+from plugin.adapters.ehr_capability import bundle_types, profile_from_capability
+from plugin.adapters.ehr_profiles import PROFILES, SETTINGS, for_profile
 
 RECORD = ("QuestionnaireResponse", "Observation", "DocumentReference", "Device", "Provenance")
 
@@ -43,14 +44,14 @@ def everything(**overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_transactions_with_a_conditional_create_of_every_type_send_the_bundle() -> None:
-    assert ehr.profile_from_capability(statement(transaction=True, **everything()),
-                                       RECORD) == "transaction"
+    assert profile_from_capability(statement(transaction=True, **everything()),
+                                   RECORD) == "transaction"
 
 
 def test_only_the_types_in_the_bundle_matter() -> None:
     caps = statement(transaction=True, **everything(), Condition=PLAIN)
-    assert ehr.profile_from_capability(caps, RECORD) == "transaction"
-    assert ehr.profile_from_capability(caps, RECORD + ("Condition",)) == "individual"
+    assert profile_from_capability(caps, RECORD) == "transaction"
+    assert profile_from_capability(caps, RECORD + ("Condition",)) == "individual"
 
 
 @pytest.mark.parametrize("missing", [
@@ -62,18 +63,18 @@ def test_only_the_types_in_the_bundle_matter() -> None:
 ])
 def test_a_transaction_that_cannot_match_every_entry_goes_one_by_one(missing) -> None:
     caps = statement(transaction=True, **everything(**missing))
-    assert ehr.profile_from_capability(caps, RECORD) == "individual"
+    assert profile_from_capability(caps, RECORD) == "individual"
 
 
 def test_without_transactions_conditional_document_creates_go_one_by_one() -> None:
-    assert ehr.profile_from_capability(statement(**everything()), RECORD) == "individual"
+    assert profile_from_capability(statement(**everything()), RECORD) == "individual"
     only_documents = statement(DocumentReference=CONDITIONAL)
-    assert ehr.profile_from_capability(only_documents, RECORD) == "individual"
+    assert profile_from_capability(only_documents, RECORD) == "individual"
 
 
 def test_without_conditional_creates_documents_found_by_identifier_are_sent_alone() -> None:
     caps = statement(transaction=True, DocumentReference=SEARCHABLE, Observation=SEARCHABLE)
-    assert ehr.profile_from_capability(caps, RECORD) == "document-only"
+    assert profile_from_capability(caps, RECORD) == "document-only"
 
 
 @pytest.mark.parametrize("document", [
@@ -85,7 +86,7 @@ def test_without_conditional_creates_documents_found_by_identifier_are_sent_alon
 ])
 def test_documents_that_could_only_be_created_blindly_are_not_sent(document) -> None:
     with pytest.raises(ValueError, match="a retry could duplicate"):
-        ehr.profile_from_capability(statement(DocumentReference=document), RECORD)
+        profile_from_capability(statement(DocumentReference=document), RECORD)
 
 
 @pytest.mark.parametrize("caps", [
@@ -95,30 +96,30 @@ def test_documents_that_could_only_be_created_blindly_are_not_sent(document) -> 
 ])
 def test_an_ehr_that_cannot_take_documents_is_named(caps) -> None:
     with pytest.raises(ValueError, match="no create of DocumentReference"):
-        ehr.profile_from_capability(caps, RECORD)
+        profile_from_capability(caps, RECORD)
 
 
 @pytest.mark.parametrize("caps", [{"resourceType": "OperationOutcome"}, [], "metadata"])
 def test_anything_but_a_capability_statement_is_refused(caps) -> None:
     with pytest.raises(ValueError, match="not a CapabilityStatement"):
-        ehr.profile_from_capability(caps, RECORD)  # type: ignore[arg-type]
+        profile_from_capability(caps, RECORD)  # type: ignore[arg-type]
 
 
 def test_the_server_rest_is_read_not_the_client_one() -> None:
     caps = statement(transaction=True, **everything())
     client = statement(mode="client", DocumentReference=PLAIN)["rest"][0]
     caps["rest"].insert(0, client)
-    assert ehr.profile_from_capability(caps, RECORD) == "transaction"
+    assert profile_from_capability(caps, RECORD) == "transaction"
 
 
 def test_bundle_types_in_order_each_once() -> None:
     bundle = {"entry": [{"resource": {"resourceType": t}} for t in
                         ("QuestionnaireResponse", "Observation", "Observation", "Device")]}
-    assert ehr.bundle_types(bundle) == ["QuestionnaireResponse", "Observation", "Device"]
-    assert ehr.bundle_types({}) == []
+    assert bundle_types(bundle) == ["QuestionnaireResponse", "Observation", "Device"]
+    assert bundle_types({}) == []
 
 
 def test_auto_is_a_setting_not_a_way_to_send() -> None:
-    assert "auto" in ehr.SETTINGS and "auto" not in ehr.PROFILES
+    assert "auto" in SETTINGS and "auto" not in PROFILES
     with pytest.raises(ValueError, match="EHR_PROFILE must be one of"):
-        ehr.for_profile({"entry": []}, "auto")
+        for_profile({"entry": []}, "auto")
