@@ -7,10 +7,10 @@ count.
   name, birthDate and identifier):
   (a) "complete": ``bench_extract.complete_answers``, every item answered and nearly
       everything abnormal: the stress case (the most rows, nothing condenses);
-  (b) "realistic": every item answered with its normal or negative value (the item's
-      ``layout.normal_value``, booleans False, an unremarkable option from
-      ``layout.UNREMARKABLE`` where there is one, else the first option, integers at their
-      minimum), overlaid with the golden case ``disc-radiculopathy-8-weeks-severe`` and
+  (b) "realistic": every item answered with its normal or negative value
+      (``layout.normal_answer``: the item's ``normal_value``, booleans False, an
+      unremarkable option from ``layout.UNREMARKABLE`` where there is one, else the first
+      option, integers at their minimum), overlaid with the golden case ``disc-radiculopathy-8-weeks-severe`` and
       ``patient.age-years`` 36, keeping only the answers ``drafts.check`` finds valid
       (answers its enableWhen rules out are dropped, as the tablet would).
 - ours: ``render.summary_pdf`` / ``render.handout_pdf``, from the exam and its assessment to
@@ -74,29 +74,10 @@ LOREM = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmo
          "pariatur.")
 
 
-def normal_answer(item: Any) -> Any:
-    """The normal or negative answer of one item (what an unremarkable exam records)."""
-    normal = layout.normal_value(item)
-    if item.type == "boolean":
-        value: Any = False
-    elif normal is not None:
-        value = normal
-    elif item.type == "choice":
-        codes = [o.code for o in item.options]
-        value = next((c for c in codes if c in layout.UNREMARKABLE), codes[0])
-    elif item.type == "integer":
-        value = item.min_value if item.min_value is not None else 0
-    elif item.type == "quantity":
-        value = {"value": 1, "unit": item.unit_options[0] if item.unit_options else "d"}
-    else:
-        value = "none"
-    return [value] if item.repeats and item.type == "choice" else value
-
-
 def realistic_answers(form: Any) -> dict[str, Any]:
     """Exam (b): every item normal or negative, overlaid with the golden case, age 36,
     only the valid answers kept."""
-    answers = {item.link_id: normal_answer(item) for item in form.answerable}
+    answers = {item.link_id: layout.normal_answer(item) for item in form.answerable}
     answers.update(json.loads(GOLDEN_CASE.read_text())["answers"])
     answers["patient.age-years"] = 36  # matches the benchmark Patient's birthDate
     valid = drafts.check(form, answers).valid
@@ -129,12 +110,14 @@ def plain_pdf(html: str, variant: str | None = None) -> bytes:
     return weasyprint.HTML(string=html).write_pdf(pdf_variant=variant)
 
 
-def direct_pdf(html: str) -> bytes:
-    """WeasyPrint straight on our HTML, as ``pdf.render`` calls it, minus its wrapper."""
+def direct_pdf(html: str, kind: str) -> bytes:
+    """WeasyPrint straight on our HTML, as ``pdf.render`` calls it (same fetcher, options
+    and parsed stylesheets), minus its wrapper."""
     import weasyprint
 
     return weasyprint.HTML(string=html, base_url=None, url_fetcher=pdf.SafeFetcher()).write_pdf(
-        pdf_variant=VARIANT, presentational_hints=False)
+        pdf_variant=VARIANT, presentational_hints=False,
+        stylesheets=[pdf.stylesheet(name) for name in render.STYLESHEETS[kind]])
 
 
 def _fewest_units(min_pages: int) -> int:
@@ -219,7 +202,7 @@ def main() -> None:
         full, full_units, strict, units = baselines[count]
         ours_html = html_fn()
         times = timed({"html": html_fn, "ours": pdf_fn,
-                       "direct": lambda ours_html=ours_html: direct_pdf(ours_html),
+                       "direct": lambda h=ours_html, kind=name.split()[-1]: direct_pdf(h, kind),
                        "full": lambda full=full: plain_pdf(full, VARIANT),
                        "strict": lambda strict=strict: plain_pdf(strict, VARIANT),
                        "plain": lambda strict=strict: plain_pdf(strict)}, runs)

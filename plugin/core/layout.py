@@ -105,6 +105,12 @@ def _sided(form: Form, item: Item, *, answerable: bool) -> tuple[Item, Item] | N
     return left, right
 
 
+def lateral(form: Form, section: Item) -> bool:
+    """Whether a section examines left and right: it holds a left/right pair of questions
+    or a group that examines each leg in turn (the summary's findings table)."""
+    return any(pair(form, g) or sides(form, g) for g in (section, *_descendants(form, section)))
+
+
 def normal_value(item: Item) -> Any:
     """The value "normal" stands for: the option coded ``normal``, or full MRC power."""
     if item.type == "choice" and item.option("normal") is not None:
@@ -112,6 +118,28 @@ def normal_value(item: Item) -> Any:
     if item.type == "integer" and item.min_value == 0 and item.max_value == 5 and not item.unit:
         return 5
     return None
+
+
+def normal_answer(item: Item) -> Any:
+    """The plain answer an unremarkable exam records for ``item``: its ``normal_value``,
+    "no" for a yes/no question, an ``UNREMARKABLE`` option where there is one (else the
+    first option), an integer's minimum; a repeating choice as a one-item list. For the
+    benchmark's and tests' realistic exam; a quantity gets 1 of its first unit."""
+    normal = normal_value(item)
+    if item.type == "boolean":
+        value: Any = False
+    elif normal is not None:
+        value = normal
+    elif item.type == "choice":
+        codes = [o.code for o in item.options]
+        value = next((c for c in codes if c in UNREMARKABLE), codes[0])
+    elif item.type == "integer":
+        value = item.min_value if item.min_value is not None else 0
+    elif item.type == "quantity":
+        value = {"value": 1, "unit": item.unit_options[0] if item.unit_options else "d"}
+    else:
+        value = ""
+    return [value] if item.repeats and item.type == "choice" else value
 
 
 def timed(item: Item) -> int | None:

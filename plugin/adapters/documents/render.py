@@ -25,6 +25,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 KINDS = ("summary", "handout")
 SUMMARY_TITLE = "Posterior thigh exam: clinician summary"
 HANDOUT_TITLE = "About your thigh pain"
+#: Each document's stylesheets (in ``static/``), handed to ``pdf.render`` by name.
+STYLESHEETS = {"summary": ("base.css", "summary.css"), "handout": ("base.css", "handout.css")}
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,15 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
              for p in layout.pages(form) for site in p.sites]
     sources = _sources(kb, assessment)
+    sections = layout.summary(form, raw)
     return _environment().get_template("summary.html").render(
         title=SUMMARY_TITLE, visit=visit, form=form,
         name=patient_mod.display_name(visit.patient, family_first=True) or "(no name recorded)",
         born=visit.patient.get("birthDate"), patient_identifier=_identifier(visit.patient),
-        summary=_condensed(layout.summary(form, raw)), sites=sites, assessment=assessment,
+        narrative=[(p, _narrative(rows)) for p, rows in sections
+                   if not layout.lateral(form, p.item)],
+        lateral=_condensed([(p, rows) for p, rows in sections if layout.lateral(form, p.item)]),
+        sites=sites if any(p.sites for p, _ in sections) else [], assessment=assessment,
         sources=sources, source_numbers={id_: n for n, (id_, _) in enumerate(sources, 1)},
         knowledge_version=kb.decision.version)
 
@@ -82,13 +88,13 @@ def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = 
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                 variant: str | None = "pdf/a-3a") -> bytes:
     return pdf.render(summary_html(kb, exam, assessment, visit), variant=variant,
-                      title=SUMMARY_TITLE)
+                      title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"])
 
 
 def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
                 variant: str | None = "pdf/a-3a") -> bytes:
     return pdf.render(handout_html(kb, assessment, large_print=large_print), variant=variant,
-                      title=HANDOUT_TITLE)
+                      title=HANDOUT_TITLE, stylesheets=STYLESHEETS["handout"])
 
 
 def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
@@ -108,17 +114,50 @@ def exam_date(authored: str | None, fallback: dt.datetime) -> str:
     return (authored or fallback.isoformat())[:10]
 
 
+#: The row that groups a section's normal, negative and "no" answers.
+UNREMARKABLE_LABEL = "Normal, negative or no"
+#: Dropped from a question's text where it reads as a label ("Imaging so far").
+ALL_THAT_APPLY = " (all that apply)"
+
+
+def _narrative(rows: list[layout.Row]) -> str:
+    """A section without left and right as one run of text, as a clinical letter reads:
+    ``Label: value; Label: value.`` then ``Normal, negative or no: label; label.`` One
+    paragraph instead of a table: each table cell is a box WeasyPrint lays out, styles
+    and tags, and those cells were most of the summary's render time."""
+    def label(text: str) -> str:
+        return text[:-len(ALL_THAT_APPLY)] if text.endswith(ALL_THAT_APPLY) else text
+
+    def phrase(row: layout.Row) -> str:
+        name = label(row.label)
+        return f"{name} {row.value}" if name.endswith("?") else f"{name}: {row.value}"
+
+    shown, plain = _grouped(rows)
+    sentences = ["; ".join(phrase(r) for r in shown)] if shown else []
+    if plain:
+        sentences.append(f"{UNREMARKABLE_LABEL}: " + "; ".join(label(r.label) for r in plain))
+    return " ".join(s if s.endswith(".") else f"{s}." for s in sentences)
+
+
 def _condensed(summary: list[tuple[Any, list[layout.Row]]]) -> list[tuple[Any, list[layout.Row]]]:
     """Each section's normal, negative and "no" answers grouped on one line, so the
     abnormal findings stand out and the summary stays short; the rest row by row."""
     result = []
     for page, rows in summary:
-        plain = [r for r in rows if r.unremarkable]
-        if len(plain) >= 2:
-            rows = [r for r in rows if not r.unremarkable] + [layout.Row(
-                "Normal, negative or no", value="; ".join(r.label for r in plain))]
-        result.append((page, rows))
+        shown, plain = _grouped(rows)
+        if plain:
+            shown.append(layout.Row(UNREMARKABLE_LABEL,
+                                    value="; ".join(r.label for r in plain)))
+        result.append((page, shown))
     return result
+
+
+def _grouped(rows: list[layout.Row]) -> tuple[list[layout.Row], list[layout.Row]]:
+    """The rows to show one by one, and the unremarkable ones to group (two or more)."""
+    plain = [r for r in rows if r.unremarkable]
+    if len(plain) < 2:
+        return list(rows), []
+    return [r for r in rows if not r.unremarkable], plain
 
 
 def _plain(form: Any, link_id: str, values: tuple[Any, ...]) -> Any:
