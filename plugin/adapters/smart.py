@@ -39,6 +39,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
+from . import http_json
+
 __all__ = ["ASSERTION_SECONDS", "Authorization", "Client", "Configuration", "SmartError",
            "Token", "authorization", "backend_token", "client_from", "discover", "exchange",
            "read", "refresh"]
@@ -263,7 +265,7 @@ def _token(config: Configuration, client: Client, step: str, *, timeout: float,
                          + (f" ({_short(error.description)})" if error.description else "")
                          ) from None
     except requests.RequestException as error:
-        raise SmartError(f"{step} failed: {_network(error)}") from None
+        raise SmartError(f"{step} failed: {http_json.network_reason(error)}") from None
     except ValueError:  # not JSON
         raise SmartError(f"{step} failed: the answer is not a token") from None
     return _parse_token(answer, before, config, client, timeout=timeout)
@@ -315,19 +317,9 @@ def _fhir_user(id_token: Any, config: Configuration, client: Client, *,
 def _get_json(url: str, *, timeout: float, what: str,
               headers: Mapping[str, str] | None = None) -> Any:
     try:
-        with requests.get(url, headers={"Accept": "application/json", **(headers or {})},
-                          timeout=timeout, stream=True, allow_redirects=False) as response:
-            if response.status_code != 200:
-                raise SmartError(f"reading {what} failed: HTTP {response.status_code}")
-            body = response.raw.read(MAX_ANSWER + 1, decode_content=True)
-    except requests.RequestException as error:
-        raise SmartError(f"reading {what} failed: {_network(error)}") from None
-    if len(body) > MAX_ANSWER:
-        raise SmartError(f"{what} is too large")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise SmartError(f"{what} is not JSON") from None
+        return http_json.get_json(url, timeout=timeout, max_bytes=MAX_ANSWER, headers=headers)
+    except http_json.FetchError as error:
+        raise SmartError(f"reading {what} failed: {error.reason}") from None
 
 
 def _same_security(iss: str, url: str) -> bool:
@@ -336,14 +328,6 @@ def _same_security(iss: str, url: str) -> bool:
     scheme = urlsplit(url).scheme
     return bool(urlsplit(url).netloc) and (scheme == "https" or
                                            (scheme == "http" and urlsplit(iss).scheme == "http"))
-
-
-def _network(error: Exception) -> str:
-    if isinstance(error, requests.Timeout):
-        return "no answer in time"
-    if isinstance(error, requests.ConnectionError):
-        return "cannot connect"
-    return type(error).__name__
 
 
 def _strings(value: Any) -> list[str]:

@@ -5,20 +5,22 @@ Both are calls made while an EHR waits for cards, to servers named by configurat
 (never by the caller alone), so each is bounded: a timeout (``CDS_HOOKS_FETCH_TIMEOUT_
 SECONDS``), a size cap read from the stream (a server that sends more is cut off, not
 buffered), no redirects (a redirect could lead the bearer token somewhere else), and a
-JSON body. ``FetchError`` says what failed in words safe to log and to return: the
-step, an HTTP status or "no answer in time"; never a token, a URL's query (it names
-the patient) or the body.
+JSON body: ``adapters.http_json.get_json``, the one bounded GET of the package (the
+SMART client reads with it too). ``FetchError`` says what failed in words safe to log
+and to return: the step, an HTTP status or "no answer in time"; never a token, a URL's
+query (it names the patient) or the body.
 """
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import requests
+from ..adapters.http_json import FetchError, get_json, is_loopback, secure_url
+
+__all__ = ["FHIR_JSON", "MAX_FHIR_BYTES", "MAX_JWKS_BYTES", "FetchError", "fetch_prefetch",
+           "fill", "get_json", "is_loopback", "secure_url", "server_allowed"]
 
 #: Largest JWK Set read from a ``jku`` (bytes): a handful of public keys is ~2 KB.
 MAX_JWKS_BYTES = 64 * 1024
@@ -26,58 +28,6 @@ MAX_JWKS_BYTES = 64 * 1024
 #: Observations is ~400 KB.
 MAX_FHIR_BYTES = 2 * 1024 * 1024
 FHIR_JSON = "application/fhir+json"
-
-
-class FetchError(Exception):
-    """A fetch failed; ``reason`` names the failure, never secrets or patient data."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def get_json(url: str, *, timeout: float, max_bytes: int,
-             headers: Mapping[str, str] | None = None, accept: str = "application/json") -> Any:
-    """GET ``url`` and parse its JSON body; raises FetchError on any failure."""
-    try:
-        with requests.get(url, headers={"Accept": accept, **(headers or {})},
-                          timeout=timeout, stream=True, allow_redirects=False) as response:
-            if not 200 <= response.status_code < 300:
-                raise FetchError(f"HTTP {response.status_code}")
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise FetchError(f"the answer is larger than {max_bytes} bytes")
-            body = response.raw.read(max_bytes + 1, decode_content=True)
-    except requests.Timeout:
-        raise FetchError("no answer in time") from None
-    except requests.ConnectionError:
-        raise FetchError("cannot connect") from None
-    except requests.RequestException as error:
-        raise FetchError(type(error).__name__) from None
-    if len(body) > max_bytes:
-        raise FetchError(f"the answer is larger than {max_bytes} bytes")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise FetchError("the answer is not JSON") from None
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url``'s host is this machine (127.0.0.0/8, ::1 or localhost)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def secure_url(url: str) -> bool:
-    """An https URL, or http to this machine only (nothing crosses a network in clear)."""
-    parts = urlsplit(url)
-    return bool(parts.hostname) and (parts.scheme == "https"
-                                     or (parts.scheme == "http" and is_loopback(url)))
 
 
 # --- prefetch templates against the client's fhirServer ------------------------------
