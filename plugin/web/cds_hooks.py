@@ -46,7 +46,7 @@ from ..decision import assessment as engine
 from ..decision import cards
 from ..errors import InputError, KnowledgeError
 from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
-from . import cds_auth, cds_fetch
+from . import cds_auth, cds_fetch, smart
 
 log = logging.getLogger(__name__)
 PREFIX = "/cds-services"
@@ -303,7 +303,7 @@ def call(service_id: str) -> Response:
     exam = _recorded_exam(kb, observations, context["patientId"], patient)
     now = dt.datetime.now(dt.timezone.utc)
     if service.id == PATIENT_VIEW:
-        result = [cards.launch_card(_launch_url(), kb.decision, has_exam=exam is not None)]
+        result = [cards.launch_card(smart.launch_url(), kb.decision, has_exam=exam is not None)]
         if exam is not None:
             result += cards.assessment_cards(
                 kb.decision, engine.assess(kb.decision, exam.facts),
@@ -475,8 +475,3 @@ def _recorded_exam(kb: KnowledgeBase, observations: list[Any] | None, patient_id
         log.warning("prefetched exam Observations are malformed (%s); answering without "
                     "them", type(error).__name__)
     return None
-
-
-def _launch_url() -> str:
-    configured = current_app.config.get("SMART_LAUNCH_URL")
-    return configured or request.url_root.rstrip("/") + "/launch"

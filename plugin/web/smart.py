@@ -166,10 +166,15 @@ def _standalone(scope: str) -> str:
     return " ".join(["launch/patient", *[w for w in words if w != "launch/patient"]])
 
 
+def launch_url() -> str:
+    """The public launch URL: ``SMART_LAUNCH_URL``, else this host's ``/launch`` (what
+    the EHR registers, and what the CDS Hooks card links to)."""
+    configured = current_app.config.get("SMART_LAUNCH_URL")
+    return str(configured or request.url_root.rstrip("/") + "/launch").rstrip("/")
+
+
 def _redirect_uri() -> str:
-    base = current_app.config.get("SMART_LAUNCH_URL") or request.url_root.rstrip("/") + \
-        "/launch"
-    return str(base).rstrip("/") + "/callback"
+    return launch_url() + "/callback"
 
 
 def _timeout() -> float:
