@@ -212,8 +212,11 @@ class Store:
 
     def create_exam(self, patient_id: str, questionnaire: str, *, answers: Mapping[str, Any],
                     draft: Mapping[str, Any], encounter: Mapping[str, Any] | None = None,
-                    launch_id: str | None = None) -> ExamRecord:
+                    launch_id: str | None = None, exam_id: str | None = None) -> ExamRecord:
+        """A new exam (version 1). ``exam_id`` may be chosen by the caller (a uuid), so a
+        draft response naming it can be written in the same insert."""
         key = _key(patient_id, "patient")
+        new_id = str(uuid.uuid4()) if exam_id is None else _key(exam_id, "exam")
         values = {"answers": _json(answers, "answers"), "draft": _json(draft, "draft"),
                   "questionnaire": _text(questionnaire, "questionnaire"),
                   "encounter": None if encounter is None else _json(encounter, "encounter"),
@@ -222,7 +225,7 @@ class Store:
         with self._writer.begin() as conn:
             _require(conn, patients, key, "patient")
             row = conn.execute(insert(exams).values(
-                id=str(uuid.uuid4()), patient_id=key, state="draft", version=1,
+                id=new_id, patient_id=key, state="draft", version=1,
                 amend_reason=None, revisions=0, created=now, updated=now,
                 **values).returning(*exams.c)).one()
         return self._exam(row)

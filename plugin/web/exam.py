@@ -9,6 +9,7 @@ so a second tablet can never silently overwrite the first.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -136,11 +137,10 @@ def begin_exam(patient_record: store_mod.PatientRecord, *,
     now = _now()
     # SDC $populate's own work: the same prefill the FHIR API offers integrators
     raw = populate.populate(form, patient_record.resource, on=now.date()).answers
-    checked = drafts.check(form, raw)
-    exam = _store().create_exam(patient_record.id, form.canonical, answers=raw, draft={},
-                                encounter=encounter, launch_id=launch_id)
-    return _store().save_draft(exam.id, expected_version=exam.version, answers=raw,
-                               draft=_draft_qr(form, checked, exam, patient_record, now))
+    exam_id = str(uuid.uuid4())  # chosen here: the draft response names it (one write)
+    draft = _draft_qr(form, drafts.check(form, raw), exam_id, encounter, patient_record, now)
+    return _store().create_exam(patient_record.id, form.canonical, answers=raw, draft=draft,
+                                encounter=encounter, launch_id=launch_id, exam_id=exam_id)
 
 
 # --- the exam pages and their autosave ---------------------------------------------------
@@ -188,7 +188,8 @@ def save_draft(exam_id: str) -> Response:
     try:
         saved = _store().save_draft(
             exam_id, expected_version=expected, answers=raw,
-            draft=_draft_qr(form, checked, record, patient_record, _now()))
+            draft=_draft_qr(form, checked, record.id, record.encounter, patient_record,
+                            _now()))
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:
@@ -216,18 +217,20 @@ def _json_error(status: int, error: str, message: str, **extra: Any) -> Response
     return response
 
 
-def _draft_context(exam: store_mod.ExamRecord, patient_record: store_mod.PatientRecord,
-                   when: dt.datetime) -> Context:
+def _draft_context(exam_id: str, encounter: Mapping[str, Any] | None,
+                   patient_record: store_mod.PatientRecord, when: dt.datetime) -> Context:
     """Who, where and when of a draft: the patient, the EHR encounter (when launched
     from one), the time of the last change, our identifier."""
     return Context(subject=patient_mod.reference(patient_record.resource),
-                   encounter=exam.encounter, authored=when.isoformat(timespec="seconds"),
-                   status="in-progress", identifier=exam.id)
+                   encounter=encounter, authored=when.isoformat(timespec="seconds"),
+                   status="in-progress", identifier=exam_id)
 
 
-def _draft_qr(form: Any, checked: drafts.Checked, exam: store_mod.ExamRecord,
-              patient_record: store_mod.PatientRecord, now: dt.datetime) -> dict[str, Any]:
-    return drafts.response(form, checked, _draft_context(exam, patient_record, now))
+def _draft_qr(form: Any, checked: drafts.Checked, exam_id: str,
+              encounter: Mapping[str, Any] | None, patient_record: store_mod.PatientRecord,
+              now: dt.datetime) -> dict[str, Any]:
+    return drafts.response(form, checked,
+                           _draft_context(exam_id, encounter, patient_record, now))
 
 
 # --- review, sign-off, record, amendment -------------------------------------------------
@@ -366,7 +369,8 @@ def amend(exam_id: str) -> Any:
         reason = signoff.text(request.form.get("reason"), "reason",
                               "An amendment needs a reason.")
         _store().begin_amendment(exam_id, expected_version=expected, reason=reason,
-                                 draft=_draft_qr(form, checked, record_, patient_record, _now()))
+                                 draft=_draft_qr(form, checked, record_.id, record_.encounter,
+                                                patient_record, _now()))
     except (InputError, ConflictError) as exc:
         if record_.state != "signed":
             return redirect(url_for("exam.exam", exam_id=exam_id), 303)
@@ -398,7 +402,8 @@ def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | N
         latest = _store().revision(exam_id, record_.revisions)
         return responses.read(form, latest.response), patient_record, latest.signed_by
     checked = drafts.check(form, record_.answers)
-    return (Exam(form, checked.valid, _draft_context(record_, patient_record, record_.updated)),
+    return (Exam(form, checked.valid, _draft_context(record_.id, record_.encounter, patient_record,
+                                      record_.updated)),
             patient_record, None)
 
 

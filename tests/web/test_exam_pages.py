@@ -81,6 +81,11 @@ def test_a_new_exam_starts_with_the_age_from_the_birth_date(client) -> None:
     exam_id, version = _exam(client)
     page = client.get(f"/exams/{exam_id}/pages/patient").get_data(as_text=True)
     assert re.search(r'name="patient.age-years"[^>]*\n?[^>]*value="\d+"', page)
+    # one write: the exam and its draft response (naming the exam) arrive together
+    assert version == 1
+    draft = client.get(f"/fhir/QuestionnaireResponse/{exam_id}").get_json()
+    assert draft["identifier"]["value"] == exam_id and draft["meta"]["versionId"] == "draft-1"
+    assert draft["item"][0]["item"][0]["linkId"] == "patient.age-years"
 
 
 def test_autosave_keeps_what_was_typed_and_reports_it(client) -> None:
