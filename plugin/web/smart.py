@@ -15,6 +15,7 @@ session cookie holds only the ids of this browser's pending launches.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,8 @@ bp = Blueprint("smart", __name__)
 PENDING = "smart_launches"
 #: The most pending launches one browser may have at once (a launch per open tab).
 MAX_PENDING = 5
+#: A FHIR resource id (R4 ``id`` datatype).
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 #: Launches that never became active are deleted after this long.
 STALE = dt.timedelta(days=1)
 
@@ -102,13 +105,20 @@ def callback() -> Any:
 
 def _open_exam(started: launches.Launch, code: str, verifier: str) -> store_mod.ExamRecord:
     """Exchange the code, read the patient, link them, begin (or resume) their exam."""
-    client = smart.client_from(_clients()[started.iss])
+    entry = _clients().get(started.iss)
+    if entry is None:
+        raise smart.SmartError("this EHR is no longer set up to launch the exam")
+    client = smart.client_from(entry)
     config = smart.Configuration(iss=started.iss, token_endpoint=started.token_endpoint)
     token = smart.exchange(config, client, code=code, redirect_uri=started.redirect_uri,
                            code_verifier=verifier, timeout=_timeout())
     if not token.patient:
         raise smart.SmartError("the EHR gave no patient context; open the exam from a "
                                "patient's chart")
+    # the ids become URL paths and references: only what FHIR allows for an id
+    if not FHIR_ID.fullmatch(token.patient) or \
+            (token.encounter is not None and not FHIR_ID.fullmatch(token.encounter)):
+        raise smart.SmartError("the EHR's patient or encounter context is not a FHIR id")
     patient = smart.read(started.iss, f"Patient/{token.patient}", token.access_token,
                          timeout=_timeout())
     if patient.get("resourceType") != "Patient" or patient.get("id") != token.patient:

@@ -301,3 +301,12 @@ def test_launches_that_never_completed_are_forgotten_after_a_day(app, client, fr
     with store.engine.connect() as conn:
         stages = conn.execute(select(launches_table.c.stage)).scalars().all()
     assert stages == ["active"]
+
+
+@pytest.mark.parametrize("patient", ["../Observation/x", "p 1", "p?_format=xml"])
+def test_a_patient_context_that_is_not_a_fhir_id_is_refused(client, fresh_ehr, patient):
+    response = _launch(client, fresh_ehr, patient=patient)
+    assert response.status_code == 502
+    assert "not a FHIR id" in response.get_data(as_text=True)
+    assert not [a for a in fresh_ehr.state()["auth"] if a["method"] == "GET"
+                and "Patient" in a["path"]]  # nothing was read with it
