@@ -178,7 +178,7 @@ def access_token(store: Store, launch_id: str, sealer: Sealer,
     if row is None or row.stage != "active":
         return None
     access = sealer.open(row.access_token)
-    if access and row.expires_at and now < row.expires_at - dt.timedelta(seconds=30):
+    if access and not smart.expires_soon(row.expires_at, now):
         return access
     refresh_token = sealer.open(row.refresh_token)
     if not refresh_token:
@@ -218,8 +218,8 @@ class LaunchTokens:
     def __init__(self, store: Store, sealer: Sealer, clients: Mapping[str, Any],
                  base_url: str, *, timeout: float, fallback: Any = None) -> None:
         self._store, self._sealer, self._timeout = store, sealer, timeout
-        self._clients = {str(k).rstrip("/"): v for k, v in clients.items()}
-        self._base = base_url.rstrip("/")
+        self._clients = smart.clients_by_base(clients)
+        self._base = smart.base_key(base_url)
         self._fallback = fallback
         self._used: dict[str, str] = {}  # job id -> launch id whose token it carried
 
@@ -244,8 +244,9 @@ class LaunchTokens:
         if launch_id is None:
             return None
         launch = get(self._store, launch_id)
-        entry = self._clients.get(launch.iss.rstrip("/"))
-        if launch.stage != "active" or launch.iss.rstrip("/") != self._base or entry is None:
+        iss = smart.base_key(launch.iss)
+        entry = self._clients.get(iss)
+        if launch.stage != "active" or iss != self._base or entry is None:
             return None
         client = smart.client_from(entry)
         config = smart.Configuration(iss=launch.iss, token_endpoint=launch.token_endpoint)

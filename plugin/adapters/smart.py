@@ -42,8 +42,8 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from . import http_json
 
 __all__ = ["ASSERTION_SECONDS", "Authorization", "Client", "Configuration", "SmartError",
-           "Token", "authorization", "backend_token", "client_from", "discover", "exchange",
-           "read", "refresh"]
+           "Token", "authorization", "backend_token", "base_key", "client_from",
+           "clients_by_base", "discover", "exchange", "expires_soon", "read", "refresh"]
 
 #: Lifetime of a client assertion: SMART allows at most 300 s; a minute less leaves room
 #: for an authorization server whose clock runs behind ours.
@@ -112,8 +112,24 @@ class Token:
     fhir_user: str | None = None
 
     def expired(self, now: dt.datetime | None = None) -> bool:
-        now = now or dt.datetime.now(dt.timezone.utc)
-        return now >= self.expires_at - dt.timedelta(seconds=EXPIRY_MARGIN)
+        return expires_soon(self.expires_at, now)
+
+
+def expires_soon(expires_at: dt.datetime | None, now: dt.datetime | None = None) -> bool:
+    """Whether a token expiring at ``expires_at`` (None: unknown) is too close to its
+    end to be sent (``EXPIRY_MARGIN``)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return expires_at is None or now >= expires_at - dt.timedelta(seconds=EXPIRY_MARGIN)
+
+
+def base_key(url: str) -> str:
+    """A FHIR base URL as the settings and records compare it (no trailing slash)."""
+    return str(url).strip().rstrip("/")
+
+
+def clients_by_base(configured: Mapping[str, Any]) -> dict[str, Any]:
+    """``SMART_CLIENTS`` keyed by ``base_key`` of each EHR's FHIR base."""
+    return {base_key(iss): entry for iss, entry in (configured or {}).items()}
 
 
 def client_from(entry: Mapping[str, Any], *, default_scope: str = "") -> Client:

@@ -18,7 +18,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
 from .. import __version__, knowledge
-from ..adapters import outbox, store as store_mod
+from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import (drafts, layout, patient as patient_mod, pipeline, populate, responses,
                     signoff)
@@ -314,8 +314,8 @@ def _ehr_subject(patient_record: store_mod.PatientRecord) -> dict[str, Any]:
     id means nothing there), else (no identifier) only the name."""
     reference = patient_mod.reference(patient_record.resource)
     reference.pop("reference", None)
-    base = str(current_app.config.get("EHR_FHIR_BASE_URL") or "").rstrip("/")
-    if patient_record.ehr_id and (patient_record.ehr_base or "").rstrip("/") == base:
+    base = smart.base_key(current_app.config.get("EHR_FHIR_BASE_URL") or "")
+    if patient_record.ehr_id and smart.base_key(patient_record.ehr_base or "") == base:
         reference["reference"] = f"Patient/{patient_record.ehr_id}"
     return reference
 

@@ -41,7 +41,7 @@ STALE = dt.timedelta(days=1)
 def launch() -> Any:
     """Start an EHR launch (``iss`` + ``launch``) or a standalone one (``iss`` only)."""
     clients = _clients()
-    iss = (request.args.get("iss") or "").strip().rstrip("/")
+    iss = smart.base_key(request.args.get("iss") or "")
     launch_id = request.args.get("launch")
     if not iss:
         if launch_id is not None:
@@ -166,7 +166,7 @@ def _failed(message: str, status: int) -> tuple[str, int]:
 
 def _clients() -> dict[str, Mapping[str, Any]]:
     configured = current_app.config.get("SMART_CLIENTS") or {}
-    return {str(iss).rstrip("/"): entry for iss, entry in configured.items()}
+    return smart.clients_by_base(configured)
 
 
 def _standalone(scope: str) -> str:
