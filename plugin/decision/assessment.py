@@ -205,17 +205,40 @@ def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Can
 
 def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
                focus: tuple[FocusDef, ...], suggested: set[str]) -> tuple[Referral, ...]:
+    """Every rule that holds, grouped by service (the most pressing rule leads). Rules
+    that follow another referral (``{"referral": id}``: the work-up a referral needs)
+    run second, over the services the first run suggested."""
     by_service: dict[str, list[Any]] = {}
-    for rule in knowledge.rules:
-        result = rule.when.evaluate(env, None)
-        if result.truth:
+
+    def run(rules: list[Any]) -> None:
+        for rule in rules:
+            result = rule.when.evaluate(env, None)
+            if not result.truth:
+                continue
+            for other in rule.instead:  # what was already tried changes the advice
+                also = other.when.evaluate(env, None)
+                if also.truth:
+                    rule = replace(rule, reason=other.reason, timing=other.timing,
+                                   citations=other.citations)
+                    result = p.Result(True, result.sources | also.sources)
+                    break
             by_service.setdefault(rule.service, []).append((rule, result))
+
+    def shown(hits: list[Any]) -> bool:  # in an emergency nothing routine distracts
+        lead = min(hits, key=lambda h: PRIORITIES.index(h[0].priority))[0]
+        return urgency != "emergency" or lead.priority == "stat"
+
+    run([r for r in knowledge.rules if not r.follows])
+    first = {s: p.Result(True, frozenset().union(*(res.sources for _, res in hits)))
+             for s, hits in by_service.items() if shown(hits)}
+    env.referral = lambda id_: first.get(id_, p.Result(False))
+    run([r for r in knowledge.rules if r.follows])
     referrals = []
     for service_id, hits in by_service.items():
         hits.sort(key=lambda h: PRIORITIES.index(h[0].priority))
         lead = hits[0][0]
-        if urgency == "emergency" and lead.priority != "stat":
-            continue  # in an emergency nothing routine distracts
+        if not shown(hits):
+            continue
         citations: list[str] = []
         for rule, _ in hits:
             citations += [c for c in rule.citations if c not in citations]

@@ -138,6 +138,15 @@ class _Service(_Strict):
     note = _text(10)
 
 
+class _Instead(_Strict):
+    id = fields.String(required=True, validate=_ID)
+    when = fields.Raw(required=True)
+    reason = _text(10, required=True)
+    timing = _text(3, required=True)
+    rationale = _text(10, required=True)
+    citation = _cites()
+
+
 class _Rule(_Strict):
     id = fields.String(required=True, validate=_ID)
     service = fields.String(required=True)
@@ -147,6 +156,7 @@ class _Rule(_Strict):
     timing = _text(3, required=True)
     rationale = _text(10, required=True)
     citation = _cites()
+    instead = fields.List(fields.Nested(_Instead))
 
 
 class _Focus(_Strict):
@@ -288,6 +298,18 @@ class ServiceDef:
 
 
 @dataclass(frozen=True)
+class InsteadDef:
+    """What a rule says instead when ``when`` also holds (what was already tried changes
+    the advice, e.g. physiotherapy after weeks of structured loading)."""
+
+    id: str
+    when: p.Predicate
+    reason: str
+    timing: str
+    citations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RuleDef:
     id: str
     service: str
@@ -296,6 +318,12 @@ class RuleDef:
     reason: str
     timing: str
     citations: tuple[str, ...]
+    instead: tuple[InsteadDef, ...] = ()
+
+    @property
+    def follows(self) -> frozenset[str]:
+        """The services this rule waits for (it runs once the other rules have run)."""
+        return frozenset(id_ for kind, id_ in self.when.refs() if kind == "referral")
 
 
 @dataclass(frozen=True)
@@ -411,18 +439,33 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
             s["id"], s["display"], s["category"], tuple(s.get("code") or ()),
             MappingProxyType({k: tuple(v) for k, v in (s.get("code_by_side") or {}).items()}))
     rules: list[RuleDef] = []
+    rule_ids: dict[str, None] = {}
     for n, r in enumerate(ref["rules"]):
         where = f"rules[{n}]"
-        _unique({x.id: x for x in rules}, r["id"], src["referrals"], f"{where}.id")
+        _unique(rule_ids, r["id"], src["referrals"], f"{where}.id")
+        rule_ids[r["id"]] = None
         if r["service"] not in services:
             raise KnowledgeError(src["referrals"], f"{where}.service",
                                  f"unknown service {r['service']!r}")
+        instead = []
+        for k, v in enumerate(r.get("instead") or ()):
+            at = f"{where}.instead[{k}]"
+            _unique(rule_ids, v["id"], src["referrals"], f"{at}.id")
+            rule_ids[v["id"]] = None
+            instead.append(InsteadDef(
+                v["id"], _predicate(v["when"], form, thresholds, src["referrals"], f"{at}.when",
+                                    known),
+                fill(v["reason"], src["referrals"], f"{at}.reason"),
+                fill(v["timing"], src["referrals"], f"{at}.timing"),
+                cites(v["citation"], src["referrals"], f"{at}.citation")))
         rules.append(RuleDef(
             r["id"], r["service"], r["priority"],
-            _predicate(r["when"], form, thresholds, src["referrals"], f"{where}.when", known),
+            _predicate(r["when"], form, thresholds, src["referrals"], f"{where}.when",
+                       {**known, "referral": set(services)}),
             fill(r["reason"], src["referrals"], f"{where}.reason"),
             fill(r["timing"], src["referrals"], f"{where}.timing"),
-            cites(r["citation"], src["referrals"], f"{where}.citation")))
+            cites(r["citation"], src["referrals"], f"{where}.citation"), tuple(instead)))
+    _check_follow_ups(rules, src["referrals"])
     pt_focus = {}
     targets = known["condition"] | {f.id for f in factors}
     for n, f in enumerate(ref["pt_focus"]):
@@ -441,6 +484,19 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
         factors=tuple(factors), caveats=caveats, services=MappingProxyType(services),
         rules=tuple(rules), pt_focus=MappingProxyType(pt_focus),
         thresholds=MappingProxyType(dict(thresholds)))
+
+
+def _check_follow_ups(rules: list[RuleDef], source: str) -> None:
+    """A rule that names another referral (``{"referral": id}``) runs after the others,
+    so it may only name services that no such rule suggests: one step, never a cycle."""
+    following = {r.service for r in rules if r.follows}
+    for n, rule in enumerate(rules):
+        for service in sorted(rule.follows):
+            if service in following:
+                raise KnowledgeError(source, f"rules[{n}].when",
+                                     f"refers to the referral {service!r}, which a rule that "
+                                     f"itself follows a referral suggests; name only services "
+                                     f"the other rules suggest")
 
 
 def _read(path: Path, name: str) -> dict[str, Any]:

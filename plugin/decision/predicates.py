@@ -3,7 +3,8 @@
 Rules in ``mappings/decision/`` are JSON, never code: a predicate is an answer test
 (``{"answer": "slr.{side}.response", "in": [...]}``), a reference to a finding, a
 suggested condition or a raised red flag, or ``all``/``any``/``not``/``count``/
-``holds``-``unless`` over predicates. Nothing is evaluated with ``eval``.
+``holds``-``unless`` over predicates; a referral rule may also name another suggested
+service (``{"referral": "spine-surgeon"}``). Nothing is evaluated with ``eval``.
 
 Every predicate is *true*, *false* or *unknown* (``None``). A question nobody asked, or
 answered "not done", is unknown, and unknown never turns into false: "missing tests
@@ -50,12 +51,14 @@ class Env:
     def __init__(self, answers: Mapping[str, tuple[Any, ...]], not_done: frozenset[str],
                  finding: Callable[[str, str | None, str | None], Result] | None = None,
                  condition: Callable[[str], Truth] | None = None,
-                 red_flag: Callable[[str], Result] | None = None) -> None:
+                 red_flag: Callable[[str], Result] | None = None,
+                 referral: Callable[[str], Result] | None = None) -> None:
         self.answers = answers
         self.not_done = not_done
         self.finding = finding
         self.condition = condition
         self.red_flag = red_flag
+        self.referral = referral
 
     def values(self, link_id: str) -> tuple[Any, ...]:
         """The answers to ``link_id``; empty when unanswered or answered 'not done'."""
@@ -226,6 +229,21 @@ class RedFlagRef(Predicate):
         return {("red_flag", self.id)}
 
 
+@dataclass(frozen=True)
+class ReferralRef(Predicate):
+    """True when another referral rule suggests the service (a work-up that goes with a
+    referral, e.g. the lumbar MRI a spine surgeon needs)."""
+
+    id: str
+
+    def evaluate(self, env: Env, side: str | None) -> Result:
+        assert env.referral is not None, "the referrals are not available at this stage"
+        return env.referral(self.id)  # with the answers behind that referral
+
+    def refs(self) -> set[tuple[str, str]]:
+        return {("referral", self.id)}
+
+
 def _union(results: Sequence[Result]) -> frozenset[Source]:
     return frozenset().union(*(r.sources for r in results))
 
@@ -267,7 +285,7 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
         return Holds(compile_(data["holds"], scope, f"{where}.holds"),
                      compile_(data["unless"], scope, f"{where}.unless"))
     for kind, cls in (("finding", FindingRef), ("condition", ConditionRef),
-                      ("red_flag", RedFlagRef)):
+                      ("red_flag", RedFlagRef), ("referral", ReferralRef)):
         if kind in data:
             if kind not in scope.allow:
                 raise KnowledgeError(scope.source, where,
@@ -286,7 +304,7 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
             return cls(data[kind])
     raise KnowledgeError(scope.source, where, f"not a predicate: keys {sorted(keys)}; use "
                          "answer, all, any, not, count+at_least, holds+unless, finding, "
-                         "condition or red_flag")
+                         "condition, red_flag or referral")
 
 
 def _children(data: Any, scope: Scope, where: str) -> tuple[Predicate, ...]:
