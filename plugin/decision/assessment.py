@@ -44,6 +44,7 @@ class Candidate:
     against: tuple[Evidence, ...]
     not_assessed: tuple[str, ...]
     citations: tuple[str, ...]
+    ranking_note: str | None = None  # why it ranks below a higher-scoring competitor
 
     @property
     def suggested(self) -> bool:
@@ -200,7 +201,35 @@ def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Can
             tuple(ev for e, ev in lines if e.contribution < 0), missing, tuple(citations)))
     # stable sort: equal scores keep the order of differential.json
     candidates.sort(key=lambda c: -c.score)
+    candidates = _exclusions_yield(candidates, findings)
     return tuple(replace(c, rank=rank) for rank, c in enumerate(candidates, start=1))
+
+
+def _exclusions_yield(candidates: list[Candidate], findings: Findings) -> list[Candidate]:
+    """A diagnosis of exclusion moves below every competitor whose specific cluster is
+    positive, unless its score exceeds that competitor's by the knowledge's margin; it
+    stays listed, with the reason in words."""
+    ordered = list(candidates)
+    for excluded in [c for c in candidates if c.condition.exclusion]:
+        margin = excluded.condition.exclusion.margin
+        at = ordered.index(excluded)
+        above = [c for c in ordered[at + 1:] if not c.condition.exclusion
+                 and c.condition.cluster and findings.truth(c.condition.cluster) is True
+                 and excluded.score - c.score < margin]
+        if not above:
+            continue
+        last = ordered.index(above[-1])
+        ordered.remove(excluded)
+        clusters = "; ".join(f"{c.condition.display} ({findings.get(c.condition.cluster).display})"
+                             for c in above)
+        note = (f"Ranked below {clusters}, whose specific cluster is positive: "
+                f"{excluded.condition.display} is a diagnosis of exclusion, and its score does "
+                f"not exceed theirs by {margin:g} or more. "
+                f"{excluded.condition.exclusion.rationale}")
+        citations = tuple(dict.fromkeys((*excluded.citations,
+                                         *excluded.condition.exclusion.citations)))
+        ordered.insert(last, replace(excluded, ranking_note=note, citations=citations))
+    return ordered
 
 
 def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
@@ -290,6 +319,8 @@ def _candidate_json(c: Candidate) -> dict[str, Any]:
                   "for": [_evidence_json(e) for e in c.for_],
                   "against": [_evidence_json(e) for e in c.against],
                   "not_assessed": list(c.not_assessed), "citations": list(c.citations)})
+    if c.ranking_note:
+        entry["ranking_note"] = c.ranking_note
     return entry
 
 

@@ -315,6 +315,7 @@ def _differential_card(knowledge: DecisionKnowledge, result: Assessment,
     if others:
         lines += ["", "Also considered: " + "; ".join(
             f"{c.condition.display} ({c.likelihood})" for c in others) + "."]
+        lines += [c.ranking_note for c in others if c.ranking_note]
     if top.not_assessed:
         missing = "; ".join(knowledge.findings[f].display for f in top.not_assessed)
         lines += ["", f"Not assessed: {missing} (not counted as negative)."]

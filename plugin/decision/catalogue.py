@@ -85,10 +85,18 @@ class _Evidence(_Strict):
     citation = _cites()
 
 
+class _Exclusion(_Strict):
+    margin = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    rationale = _text(10, required=True)
+    citation = _cites()
+
+
 class _Condition(_Strict):
     id = fields.String(required=True, validate=_ID)
     display = _text(required=True)
     code = fields.List(fields.Nested(CodingSchema))
+    cluster = fields.String()
+    exclusion = fields.Nested(_Exclusion)
     key_findings = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
     evidence = fields.List(fields.Nested(_Evidence), required=True, validate=validate.Length(min=1))
     rationale = _text(10, required=True)
@@ -236,6 +244,16 @@ class EvidenceDef:
 
 
 @dataclass(frozen=True)
+class ExclusionDef:
+    """A diagnosis of exclusion ranks below any competitor whose specific cluster is
+    positive unless its own score exceeds that competitor's by ``margin``."""
+
+    margin: float
+    rationale: str
+    citations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ConditionDef:
     id: str
     display: str
@@ -244,6 +262,8 @@ class ConditionDef:
     evidence: tuple[EvidenceDef, ...]
     rationale: str
     citations: tuple[str, ...]
+    cluster: str | None = None  # the finding that is this condition's specific cluster
+    exclusion: ExclusionDef | None = None  # set for a diagnosis of exclusion
 
 
 @dataclass(frozen=True)
@@ -412,9 +432,17 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
                          for k, e in enumerate(c["evidence"]))
         if not any(e.contribution > 0 for e in evidence):
             raise KnowledgeError(src["differential"], where, "no finding counts for it")
+        if "cluster" in c:
+            _known_finding(c["cluster"], findings, src["differential"], f"{where}.cluster")
+        exclusion = None
+        if "exclusion" in c:
+            x = c["exclusion"]
+            exclusion = ExclusionDef(x["margin"], x["rationale"], cites(
+                x["citation"], src["differential"], f"{where}.exclusion.citation"))
         conditions.append(ConditionDef(c["id"], c["display"], tuple(c.get("code") or ()),
                                        tuple(c["key_findings"]), evidence, c["rationale"],
-                                       cites(c["citation"], src["differential"], f"{where}.citation")))
+                                       cites(c["citation"], src["differential"], f"{where}.citation"),
+                                       c.get("cluster"), exclusion))
     known["condition"] = {c.id for c in conditions}
     known["red_flag"] = {r.id for r in red_flags}
     factors = []

@@ -20,7 +20,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from ..core.mapping import first_error
 from ..datafiles import read_json
 from ..errors import KnowledgeError
-from .catalogue import DecisionKnowledge
+from .catalogue import URGENCIES, DecisionKnowledge
 
 #: Words that state a diagnosis as certain; ``what`` must hedge ("Your exam suggests...").
 _CERTAIN = re.compile(r"\byou(?:'ve| have)\b", re.IGNORECASE)
@@ -72,6 +72,31 @@ class EmergencyBox:
 
 
 @dataclass(frozen=True)
+class UrgencyHandout:
+    """What leads a handout whose assessment is ``emergency`` or ``urgent``: it replaces
+    the condition's advice, exercises and follow-up (nothing that could delay care)."""
+
+    urgency: str
+    lead: str  # the one instruction, first on the page
+    signs_title: str  # over the warning signs ("go now")
+    arranged_title: str | None  # over what is being arranged (urgent only)
+    citations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RedFlagHandout:
+    """What the patient reads about one raised red flag."""
+
+    red_flag: str
+    why: str  # one sentence
+    arranged: tuple[str, ...]  # what is being arranged, in plain words
+    go_now: tuple[str, ...]  # warning signs that mean "go to A&E now"
+    emergency_signs: bool  # also list the emergency box's signs
+    until_seen: tuple[str, ...]  # what to do until then (never exercise)
+    citations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Handouts:
     version: str
     emergency: EmergencyBox
@@ -79,6 +104,8 @@ class Handouts:
     general_come_back: tuple[str, ...]  # when to come back, for every handout
     general_citations: tuple[str, ...]
     conditions: Mapping[str, ConditionHandout]  # in the differential's order
+    urgency: Mapping[str, UrgencyHandout]  # emergency, urgent
+    red_flags: Mapping[str, RedFlagHandout]  # in red-flags.json's order
 
     def for_condition(self, condition_id: str) -> ConditionHandout:
         try:
@@ -144,11 +171,30 @@ class _Condition(_Strict):
     rationale = _text(10)
 
 
+class _Urgency(_Strict):
+    lead = _text(10)
+    signs_title = _text()
+    arranged_title = fields.String(validate=validate.Length(min=2))
+    citations = _lines()
+
+
+class _RedFlag(_Strict):
+    why = _text(10)
+    arranged = _lines()
+    go_now = fields.List(fields.String(validate=validate.Length(min=2)), load_default=list)
+    emergency_signs = fields.Boolean(required=True)
+    until_seen = fields.List(fields.String(validate=validate.Length(min=2)), load_default=list)
+    citations = _lines()
+
+
 class _File(_Strict):
     version = fields.String(required=True, validate=validate.Regexp(r"^\d+\.\d+\.\d+$"))
     about = _text(20)
     emergency = fields.Nested(_Emergency, required=True)
     general = fields.Nested(_General, required=True)
+    urgency = fields.Dict(keys=fields.String(validate=validate.OneOf(URGENCIES)),
+                          values=fields.Nested(_Urgency), required=True)
+    red_flags = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True)
     # Checked entry by entry below, so an error names the condition id.
     conditions = fields.Dict(keys=fields.String(), values=fields.Raw(), required=True)
 
@@ -202,10 +248,40 @@ def load(path: str | Path, decision: DecisionKnowledge, drawings_dir: str | Path
             id_, c["title"], c["what"], tuple(c["do"]), tuple(c["avoid"]), tuple(exercises),
             tuple(c["come_back"]), c["spine_or_nerve"], cites(c["citations"], f"{where}.citations"),
             c["rationale"])
+    urgency = {}
+    for level in URGENCIES:
+        if level not in data["urgency"]:
+            raise KnowledgeError(source, f"urgency.{level}", "missing: every red-flag urgency "
+                                                            "needs its handout lead")
+        u = data["urgency"][level]
+        if level == "urgent" and not u.get("arranged_title"):
+            raise KnowledgeError(source, "urgency.urgent.arranged_title",
+                                 "missing: an urgent handout says what is being arranged")
+        urgency[level] = UrgencyHandout(level, u["lead"], u["signs_title"],
+                                        u.get("arranged_title"),
+                                        cites(u["citations"], f"urgency.{level}.citations"))
+    flags = [f.id for f in decision.red_flags]
+    for id_ in data["red_flags"]:
+        if id_ not in flags:
+            raise KnowledgeError(source, f"red_flags.{id_}", "not a red flag of red-flags.json")
+    red_flags = {}
+    for id_ in flags:
+        where = f"red_flags.{id_}"
+        if id_ not in data["red_flags"]:
+            raise KnowledgeError(source, where, "missing: every red flag needs the words the "
+                                                "patient reads when it is raised")
+        r = _validated(_RedFlag, data["red_flags"][id_], source, where)
+        if not r["go_now"] and not r["emergency_signs"]:
+            raise KnowledgeError(source, f"{where}.go_now",
+                                 "give the warning signs that mean 'go now' (or emergency_signs)")
+        red_flags[id_] = RedFlagHandout(id_, r["why"], tuple(r["arranged"]), tuple(r["go_now"]),
+                                        r["emergency_signs"], tuple(r["until_seen"]),
+                                        cites(r["citations"], f"{where}.citations"))
     return Handouts(version=data["version"], emergency=emergency,
                     general_note=general["note"], general_come_back=tuple(general["come_back"]),
                     general_citations=cites(general["citations"], "general.citations"),
-                    conditions=MappingProxyType(conditions))
+                    conditions=MappingProxyType(conditions),
+                    urgency=MappingProxyType(urgency), red_flags=MappingProxyType(red_flags))
 
 
 def _validated(schema: type[Schema], data: Any, source: str, where: str) -> dict[str, Any]:

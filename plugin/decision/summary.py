@@ -25,6 +25,8 @@ def render(assessment: Assessment) -> str:
         lines.append(f"  {c.rank}. {c.condition.display} - likelihood {c.likelihood} "
                      f"(score {c.score:g}, confidence {c.confidence})")
         lines += _evidence("for", c.for_) + _evidence("against", c.against)
+        if c.ranking_note:
+            lines.append(f"     ranking: {c.ranking_note}")
         if c.not_assessed:
             lines.append(f"     not assessed: {', '.join(c.not_assessed)}")
     if assessment.factors:

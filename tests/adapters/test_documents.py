@@ -84,7 +84,20 @@ def test_handout_of_every_case_reads_at_grade_8_or_below(kb, path) -> None:
     assert grade <= MAX_GRADE, f"{path.stem}: reading grade {grade}"
     suggested = [c["condition"] for c in assessment["differential"] if c["suggested"]]
     nerve = any(kb.handouts.for_condition(c).spine_or_nerve for c in suggested)
-    if nerve or assessment["urgency"] != "routine" or not suggested:
+    flat = " ".join(text.split())
+    if assessment["urgency"] != "routine":
+        # a red flag: the urgency's instruction first, then why, the signs; no condition
+        # advice, no exercises, no routine follow-up
+        lead = kb.handouts.urgency[assessment["urgency"]]
+        assert " ".join(body.split()).startswith(lead.lead), body[:200]
+        _in_order(flat, lead.lead, lead.signs_title)
+        for absent in ("What we think is going on", "first exercises", "When to come back",
+                       kb.handouts.emergency.title):
+            assert absent not in flat, absent
+        assert "suggest" in text.lower()
+        pdfs.pages_as_png(pdf, prefix=f"{path.stem}-handout")
+        return
+    if nerve or not suggested:
         assert kb.handouts.emergency.title in text
     else:
         assert kb.handouts.emergency.title not in text

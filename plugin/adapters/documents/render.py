@@ -72,17 +72,51 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False) -> str:
-    """The patient handout for the most likely condition: plain words, first exercises,
-    when to come back, and the emergency box whenever the spine or a nerve may be
-    involved (or the engine found an emergency)."""
+    """The patient handout. Routine: the most likely condition in plain words, first
+    exercises, when to come back, and the emergency box whenever the spine or a nerve
+    may be involved. Under a red flag the urgency's own content replaces all of that
+    (``urgent_content``): nothing that could delay care."""
     handouts = kb.handouts
     suggested = [c for c in assessment["differential"] if c["suggested"]]
     top = handouts.for_condition(suggested[0]["condition"]) if suggested else None
     nerve = any(handouts.for_condition(c["condition"]).spine_or_nerve for c in suggested)
     return _environment().get_template("handout.html").render(
         title=HANDOUT_TITLE, handouts=handouts, top=top, urgency=assessment["urgency"],
-        emergency_box=nerve or not suggested or assessment["urgency"] != "routine",
+        emergency_box=nerve or not suggested, red_flag=urgent_content(handouts, assessment),
         large_print=large_print)
+
+
+@dataclass(frozen=True)
+class UrgentContent:
+    """A red-flag handout's words, gathered from the raised flags' data."""
+
+    lead: str
+    why: tuple[str, ...]
+    arranged_title: str | None
+    arranged: tuple[str, ...]
+    until_seen: tuple[str, ...]
+    signs_title: str
+    signs: tuple[str, ...]
+
+
+def urgent_content(handouts: Any, assessment: Mapping[str, Any]) -> UrgentContent | None:
+    """None when routine; otherwise the lead of the assessment's urgency and, from the
+    raised red flags of that urgency (all of them when urgent), why in a sentence each,
+    what is being arranged, what to do until then and the signs that mean "go now"."""
+    level = assessment["urgency"]
+    if level == "routine":
+        return None
+    lead = handouts.urgency[level]
+    flags = [handouts.red_flags[f["id"]] for f in assessment["red_flags"]
+             if level == "urgent" or f["urgency"] == level]
+    signs = [s for f in flags for s in f.go_now]
+    if level == "emergency" or any(f.emergency_signs for f in flags):
+        signs += handouts.emergency.signs
+    return UrgentContent(
+        lead.lead, tuple(dict.fromkeys(f.why for f in flags)), lead.arranged_title,
+        tuple(dict.fromkeys(a for f in flags for a in f.arranged)) if level == "urgent" else (),
+        tuple(dict.fromkeys(u for f in flags for u in f.until_seen)) if level == "urgent" else (),
+        lead.signs_title, tuple(dict.fromkeys(signs)))
 
 
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
