@@ -220,11 +220,12 @@ def _exclusions_yield(candidates: list[Candidate], findings: Findings) -> list[C
             continue
         last = ordered.index(above[-1])
         ordered.remove(excluded)
-        clusters = "; ".join(f"{c.condition.display} ({findings.get(c.condition.cluster).display})"
-                             for c in above)
-        note = (f"Ranked below {clusters}, whose specific cluster is positive: "
-                f"{excluded.condition.display} is a diagnosis of exclusion, and its score does "
-                f"not exceed theirs by {margin:g} or more. "
+        competitors = "; ".join(
+            f"{c.condition.display} (score {c.score:g}; positive: "
+            f"{findings.get(c.condition.cluster).display})" for c in above)
+        note = (f"Ranked below {competitors}: {excluded.condition.display} is a diagnosis of "
+                f"exclusion and ranks above a competitor whose specific cluster is positive "
+                f"only when its score ({excluded.score:g}) is higher by {margin:g} or more. "
                 f"{excluded.condition.exclusion.rationale}")
         citations = tuple(dict.fromkeys((*excluded.citations,
                                          *excluded.condition.exclusion.citations)))

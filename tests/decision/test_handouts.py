@@ -183,6 +183,25 @@ BROKEN = [
      "conditions.hamstring-strain.what", "as certain"),
     ("spine_or_nerve not a boolean", _edit(lambda d: _strain(d).update(spine_or_nerve="maybe")),
      "conditions.hamstring-strain.spine_or_nerve", "Not a valid boolean"),
+    ("a red flag without its words", _edit(lambda d: d["red_flags"].pop("serious-pathology")),
+     "red_flags.serious-pathology", "missing"),
+    ("words for a red flag that does not exist", _edit(
+        lambda d: d["red_flags"].update(gout=d["red_flags"]["serious-pathology"])),
+     "red_flags.gout", "not a red flag"),
+    ("a red flag without 'go now' signs", _edit(
+        lambda d: d["red_flags"]["proximal-hamstring-avulsion"].update(go_now=[])),
+     "red_flags.proximal-hamstring-avulsion.go_now", "go now"),
+    ("a red flag saying nothing is arranged", _edit(
+        lambda d: d["red_flags"]["severe-motor-deficit"].update(arranged=[])),
+     "red_flags.severe-motor-deficit.arranged", "Shorter than minimum length 1"),
+    ("unknown citation for a red flag", _edit(
+        lambda d: d["red_flags"]["cauda-equina-syndrome"]["citations"].append("rumour")),
+     "red_flags.cauda-equina-syndrome.citations[2]", "unknown citation 'rumour'"),
+    ("an urgency without its lead", _edit(lambda d: d["urgency"].pop("emergency")),
+     "urgency.emergency", "missing"),
+    ("an urgent handout that does not say what is arranged", _edit(
+        lambda d: d["urgency"]["urgent"].pop("arranged_title")),
+     "urgency.urgent.arranged_title", "what is being arranged"),
 ]
 
 
@@ -210,3 +229,29 @@ def test_a_drawing_missing_from_the_folder_stops_loading(kb, tmp_path) -> None:
     with pytest.raises(KnowledgeError) as caught:
         handouts.load(HANDOUTS, kb.decision, tmp_path / "exercises")
     assert caught.value.path == "conditions.proximal-hamstring-tendinopathy.exercises[1].drawing"
+
+
+# --- under a red flag ----------------------------------------------------------------
+
+def test_the_red_flag_leads_say_go_now_or_within_days(kb) -> None:
+    """The issue's words, exactly: the instruction a patient cannot misread."""
+    assert kb.handouts.urgency["emergency"].lead == \
+        "Go to the emergency department (A&E) now. Do not wait."
+    assert kb.handouts.urgency["urgent"].lead == "You need to be seen within days."
+    assert set(kb.handouts.red_flags) == {f.id for f in kb.decision.red_flags}
+
+
+@pytest.mark.parametrize("flag", sorted(json.loads(HANDOUTS.read_text("utf-8"))["red_flags"]))
+def test_each_red_flag_handout_reads_at_grade_8_and_never_delays(kb, flag) -> None:
+    words = kb.handouts.red_flags[flag]
+    level = next(f.urgency for f in kb.decision.red_flags if f.id == flag)
+    lead = kb.handouts.urgency[level]
+    text = handouts._passage([lead.lead, words.why, lead.signs_title, *words.go_now,
+                              *words.arranged, *words.until_seen])
+    grade = textstat.flesch_kincaid_grade(text)
+    assert grade <= MAX_GRADE, f"{flag}: Flesch-Kincaid grade {grade} > {MAX_GRADE}"
+    # why is one sentence; nothing suggests exercise, waiting or getting better by itself
+    assert words.why.count(". ") == 0 and words.why.endswith(".")
+    lowered = text.lower()
+    for delay in ("exercise", "get better", "most people", "come back", "weeks to"):
+        assert delay not in lowered, (flag, delay)

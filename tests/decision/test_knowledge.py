@@ -201,7 +201,34 @@ BROKEN = [
      "referrals", "rules[0].citation", "Shorter than minimum length 1"),
     ("a placeholder that is not a threshold", _edit("referrals", lambda d: d["rules"][0].update(
         timing="within {SOON} hours")), "referrals", "rules[0].timing", "unknown threshold"),
+    ("a red flag that waits for a referral", _edit("red-flags", lambda d: d["red_flags"][0].update(
+        when={"referral": "spine-surgeon"})), "red-flags", "red_flags[0].when",
+     "'referral' cannot be referred to here"),
+    ("a rule that follows an unknown service", _edit("referrals", lambda d: d["rules"][0].update(
+        when={"referral": "spa"})), "referrals", "rules[0].when", "unknown referral 'spa'"),
+    ("referrals that follow each other", _edit("referrals", lambda d: _rule(d, "radicular-surgeon").update(
+        when={"referral": "mri-lumbar-spine"})), "referrals", None, "itself follows a referral"),
+    ("an 'instead' that reuses a rule id", _edit("referrals", lambda d: _rule(d, "physiotherapy")[
+        "instead"][0].update(id="physiotherapy")), "referrals", None, "duplicate id 'physiotherapy'"),
+    ("an 'instead' without a citation", _edit("referrals", lambda d: _rule(d, "physiotherapy")[
+        "instead"][0].update(citation=[])), "referrals", None, "Shorter than minimum length 1"),
+    ("a cluster that is not a finding", _edit("differential", lambda d: d["conditions"][0].update(
+        cluster="ghost")), "differential", "conditions[0].cluster", "unknown finding 'ghost'"),
+    ("an exclusion without a margin", _edit("differential", lambda d: _condition(
+        d, "deep-gluteal-syndrome")["exclusion"].pop("margin")), "differential", None,
+     "Missing data for required field"),
+    ("an exclusion margin of zero", _edit("differential", lambda d: _condition(
+        d, "deep-gluteal-syndrome")["exclusion"].update(margin=0)), "differential", None,
+     "greater than 0"),
 ]
+
+
+def _rule(data: dict[str, Any], id_: str) -> dict[str, Any]:
+    return next(r for r in data["rules"] if r["id"] == id_)
+
+
+def _condition(data: dict[str, Any], id_: str) -> dict[str, Any]:
+    return next(c for c in data["conditions"] if c["id"] == id_)
 
 
 @pytest.mark.parametrize(("label", "corrupt", "file", "place", "problem"), BROKEN,

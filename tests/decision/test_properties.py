@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plugin.core import answers
-from plugin.core.questionnaire import Form, Item
+from plugin.core.questionnaire import Form, Item, Quantity
 from plugin.decision import assessment, facts
 
 RED_FLAG_ANSWERS = {f"red-flags.{n}" for n in (
@@ -122,3 +122,40 @@ def _leaves(node: Any) -> Any:
             yield from _leaves(v)
     else:
         yield node
+
+
+def test_no_lumbar_mri_before_the_radicular_threshold_without_a_red_flag(kb, form) -> None:
+    """Whatever else was recorded, a lumbar MRI is suggested before
+    MRI_RADICULAR_PERSISTENCE_WEEKS only for a red flag (a surgeon's work-up included)."""
+    weeks = kb.decision.thresholds["MRI_RADICULAR_PERSISTENCE_WEEKS"]
+
+    @_settings()
+    @given(exams(form), st.integers(0, weeks * 7 - 1))
+    def check(exam: answers.Answers, days: int) -> None:
+        merged = {**exam, "history.duration": (Quantity(Decimal(days), "d"),)}
+        result = assessment.assess(kb.decision, facts.from_answers(merged))
+        if not result.red_flags:
+            assert "mri-lumbar-spine" not in {r.service.id for r in result.referrals}
+    check()
+
+
+def test_a_spine_surgeon_always_comes_with_a_lumbar_mri_or_one_done(kb, form) -> None:
+    surgeon_cases = [  # failed conservative care in stenosis and in radicular pain
+        {"history.affected-side": ("bilateral",), "history.relieving": ("sitting",),
+         "history.aggravating": ("walking-standing",), "patient.age-years": (72,)},
+        {"history.pain-location": ("below-knee",), "history.leg-vs-back": ("leg-worse",),
+         "history.aggravating": ("cough-sneeze-strain",), "slr.left.response": ("leg-pain-below-knee",),
+         "slr.right.response": ("leg-pain-below-knee",)}]
+
+    @_settings()
+    @given(exams(form), st.sampled_from(surgeon_cases), st.integers(12, 60), st.integers(6, 60))
+    def check(exam: answers.Answers, case: dict[str, Any], weeks: int, pt: int) -> None:
+        merged = {**exam, **case, "history.duration": (Quantity(Decimal(weeks), "wk"),),
+                  "history.pt-weeks": (pt,)}
+        age = merged.get("patient.age-years", (None,))[0]
+        result = assessment.assess(kb.decision, facts.from_answers(merged, age=age))
+        services = {r.service.id for r in result.referrals}
+        if "spine-surgeon" in services:
+            assert "mri-lumbar-spine" in services or "mri-lumbar" in merged.get(
+                "history.imaging", ())
+    check()
