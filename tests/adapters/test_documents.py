@@ -63,6 +63,9 @@ def test_summary_of_every_case(kb, form, path) -> None:
     suggested = [c["display"] for c in assessment["differential"] if c["suggested"]]
     for display in suggested:
         assert display in flat
+    for candidate in assessment["differential"]:  # a diagnosis of exclusion says why
+        if candidate["suggested"] and candidate.get("ranking_note"):
+            assert "Ranking: Ranked below" in flat and "diagnosis of exclusion" in flat
     for referral in assessment["referrals"]:
         assert referral["display"].split(":")[0] in flat
     assert f"{form.url}|{form.version}" in flat.replace(" ", "") or form.url in flat

@@ -100,3 +100,17 @@ def test_in_an_emergency_no_work_up_follows_a_filtered_referral(kb) -> None:
     services = _services(result)
     assert "spine-surgeon" not in services
     assert services["mri-lumbar-spine"].rules == ("ces-mri",)
+
+
+def test_an_unexamined_origin_after_a_pop_is_named_not_ignored(kb) -> None:
+    """No red flag without proximal findings, but the engine says the origin was not
+    examined (avulsions are easily missed: Bertiche 2021)."""
+    pop = {"history.onset": ("sudden",), "history.pop": (True,),
+           "history.mechanism": ("sprinting",), "palpation.hamstring-mid.left": ("tender",)}
+    result = _assess(kb.decision, pop)
+    assert not result.red_flags
+    assert "avulsion-origin-not-examined" in {c.id for c in result.caveats}
+    examined = _assess(kb.decision, {**pop, "palpation.ischial-tuberosity.left": ("not-tender",)})
+    assert "avulsion-origin-not-examined" not in {c.id for c in examined.caveats}
+    tender = _assess(kb.decision, {**pop, "palpation.hamstring-proximal.left": ("tender",)})
+    assert {f.definition.id for f in tender.red_flags} == {"proximal-hamstring-avulsion"}

@@ -196,6 +196,53 @@ def test_review_shows_red_flags_first(client) -> None:
     assert "cauda equina" in review.lower() and "The clinician decides" in review
 
 
+def _save_all(client, exam_id, version, answers) -> int:
+    """Save plain answers section by section (the tablet saves one page at a time)."""
+    sections: dict[str, dict] = {}
+    for link_id, value in answers.items():
+        sections.setdefault(link_id.split(".")[0], {})[link_id] = value
+    for section, part in sections.items():
+        response = _save(client, exam_id, version, part, section=section)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        version = response.get_json()["version"]
+    return version
+
+
+def test_review_says_why_a_diagnosis_of_exclusion_ranks_lower(client) -> None:
+    """Deep gluteal syndrome scores higher but ranks below the positive hamstring-origin
+    cluster; both are shown, with the reason in words."""
+    exam_id, version = _exam(client)
+    _save_all(client, exam_id, version, {
+        "history.affected-side": "right", "history.onset": "gradual",
+        "history.pain-location": ["deep-buttock", "sit-bone"], "history.aggravating": ["sitting"],
+        "palpation.sciatic-notch.right": "reproduces-familiar-pain",
+        "palpation.ischial-tuberosity.right": "tender",
+        "deep-gluteal-tests.seated-piriformis.right": "positive",
+        "deep-gluteal-tests.fair.right": "positive",
+        "hamstring-tests.modified-bent-knee-stretch.right": "positive",
+        "slr.right.response": "buttock-pain"})
+    review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
+    differential = review[review.index('id="differential"'):review.index('id="referrals"')]
+    assert differential.index("Proximal hamstring tendinopathy") < differential.index(
+        "Deep gluteal syndrome")
+    assert "Ranked below Proximal hamstring tendinopathy" in differential
+    assert "diagnosis of exclusion" in differential
+
+
+def test_the_handout_of_an_emergency_sends_the_patient_now(client) -> None:
+    from tests.support import pdfs
+
+    exam_id, version = _exam(client)
+    _save_all(client, exam_id, version, {
+        "red-flags.saddle-numbness": True, "red-flags.bladder-dysfunction": True,
+        "history.pain-location": ["low-back", "below-knee"], "slr.left.onset-angle": 40,
+        "slr.left.response": "leg-pain-below-knee", "slr.left.sensitising": "increased"})
+    text = " ".join(pdfs.text_of(client.get(f"/exams/{exam_id}/handout.pdf").data).split())
+    assert text.startswith("Go to the emergency department (A&E) now. Do not wait.")
+    for routine in ("exercise", "When to come back", "seen soon", "most people"):
+        assert routine not in text
+
+
 def test_pages_carry_no_inline_script_or_handlers(client, form) -> None:
     """The CSP forbids inline script; a page relying on it would break on the tablet."""
     exam_id, _ = _exam(client)
