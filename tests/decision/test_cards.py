@@ -262,3 +262,21 @@ def test_the_threshold_is_the_configured_one(kb) -> None:
     found = _mri_cards(strict, "disc-radiculopathy-8-weeks-severe")
     assert [c["summary"] for c in found] == [
         "Lumbar MRI before 10 weeks of radicular pain without red flags rarely changes care"]
+
+
+def test_the_differential_card_says_why_a_diagnosis_of_exclusion_ranks_lower(kb) -> None:
+    found = card_list(kb, "mixed-deep-gluteal-and-hamstring-origin-clusters")
+    (info,) = [c for c in found if c["indicator"] == "info"]
+    assert "**Proximal hamstring tendinopathy**" in info["detail"]
+    assert "Deep gluteal syndrome" in info["detail"]
+    assert "Ranked below Proximal hamstring tendinopathy" in info["detail"]
+
+
+def test_the_avulsion_card_rests_on_proximal_findings(kb) -> None:
+    found = card_list(kb, "splits-proximal-tenderness-no-gap-day-one")
+    (flag,) = [c for c in found if c["indicator"] == "warning"]
+    assert "Suspected complete proximal hamstring avulsion" in flag["summary"]
+    assert "- Suspected complete proximal avulsion (left)" in flag["detail"]
+    assert "only with proximal localisation" in flag["detail"]  # the rule, in words
+    assert not [c for c in card_list(kb, "sprinter-mid-belly-strain-bruising-weakness")
+                if c["indicator"] != "info"]
