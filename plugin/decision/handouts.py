@@ -221,18 +221,11 @@ def load(path: str | Path, decision: DecisionKnowledge, drawings_dir: str | Path
     emergency = EmergencyBox(e["title"], e["intro"], tuple(e["signs"]), e["why"],
                              cites(e["citations"], "emergency.citations"))
     general = data["general"]
-    wanted = [c.id for c in decision.conditions]
-    for id_ in data["conditions"]:
-        if id_ not in wanted:
-            raise KnowledgeError(source, f"conditions.{id_}",
-                                 "not a condition of the differential")
     conditions: dict[str, ConditionHandout] = {}
-    for id_ in wanted:
-        where = f"conditions.{id_}"
-        if id_ not in data["conditions"]:
-            raise KnowledgeError(source, where, "missing: every condition of the differential "
-                                                "needs a handout")
-        c = _validated(_Condition, data["conditions"][id_], source, where)
+    for id_, where, c in _one_each(
+            data["conditions"], [c.id for c in decision.conditions], _Condition, source,
+            "conditions", unknown="not a condition of the differential",
+            missing="missing: every condition of the differential needs a handout"):
         if _CERTAIN.search(c["what"]):
             raise KnowledgeError(source, f"{where}.what",
                                  "states the condition as certain ('you have'); say what the "
@@ -260,17 +253,12 @@ def load(path: str | Path, decision: DecisionKnowledge, drawings_dir: str | Path
         urgency[level] = UrgencyHandout(level, u["lead"], u["signs_title"],
                                         u.get("arranged_title"),
                                         cites(u["citations"], f"urgency.{level}.citations"))
-    flags = [f.id for f in decision.red_flags]
-    for id_ in data["red_flags"]:
-        if id_ not in flags:
-            raise KnowledgeError(source, f"red_flags.{id_}", "not a red flag of red-flags.json")
     red_flags = {}
-    for id_ in flags:
-        where = f"red_flags.{id_}"
-        if id_ not in data["red_flags"]:
-            raise KnowledgeError(source, where, "missing: every red flag needs the words the "
-                                                "patient reads when it is raised")
-        r = _validated(_RedFlag, data["red_flags"][id_], source, where)
+    for id_, where, r in _one_each(
+            data["red_flags"], [f.id for f in decision.red_flags], _RedFlag, source,
+            "red_flags", unknown="not a red flag of red-flags.json",
+            missing="missing: every red flag needs the words the patient reads when it is "
+                    "raised"):
         if not r["go_now"] and not r["emergency_signs"]:
             raise KnowledgeError(source, f"{where}.go_now",
                                  "give the warning signs that mean 'go now' (or emergency_signs)")
@@ -282,6 +270,20 @@ def load(path: str | Path, decision: DecisionKnowledge, drawings_dir: str | Path
                     general_citations=cites(general["citations"], "general.citations"),
                     conditions=MappingProxyType(conditions),
                     urgency=MappingProxyType(urgency), red_flags=MappingProxyType(red_flags))
+
+
+def _one_each(entries: Mapping[str, Any], wanted: list[str], schema: type[Schema], source: str,
+              key: str, *, unknown: str, missing: str) -> Any:
+    """Exactly one entry per id of ``wanted`` (nothing else), each checked against
+    ``schema``: yields (id, where, entry) in ``wanted``'s order."""
+    for id_ in entries:
+        if id_ not in wanted:
+            raise KnowledgeError(source, f"{key}.{id_}", unknown)
+    for id_ in wanted:
+        where = f"{key}.{id_}"
+        if id_ not in entries:
+            raise KnowledgeError(source, where, missing)
+        yield id_, where, _validated(schema, entries[id_], source, where)
 
 
 def _validated(schema: type[Schema], data: Any, source: str, where: str) -> dict[str, Any]:

@@ -218,30 +218,22 @@ class ConditionRef(Predicate):
 
 
 @dataclass(frozen=True)
-class RedFlagRef(Predicate):
+class StageRef(Predicate):
+    """What an earlier stage of the engine produced, with the answers behind it: a raised
+    red flag (``kind`` ``red_flag``) or a service another referral rule suggests
+    (``referral``: such rules run after the others, e.g. the lumbar MRI a spine surgeon
+    needs)."""
+
+    kind: str
     id: str
 
     def evaluate(self, env: Env, side: str | None) -> Result:
-        assert env.red_flag is not None, "red flags are not available at this stage"
-        return env.red_flag(self.id)  # with the answers that raised it
+        lookup = getattr(env, self.kind)
+        assert lookup is not None, f"{self.kind} is not available at this stage"
+        return lookup(self.id)
 
     def refs(self) -> set[tuple[str, str]]:
-        return {("red_flag", self.id)}
-
-
-@dataclass(frozen=True)
-class ReferralRef(Predicate):
-    """True when another referral rule suggests the service (a work-up that goes with a
-    referral, e.g. the lumbar MRI a spine surgeon needs)."""
-
-    id: str
-
-    def evaluate(self, env: Env, side: str | None) -> Result:
-        assert env.referral is not None, "the referrals are not available at this stage"
-        return env.referral(self.id)  # with the answers behind that referral
-
-    def refs(self) -> set[tuple[str, str]]:
-        return {("referral", self.id)}
+        return {(self.kind, self.id)}
 
 
 def _union(results: Sequence[Result]) -> frozenset[Source]:
@@ -285,7 +277,7 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
         return Holds(compile_(data["holds"], scope, f"{where}.holds"),
                      compile_(data["unless"], scope, f"{where}.unless"))
     for kind, cls in (("finding", FindingRef), ("condition", ConditionRef),
-                      ("red_flag", RedFlagRef), ("referral", ReferralRef)):
+                      ("red_flag", StageRef), ("referral", StageRef)):
         if kind in data:
             if kind not in scope.allow:
                 raise KnowledgeError(scope.source, where,
@@ -301,7 +293,7 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
                     raise KnowledgeError(scope.source, f"{where}.side",
                                          "must be 'any', 'left' or 'right'")
                 return FindingRef(data[kind], side)
-            return cls(data[kind])
+            return cls(kind, data[kind]) if cls is StageRef else cls(data[kind])
     raise KnowledgeError(scope.source, where, f"not a predicate: keys {sorted(keys)}; use "
                          "answer, all, any, not, count+at_least, holds+unless, finding, "
                          "condition, red_flag or referral")
