@@ -57,7 +57,7 @@ def downgrade() -> None:
     op.drop_table("ehr_servers")
     op.execute("UPDATE outbox SET state = 'pending' WHERE state = 'held'")
     with op.batch_alter_table("outbox") as batch:
-        batch.drop_constraint("ck_outbox_state", type_="check")
+        batch.drop_constraint(op.f("ck_outbox_state"), type_="check")
         batch.create_check_constraint(op.f("ck_outbox_state"), sa.text(OLD_STATES))
         batch.drop_column("ehr_patient")
         batch.drop_column("candidates")
