@@ -235,3 +235,139 @@ def test_a_killed_worker_and_an_ehr_that_was_down_still_deliver_once(sqlite_stor
     assert second.returncode == 0, err
     until_delivered(sqlite_store, server.url, [exam_id])
     assert_arrived_complete_once(server, [bundle], validator)
+
+
+# -- recover and see: the record page, Send again, the EHR's patient, the CLI ----------
+
+def _tablet(make_app, server: FhirServer, identifier: str = "MRN-1") -> tuple[Any, Any, str]:
+    from plugin.adapters import store as storage
+    from tests.adapters.test_delivery import TABLET, _sign_on_the_tablet
+
+    app = make_app({**TABLET, "EHR_FHIR_BASE_URL": server.url})
+    client = app.test_client()
+    return client, storage.from_app(app), _sign_on_the_tablet(client, identifier)
+
+
+def _page(client, exam_id: str) -> str:
+    return client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
+
+
+def test_a_failed_delivery_shows_what_reached_the_ehr_and_is_sent_again_without_duplicates(
+        make_app, server, validator) -> None:
+    from tests.adapters.test_delivery import EHR_ANA
+
+    client, store, exam_id = _tablet(make_app, server)
+    server.seed(EHR_ANA)
+    server.strict(max_entries=2)  # the tablet's short exam: 5 entries, 3 steps
+    # the third step is refused for its content: final, but two steps are in the EHR
+    server.faults({}, {}, {"status": 422, "code": "value", "text": "Observation.value: "
+                                                                  "out of range"})
+    assert work(store, server.url, max_entries=2)["dead"] == 1
+    page = _page(client, exam_id)
+    assert 'id="delivery">Could not be sent: step 3 of 3 (1 entries): HTTP 422' in page
+    assert "Observation.value: out of range" in page
+    status = outbox.status_for(store, exam_id)
+    assert len(status.sent) == 4 and sum(status.missing().values()) == 1
+    ids = [r["id"] for r in server.state()["resources"]
+           if r["resourceType"] == "QuestionnaireResponse"]
+    assert 'id="delivery-reached"' in page and ids[0] in page  # the EHR's own ids
+    assert re.search(r'<th scope="row">Provenance</th><td>1</td><td>not sent yet', page)
+    assert 'id="deliver-again"' in page
+    # Send again (a plain CSRF-protected form POST): only what is missing goes
+    before = len(server.state()["bodies"])
+    answer = client.post(f"/exams/{exam_id}/delivery/again")
+    assert answer.status_code == 303
+    assert outbox.status_for(store, exam_id).state == "pending"
+    assert work(store, server.url, max_entries=2)["delivered"] == 1
+    sent_again = server.state()["bodies"][before:]
+    resent = {e["fullUrl"] for b in sent_again if b.get("resourceType") == "Bundle"
+              for e in b["entry"]}
+    assert not resent & set(status.sent)
+    page = _page(client, exam_id)
+    assert 'id="delivery">Sent to the EHR on ' in page and 'id="deliver-again"' not in page
+    held = copies(server.state())
+    assert set(held.values()) == {1}
+    for resource in server.state()["resources"]:
+        assert_conformant(validator, resource)
+    # nothing left to send again
+    assert client.post(f"/exams/{exam_id}/delivery/again").status_code == 409
+
+
+@pytest.mark.parametrize(("seeded", "words"), [
+    pytest.param([], "has no patient with this identifier", id="none"),
+    pytest.param([{"id": "ana-1"}, {"id": "ana-2"}], "2 patients with this identifier",
+                 id="several"),
+    pytest.param([{"id": "ana-1", "birthDate": "1968-03-14"}], "another birth date",
+                 id="another birth date"),
+])
+def test_an_unconfirmed_ehr_patient_holds_the_delivery_until_a_person_chooses(
+        make_app, server, seeded, words) -> None:
+    from tests.adapters.test_delivery import EHR_ANA
+
+    client, store, exam_id = _tablet(make_app, server)
+    server.seed(*({**EHR_ANA, **s} for s in seeded))
+    server.strict(literal_references=True)
+    counts = work(store, server.url)
+    assert counts["held"] == 1 and server.state()["posts"] == 0
+    page = _page(client, exam_id)
+    assert "Waiting for the EHR’s patient to be confirmed" in page and words in page
+    for candidate in seeded:
+        assert f'value="{candidate["id"]}"' in page  # never chosen for the user
+    assert work(store, server.url)["claimed"] == 0  # waits for a person, not retried
+    # a person names the EHR's patient: chosen from the list, or typed in
+    server.seed({**EHR_ANA, "id": "ana-right"})
+    assert client.post(f"/exams/{exam_id}/delivery/patient",
+                       data={"ehr_patient": "not a valid id!"}).status_code == 409
+    answer = client.post(f"/exams/{exam_id}/delivery/patient",
+                         data={"ehr_patient_id": "ana-right"})
+    assert answer.status_code == 303
+    assert work(store, server.url)["delivered"] == 1
+    subjects = {r["subject"]["reference"] for r in server.state()["resources"]
+                if "subject" in r}
+    assert subjects == {"Patient/ana-right"}
+
+
+def test_without_the_identifier_system_the_patient_is_asked_for_never_guessed(
+        make_app, server) -> None:
+    from tests.adapters.test_delivery import EHR_ANA
+
+    client, store, exam_id = _tablet(make_app, server)
+    server.seed(EHR_ANA)  # same name and birth date: still not taken on that alone
+    assert outbox.work(store, worker_id="t", batch=5, lease_seconds=30,
+                       base_url=server.url, profile="auto", timeout=5,
+                       policy=FAST)["held"] == 1
+    assert "PATIENT_IDENTIFIER_SYSTEM" in outbox.status_for(store, exam_id).last_error
+
+
+def test_the_cli_lists_and_requeues_deliveries(make_app, server, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.adapters.test_delivery import ROOT
+
+    client, store, exam_id = _tablet(make_app, server)
+    server.faults({"status": 422, "code": "invalid", "text": "no"})
+    from tests.adapters.test_delivery import EHR_ANA
+    server.seed(EHR_ANA)
+    assert work(store, server.url)["dead"] == 1
+    env = {**os.environ, "PLUGIN_DATABASE_URL": str(store.engine.url),
+           "PLUGIN_SECRET_KEY": "test"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "plugin", "deliver", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    listed = cli("--list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["exam"], r["state"], r["in_ehr"]) for r in rows] == [(exam_id, "dead", 0)]
+    assert "HTTP 422" in rows[0]["last_error"]
+    assert exam_id in cli("--list").stdout
+    again = cli("--requeue", exam_id)
+    assert again.returncode == 0 and "queued again" in again.stderr
+    assert outbox.status_for(store, exam_id).state == "pending"
+    nothing = cli("--requeue", exam_id)
+    assert nothing.returncode == 2 and "nothing to send again" in nothing.stderr
+    assert cli("--requeue", "not-an-exam").returncode == 2
+    assert work(store, server.url)["delivered"] == 1
