@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MAX_ANSWER", "Result", "exchange", "parse_json"]
+__all__ = ["MAX_ANSWER", "Result", "exchange", "parse_json", "search"]
 
 #: Client errors worth retrying: request timeout, conflict (e.g. a concurrent write on
 #: the EHR's side), precondition failed (conditional create matched several, which
@@ -96,6 +96,26 @@ def exchange(method: str, url: str, body: Any, *, token: str | None, timeout: fl
         return Result(delivered=False, retryable=True, status=status,
                       error=f"{prefix}HTTP {status}: unexpected answer")
     return status, location, answer
+
+
+def search(url: str, kind: str, *, token: str | None, timeout: float,
+           what: str) -> tuple[list[Mapping[str, Any]], int] | Result:
+    """``GET`` a search URL: the matches of type ``kind`` (not includes) and how many
+    the server says there are in all, or the failure as a Result."""
+    answer = exchange("GET", url, None, token=token, timeout=timeout, what=what)
+    if isinstance(answer, Result):
+        return answer
+    status, _, body = answer
+    parsed = parse_json(body)
+    if not (isinstance(parsed, Mapping) and parsed.get("resourceType") == "Bundle"):
+        return Result(delivered=False, retryable=True, status=status,
+                      error=f"{what}: the search answered HTTP {status} without a Bundle")
+    matches = [e["resource"] for e in parsed.get("entry") or []
+               if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+               and e["resource"].get("resourceType") == kind
+               and (e.get("search") or {}).get("mode", "match") == "match"]
+    total = parsed.get("total")
+    return matches, max(len(matches), total if type(total) is int else 0)
 
 
 def parse_json(body: bytes) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .ehr_capability import searchable
-from .ehr_http import Result, exchange, parse_json
+from .ehr_http import Result, search
 
 __all__ = ["Facts", "find", "literal", "needed"]
 
@@ -77,20 +77,11 @@ def find(base_url: str, facts: Facts, statement: Mapping[str, Any] | None, *,
                      "the patient by its EHR id.")
     system, value = facts.identifier
     url = f"{base}/Patient?identifier={quote(system, safe='')}|{quote(value, safe='')}"
-    answer = exchange("GET", url, None, token=token, timeout=timeout,
-                      what="looking up the patient in the EHR")
+    answer = search(url, "Patient", token=token, timeout=timeout,
+                    what="looking up the patient in the EHR")
     if isinstance(answer, Result):
         return answer
-    status, _, body = answer
-    parsed = parse_json(body)
-    if not (isinstance(parsed, Mapping) and parsed.get("resourceType") == "Bundle"):
-        return Result(delivered=False, retryable=True, status=status,
-                      error="looking up the patient in the EHR: HTTP "
-                            f"{status} without a Bundle")
-    found = [e["resource"] for e in parsed.get("entry") or []
-             if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
-             and e["resource"].get("resourceType") == "Patient"
-             and isinstance(e["resource"].get("id"), str)]
+    found = [p for p in answer[0] if isinstance(p.get("id"), str)]
     candidates = tuple(_candidate(p) for p in found[:MAX_CANDIDATES])
     if not found:
         return _hold("The EHR has no patient with this identifier: confirm the patient "

@@ -32,7 +32,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from ..core.bundle import references_in
 from .ehr_capability import How, how, query_pairs, why_not
-from .ehr_http import Result, exchange, parse_json
+from .ehr_http import Result, exchange, parse_json, search
 from .ehr_profiles import DOCUMENT_ONLY_TYPES, keep
 
 __all__ = ["Plan", "plan", "send"]
@@ -217,29 +217,19 @@ def _search(base: str, kind: str, query: str, *, token: str | None, timeout: flo
     """``GET [base]/<kind>?<query>``: the ``<kind>/<id>`` of the one match, None for
     none; several are a failure (the EHR already holds copies)."""
     url = f"{base}/{kind}?" + urlencode(query_pairs(query), quote_via=quote)
-    answer = exchange("GET", url, None, token=token, timeout=timeout, what=where)
-    if isinstance(answer, Result):
-        return answer
-    status, _, body = answer
-    parsed = parse_json(body)
-    if not (isinstance(parsed, Mapping) and parsed.get("resourceType") == "Bundle"):
-        return Result(delivered=False, retryable=True, status=status,
-                      error=f"{where}: the search answered HTTP {status} without a Bundle")
-    matches = [e["resource"] for e in parsed.get("entry") or []
-               if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
-               and e["resource"].get("resourceType") == kind
-               and (e.get("search") or {}).get("mode", "match") == "match"]
-    total = parsed.get("total")
-    count = max(len(matches), total if type(total) is int else 0)
+    found = search(url, kind, token=token, timeout=timeout, what=where)
+    if isinstance(found, Result):
+        return found
+    matches, count = found
     if count == 0:
         return None
     if count > 1:
-        return Result(delivered=False, retryable=False, status=status,
+        return Result(delivered=False, retryable=False, status=200,
                       error=f"{where}: the EHR already holds {count} matches for its "
                             "identifier; not sent again")
     match_id = matches[0].get("id")
     if not isinstance(match_id, str) or not _ID.match(match_id):
-        return Result(delivered=False, retryable=True, status=status,
+        return Result(delivered=False, retryable=True, status=200,
                       error=f"{where}: the search's match has no usable id")
     return f"{kind}/{match_id}"
 

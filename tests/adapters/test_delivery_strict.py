@@ -20,7 +20,7 @@ from plugin.adapters import ehr_servers, outbox
 from plugin.adapters.store import Store
 from plugin.core import documents, patient as patient_mod, pipeline, signoff
 from tests.adapters.test_delivery import CASE, MRN, NOW, QUESTIONNAIRE, FhirServer, copies, \
-    free_port, wait_for, worker
+    fhir_server, free_port, wait_for, worker  # noqa: F401 (fhir_server: a fixture)
 from tests.core.test_documents import MINIMAL_PDF
 from tests.support.conformance import IndependentValidator, assert_conformant
 
@@ -30,13 +30,6 @@ EHR_RUTH = {"resourceType": "Patient", "id": "ehr-ruth-osei",
             "name": [{"family": "Osei", "given": ["Ruth"]}], "birthDate": "1974-01-08"}
 #: Medplum's conditional-transaction limit.
 LIMIT = 8
-
-
-@pytest.fixture(scope="module")
-def fhir_server(tmp_path_factory):
-    server = FhirServer(tmp_path_factory.mktemp("fhir"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture()

@@ -68,6 +68,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.support import loopback, smart_access
+from tests.support.bundles import references
 from tests.support.smart_access import Access, Forbidden, Unauthorized
 
 LOCK = threading.Lock()
@@ -210,22 +211,13 @@ def _unresolved(resource: dict[str, Any], known: set[str]) -> tuple[str, str] | 
                                 "reference to a Patient on this server")
     stored = {f"{s['resource']['resourceType']}/{s['resource'].get('id')}"
               for s in STATE["resources"]} | known
-    for reference in _references(resource):
+    for reference in references(resource):
         if re.fullmatch(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}", reference) \
                 and reference not in stored:
             return "invalid", f"reference {reference} does not resolve on this server"
         if reference.startswith("urn:"):
             return "invalid", f"reference {reference} does not resolve on this server"
     return None
-
-
-def _references(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["reference"]] if isinstance(node.get("reference"), str) else []
-        return found + [r for v in node.values() for r in _references(v)]
-    if isinstance(node, list):
-        return [r for v in node for r in _references(v)]
-    return []
 
 
 def _not_creatable(kind: str) -> str | None:
