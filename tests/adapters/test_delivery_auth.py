@@ -415,3 +415,29 @@ def test_an_unusable_backend_client_stops_the_worker(tmp_path) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
     assert "error: EHR_BACKEND_CLIENT: backend services need a private key" in err
+
+
+def test_a_strict_ehr_with_a_refused_token_still_gets_every_exam_complete_once(
+        sqlite_store, kb, ehr, keys) -> None:
+    """The 401 fault against the strict EHR (tests/adapters/test_delivery_strict.py has
+    the others): the backend token also finds the tablet patient (system/Patient.rs)."""
+    from tests.adapters.test_delivery_strict import ALL, EHR_RUTH, queue_typed
+
+    ehr.seed(EHR_RUTH)
+    ehr.strict(**ALL)
+    exam_id, bundle = queue_typed(sqlite_store, kb)
+    tokens = register(ehr, keys["ES384"])
+    ehr.configure(fhir_base="http://127.0.0.1:9/another-ehr")  # tokens the EHR refuses
+    assert work(sqlite_store, ehr, tokens)["retry"] == 1
+    assert "HTTP 401" in outbox.status_for(sqlite_store, exam_id).last_error
+    ehr.configure()
+    for _ in range(3):  # the entry limit is learned on the way
+        if work(sqlite_store, ehr, tokens)["delivered"]:
+            break
+    assert outbox.status_for(sqlite_store, exam_id).state == "delivered"
+    state = ehr.state()
+    assert sum(once_each(state).values()) == len(bundle["entry"]) + 1  # + the EHR's Patient
+    assert {r["subject"]["reference"] for r in state["resources"] if "subject" in r} == \
+        {"Patient/ehr-ruth-osei"}
+    assert ("GET", "/Patient", "plugin-backend", True) in [
+        (a["method"], a["path"], a["sub"], a["ok"]) for a in state["auth"]]
