@@ -145,18 +145,14 @@ def declares(statement: Mapping[str, Any], kind: str, parameter: str) -> bool:
     return False
 
 
-def _searchable(statement: Mapping[str, Any], kind: str, parameters: Iterable[str]) -> bool:
+def searchable(statement: Mapping[str, Any] | None, kind: str, *parameters: str) -> bool:
     """Whether ``GET [base]/<kind>?<parameters>`` is offered: a search-type interaction
-    and every parameter declared."""
+    and every parameter declared (None, a profile set by hand: the EHR is trusted)."""
+    if statement is None:
+        return True
     rest = _server_rest(statement)
     return "search-type" in _codes(_resource(rest, kind).get("interaction")) \
         and all(declares(statement, kind, p) for p in parameters)
-
-
-def searchable(statement: Mapping[str, Any] | None, kind: str, *parameters: str) -> bool:
-    """``_searchable`` for callers outside this module; None (a profile set by hand)
-    trusts the EHR."""
-    return statement is None or _searchable(statement, kind, parameters)
 
 
 # -- how each entry is found again ------------------------------------------------------
@@ -203,8 +199,8 @@ def how(statement: Mapping[str, Any] | None, entry: Mapping[str, Any]) -> How | 
         return None
     if _conditional(rest, kind):
         return How("conditional", match)
-    if _searchable(statement, kind, [match.parameter] if match.parameter
-                   else [name for name, _ in query_pairs(query)]):
+    if searchable(statement, kind, *([match.parameter] if match.parameter
+                                     else [name for name, _ in query_pairs(query)])):
         return How("search", match)
     return None
 
