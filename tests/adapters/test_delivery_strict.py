@@ -364,3 +364,37 @@ def test_the_cli_lists_and_requeues_deliveries(make_app, server, tmp_path) -> No
     assert nothing.returncode == 2 and "nothing to send again" in nothing.stderr
     assert cli("--requeue", "not-an-exam").returncode == 2
     assert work(store, server.url)["delivered"] == 1
+
+
+def test_held_chosen_failed_and_requeued_deliveries_on_both_backends(store, kb) -> None:
+    from plugin.adapters.ehr_http import Result
+
+    exam_id, bundle = queue_typed(store, kb)
+    [job] = outbox.claim(store, "w", 5, 30)
+    candidate = {"id": "a", "name": "Ruth Osei", "birthDate": "1974-01-08"}
+    assert outbox.held(store, job, Result(delivered=False, hold="confirm the patient",
+                                          candidates=(candidate,)))
+    status = outbox.status_for(store, exam_id)
+    assert (status.state, status.attempts, status.last_error) == \
+        ("held", 0, "confirm the patient")
+    assert status.candidates == (candidate,)
+    assert outbox.claim(store, "w", 5, 30) == []  # waits for a person
+    assert outbox.choose_patient(store, exam_id, "Patient/a").state == "pending"
+    [job] = outbox.claim(store, "w", 5, 30)
+    assert job.ehr_patient == "Patient/a"
+    qr = bundle["entry"][0]["fullUrl"]
+    assert outbox.failed(store, job, "HTTP 422: no", retryable=False, result=Result(
+        delivered=False, sent={qr: "QuestionnaireResponse/1"},
+        unsent=(("Provenance", "not findable"),))) == "dead"
+    status = outbox.status_for(store, exam_id)
+    assert status.reached() == {"QuestionnaireResponse": ["QuestionnaireResponse/1"]}
+    assert status.missing()["Observation"] > 0 and "QuestionnaireResponse" not in \
+        status.missing()
+    assert outbox.choose_patient(store, exam_id, "Patient/b") is None  # not held
+    again = outbox.requeue(store, exam_id)
+    assert (again.state, again.attempts, dict(again.sent)) == \
+        ("pending", 0, {qr: "QuestionnaireResponse/1"})
+    assert outbox.requeue(store, exam_id) is None  # nothing failed any more
+    [job] = outbox.claim(store, "w", 5, 30)
+    assert job.sent == {qr: "QuestionnaireResponse/1"}  # not sent again
+    assert [s.exam_id for s in outbox.listing(store)] == [exam_id]
