@@ -11,7 +11,8 @@ organisation's number) and confirms the birth date:
 - exactly one match with the same birth date: that Patient;
 - none, several, or a birth date that disagrees: the delivery waits (``Result.hold``)
   with the reason and the EHR's candidates, until a person picks or confirms the EHR's
-  patient on the record page (``Facts.chosen``). Never a guess on a name.
+  patient on the record page (``Facts.chosen``; read back first: an id the EHR does
+  not know waits for them again). Never a guess on a name.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .ehr_capability import searchable
-from .ehr_http import Result, search
+from .ehr_http import Result, exchange, search
 
 __all__ = ["Facts", "find", "literal", "needed"]
 
@@ -67,7 +68,7 @@ def find(base_url: str, facts: Facts, statement: Mapping[str, Any] | None, *,
     ``hold`` saying what a person must confirm."""
     base = base_url.rstrip("/")
     if facts.chosen:
-        return facts.chosen
+        return _confirmed(base, facts.chosen, token=token, timeout=timeout)
     if facts.identifier is None:
         return _hold("The patient has no identifier in the organisation's system "
                      "(PATIENT_IDENTIFIER_SYSTEM), so the EHR's patient cannot be looked "
@@ -93,6 +94,18 @@ def find(base_url: str, facts: Facts, statement: Mapping[str, Any] | None, *,
         return _hold("The EHR's patient with this identifier has another birth date: "
                      "confirm it is the same person, or name the right one.", candidates)
     return f"Patient/{found[0]['id']}"
+
+
+def _confirmed(base: str, chosen: str, *, token: str | None, timeout: float) -> str | Result:
+    """The Patient a person chose, once the EHR shows it exists (a mistyped id waits
+    for them again rather than fail the record)."""
+    answer = exchange("GET", f"{base}/{chosen}", None, token=token, timeout=timeout,
+                      what="reading the chosen EHR patient")
+    if isinstance(answer, Result):
+        if answer.status in (404, 410):
+            return _hold(f"The EHR has no {chosen}: choose the patient again.")
+        return answer
+    return chosen
 
 
 def _hold(reason: str, candidates: tuple[Mapping[str, Any], ...] = ()) -> Result:

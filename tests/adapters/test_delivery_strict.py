@@ -307,10 +307,15 @@ def test_an_unconfirmed_ehr_patient_holds_the_delivery_until_a_person_chooses(
     for candidate in seeded:
         assert f'value="{candidate["id"]}"' in page  # never chosen for the user
     assert work(store, server.url)["claimed"] == 0  # waits for a person, not retried
-    # a person names the EHR's patient: chosen from the list, or typed in
-    server.seed({**EHR_ANA, "id": "ana-right"})
+    # a person names the EHR's patient: chosen from the list, or typed in; an id the
+    # EHR does not know waits for them again
     assert client.post(f"/exams/{exam_id}/delivery/patient",
                        data={"ehr_patient": "not a valid id!"}).status_code == 409
+    assert client.post(f"/exams/{exam_id}/delivery/patient",
+                       data={"ehr_patient_id": "ana-right"}).status_code == 303
+    assert work(store, server.url)["held"] == 1
+    assert "The EHR has no Patient/ana-right" in _page(client, exam_id)
+    server.seed({**EHR_ANA, "id": "ana-right"})
     answer = client.post(f"/exams/{exam_id}/delivery/patient",
                          data={"ehr_patient_id": "ana-right"})
     assert answer.status_code == 303
