@@ -403,3 +403,25 @@ def test_held_chosen_failed_and_requeued_deliveries_on_both_backends(store, kb) 
     [job] = outbox.claim(store, "w", 5, 30)
     assert job.sent == {qr: "QuestionnaireResponse/1"}  # not sent again
     assert [s.exam_id for s in outbox.listing(store)] == [exam_id]
+
+
+def test_a_provenance_the_ehr_cannot_find_again_is_not_sent_and_the_page_says_so(
+        make_app, server) -> None:
+    from tests.adapters.test_delivery import EHR_ANA
+
+    client, store, exam_id = _tablet(make_app, server)
+    server.seed(EHR_ANA)
+    server.strict(declared_only=True)
+    statement = without_tag(server)
+    provenance = next(r for r in statement["rest"][0]["resource"]
+                      if r["type"] == "Provenance")
+    provenance["searchParam"] = [{"name": "patient", "type": "reference"}]
+    server._call("/_capability", statement)
+    assert work(store, server.url)["delivered"] == 1
+    assert not any(r["resourceType"] == "Provenance" for r in server.state()["resources"])
+    page = _page(client, exam_id)
+    assert 'id="delivery">Sent to the EHR on ' in page
+    assert re.search(r'<th scope="row">Provenance</th><td>1</td><td>the EHR declares no '
+                     r'search \(_tag, entity or target\) to find a Provenance again', page)
+    # sending again changes nothing: what could not be matched is still not sent
+    assert work(store, server.url)["claimed"] == 0
