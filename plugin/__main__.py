@@ -109,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="deliveries claimed at a time (default 10)")
     deliver.add_argument("--worker-id", metavar="ID",
                          help="names this worker's claims (default: host:pid)")
+    deliver.add_argument("--list", action="store_true",
+                         help="list the deliveries (newest first: state, attempts, what "
+                              "reached the EHR, the last error) and exit")
+    deliver.add_argument("--format", choices=("text", "json"), default="text",
+                         help="for --list: text (default) or json")
+    deliver.add_argument("--requeue", metavar="EXAM",
+                         help="send the exam's delivery again (one that could not be sent "
+                              "or waits for its EHR patient): only what is missing in the "
+                              "EHR goes; exit 2 when there is nothing to send again")
     return parser
 
 
@@ -384,6 +393,12 @@ def _deliver(args: argparse.Namespace) -> int:
     app, code = _prepared_app("cannot deliver, ", migrate=False)
     if app is None:
         return code
+    if args.list or args.requeue:
+        try:
+            return _deliveries(storage.from_app(app), args)
+        except SQLAlchemyError as exc:  # the class name only: the text may quote data
+            _say(f"error: the database is unusable: {type(exc).__name__}")
+            return EXIT_DATABASE
     config = app.config
     base_url = str(config.get("EHR_FHIR_BASE_URL") or "")
     if not base_url:
@@ -398,6 +413,9 @@ def _deliver(args: argparse.Namespace) -> int:
                                backoff_seconds=float(config["DELIVERY_BACKOFF_SECONDS"]))
         lease = float(config["DELIVERY_LEASE_SECONDS"])
         timeout = float(config["DELIVERY_TIMEOUT_SECONDS"])
+        max_entries = int(config.get("EHR_TRANSACTION_MAX_ENTRIES") or 0)
+        if max_entries < 0:
+            raise ValueError("EHR_TRANSACTION_MAX_ENTRIES must be 0 (learn it) or more")
     except (KeyError, TypeError, ValueError) as exc:
         _say(f"error: delivery settings: {exc}")
         return EXIT_INPUT
@@ -417,7 +435,9 @@ def _deliver(args: argparse.Namespace) -> int:
                                  lease_seconds=lease, base_url=base_url, profile=profile,
                                  timeout=timeout, policy=policy, token=tokens,
                                  on_unauthorized=tokens.forget if tokens else None,
-                                 capabilities=capabilities)
+                                 capabilities=capabilities, max_entries=max_entries or None,
+                                 identifier_system=str(
+                                     config.get("PATIENT_IDENTIFIER_SYSTEM") or ""))
         except storage.StoreError as exc:
             _say(f"error: {exc.message}")
             return EXIT_DATABASE
@@ -426,11 +446,49 @@ def _deliver(args: argparse.Namespace) -> int:
             return EXIT_DATABASE
         if counts["claimed"]:
             _say(f"{worker_id}: {counts['delivered']} delivered, {counts['retry']} to retry, "
-                 f"{counts['dead']} could not be sent")
+                 f"{counts['dead']} could not be sent"
+                 + (f", {counts['held']} wait for the EHR patient to be confirmed"
+                    if counts["held"] else ""))
         if args.once:
             return EXIT_OK
         if counts["claimed"] < args.batch:
             time.sleep(DELIVER_POLL_SECONDS)
+
+
+def _deliveries(store: Any, args: argparse.Namespace) -> int:
+    """``deliver --list`` and ``deliver --requeue EXAM``."""
+    from .adapters import outbox
+    from .errors import NotFoundError
+
+    if args.requeue:
+        try:
+            status = outbox.requeue(store, args.requeue)
+        except NotFoundError:
+            status = None
+        if status is None:
+            _say(f"error: exam {args.requeue} has no delivery that could not be sent or "
+                 "waits for its EHR patient: nothing to send again")
+            return EXIT_INPUT
+        _say(f"{status.exam_id}: revision {status.revision} queued again; "
+             f"{len(status.sent)} of {len(status.types)} resources are in the EHR already "
+             "and are not sent again")
+        return EXIT_OK
+    rows = [{"exam": s.exam_id, "revision": s.revision, "state": s.state,
+             "attempts": s.attempts, "in_ehr": len(s.sent), "resources": len(s.types),
+             "next_attempt_at": s.next_attempt_at.isoformat(timespec="seconds"),
+             "delivered_at": s.delivered_at.isoformat(timespec="seconds")
+             if s.delivered_at else None, "last_error": s.last_error}
+            for s in outbox.listing(store)]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['exam']}  revision {row['revision']}  {row['state']:<9}  "
+              f"attempts {row['attempts']}  in the EHR {row['in_ehr']}/{row['resources']}"
+              + (f"  {row['last_error']}" if row["last_error"] else ""))
+    if not rows:
+        _say("no deliveries")
+    return EXIT_OK
 
 
 def _prepared_app(prefix: str, *, migrate: bool) -> tuple[Any, int]:

@@ -102,12 +102,17 @@ DEFAULTS: dict[str, object] = {
     # at sign-off, and the worker says so and exits 2).
     "EHR_FHIR_BASE_URL": "",
     # How records are sent, by what the EHR accepts: "auto" (read from the EHR's
-    # CapabilityStatement, GET [base]/metadata, kept 5 minutes per worker: the first of
-    # the three below that the EHR can take without a retry ever duplicating anything),
-    # "transaction" (the whole Bundle at once), "individual" (entry by entry, each a
+    # CapabilityStatement, GET [base]/metadata, kept 5 minutes per worker: the ways below
+    # that the EHR can take without a retry ever duplicating anything, in order; a refusal
+    # of the request's shape moves on to the next way, remembered per EHR),
+    # "transaction" (the Bundle as transactions), "individual" (entry by entry, each a
     # conditional create; types the EHR cannot create left out) or "document-only"
     # (only the DocumentReferences and the Provenance: many EHRs refuse exam Observations).
     "EHR_PROFILE": "auto",
+    # The most entries one transaction may hold (servers limit conditional transactions:
+    # Medplum to 8); a larger record goes in dependency-ordered steps. 0: learned from
+    # the EHR's first refusal that says so, and kept per EHR in the database.
+    "EHR_TRANSACTION_MAX_ENTRIES": 0,
     # Attempts before a delivery is given up ("could not be sent" on the record page).
     "DELIVERY_MAX_ATTEMPTS": 8,
     # The first retry waits about this long (s); each later one twice as long, jittered.

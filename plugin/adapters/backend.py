@@ -30,10 +30,11 @@ __all__ = ["DEFAULT_SCOPE", "BackendTokens", "TokenProvider", "delivery_token_pr
 
 #: What a delivery asks for when ``EHR_BACKEND_CLIENT`` names no scope (SMART v2): create
 #: and search (for EHRs without conditional create, a search comes first) of every type
-#: the record holds.
+#: the record holds, and read and search of patients (a patient typed on the tablet is
+#: looked up by identifier: ``ehr_patient``).
 DEFAULT_SCOPE = " ".join(f"system/{kind}.cs" for kind in (
     "QuestionnaireResponse", "Observation", "Condition", "ServiceRequest",
-    "DocumentReference", "Provenance", "Device"))
+    "DocumentReference", "Provenance", "Device")) + " system/Patient.rs"
 
 
 class TokenProvider(Protocol):

@@ -13,10 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .ehr_http import Result
-
-__all__ = ["DOCUMENT_ONLY_TYPES", "PROFILES", "SETTINGS", "for_profile", "keep",
-           "nothing_to_send"]
+__all__ = ["DOCUMENT_ONLY_TYPES", "PROFILES", "SETTINGS", "for_profile", "keep"]
 
 #: The profiles a delivery can go by; ``SETTINGS``: what ``EHR_PROFILE`` accepts.
 PROFILES = ("transaction", "individual", "document-only")
@@ -72,11 +69,3 @@ def _relink(node: Any, dropped: Mapping[str, Mapping[str, Any]]) -> Any:
             logical["identifier"] = dict(identifier)
         return logical
     return {k: _relink(v, dropped) for k, v in node.items()}
-
-
-def nothing_to_send(profile: str) -> Result:
-    # e.g. document-only and a record without a rendered document: sending a bare
-    # Provenance would claim a delivery that did not happen
-    return Result(delivered=False, retryable=False,
-                  error=f"nothing to send under the {profile} profile (the record has no "
-                        "document)")

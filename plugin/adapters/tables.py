@@ -1,12 +1,13 @@
 """The exam store's tables, defined once: the Store queries them, and a test compares
 them with what the Alembic migrations build, so the two can never drift apart.
 
-Six tables: ``patients`` (linked to the EHR's Patient when launched from it);
+Seven tables: ``patients`` (linked to the EHR's Patient when launched from it);
 ``exams`` (one row per exam holding its working answers and
 its single draft, with a ``version`` that is the ETag); ``revisions`` (one row per
 signature, never updated, so the history of a signed record stays as it was signed);
 ``outbox`` (one row per signed revision to deliver to the EHR: the transaction Bundle,
-written in the signature's own transaction, and its delivery state); ``launches``
+written in the signature's own transaction, its delivery state and what of it reached
+the EHR); ``ehr_servers`` (what deliveries learned of each EHR); ``launches``
 (one row per SMART launch: the OAuth state while authorizing, then the EHR's tokens,
 sealed, and its patient and encounter: only the row's id travels in the session
 cookie); ``cds_jtis`` (the JWT ids CDS clients have used, until they expire, so a
@@ -24,8 +25,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 STATES = ("draft", "signed", "amending")
 #: Delivery states of an outbox row: waiting (pending), claimed by a worker under a lease
-#: (in-flight), accepted by the EHR (delivered), given up (dead).
-DELIVERY_STATES = ("pending", "in-flight", "delivered", "dead")
+#: (in-flight), accepted by the EHR (delivered), given up (dead), waiting for a person to
+#: confirm the EHR's patient (held).
+DELIVERY_STATES = ("pending", "in-flight", "delivered", "dead", "held")
 #: States in which the working answers may still change.
 EDITABLE = ("draft", "amending")
 
@@ -154,9 +156,28 @@ outbox = Table(
     Column("created", UTCDateTime(), nullable=False),
     Column("updated", UTCDateTime(), nullable=False),
     Column("delivered_at", UTCDateTime()),
-    CheckConstraint("state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"),
+    # What reached the EHR: each entry's fullUrl -> the EHR's "<Type>/<id>" (a retry
+    # sends only the rest); what was deliberately not sent: [[type, why], ...].
+    Column("sent", json_type()),
+    Column("unsent", json_type()),
+    # A held delivery: the EHR's candidate patients (id, name, birth date) and, once a
+    # person chose, the EHR Patient ("Patient/<id>") the record goes to.
+    Column("candidates", json_type()),
+    Column("ehr_patient", Text),
+    CheckConstraint("state IN ('pending', 'in-flight', 'delivered', 'dead', 'held')",
+                    name="state"),
     UniqueConstraint("exam_id", "revision"),
     Index(None, "state", "next_attempt_at"),
+)
+
+#: What deliveries learned of each EHR (keyed by its FHIR base, ``smart.base_key``): the
+#: way of sending that last worked and the transaction entry limit its refusals named.
+ehr_servers = Table(
+    "ehr_servers", metadata,
+    Column("base", Text, primary_key=True),
+    Column("way", String(16)),
+    Column("max_entries", Integer),
+    Column("updated", UTCDateTime(), nullable=False),
 )
 
 #: A launch is ``authorizing`` until the EHR's token arrives, then ``active``; ``failed``

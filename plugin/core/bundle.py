@@ -82,13 +82,17 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     provenance = _provenance(exam, qr_url, [(e["fullUrl"], e["resource"]["resourceType"])
                                            for e in entries[1:-1]], device_url,
                              plugin_version, recorded)
+    # no identifier in R4 and no chained query (no EHR promises one): the plugin's own
+    # meta.tag finds it again; the delivery uses entity or target where _tag is not
+    # declared (adapters/ehr_capability)
+    tag = {"system": t.TAG_RECORD_PROVENANCE, "code": qr_identifier["value"]}
     entries.append({
         "fullUrl": full_url({"system": t.ID_QUESTIONNAIRE_RESPONSE + "/provenance",
                              "value": qr_identifier["value"]}),
-        "resource": provenance,
-        "request": {"method": "POST", "url": "Provenance", "ifNoneExist":
-                    "entity:QuestionnaireResponse.identifier="
-                    f"{qr_identifier.get('system', '')}|{qr_identifier['value']}"}})
+        "resource": {"resourceType": "Provenance", "meta": {"tag": [tag]},
+                     **{k: v for k, v in provenance.items() if k != "resourceType"}},
+        "request": {"method": "POST", "url": "Provenance",
+                    "ifNoneExist": f"_tag={tag['system']}|{tag['code']}"}})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 

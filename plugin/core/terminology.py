@@ -22,6 +22,9 @@ EXAM_TESTS = f"{BASE}/CodeSystem/exam-tests"
 ID_QUESTIONNAIRE_RESPONSE = f"{BASE}/id/questionnaire-response"
 ID_OBSERVATION = f"{BASE}/id/exam-observation"
 ID_DEVICE = f"{BASE}/id/device"
+#: The Provenance has no identifier in R4: the plugin marks it with a meta.tag of this
+#: system (code: the response's identifier value), found again with ``_tag``.
+TAG_RECORD_PROVENANCE = f"{BASE}/tag/record-provenance"
 
 #: Extensions we write or read.
 EXT_OBSERVATION_EXTRACT = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-observationExtract"

@@ -9,6 +9,7 @@ so a second tablet can never silently overwrite the first.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -358,6 +359,47 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
         assessment=_assessment(checked.valid), citations=_kb().decision.citations,
         history=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
+
+
+# --- delivery to the EHR: see what reached it, send again, confirm the EHR patient ------
+
+#: What an EHR Patient id may be (FHIR id), as typed or chosen on the record page.
+_EHR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _delivery_action(exam_id: str, done: Any, message: str) -> Any:
+    """After a delivery action: back to the record page, or the page with ``message``
+    (409) when there was nothing to act on."""
+    record_, patient_record, form = _load(exam_id)
+    if done is not None or record_.state != "signed":
+        return redirect(url_for("exam.record", exam_id=exam_id), 303)
+    latest = _store().revision(exam_id, record_.revisions)
+    return _revision_page(record_, patient_record, form, latest, current=True,
+                          message=message, status=409)
+
+
+@bp.post("/exams/<exam_id>/delivery/again")
+def deliver_again(exam_id: str) -> Any:
+    """"Send again": a delivery that could not be sent is queued again; only what is
+    not in the EHR yet goes (``outbox.requeue``)."""
+    _load(exam_id)
+    return _delivery_action(exam_id, outbox.requeue(_store(), exam_id),
+                            "There is no failed delivery to send again.")
+
+
+@bp.post("/exams/<exam_id>/delivery/patient")
+def delivery_patient(exam_id: str) -> Any:
+    """A person names the EHR's patient for a held delivery: one of the EHR's
+    candidates, or an EHR Patient id typed in. Never chosen by the plugin on a name."""
+    _load(exam_id)
+    chosen = (request.form.get("ehr_patient") or request.form.get("ehr_patient_id")
+              or "").strip().removeprefix("Patient/")
+    if not _EHR_ID.fullmatch(chosen):
+        return _delivery_action(exam_id, None, "Choose the EHR's patient, or enter its EHR "
+                                               "Patient id (letters, digits, - and .).")
+    return _delivery_action(exam_id, outbox.choose_patient(_store(), exam_id,
+                                                           f"Patient/{chosen}"),
+                            "No delivery is waiting for its EHR patient.")
 
 
 @bp.post("/exams/<exam_id>/amend")

@@ -27,6 +27,14 @@ CASE = json.loads((ROOT / "tests/data/cases/normal-exam.json").read_text(encodin
 QUESTIONNAIRE = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam|0.1.0"
 NOW = dt.datetime(2026, 11, 21, 10, 30, tzinfo=dt.timezone.utc)
 FAST = outbox.Policy(max_attempts=8, backoff_seconds=0)
+#: The organisation's patient identifier system (PATIENT_IDENTIFIER_SYSTEM) and the
+#: EHR's own record of the patient the tablet tests type in.
+MRN = "https://hospital.example.org/mrn"
+EHR_ANA = {"resourceType": "Patient", "id": "ehr-ana-silva",
+           "identifier": [{"system": MRN, "value": "MRN-1"}],
+           "name": [{"family": "Silva", "given": ["Ana"]}], "birthDate": "1986-03-14"}
+#: The settings of an app whose tablet patients are found in the EHR by MRN.
+TABLET = {"WTF_CSRF_ENABLED": False, "PATIENT_IDENTIFIER_SYSTEM": MRN}
 
 
 class FhirServer:
@@ -46,6 +54,13 @@ class FhirServer:
 
     def faults(self, *faults: dict) -> None:
         self._call("/_faults", list(faults))
+
+    def strict(self, **switches: object) -> None:
+        """Production servers' refusals (tests/support/fhir_server.py ``/_strict``)."""
+        self._call("/_strict", switches)
+
+    def seed(self, *resources: dict) -> None:
+        self._call("/_seed", {"resources": list(resources)})
 
     def state(self) -> dict:
         return self._call("/_state")
@@ -90,9 +105,10 @@ def queue(store: Store, kb, *, with_document: bool = False) -> tuple[str, dict]:
 
 
 def work(store: Store, url: str, *, policy: outbox.Policy = FAST, timeout: float = 5,
-         profile: str = "transaction") -> dict:
+         profile: str = "transaction", **settings) -> dict:
     return outbox.work(store, worker_id="test", batch=10, lease_seconds=30, base_url=url,
-                       profile=profile, timeout=timeout, policy=policy)
+                       profile=profile, timeout=timeout, policy=policy,
+                       identifier_system=MRN, **settings)
 
 
 def copies(state: dict) -> Counter:
@@ -143,7 +159,7 @@ def test_a_refused_signature_queues_nothing(store, kb) -> None:
 def test_a_signed_exam_is_delivered_once(sqlite_store, kb, server) -> None:
     exam_id, bundle = queue(sqlite_store, kb)
     assert work(sqlite_store, server.url) == {"claimed": 1, "delivered": 1, "retry": 0,
-                                              "dead": 0}
+                                              "dead": 0, "held": 0}
     status = outbox.status_for(sqlite_store, exam_id)
     assert status.state == "delivered" and status.delivered_at is not None
     assert work(sqlite_store, server.url)["claimed"] == 0
@@ -223,7 +239,8 @@ def test_which_http_failures_are_retried(server, status, retryable) -> None:
                                                "entry": [{"fullUrl": "urn:uuid:1",
                                                           "resource": {"resourceType": "Basic"},
                                                           "request": {"method": "POST",
-                                                                      "url": "Basic"}}]},
+                                                                      "url": "Basic",
+                                                                      "ifNoneExist": "identifier=x|1"}}]},
                                   timeout=5)
     assert (result.delivered, result.retryable, result.status) == (False, retryable, status)
     assert result.error.startswith(f"HTTP {status}")
@@ -260,7 +277,8 @@ def test_individual_sends_entry_by_entry_and_a_retry_duplicates_nothing(sqlite_s
         f"Observation (2 of {len(bundle['entry'])}): HTTP 503")
     assert work(sqlite_store, server.url, profile="individual")["delivered"] == 1
     state = server.state()
-    assert len(state["bodies"]) == 2 + len(bundle["entry"])
+    # the retry sent only what was missing: the first entry was not sent again
+    assert len(state["bodies"]) == 1 + len(bundle["entry"])
     held = copies(state)
     assert sum(held.values()) == expected_copies(bundle) and set(held.values()) == {1}
     assert "urn:uuid:" not in json.dumps(state["resources"])
@@ -368,11 +386,12 @@ def test_concurrent_claims_on_postgresql_are_disjoint(postgres_server, kb) -> No
 
 # -- the tablet -------------------------------------------------------------------------
 
-def _sign_on_the_tablet(client) -> str:
+def _sign_on_the_tablet(client, identifier: str = "MRN-1") -> str:
     import re
 
     response = client.post("/patients", data={"family": "Silva", "given": "Ana",
-                                              "birth_date": "1986-03-14"})
+                                              "birth_date": "1986-03-14",
+                                              "identifier": identifier})
     response = client.post(f"/patients/{response.headers['Location'].rsplit('/', 1)[-1]}"
                            "/exams")
     exam_id = response.headers["Location"].split("/")[2]
@@ -389,35 +408,39 @@ def _sign_on_the_tablet(client) -> str:
 def test_sign_off_queues_the_record_and_the_page_shows_its_delivery(make_app, server):
     from plugin.adapters import store as storage
 
-    app = make_app({"WTF_CSRF_ENABLED": False, "EHR_FHIR_BASE_URL": server.url})
+    app = make_app({**TABLET, "EHR_FHIR_BASE_URL": server.url})
     client = app.test_client()
     exam_id = _sign_on_the_tablet(client)
     page = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert 'id="delivery">Waiting to send (attempt 1, next at' in page
     store = storage.from_app(app)
-    server.faults({"status": 400, "text": "Observation.code unknown"})
+    server.seed(EHR_ANA)
+    server.faults({"status": 400, "text": "Observation.code unknown", "code": "code-invalid"})
     assert work(store, server.url)["dead"] == 1
     page = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert 'id="delivery">Could not be sent: HTTP 400' in page
     assert "Observation.code unknown" in page
 
 
-def test_sign_off_is_delivered_and_says_so(make_app, server):
+def test_sign_off_is_delivered_to_the_ehr_s_patient_and_says_so(make_app, server):
     from plugin.adapters import store as storage
 
-    app = make_app({"WTF_CSRF_ENABLED": False, "EHR_FHIR_BASE_URL": server.url})
+    app = make_app({**TABLET, "EHR_FHIR_BASE_URL": server.url})
     client = app.test_client()
     exam_id = _sign_on_the_tablet(client)
+    server.seed(EHR_ANA, {**EHR_ANA, "id": "another-hospital-s",
+                          "identifier": [{"system": "https://elsewhere.example/mrn",
+                                          "value": "MRN-1"}]})
     assert work(storage.from_app(app), server.url)["delivered"] == 1
     page = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert 'id="delivery">Sent to the EHR on ' in page
     qr = [r for r in server.state()["resources"] if r["resourceType"] == "QuestionnaireResponse"]
     assert len(qr) == 1 and qr[0]["identifier"]["value"] == exam_id
-    # a patient typed on the tablet: our local Patient id means nothing to the EHR, so
-    # the record names them without a literal reference (by identifier when they have one)
-    assert qr[0]["subject"] == {"display": "Ana Silva"}
-    assert all("reference" not in r["subject"] for r in server.state()["resources"]
-               if "subject" in r)
+    # a patient typed on the tablet: found in the EHR by the organisation's MRN and
+    # confirmed by birth date, so every resource names the EHR's own Patient
+    assert qr[0]["subject"]["reference"] == "Patient/ehr-ana-silva"
+    assert all(r["subject"]["reference"] == "Patient/ehr-ana-silva"
+               for r in server.state()["resources"] if "subject" in r)
     notes = [r for r in server.state()["resources"] if r["resourceType"] == "DocumentReference"]
     assert len(notes) == 1 and notes[0]["identifier"][0]["value"] == f"{exam_id}/summary"
 
@@ -425,7 +448,7 @@ def test_sign_off_is_delivered_and_says_so(make_app, server):
 def test_without_an_ehr_nothing_is_queued(make_app):
     from plugin.adapters import store as storage
 
-    app = make_app({"WTF_CSRF_ENABLED": False})
+    app = make_app(TABLET)
     client = app.test_client()
     exam_id = _sign_on_the_tablet(client)
     assert outbox.status_for(storage.from_app(app), exam_id) is None

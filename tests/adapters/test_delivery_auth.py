@@ -16,7 +16,8 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from plugin.adapters import backend, outbox, smart
 from plugin.adapters.ehr_capability import Capabilities
 from plugin.adapters.store import Store
-from tests.adapters.test_delivery import _sign_on_the_tablet, copies, queue, worker
+from tests.adapters.test_delivery import EHR_ANA, MRN, TABLET, _sign_on_the_tablet, copies, \
+    queue, worker
 from tests.support.bundles import references
 from tests.support.ehr import running_ehr
 
@@ -64,7 +65,8 @@ def work(store: Store, ehr, tokens: Any, *, profile: str = "auto", timeout: floa
     hook = getattr(tokens, "forget", None) if on_unauthorized == "forget" else on_unauthorized
     return outbox.work(store, worker_id="test", batch=10, lease_seconds=30,
                        base_url=ehr.fhir_base, profile=profile, timeout=timeout,
-                       policy=FAST, token=tokens, on_unauthorized=hook)
+                       policy=FAST, token=tokens, on_unauthorized=hook,
+                       identifier_system=MRN)
 
 
 def issued(ehr) -> list[dict[str, Any]]:
@@ -91,7 +93,7 @@ def test_a_backend_client_delivers_with_a_token_the_ehr_accepts(sqlite_store, kb
         return tokens(job)
 
     assert work(sqlite_store, ehr, per_job, profile="transaction") == \
-        {"claimed": 3, "delivered": 3, "retry": 0, "dead": 0}
+        {"claimed": 3, "delivered": 3, "retry": 0, "dead": 0, "held": 0}
     assert sorted(asked) == sorted(exams)
     assert [outbox.status_for(sqlite_store, e).state for e in exams] == ["delivered"] * 3
     # one token for the three jobs, asked for with the key's own algorithm
@@ -149,10 +151,11 @@ def test_a_refused_client_leaves_the_exam_waiting_with_the_reason_on_its_record(
         make_app, ehr, keys) -> None:
     from plugin.adapters import store as storage
 
-    app = make_app({"WTF_CSRF_ENABLED": False, "EHR_FHIR_BASE_URL": ehr.fhir_base})
+    app = make_app({**TABLET, "EHR_FHIR_BASE_URL": ehr.fhir_base})
     client = app.test_client()
     exam_id = _sign_on_the_tablet(client)
     store = storage.from_app(app)
+    ehr.seed(EHR_ANA)
     tokens = unregistered(ehr, keys["RS384"], "not-registered")
     assert work(store, ehr, tokens)["retry"] == 1
     status = outbox.status_for(store, exam_id)
@@ -226,7 +229,10 @@ def capability(**types: dict[str, Any]) -> dict[str, Any]:
          **({"conditionalCreate": True} if spec.get("conditional") else {}),
          **({"searchParam": [{"name": "identifier", "type": "token"}]}
             if "search-type" in spec["interactions"] else {})}
-        for kind, spec in types.items()]}
+        for kind, spec in types.items()],
+        # a search every type offers, as many servers declare it (a Provenance is found
+        # again by the plugin's tag)
+        "searchParam": [{"name": "_tag", "type": "token"}]}
     if transaction:
         rest["interaction"] = [{"code": "transaction"}]
     return {"resourceType": "CapabilityStatement", "status": "active", "date": "2026-11-21",
@@ -290,9 +296,9 @@ def test_auto_sends_entry_by_entry_when_the_ehr_has_no_transactions(sqlite_store
     assert work(sqlite_store, ehr, tokens)["delivered"] == 1
     state = ehr.state()
     sent = [e for e in bundle["entry"] if e["resource"]["resourceType"] != "Device"]
-    # every POST a single resource; the three the retry sent again were matched
+    # every POST a single resource; the three already in were not sent again
     assert all(b["resourceType"] != "Bundle" for b in state["bodies"])
-    assert len(state["bodies"]) == len(sent) + 4
+    assert len(state["bodies"]) == len(sent) + 1  # the retry sent only the missing
     held = once_each(state)
     assert held == Counter(e["resource"]["resourceType"] for e in sent)
     # references point at the ids the EHR gave, none at the Bundle's urn:uuids
@@ -409,3 +415,29 @@ def test_an_unusable_backend_client_stops_the_worker(tmp_path) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
     assert "error: EHR_BACKEND_CLIENT: backend services need a private key" in err
+
+
+def test_a_strict_ehr_with_a_refused_token_still_gets_every_exam_complete_once(
+        sqlite_store, kb, ehr, keys) -> None:
+    """The 401 fault against the strict EHR (tests/adapters/test_delivery_strict.py has
+    the others): the backend token also finds the tablet patient (system/Patient.rs)."""
+    from tests.adapters.test_delivery_strict import ALL, EHR_RUTH, queue_typed
+
+    ehr.seed(EHR_RUTH)
+    ehr.strict(**ALL)
+    exam_id, bundle = queue_typed(sqlite_store, kb)
+    tokens = register(ehr, keys["ES384"])
+    ehr.configure(fhir_base="http://127.0.0.1:9/another-ehr")  # tokens the EHR refuses
+    assert work(sqlite_store, ehr, tokens)["retry"] == 1
+    assert "HTTP 401" in outbox.status_for(sqlite_store, exam_id).last_error
+    ehr.configure()
+    for _ in range(3):  # the entry limit is learned on the way
+        if work(sqlite_store, ehr, tokens)["delivered"]:
+            break
+    assert outbox.status_for(sqlite_store, exam_id).state == "delivered"
+    state = ehr.state()
+    assert sum(once_each(state).values()) == len(bundle["entry"]) + 1  # + the EHR's Patient
+    assert {r["subject"]["reference"] for r in state["resources"] if "subject" in r} == \
+        {"Patient/ehr-ruth-osei"}
+    assert ("GET", "/Patient", "plugin-backend", True) in [
+        (a["method"], a["path"], a["sub"], a["ok"]) for a in state["auth"]]

@@ -572,3 +572,126 @@ def test_without_auth_the_fhir_server_asks_for_no_token(tmp_path) -> None:
                                               timeout=10).json()["rest"][0]
     finally:
         server.stop()
+
+
+# -- strictness: what production servers refuse (``/_strict``) ------------------------
+
+def _observation(n: int, subject: str = "Patient/p1") -> dict[str, Any]:
+    return {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{n:012d}",
+            "resource": {"resourceType": "Observation", "status": "final",
+                         "code": {"text": "SLR"}, "subject": {"reference": subject},
+                         "identifier": [{"system": "urn:x", "value": str(n)}]},
+            "request": {"method": "POST", "url": "Observation",
+                        "ifNoneExist": f"identifier=urn:x|{n}"}}
+
+
+def _transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def _refusal(response: requests.Response) -> tuple[int, str, str]:
+    issue = response.json()["issue"][0]
+    return response.status_code, issue["code"], issue["diagnostics"]
+
+
+def test_a_conditional_transaction_over_the_entry_limit_is_refused_as_medplum_does(
+        ehr, backend) -> None:
+    ehr.strict(max_entries=8)
+    access = backend_token(ehr, backend, "system/*.cs")
+    refused = fhir(ehr, "POST", "/", access, json=_transaction(*map(_observation, range(9))))
+    assert _refusal(refused) == (400, "invalid", "Transaction requires strict isolation but "
+                                                 "has too many entries")
+    assert len(ehr.state()["resources"]) == 5  # the seeds: nothing of it was kept
+    assert fhir(ehr, "POST", "/", access,
+                json=_transaction(*map(_observation, range(8)))).status_code == 200
+    # the limit is on conditional transactions only
+    plain = [{**e, "request": {"method": "POST", "url": "Observation"}}
+             for e in map(_observation, range(20, 29))]
+    assert fhir(ehr, "POST", "/", access, json=_transaction(*plain)).status_code == 200
+
+
+@pytest.mark.parametrize("query", [
+    "entity:QuestionnaireResponse.identifier=urn:x|1",  # a chain
+    "identifier:text=1",  # a modifier
+    "_tag=urn:t|1",  # declared on the server by default, but not in this statement
+    "status=final",  # not declared for the type
+])
+def test_undeclared_chained_and_modified_parameters_are_refused(ehr, backend, query) -> None:
+    ehr.strict(declared_only=True)
+    statement = fhir(ehr, "GET", "/metadata").json()
+    statement["rest"][0].pop("searchParam")  # no _tag for every type
+    ehr.capability(statement)
+    access = backend_token(ehr, backend, "system/*.cs")
+    entry = {**_observation(1), "request": {"method": "POST", "url": "Observation",
+                                            "ifNoneExist": query}}
+    refused = fhir(ehr, "POST", "/", access, json=_transaction(entry))
+    assert refused.status_code == 400 and _refusal(refused)[1] == "not-supported"
+    single = fhir(ehr, "POST", "/Observation", access, json=entry["resource"],
+                  headers={"If-None-Exist": query})
+    assert single.status_code == 400 and "unsupported search parameter" in \
+        _refusal(single)[2]
+    assert fhir(ehr, "GET", f"/Observation?{query}", access).status_code == 400
+    assert ehr.state()["posts"] == 2 and len(ehr.state()["resources"]) == 5
+    # what the statement declares is served
+    assert fhir(ehr, "GET", "/Observation?identifier=urn:x|1&patient=p1",
+                access).status_code == 200
+
+
+def test_a_provenance_is_matched_by_its_tag_entity_or_target_when_strict(ehr, backend):
+    ehr.strict(declared_only=True)
+    access = backend_token(ehr, backend, "system/*.cs")
+    provenance = {"resourceType": "Provenance", "recorded": "2026-12-06T10:00:00Z",
+                  "meta": {"tag": [{"system": "urn:t", "code": "exam-1"}]},
+                  "target": [{"reference": "Observation/o1"}],
+                  "entity": [{"role": "source", "what": {"reference": "Patient/p1"}}],
+                  "agent": [{"who": {"display": "plugin"}}]}
+    for query in ("_tag=urn:t|exam-1", "target=Observation/o1", "entity=Patient/p1"):
+        answer = fhir(ehr, "POST", "/Provenance", access, json=provenance,
+                      headers={"If-None-Exist": query})
+        assert answer.status_code in (200, 201), answer.text
+    assert sum(r["resourceType"] == "Provenance" for r in ehr.state()["resources"]) == 1
+    assert fhir(ehr, "GET", "/Provenance?_tag=urn:t|other", access).json()["total"] == 0
+
+
+def test_types_refused_in_transactions_are_refused_there_only(ehr, backend) -> None:
+    ehr.strict(no_transaction_types=["Provenance"])
+    access = backend_token(ehr, backend, "system/*.cs")
+    provenance = {"resourceType": "Provenance", "recorded": "2026-12-06T10:00:00Z",
+                  "target": [{"reference": "Observation/o1"}],
+                  "agent": [{"who": {"display": "plugin"}}]}
+    refused = fhir(ehr, "POST", "/", access, json=_transaction(
+        _observation(1), {"fullUrl": "urn:uuid:p", "resource": provenance,
+                          "request": {"method": "POST", "url": "Provenance"}}))
+    assert _refusal(refused)[:2] == (400, "not-supported")
+    assert "Provenance" in _refusal(refused)[2]
+    assert fhir(ehr, "POST", "/", access, json=_transaction(_observation(1))).ok
+    assert fhir(ehr, "POST", "/Provenance", access, json=provenance).status_code == 201
+
+
+@pytest.mark.parametrize(("subject", "code"), [
+    ({"identifier": {"system": "urn:mrn", "value": "123"}}, "required"),
+    ({"reference": "Patient/not-here"}, "invalid"),
+    ({"display": "Ana Silva"}, "required"),
+])
+def test_literal_patient_references_are_required(ehr, backend, subject, code) -> None:
+    ehr.strict(literal_references=True)
+    access = backend_token(ehr, backend, "system/*.cs")
+    entry = _observation(1)
+    entry["resource"]["subject"] = subject
+    assert _refusal(fhir(ehr, "POST", "/", access, json=_transaction(entry)))[:2] == \
+        (400, code)
+    assert _refusal(fhir(ehr, "POST", "/Observation", access,
+                         json=entry["resource"]))[:2] == (400, code)
+    # a reference into the same transaction resolves; one to nothing does not
+    good = _observation(2)
+    derived = {**_observation(3), "resource": {**_observation(3)["resource"], "derivedFrom": [
+        {"reference": good["fullUrl"]}]}}
+    assert fhir(ehr, "POST", "/", access, json=_transaction(good, derived)).ok
+    dangling = {**_observation(4), "resource": {**_observation(4)["resource"], "derivedFrom": [
+        {"reference": "urn:uuid:00000000-0000-4000-8000-999999999999"}]}}
+    assert _refusal(fhir(ehr, "POST", "/", access, json=_transaction(dangling)))[:2] == \
+        (400, "invalid")
+    ehr.reset()  # strictness ends with the reset
+    ehr.register_client(BACKEND, [], jwks=backend.jwks())
+    assert fhir(ehr, "POST", "/", backend_token(ehr, backend, "system/*.cs"),
+                json=_transaction(entry)).ok

@@ -78,6 +78,10 @@ class TestEhr:
         """Replace the CapabilityStatement (then enforced) until ``reset``."""
         self._call(f"{self.fhir_base}/_capability", statement)
 
+    def strict(self, **switches: Any) -> None:
+        """Production servers' refusals (``fhir_server`` ``/_strict``) until ``reset``."""
+        self._call(f"{self.fhir_base}/_strict", switches)
+
     def faults(self, faults: list[dict[str, Any]]) -> None:
         self._call(f"{self.fhir_base}/_faults", list(faults))
 

@@ -12,10 +12,24 @@ implements just what launch and write-back need, independently of the product's 
 - ``POST /<Type>``: one create, ``If-None-Exist`` with the same semantics.
 - ``GET /<Type>/<id>`` and ``GET /<Type>?identifier=&patient=&subject=&code=&_id=`` (AND
   of the parameters; others are refused with 400) over seeded and created resources.
-- ``GET /metadata``: a CapabilityStatement. The default one is advertised but not
-  enforced; one set with ``POST /_capability`` is: no ``transaction`` interaction makes
-  ``POST /`` a 405, a type without ``create`` cannot be created (simulating EHRs that
-  lack them).
+- ``GET /metadata``: a CapabilityStatement. The default one declares, per type, the
+  search parameters served below (``_tag`` for every type, on the server) and is
+  advertised but not enforced; one set with ``POST /_capability`` is: no
+  ``transaction`` interaction makes ``POST /`` a 405, a type without ``create`` cannot
+  be created (simulating EHRs that lack them).
+- ``POST /_strict`` with a JSON object: production servers' refusals, each switchable
+  (``POST /_reset`` turns them off), answered as those servers do:
+  ``{"max_entries": 8}``: a transaction holding a conditional create and more entries
+  than that is a 400 ``invalid`` "Transaction requires strict isolation but has too
+  many entries" (Medplum's words: no number, and a content code);
+  ``{"declared_only": true}``: a search or ``ifNoneExist`` naming a parameter the
+  current CapabilityStatement does not declare for the type, or any modifier or chain
+  (``entity:QuestionnaireResponse.identifier``), is a 400 ``not-supported``;
+  ``{"no_transaction_types": ["Provenance"]}``: a transaction holding those types is a
+  400 ``not-supported``;
+  ``{"literal_references": true}``: a resource naming its patient (``subject``,
+  ``patient``) other than by a literal ``Patient/<id>`` of this server, or holding any
+  literal reference that does not resolve here, is a 400 ``required`` / ``invalid``.
 - ``POST /_faults`` with a JSON list: the answers to give the next transactions and
   creates instead, one each, in order: ``{"status": 500}``, ``{"status": 400, "text":
   "..."}`` (with an OperationOutcome), ``{"delay": 3}`` (wait, then process normally:
@@ -54,6 +68,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.support import loopback, smart_access
+from tests.support.bundles import references
 from tests.support.smart_access import Access, Forbidden, Unauthorized
 
 LOCK = threading.Lock()
@@ -65,16 +80,37 @@ BASE = ""  # this server's base URL, set in main() once the port is known
 RESOURCE_TYPES = ("Patient", "Encounter", "QuestionnaireResponse", "Observation",
                   "Condition", "ServiceRequest", "DocumentReference", "Provenance", "Device")
 ROUTE = re.compile(r"/([A-Z][A-Za-z]{1,63})(?:/([A-Za-z0-9\-.]{1,64}))?")
-SEARCH_PARAMETERS = ("identifier", "patient", "subject", "code", "_id")
+SEARCH_PARAMETERS = ("identifier", "patient", "subject", "code", "_id", "_tag", "target",
+                     "entity", "birthdate")
 IGNORED_PARAMETERS = ("_count", "_format")
+#: The search parameters the default CapabilityStatement declares per type (``_tag``:
+#: on the server, for every type).
+DECLARED: dict[str, tuple[str, ...]] = {
+    "Patient": ("_id", "identifier", "birthdate"),
+    "Encounter": ("_id", "identifier", "patient", "subject"),
+    "Provenance": ("_id", "target", "entity", "patient"),
+    "Device": ("_id", "identifier"),
+}
+CLINICAL_PARAMETERS = ("_id", "identifier", "patient", "subject", "code")
+STRICT: dict[str, Any] = {}
+_TOKEN_TYPES = {"identifier": "token", "code": "token", "_id": "token", "_tag": "token",
+                "birthdate": "date"}
+
+
+def _declared_params(kind: str) -> tuple[str, ...]:
+    return DECLARED.get(kind, CLINICAL_PARAMETERS)
 
 
 def _default_capability() -> dict[str, Any]:
     resources = [{"type": kind, "interaction": [{"code": c} for c in
                                                 ("read", "search-type", "create")],
-                  "conditionalCreate": True} for kind in RESOURCE_TYPES]
+                  "conditionalCreate": True,
+                  "searchParam": [{"name": n, "type": _TOKEN_TYPES.get(n, "reference")}
+                                  for n in _declared_params(kind)]}
+                 for kind in RESOURCE_TYPES]
     rest: dict[str, Any] = {"mode": "server", "interaction": [{"code": "transaction"}],
-                            "resource": resources}
+                            "resource": resources,
+                            "searchParam": [{"name": "_tag", "type": "token"}]}
     if AUTH:
         rest["security"] = {
             "service": [{"coding": [{
@@ -134,20 +170,54 @@ def _identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _matches(resource_type: str, query: str) -> list[dict[str, Any]]:
-    name, _, value = query.partition("=")
-    found = []
-    for stored in STATE["resources"]:
-        resource = stored["resource"]
-        if resource["resourceType"] != resource_type:
-            continue
-        if name == "identifier":
-            system, _, code = value.rpartition("|")
-            if any(i.get("system", "") == system and i.get("value") == code
-                   for i in _identifiers(resource)):
-                found.append(resource)
-        elif stored["query"] == query:
-            found.append(resource)
-    return found
+    params = parse_qsl(query, keep_blank_values=True)
+    if STRICT.get("declared_only") or all(n in SEARCH_PARAMETERS for n, _ in params):
+        return [s["resource"] for s in STATE["resources"]
+                if s["resource"]["resourceType"] == resource_type
+                and all(_search_matches(s["resource"], n, v) for n, v in params)]
+    # lenient, as before: a query it does not understand matches what it created
+    return [s["resource"] for s in STATE["resources"]
+            if s["resource"]["resourceType"] == resource_type and s["query"] == query]
+
+
+def _undeclared(kind: str, query: str) -> str | None:
+    """Under ``declared_only``: why a query names what the CapabilityStatement does not
+    declare for ``kind`` (None: all declared)."""
+    if not STRICT.get("declared_only"):
+        return None
+    rest = (_capability().get("rest") or [{}])[0]
+    declared = {p.get("name") for p in rest.get("searchParam") or []}
+    for resource in rest.get("resource") or []:
+        if resource.get("type") == kind:
+            declared |= {p.get("name") for p in resource.get("searchParam") or []}
+    names = [n for n, _ in parse_qsl(query, keep_blank_values=True)
+             if n not in IGNORED_PARAMETERS]
+    bad = sorted({n for n in names if n not in declared or ":" in n or "." in n})
+    if bad:
+        return f"unsupported search parameter(s) on {kind}: {', '.join(bad)}"
+    return None
+
+
+def _unresolved(resource: dict[str, Any], known: set[str]) -> tuple[str, str] | None:
+    """Under ``literal_references``: (issue code, why) when the resource names its
+    patient other than literally, or holds a literal reference not found here."""
+    if not STRICT.get("literal_references"):
+        return None
+    for field in ("subject", "patient"):
+        value = resource.get(field)
+        if isinstance(value, dict) and not str(value.get("reference", "")).startswith(
+                "Patient/"):
+            return "required", (f"{resource['resourceType']}.{field} must be a literal "
+                                "reference to a Patient on this server")
+    stored = {f"{s['resource']['resourceType']}/{s['resource'].get('id')}"
+              for s in STATE["resources"]} | known
+    for reference in references(resource):
+        if re.fullmatch(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}", reference) \
+                and reference not in stored:
+            return "invalid", f"reference {reference} does not resolve on this server"
+        if reference.startswith("urn:"):
+            return "invalid", f"reference {reference} does not resolve on this server"
+    return None
 
 
 def _not_creatable(kind: str) -> str | None:
@@ -166,10 +236,24 @@ def _transaction(bundle: Any) -> tuple[int, dict[str, Any]]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" \
             or bundle.get("type") != "transaction":
         return 400, _outcome("a transaction Bundle is required")
+    entries = bundle.get("entry") or []
+    limit = STRICT.get("max_entries")
+    if limit and len(entries) > int(limit) and any(
+            (e.get("request") or {}).get("ifNoneExist") for e in entries
+            if isinstance(e, dict)):
+        return 400, _outcome("Transaction requires strict isolation but has too many "
+                             "entries", "invalid")
+    refused_types = sorted({e["resource"]["resourceType"] for e in entries
+                            if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                            and e["resource"].get("resourceType")
+                            in STRICT.get("no_transaction_types", ())})
+    if refused_types:
+        return 400, _outcome(f"{', '.join(refused_types)} not supported in a transaction",
+                             "not-supported")
     staged: list[dict[str, Any]] = []
     answers = []
     ids: dict[str, str] = {}
-    for entry in bundle.get("entry") or []:
+    for entry in entries:
         resource, request = entry.get("resource"), entry.get("request") or {}
         if request.get("method") != "POST" or not isinstance(resource, dict) \
                 or not isinstance(resource.get("resourceType"), str):
@@ -179,6 +263,9 @@ def _transaction(bundle: Any) -> tuple[int, dict[str, Any]]:
         if refused:
             return 400, _outcome(refused, "not-supported")
         query = request.get("ifNoneExist")
+        undeclared = _undeclared(kind, query) if query else None
+        if undeclared:
+            return 400, _outcome(undeclared, "not-supported")
         if query:
             found = _matches(kind, query) + [s["resource"] for s in staged
                                              if s["query"] == query
@@ -197,6 +284,9 @@ def _transaction(bundle: Any) -> tuple[int, dict[str, Any]]:
                                      "location": f"{kind}/{created['id']}/_history/1"}})
     for item in staged:  # R4 transaction rules: fullUrl references become the real ids
         item["resource"] = _resolved(item["resource"], ids)
+        unresolved = _unresolved(item["resource"], set(ids.values()))
+        if unresolved:
+            return 400, _outcome(unresolved[1], unresolved[0])
     STATE["resources"].extend(staged)  # all or nothing: only now
     return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
 
@@ -221,12 +311,18 @@ def _create(kind: str, resource: Any, if_none_exist: str | None) -> tuple[int, A
     refused = _not_creatable(kind)
     if refused:
         return 405, _outcome(refused, "not-supported")
+    undeclared = _undeclared(kind, if_none_exist) if if_none_exist else None
+    if undeclared:
+        return 400, _outcome(undeclared, "not-supported")
     if if_none_exist:
         found = _matches(kind, if_none_exist)
         if len(found) > 1:
             return 412, _outcome(f"{kind}?{if_none_exist} matches {len(found)} resources")
         if found:
             return 200, found[0]
+    unresolved = _unresolved(resource, set())
+    if unresolved:
+        return 400, _outcome(unresolved[1], unresolved[0])
     created = {**resource, "id": str(uuid.uuid4())}
     STATE["resources"].append({"resource": created, "query": if_none_exist})
     return 201, created
@@ -276,6 +372,17 @@ def _search_matches(resource: dict[str, Any], name: str, value: str) -> bool:
     if name in ("patient", "subject"):
         return resource.get("resourceType") != "Patient" \
             and _references_patient(resource, _patient_id(value))
+    if name == "_tag":
+        system, _, code = value.rpartition("|")
+        tags = (resource.get("meta") or {}).get("tag") or []
+        return any(isinstance(t, dict) and t.get("code") == code
+                   and (not system or t.get("system") == system) for t in tags)
+    if name in ("target", "entity"):
+        where = resource.get("target") or [] if name == "target" else [
+            e.get("what") for e in resource.get("entity") or [] if isinstance(e, dict)]
+        return any(isinstance(r, dict) and r.get("reference") == value for r in where)
+    if name == "birthdate":
+        return resource.get("birthDate") == value
     if name == "code":
         system, _, code = value.rpartition("|")
         codings = (resource.get("code") or {}).get("coding") or [] \
@@ -392,6 +499,9 @@ class Handler(BaseHTTPRequestHandler):
             params = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
         except ValueError:
             return self._send(400, _outcome("the query string is malformed", "invalid"))
+        undeclared = _undeclared(kind, query)
+        if undeclared:
+            return self._send(400, _outcome(undeclared, "not-supported"))
         params = [(n, v) for n, v in params if n not in IGNORED_PARAMETERS]
         unknown = sorted({n for n, _ in params if n not in SEARCH_PARAMETERS})
         if unknown:
@@ -459,7 +569,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(fault["delay"]))
         if fault.get("status"):
             status = int(fault["status"])
-            return self._send(status, _outcome(fault.get("text", f"injected {status}")))
+            return self._send(status, _outcome(fault.get("text", f"injected {status}"),
+                                               fault.get("code", "processing")))
         if route is None:
             with LOCK:
                 status, answer = _transaction(body)
@@ -482,7 +593,11 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_reset":
                 STATE.update(resources=[], posts=0, faults=[], bodies=[], auth=[])
                 CAPABILITY.update(statement=None, enforced=False)
+                STRICT.clear()
                 _save()
+            elif path == "/_strict" and isinstance(body, dict):
+                STRICT.clear()
+                STRICT.update(body)
             elif path == "/_capability" and isinstance(body, dict) \
                     and body.get("resourceType") == "CapabilityStatement":
                 CAPABILITY.update(statement=body, enforced=True)
@@ -500,7 +615,7 @@ class Handler(BaseHTTPRequestHandler):
                         != (seeded["resourceType"], seeded["id"])]
                     STATE["resources"].append({"resource": seeded, "query": None})
                 _save()
-            elif path in ("/_faults", "/_capability", "/_seed"):
+            elif path in ("/_faults", "/_capability", "/_seed", "/_strict"):
                 return self._send(400, _outcome(f"{path}: unexpected body", "invalid"))
             else:
                 return self._send(404, _outcome("not found", "not-found"))
