@@ -41,12 +41,11 @@ from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
 from ..adapters import replay, store
 from ..adapters.engine import StoreError
-from ..core import pipeline
 from ..decision import assessment as engine
 from ..decision import cards
 from ..errors import InputError, KnowledgeError
 from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
-from . import cds_auth, cds_fetch, smart
+from . import boundary, cds_auth, cds_fetch, smart
 
 log = logging.getLogger(__name__)
 PREFIX = "/cds-services"
@@ -239,6 +238,14 @@ def _bad_request(error: _BadRequest) -> Response:
     return _error(400, "invalid_request", error.message, error.details)
 
 
+@bp.errorhandler(InputError)
+def _refused_input(error: InputError) -> Response:
+    """What ``web.boundary`` refuses (a body, query or header it cannot accept), in this
+    API's error shape, each problem with where it was found."""
+    return _error(error.status, "invalid_request", error.message,
+                  {"issues": [{"expression": e, "message": m} for e, m in error.issues]})
+
+
 @bp.errorhandler(_PreconditionFailed)
 def _precondition_failed(error: _PreconditionFailed) -> Response:
     return _error(412, "precondition_failed", error.message)
@@ -381,11 +388,9 @@ def _first_use(iss: str, jti: str, exp: float) -> bool:
 
 
 def _body() -> Any:
-    data = request.get_json(force=True, silent=True)
+    data = boundary.json_body("The body", media_types=None)  # CDS clients vary the type
     if not isinstance(data, dict):
         raise _BadRequest("The body must be a JSON object.")
-    if pipeline.nests_deeper(data):
-        raise _BadRequest(f"The body {pipeline.TOO_DEEP}.")
     return data
 
 

@@ -24,7 +24,7 @@ FHIR_JSON = "application/fhir+json"
 FHIR_PREFIX = "/fhir"
 #: OperationOutcome issue codes (R4 IssueType) for the HTTP errors werkzeug raises.
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported",
-               413: "too-long", 415: "not-supported"}
+               413: "too-long", 414: "too-long", 415: "not-supported", 431: "too-long"}
 
 
 def fhir_response(resource: dict[str, Any], status: int = 200,
