@@ -35,8 +35,9 @@ _EXPECTED = {"string": "a JSON string", "boolean": "true or false",
 
 
 def validate(resource: dict[str, Any]) -> list[str]:
-    """Return the structural problems in ``resource`` (empty: valid): wrong raw JSON
-    types first (nothing coerced), then what fhir.resources finds."""
+    """Return the structural problems in ``resource`` (empty: valid), each
+    ``"<FHIRPath below the resource>: <message>"``: wrong raw JSON types (nothing
+    coerced), then what else fhir.resources finds."""
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         return ["resourceType: missing or not a string"]
@@ -50,7 +51,8 @@ def validate(resource: dict[str, Any]) -> list[str]:
         model.model_validate(resource)
     except ValidationError as exc:
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                            for p in err["loc"]).lstrip(".")
             if not any(where == w or where.startswith(w + ".") for w in wrong):
                 problems.append(f"{where}: {err['msg']}")  # each problem once
     return problems
@@ -69,7 +71,7 @@ def _raw_type_problems(resource: dict[str, Any], model: Any) -> list[str]:
             if spec is None:
                 continue  # unknown names are the model's to report
             many, kind, target = spec
-            where = f"{path}.{key}" if path else key
+            where = f"{path}.{key}" if path else key  # FHIRPath: item[0].answer[1]
             if value is None:
                 problems.append(f"{where}: must not be null; leave the element out")
                 continue
@@ -82,7 +84,7 @@ def _raw_type_problems(resource: dict[str, Any], model: Any) -> list[str]:
                 continue
             elements = list(enumerate(value)) if many else [(None, value)]
             for n, element in elements:
-                at = where if n is None else f"{where}.{n}"
+                at = where if n is None else f"{where}[{n}]"
                 if element is None and f"_{key}" in node:
                     continue  # a primitive array's gap, filled by its extension
                 child = _typed(element, kind, target, at, problems)
