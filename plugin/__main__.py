@@ -320,6 +320,8 @@ def _say(line: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from .web import serving
+
     app, code = _prepared_app("cannot start, ", migrate=False)
     if app is None:
         return code
@@ -333,15 +335,8 @@ def _serve(args: argparse.Namespace) -> int:
         workers fork with the knowledge loaded once."""
 
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("accesslog", "-")
-            # Path only (%(U)s): no query string or body, they may identify a patient.
-            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms')
-            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
-                # no runtime-control socket in $HOME: nothing uses it, and two instances
-                # on one host would fight over the same default path
-                self.cfg.set("control_socket_disable", True)
+            serving.configure(self.cfg, host=args.host, port=args.port,
+                              workers=args.workers)
 
         def load(self) -> Any:
             return app
