@@ -43,9 +43,10 @@ from ..adapters import replay, store
 from ..adapters.engine import StoreError
 from ..decision import assessment as engine
 from ..decision import cards
-from ..errors import InputError, KnowledgeError
+from ..errors import AnswerError, InputError, KnowledgeError, PluginError
 from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
 from . import boundary, cds_auth, cds_fetch, smart
+from .errors import status_of
 
 log = logging.getLogger(__name__)
 PREFIX = "/cds-services"
@@ -238,12 +239,16 @@ def _bad_request(error: _BadRequest) -> Response:
     return _error(400, "invalid_request", error.message, error.details)
 
 
-@bp.errorhandler(InputError)
-def _refused_input(error: InputError) -> Response:
-    """What ``web.boundary`` refuses (a body, query or header it cannot accept), in this
-    API's error shape, each problem with where it was found."""
-    return _error(error.status, "invalid_request", error.message,
-                  {"issues": [{"expression": e, "message": m} for e, m in error.issues]})
+@bp.errorhandler(PluginError)
+def _refused_input(error: PluginError) -> Response:
+    """What ``web.boundary`` refuses (a body, query or header it cannot accept), or any
+    other refusal of the exception family, in this API's error shape, each problem with
+    where it was found."""
+    status = status_of(error)
+    issues = error.issues if isinstance(error, InputError) else ((None, error.message),)
+    return _error(status, "invalid_request" if status < 500 else "internal_error",
+                  error.message, {"issues": [{"expression": e, "message": m}
+                                             for e, m in issues]})
 
 
 @bp.errorhandler(_PreconditionFailed)
@@ -476,6 +481,9 @@ def _recorded_exam(kb: KnowledgeBase, observations: list[Any] | None, patient_id
         # The EHR's data, not the caller's request: answer without the exam's cards.
         log.warning("prefetched exam Observations could not be read (%s); answering "
                     "without them", error.issues[0][0] or "observations")
+    except AnswerError as error:  # findings that contradict each other or the ranges
+        log.warning("prefetched exam Observations do not make a valid exam (%d "
+                    "question(s)); answering without them", len(error.errors))
     except (AttributeError, TypeError, ValueError) as error:
         log.warning("prefetched exam Observations are malformed (%s); answering without "
                     "them", type(error).__name__)

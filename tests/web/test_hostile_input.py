@@ -319,3 +319,19 @@ def test_8_a_long_header_under_fhir_is_a_431_outcome(client) -> None:
 
 def test_8_and_under_cds_hooks_its_own_error_json(cds_client) -> None:
     _cds_refusal(cds_client.get("/cds-services?x=" + "y" * 5000), 414)
+
+
+def test_4_prefetched_findings_that_make_no_valid_exam_leave_only_the_launch_card(
+        cds_client, ehr, kb) -> None:
+    """Found by the fuzz tests: Observations whose answers break the Questionnaire's
+    enableWhen (a follow-up without its question) gave a 422 HTML page; they are the
+    EHR's data, not the caller's mistake, so the service answers without them."""
+    data = cds.case("acute-hamstring-strain-sprinter")
+    observations = cds.observations(kb, data)
+    observations["entry"] = [e for e in observations["entry"]
+                             if e["resource"]["code"]["coding"][0]["code"] != "history.onset"]
+    body = cds.body("patient-view", data["patient"]["id"],
+                    prefetch={"patient": data["patient"], "observations": observations})
+    response = cds.post(cds_client, ehr, PATIENT_VIEW, body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert len(response.get_json()["cards"]) == 1  # the launch card
