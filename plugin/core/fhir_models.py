@@ -129,9 +129,9 @@ def _fields(model: Any) -> dict[str, tuple[bool, str, Any]]:
     """A model's JSON names -> (repeats, kind, model of a complex type), from the
     annotations fhir.resources generates from the FHIR definitions."""
     table: dict[str, tuple[bool, str, Any]] = {}
-    for field in model.model_fields.values():
+    for attribute, field in model.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        name = field.alias or ""
+        name = field.alias or attribute
         if name.startswith("_"):
             table[name] = (False, "extension", None)
             continue
