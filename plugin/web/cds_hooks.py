@@ -41,6 +41,7 @@ from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
 from ..adapters import replay, store
 from ..adapters.engine import StoreError
+from ..core import fhir_models
 from ..decision import assessment as engine
 from ..decision import cards
 from ..errors import AnswerError, InputError, KnowledgeError, PluginError
@@ -307,6 +308,8 @@ def call(service_id: str) -> Response:
         raise _BadRequest(f"Service {service.id} answers {', '.join(service.hooks)}, "
                           f"not {data['hook']!r}.", {"hook": ["not served here"]})
     context = _load(CONTEXTS[data["hook"]](), data["context"], "context")
+    if "draftOrders" in context:  # read by the decision engine: strictly FHIR first
+        _check_resource(data["context"]["draftOrders"], "context.draftOrders")
     kb: KnowledgeBase = current_app.extensions[EXTENSION_KEY]
     needed = service.id == PATIENT_VIEW or bool(
         cards.lumbar_mri_orders(kb.decision, context["draftOrders"]))
@@ -397,6 +400,15 @@ def _body() -> Any:
     if not isinstance(data, dict):
         raise _BadRequest("The body must be a JSON object.")
     return data
+
+
+def _check_resource(resource: dict[str, Any], where: str) -> None:
+    """Refuse a resource in the request that is not valid FHIR R4 (raw JSON types
+    included), naming each problem's place, before anything reads it."""
+    problems = fhir_models.validate(resource)
+    if problems:
+        raise InputError(f"{where} is not valid FHIR R4.", issues=[
+            (f"{where}.{p.partition(': ')[0]}", p.partition(": ")[2]) for p in problems])
 
 
 def _load(schema: Schema, data: Any, where: str) -> dict[str, Any]:

@@ -335,3 +335,25 @@ def test_4_prefetched_findings_that_make_no_valid_exam_leave_only_the_launch_car
     response = cds.post(cds_client, ehr, PATIENT_VIEW, body)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert len(response.get_json()["cards"]) == 1  # the launch card
+
+
+# --- found by the fuzz tests ---------------------------------------------------------------
+
+def test_a_quantity_answer_without_a_value_is_an_answer_error(client) -> None:
+    qr = _qr(item=None)
+    qr["item"] = [{"linkId": "history", "item": [{"linkId": "history.duration", "answer": [
+        {"valueQuantity": {"system": "http://unitsofmeasure.org", "code": "wk"}}]}]}]
+    body = _outcome(client.post(EXTRACT, json=qr), 422, "history.duration")
+    assert "A quantity needs a value." in json.dumps(body)
+
+
+@pytest.mark.parametrize("coding", [{"system": "http://loinc.org", "code": ["24968-0"]},
+                                    {"system": {"x": 1}, "code": "24968-0"}])
+def test_draft_orders_that_are_not_fhir_are_a_400_naming_the_place(cds_client, ehr,
+                                                                   coding) -> None:
+    body = cds.body("order-select", draftOrders=cds.orders(coding),
+                    selections=["ServiceRequest/sr-0"])
+    response = cds.post(cds_client, ehr, cds.MRI_ORDER, body)
+    refusal = _cds_refusal(response, 400)
+    assert refusal["details"]["issues"][0]["expression"].startswith(
+        "context.draftOrders.entry[0].resource.code.coding[0]"), refusal
