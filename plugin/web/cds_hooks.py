@@ -47,7 +47,7 @@ from ..decision import cards
 from ..errors import AnswerError, InputError, KnowledgeError, PluginError
 from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
 from . import boundary, cds_auth, cds_fetch, smart
-from .errors import status_of
+from .errors import log_unexpected, status_of
 
 log = logging.getLogger(__name__)
 PREFIX = "/cds-services"
@@ -275,6 +275,13 @@ def _http_error(error: HTTPException) -> Response:
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+@bp.errorhandler(Exception)
+def _unexpected(error: Exception) -> Response:
+    """The last resort: this API's error JSON, never an HTML page."""
+    log_unexpected(error)
+    return _error(500, "internal_error", "Internal error; nothing was stored.")
 
 
 @bp.after_request

@@ -357,3 +357,17 @@ def test_draft_orders_that_are_not_fhir_are_a_400_naming_the_place(cds_client, e
     refusal = _cds_refusal(response, 400)
     assert refusal["details"]["issues"][0]["expression"].startswith(
         "context.draftOrders.entry[0].resource.code.coding[0]"), refusal
+
+
+def test_an_unexpected_failure_under_cds_hooks_is_its_error_json_not_html(
+        cds_client, ehr, monkeypatch, caplog) -> None:
+    from plugin.decision import cards
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("Ana Silva")  # a message that might quote patient data
+
+    monkeypatch.setattr(cards, "check_mri_order", broken)
+    body = cds.body("order-select", draftOrders=cds.orders(), selections=[])
+    response = cds.post(cds_client, ehr, cds.MRI_ORDER, body)
+    assert _cds_refusal(response, 500)["error"] == "internal_error"
+    assert "ValueError" in caplog.text and "Ana" not in caplog.text
