@@ -9,7 +9,6 @@ subprocess is covered by tests/test_cli*.py and tests/web/test_hostile_input.py.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest

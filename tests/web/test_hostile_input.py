@@ -124,7 +124,8 @@ def _raw(value: Any) -> bytes:
             {"name": "subject", "valueReference": {"reference": "Patient/p-7"}},
             {"name": "context", "part": [
                 {"name": "name", "valueString": "patient"},
-                {"name": "content", "resource": {**PATIENT, "name": [{"given": ["A" + SURROGATE]}]}}]},
+                {"name": "content",
+                 "resource": {**PATIENT, "name": [{"given": ["A" + SURROGATE]}]}}]},
         ]}, "given"),
     ("a key", EXTRACT, {SURROGATE: 1}, None),
 ])
@@ -162,7 +163,8 @@ SITE = "palpation.ischial-tuberosity.left"  # a single-choice body-map site
 
 
 @pytest.mark.parametrize("value", [["tender"], {}, [], True, 7, {"value": 1}])
-def test_3_a_draft_value_of_the_wrong_shape_is_refused_and_nothing_stored(tablet_app, value) -> None:
+def test_3_a_draft_value_of_the_wrong_shape_is_refused_and_nothing_stored(tablet_app,
+                                                                         value) -> None:
     app, client = tablet_app
     exam_id, version = _begin(client)
     before = store_mod.from_app(app).exam(exam_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +29,8 @@ def service(tmp_path_factory):
         yield base, folder
 
 
-def _exchange(base: str, request: bytes, *, chunks: list[bytes] = ()) -> tuple[int, dict[str, str], bytes]:
+def _exchange(base: str, request: bytes, *,
+              chunks: list[bytes] = ()) -> tuple[int, dict[str, str], bytes]:
     """Send ``request`` (and then each of ``chunks``, chunked) on a fresh connection; the
     status, headers and body of the answer."""
     host, port = base.removeprefix("http://").split(":")
