@@ -55,6 +55,11 @@ def validate(resource: dict[str, Any]) -> list[str]:
                             for p in err["loc"]).lstrip(".")
             if not any(where == w or where.startswith(w + ".") for w in wrong):
                 problems.append(f"{where}: {err['msg']}")  # each problem once
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        # the models' own validators can trip over what the raw check already refused
+        # (a contained resourceType null); else say so rather than crash
+        if not problems:
+            problems.append(f"resourceType: cannot be read as FHIR R4 ({type(exc).__name__})")
     return problems
 
 

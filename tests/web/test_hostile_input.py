@@ -373,3 +373,14 @@ def test_an_unexpected_failure_under_cds_hooks_is_its_error_json_not_html(
     response = cds.post(cds_client, ehr, cds.MRI_ORDER, body)
     assert _cds_refusal(response, 500)["error"] == "internal_error"
     assert "ValueError" in caplog.text and "Ana" not in caplog.text
+
+
+@pytest.mark.parametrize("resource_type", [None, 7, "Nope", ["ServiceRequest"]])
+def test_a_draft_order_of_no_resource_type_is_a_400(cds_client, ehr, resource_type) -> None:
+    """Found by the fuzz tests: a nested resourceType null crashed the FHIR models."""
+    orders = cds.orders(cds.LUMBAR_MRI)
+    orders["entry"][0]["resource"]["resourceType"] = resource_type
+    body = cds.body("order-select", draftOrders=orders, selections=["ServiceRequest/sr-0"])
+    refusal = _cds_refusal(cds.post(cds_client, ehr, cds.MRI_ORDER, body), 400)
+    assert refusal["details"]["issues"][0]["expression"] == \
+        "context.draftOrders.entry[0].resource.resourceType", refusal
