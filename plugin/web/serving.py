@@ -21,11 +21,8 @@ import json
 from typing import Any
 
 from gunicorn import util
-from gunicorn.http.errors import (ChunkMissingTerminator, InvalidChunkExtension,
-                                  InvalidChunkSize, InvalidHeader, InvalidHeaderName,
-                                  InvalidHTTPVersion, InvalidRequestLine,
-                                  InvalidRequestMethod, LimitRequestHeaders,
-                                  LimitRequestLine, ObsoleteFolding)
+from gunicorn.http import errors as http_errors
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.workers.sync import SyncWorker
 
 from ..core import outcome
@@ -42,9 +39,12 @@ _REFUSALS: tuple[tuple[tuple[type[Exception], ...], int, str, str], ...] = (
      f"The request line is longer than this server accepts ({LIMIT_REQUEST_LINE} bytes)."),
     ((LimitRequestHeaders,), 431, "Request Header Fields Too Large",
      "The request headers are larger than this server accepts."),
-    ((InvalidRequestLine, InvalidRequestMethod, InvalidHTTPVersion, InvalidHeader,
-      InvalidHeaderName, ObsoleteFolding, InvalidChunkSize, ChunkMissingTerminator,
-      InvalidChunkExtension), 400, "Bad Request", "The request is not valid HTTP/1.1."),
+    # by name: the newer of these exist only in newer gunicorn releases
+    (tuple(getattr(http_errors, name) for name in (
+        "InvalidRequestLine", "InvalidRequestMethod", "InvalidHTTPVersion", "InvalidHeader",
+        "InvalidHeaderName", "ObsoleteFolding", "InvalidChunkSize", "ChunkMissingTerminator",
+        "InvalidChunkExtension") if hasattr(http_errors, name)),
+     400, "Bad Request", "The request is not valid HTTP/1.1."),
 )
 
 
