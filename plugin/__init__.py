@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import store
-    from .web import cds_hooks, errors, exam, fhir_api, security, smart
+    from .web import boundary, cds_hooks, errors, exam, fhir_api, security, smart
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -25,6 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     app.json.sort_keys = False
     knowledge.init_app(app)
     store.init_app(app)
+    boundary.init_app(app)  # first: its checks run before any other hook reads the request
     security.init_app(app)
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(exam.bp)

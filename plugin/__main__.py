@@ -18,8 +18,6 @@ from typing import Any
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
-#: Deepest JSON nesting read (as the API's): a complete exam record is ~20 levels, and
-#: the FHIR model checks recurse, so absurd depth is refused up front.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,27 +266,22 @@ class _UsageError(Exception):
 
 
 def _read_json(name: str) -> Any:
-    from .core import pipeline
+    """A JSON file (``-``: stdin) read by the same strict reader as the API's bodies."""
+    from .core import json_input
+    from .errors import InputError
 
     try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        if name == "-":
+            stdin = getattr(sys.stdin, "buffer", None)  # bytes: the reader checks UTF-8
+            raw = stdin.read() if stdin is not None else sys.stdin.read()
+        else:
+            raw = Path(name).read_bytes()
     except OSError as exc:
         raise _UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise _UsageError(f"{name} is not UTF-8 text") from exc
     try:
-        data = json.loads(text)
-        too_deep = pipeline.nests_deeper(data)
-    except json.JSONDecodeError as exc:
-        raise _UsageError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                          f"{exc.msg})") from exc
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise _UsageError(f"{name} is not JSON this tool can read: {exc}") from exc
-    except RecursionError:  # deeper than Python's parser goes
-        too_deep = True
-    if too_deep:
-        raise _UsageError(f"{name} {pipeline.TOO_DEEP}")
-    return data
+        return json_input.parse(raw, json_input.printable(name))
+    except InputError as exc:
+        raise _UsageError(exc.message.rstrip(".")) from exc
 
 
 def _authored(value: str | None) -> dt.datetime:
@@ -336,6 +329,8 @@ def _say(line: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from .web import serving
+
     app, code = _prepared_app("cannot start, ", migrate=False)
     if app is None:
         return code
@@ -349,15 +344,8 @@ def _serve(args: argparse.Namespace) -> int:
         workers fork with the knowledge loaded once."""
 
         def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("accesslog", "-")
-            # Path only (%(U)s): no query string or body, they may identify a patient.
-            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms')
-            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
-                # no runtime-control socket in $HOME: nothing uses it, and two instances
-                # on one host would fight over the same default path
-                self.cfg.set("control_socket_disable", True)
+            serving.configure(self.cfg, host=args.host, port=args.port,
+                              workers=args.workers)
 
         def load(self) -> Any:
             return app

@@ -20,6 +20,11 @@ DEFAULTS: dict[str, object] = {
     # Request bodies above this many bytes are refused with an OperationOutcome (413).
     # A complete exam as a QuestionnaireResponse is ~60 KB; 1 MiB leaves ample room.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
+    # Longest request URL (path and query) and longest header line accepted: longer is a
+    # 414 / 431 (an OperationOutcome under /fhir). gunicorn's own limits are set above
+    # these (plugin/web/serving.py), so the app, not gunicorn, answers.
+    "MAX_URL_LENGTH": 4096,
+    "MAX_HEADER_LENGTH": 20 * 1024,
     # Public base URL of the FHIR API, used in the CapabilityStatement. Empty: taken
     # from the request (correct behind a proxy only with ProxyFix-style headers).
     "FHIR_BASE_URL": "",

@@ -20,7 +20,10 @@ from .responses import Context, Exam
 
 @dataclass(frozen=True)
 class Checked:
-    """Raw draft answers with their valid part and their problems (keyed by linkId)."""
+    """Raw draft answers with their valid part and their problems (keyed by linkId).
+
+    ``raw`` holds what a page can show: every stored answer of the right shape, kept as
+    typed; one of the wrong shape is left out of it and reported in ``errors``."""
 
     raw: Mapping[str, Any]
     valid: Answers
@@ -28,9 +31,57 @@ class Checked:
 
 
 def check(form: Form, raw: Mapping[str, Any]) -> Checked:
-    """Validate a draft without discarding anything."""
-    valid, errors = answers_mod.load_partial(form, raw)
-    return Checked(dict(raw), valid, errors)
+    """Validate a draft without discarding anything that has the item's shape."""
+    bad = shape_errors(form, raw)
+    shown = {k: v for k, v in raw.items() if k not in bad}
+    valid, errors = answers_mod.load_partial(form, shown)
+    for link_id, messages in bad.items():
+        errors.setdefault(link_id, []).extend(
+            f"The stored value cannot be shown here: {m[0].lower()}{m[1:]} Answer the "
+            "question again." for m in messages)
+    return Checked(shown, valid, errors)
+
+
+#: JSON types a page may send for an item type: what the tablet's fields produce. A
+#: number field sends its text when it is not a number ("4a"), kept as typed and flagged.
+_SHAPES: dict[str, tuple[type, ...]] = {
+    "boolean": (bool,), "integer": (int, float, str), "decimal": (int, float, str),
+    "date": (str,), "dateTime": (str,), "string": (str,), "text": (str,), "choice": (str,)}
+_WHAT = {"boolean": "true or false", "integer": "a number (or the text typed)",
+         "decimal": "a number (or the text typed)", "quantity":
+         '{"value": a number (or the text typed), "unit": a unit}', "choice": "an option code"}
+
+
+def shape_errors(form: Form, answers: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The answers whose JSON shape no page of ``form`` can show (a list for a single
+    choice, ``{}`` for a number, ...), keyed by linkId; values of the right shape but
+    wrong content (out of range, not an option) are the answers schema's to flag."""
+    errors: dict[str, list[str]] = {}
+    for link_id, value in answers.items():
+        item = form.item(link_id) if isinstance(link_id, str) else None
+        if item is None or item.type == "group":
+            continue  # not a question: the answers schema names it
+        if not _has_shape(item, value):
+            want = _WHAT.get(item.type, "text")
+            want = f"a non-empty list of {want}" if item.repeats else want
+            errors[link_id] = [f"Expected {want}."]
+    return errors
+
+
+def _has_shape(item: Item, value: Any) -> bool:
+    if item.repeats:
+        return isinstance(value, list) and bool(value) and all(
+            _single_shape(item.type, v) for v in value)
+    return _single_shape(item.type, value)
+
+
+def _single_shape(type_: str, value: Any) -> bool:
+    if type_ == "quantity":
+        return isinstance(value, Mapping) and set(value) == {"value", "unit"} \
+            and _single_shape("decimal", value["value"]) and isinstance(value["unit"], str)
+    if isinstance(value, bool) and type_ != "boolean":
+        return False
+    return isinstance(value, _SHAPES.get(type_, (str,)))
 
 
 def merge(stored: Mapping[str, Any], link_ids: Iterable[str],

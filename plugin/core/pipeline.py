@@ -15,7 +15,7 @@ from typing import Any
 from ..decision import assessment, facts
 from ..decision.assessment import Assessment
 from ..errors import InputError
-from . import answers, bundle, patient as patient_mod, responses
+from . import answers, bundle, json_input, patient as patient_mod, responses
 from .documents import Document
 from .responses import Context, Exam
 
@@ -23,10 +23,6 @@ from .responses import Context, Exam
 DEFAULT_FORM = "posterior-thigh-exam"
 #: Extraction reads a finished record only (SDC: extract after completion).
 EXTRACTABLE = ("completed", "amended")
-#: Deepest JSON nesting accepted. A complete exam as a Parameters-wrapped response is
-#: ~20 levels; far deeper input is refused before a recursive reader meets it.
-MAX_JSON_DEPTH = 64
-TOO_DEEP = f"nests JSON deeper than {MAX_JSON_DEPTH} levels; no exam record is that deep"
 
 
 def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
@@ -68,8 +64,11 @@ def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = N
                     now: dt.datetime) -> Exam:
     """Validate ``data`` (plain answers or a QR) into an Exam; ``now`` stands in for a
     missing ``authored`` (plain answers carry no time of their own)."""
-    if nests_deeper(data) or nests_deeper(patient):
-        raise InputError(f"The input {TOO_DEEP}.", code="structure")
+    # the strict JSON rules (depth, text any encoder can write) hold however the input
+    # arrived, before anything below reads it; a non-finite answer is the answers
+    # schema's to report, by linkId
+    json_input.check(data, "The answers", numbers=False)
+    json_input.check(patient, "The Patient", numbers=False)
     if patient is not None:
         patient = patient_mod.check(patient)
     if isinstance(data, Mapping) and "resourceType" in data:
@@ -90,20 +89,6 @@ def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = N
             context = replace(context, subject=patient_mod.reference(patient))
         exam = replace(exam, answers=MappingProxyType(ordered), context=context)
     return exam
-
-
-def nests_deeper(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether ``value`` has containers nested more than ``limit`` deep (iterative, so
-    it is safe on input that would exhaust a recursive reader)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1)
-                         for child in (item.values() if isinstance(item, dict) else item))
-    return False
 
 
 def require_extractable(exam: Exam) -> None:

@@ -252,6 +252,9 @@ def _plain(item: Item, answer: Mapping[str, Any], errors: dict[str, list[str]]) 
             errors.setdefault(item.link_id, []).append("A quantity needs a UCUM system and code.")
             return _BAD
         number = value.get("value")
+        if number is None:
+            errors.setdefault(item.link_id, []).append("A quantity needs a value.")
+            return _BAD
         return {"value": float(number) if not isinstance(number, int) else number,
                 "unit": value["code"]}
     if item.type == "decimal" and not isinstance(value, bool):

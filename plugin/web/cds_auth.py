@@ -24,7 +24,6 @@ them has accepted. The checks here stay pure; tests pass a set-backed function.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -38,6 +37,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from ..core import json_input
+from ..errors import InputError
 from .cds_fetch import FetchError, secure_url
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,11 @@ def verify(token: str, *, clients: Mapping[str, Client], audience: str,
     try:
         unverified = jws.extract_compact(token.encode("ascii"))
         header = unverified.headers()
-        claims = json.loads(unverified.payload)
+        # the strict reader: NaN, Infinity, a lone surrogate or a NUL in a claim is a
+        # malformed token here, never a crash in the replay store or the clock
+        claims = json_input.parse(unverified.payload, "The token's claims")
+    except InputError as exc:
+        raise CdsAuthError(f"malformed token ({exc.message})") from exc
     except (JoseError, ValueError, UnicodeError, TypeError) as exc:
         raise CdsAuthError("malformed token") from exc
     if header.get("alg") not in ALGORITHMS:
@@ -259,7 +264,8 @@ def _check_claims(claims: Mapping[str, Any], audience: str, now: float) -> None:
     if audience not in audiences:
         raise CdsAuthError("aud does not name this service URL")
     for name in ("exp", "iat"):
-        if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), (int, float)):
+        if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), (int, float)) \
+                or not math.isfinite(claims[name]):
             raise CdsAuthError(f"{name} is required (seconds since the epoch)")
     if claims["exp"] + LEEWAY < now:
         raise CdsAuthError("token expired")

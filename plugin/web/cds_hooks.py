@@ -41,12 +41,13 @@ from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
 from ..adapters import replay, store
 from ..adapters.engine import StoreError
-from ..core import pipeline
+from ..core import fhir_models
 from ..decision import assessment as engine
 from ..decision import cards
-from ..errors import InputError, KnowledgeError
+from ..errors import AnswerError, InputError, KnowledgeError, PluginError
 from ..knowledge import DECISION_FORM, EXTENSION_KEY, KnowledgeBase
-from . import cds_auth, cds_fetch, smart
+from . import boundary, cds_auth, cds_fetch, smart
+from .errors import log_unexpected, status_of
 
 log = logging.getLogger(__name__)
 PREFIX = "/cds-services"
@@ -239,6 +240,18 @@ def _bad_request(error: _BadRequest) -> Response:
     return _error(400, "invalid_request", error.message, error.details)
 
 
+@bp.errorhandler(PluginError)
+def _refused_input(error: PluginError) -> Response:
+    """What ``web.boundary`` refuses (a body, query or header it cannot accept), or any
+    other refusal of the exception family, in this API's error shape, each problem with
+    where it was found."""
+    status = status_of(error)
+    issues = error.issues if isinstance(error, InputError) else ((None, error.message),)
+    return _error(status, "invalid_request" if status < 500 else "internal_error",
+                  error.message, {"issues": [{"expression": e, "message": m}
+                                             for e, m in issues]})
+
+
 @bp.errorhandler(_PreconditionFailed)
 def _precondition_failed(error: _PreconditionFailed) -> Response:
     return _error(412, "precondition_failed", error.message)
@@ -262,6 +275,13 @@ def _http_error(error: HTTPException) -> Response:
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+@bp.errorhandler(Exception)
+def _unexpected(error: Exception) -> Response:
+    """The last resort: this API's error JSON, never an HTML page."""
+    log_unexpected(error)
+    return _error(500, "internal_error", "Internal error; nothing was stored.")
 
 
 @bp.after_request
@@ -295,6 +315,8 @@ def call(service_id: str) -> Response:
         raise _BadRequest(f"Service {service.id} answers {', '.join(service.hooks)}, "
                           f"not {data['hook']!r}.", {"hook": ["not served here"]})
     context = _load(CONTEXTS[data["hook"]](), data["context"], "context")
+    if "draftOrders" in context:  # read by the decision engine: strictly FHIR first
+        _check_resource(data["context"]["draftOrders"], "context.draftOrders")
     kb: KnowledgeBase = current_app.extensions[EXTENSION_KEY]
     needed = service.id == PATIENT_VIEW or bool(
         cards.lumbar_mri_orders(kb.decision, context["draftOrders"]))
@@ -381,12 +403,19 @@ def _first_use(iss: str, jti: str, exp: float) -> bool:
 
 
 def _body() -> Any:
-    data = request.get_json(force=True, silent=True)
+    data = boundary.json_body("The body", media_types=None)  # CDS clients vary the type
     if not isinstance(data, dict):
         raise _BadRequest("The body must be a JSON object.")
-    if pipeline.nests_deeper(data):
-        raise _BadRequest(f"The body {pipeline.TOO_DEEP}.")
     return data
+
+
+def _check_resource(resource: dict[str, Any], where: str) -> None:
+    """Refuse a resource in the request that is not valid FHIR R4 (raw JSON types
+    included), naming each problem's place, before anything reads it."""
+    problems = fhir_models.validate(resource)
+    if problems:
+        raise InputError(f"{where} is not valid FHIR R4.", issues=[
+            (f"{where}.{p.partition(': ')[0]}", p.partition(": ")[2]) for p in problems])
 
 
 def _load(schema: Schema, data: Any, where: str) -> dict[str, Any]:
@@ -471,6 +500,9 @@ def _recorded_exam(kb: KnowledgeBase, observations: list[Any] | None, patient_id
         # The EHR's data, not the caller's request: answer without the exam's cards.
         log.warning("prefetched exam Observations could not be read (%s); answering "
                     "without them", error.issues[0][0] or "observations")
+    except AnswerError as error:  # findings that contradict each other or the ranges
+        log.warning("prefetched exam Observations do not make a valid exam (%d "
+                    "question(s)); answering without them", len(error.errors))
     except (AttributeError, TypeError, ValueError) as error:
         log.warning("prefetched exam Observations are malformed (%s); answering without "
                     "them", type(error).__name__)

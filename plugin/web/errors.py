@@ -24,7 +24,7 @@ FHIR_JSON = "application/fhir+json"
 FHIR_PREFIX = "/fhir"
 #: OperationOutcome issue codes (R4 IssueType) for the HTTP errors werkzeug raises.
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported",
-               413: "too-long", 415: "not-supported"}
+               413: "too-long", 414: "too-long", 415: "not-supported", 431: "too-long"}
 
 
 def fhir_response(resource: dict[str, Any], status: int = 200,
@@ -70,17 +70,21 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response | HTTPException:
-        # The route pattern, not the path (a path may carry an id); the code location,
-        # not the message (a message may quote the input).
-        rule = request.url_rule.rule if request.url_rule else "(no route)"
-        frames = traceback.extract_tb(error.__traceback__)[-3:]
-        log.error("unexpected %s while handling %s %s (at %s)", type(error).__name__,
-                  request.method, rule,
-                  " <- ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in reversed(frames)))
+        log_unexpected(error)
         if not _under_fhir():
             return InternalServerError()
         return fhir_response(outcome.simple("fatal", "exception",
                                             "Internal error; nothing was stored."), 500)
+
+
+def log_unexpected(error: Exception) -> None:
+    """Log a failure no handler expected: the route pattern, not the path (a path may
+    carry an id); the code location, not the message (a message may quote the input)."""
+    rule = request.url_rule.rule if request.url_rule else "(no route)"
+    frames = traceback.extract_tb(error.__traceback__)[-3:]
+    log.error("unexpected %s while handling %s %s (at %s)", type(error).__name__,
+              request.method, rule,
+              " <- ".join(f"{f.filename}:{f.lineno} in {f.name}" for f in reversed(frames)))
 
 
 def _under_fhir() -> bool:

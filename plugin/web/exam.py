@@ -25,6 +25,7 @@ from ..core import (drafts, layout, patient as patient_mod, pipeline, populate, 
                     signoff)
 from ..core.responses import Context, Exam
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
+from . import boundary
 from .patient_form import PatientInput
 
 bp = Blueprint("exam", __name__, template_folder="templates", static_folder="static",
@@ -160,16 +161,16 @@ def page(exam_id: str, section: str) -> Any:
     current = layout.page(form, section)
     if current is None:
         abort(404, "No such page in this exam.")
-    checked = drafts.check(form, record.answers)
+    checked = drafts.check(form, record.answers)  # a value of the wrong shape: a problem
     pages = layout.pages(form)
     return render_template(
         "exam/page.html", exam=record, patient=patient_record, form=form, page=current,
-        pages=pages, progress=drafts.progress(form, checked.valid), raw=record.answers,
+        pages=pages, progress=drafts.progress(form, checked.valid), raw=checked.raw,
         errors=checked.errors, layout=layout,
         previous=pages[current.number - 2] if current.number > 1 else None,
         next=pages[current.number] if current.number < len(pages) else None,
         client_data={"examId": record.id, "version": record.version, "section": section,
-                     "linkIds": list(current.link_ids), "answers": record.answers,
+                     "linkIds": list(current.link_ids), "answers": checked.raw,
                      "errors": checked.errors,
                      "saveUrl": url_for("exam.save_draft", exam_id=exam_id)})
 
@@ -179,12 +180,22 @@ def save_draft(exam_id: str) -> Response:
     """Autosave one page: its answers replace that page's part of the working answers."""
     record, patient_record, form = _load(exam_id)
     expected = _if_match()
-    body = request.get_json(silent=True)
-    current = layout.page(form, body.get("section")) if isinstance(body, Mapping) else None
+    try:
+        body = boundary.json_body("The autosave")
+    except InputError as exc:
+        return _json_error(exc.status, "bad-request", exc.message,
+                           path=exc.issues[0][0])
+    section = body.get("section") if isinstance(body, Mapping) else None
+    current = layout.page(form, section) if isinstance(section, str) else None
     if current is None or not isinstance(body.get("answers"), Mapping):
         return _json_error(400, "bad-request",
                            'Expected {"section": a page of this exam, "answers": {...}}.')
-    raw = drafts.merge(record.answers, current.link_ids, body["answers"])
+    page_answers = {k: v for k, v in body["answers"].items() if k in current.link_ids}
+    wrong = drafts.shape_errors(form, page_answers)
+    if wrong:  # stored, it would break the page that must fix it: nothing is saved
+        return _json_error(422, "invalid", "Not saved: an answer has the wrong shape for "
+                           "its question.", errors=wrong)
+    raw = drafts.merge(record.answers, current.link_ids, page_answers)
     checked = drafts.check(form, raw)
     try:
         saved = _store().save_draft(

@@ -2,8 +2,8 @@
 
 ``fhir_api`` (definitions and operations) and ``fhir_records`` (the stored exams and what
 is derived from them) read request bodies, search parameters and paging the same way and
-answer with the same Bundles, so those rules live here once: JSON bodies (415 / 400 with
-the reason), ``_format``, strict search parameters unless ``Prefer: handling=lenient``,
+answer with the same Bundles, so those rules live here once: JSON bodies (read through
+``web.boundary``), ``_format``, strict search parameters unless ``Prefer: handling=lenient``,
 token and reference values, ``_count``/``_offset`` paging with next links, searchsets
 without empty arrays, and the names of an operation's Parameters. Every refusal is raised
 as a PluginError and rendered once, as an OperationOutcome, by ``web.errors``.
@@ -20,12 +20,11 @@ from werkzeug.exceptions import NotAcceptable
 from werkzeug.routing import BaseConverter
 
 from ..adapters import store as store_mod
-from ..core import outcome, pipeline
+from ..core import outcome
 from ..errors import InputError
 from ..knowledge import EXTENSION_KEY, KnowledgeBase
+from . import boundary
 
-#: Request bodies we read; anything else is refused with 415.
-JSON_TYPES = ("application/json", "application/fhir+json")
 #: ``_format`` values that ask for what we serve (FHIR JSON); others get 406.
 JSON_FORMATS = ("json", "application/json", "application/fhir+json")
 #: Paged searches: ``_count`` default and cap (``_offset`` is ours: the page links use it).
@@ -190,26 +189,16 @@ def bundle(type_: str, total: int, links: list[dict[str, str]],
 # --- request bodies and operation Parameters ------------------------------------------------
 
 def json_body() -> Any:
-    """The request body as JSON, or an InputError saying exactly why not."""
-    if request.mimetype not in JSON_TYPES:
-        raise InputError(f"Send JSON ({' or '.join(JSON_TYPES)}), not "
-                         f"{request.mimetype or 'a body without Content-Type'}.", status=415,
-                         code="not-supported")
-    raw = request.get_data(cache=True)  # raises 413 first when the body is too large
-    if not raw.strip():
-        raise InputError("The request body is empty; send a Parameters resource, a "
-                         "QuestionnaireResponse or plain answers.", code="required")
+    """The request body as strictly checked JSON (``web.boundary``), or an InputError
+    saying exactly why not."""
     try:
-        data = request.get_json(silent=True)
-    except RecursionError:  # deeper than Python's parser goes
-        raise InputError(f"The request body {pipeline.TOO_DEEP}.", code="structure") from None
-    if data is None:
-        if raw.strip() == b"null":
-            raise InputError("The request body is JSON null; send a JSON object.")
-        raise InputError("The request body is not valid JSON.", code="structure")
-    if pipeline.nests_deeper(data):  # before any recursive reader (Parameters, resources)
-        raise InputError(f"The request body {pipeline.TOO_DEEP}.", code="structure")
-    return data
+        return boundary.json_body()
+    except InputError as error:
+        if error.code == "required":  # empty: say what this API takes
+            raise InputError("The request body is empty; send a Parameters resource, a "
+                             "QuestionnaireResponse or plain answers.",
+                             code="required") from None
+        raise
 
 
 def parameter_parts(parameters: Mapping[str, Any], allowed: Sequence[str], *,
