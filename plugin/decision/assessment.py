@@ -202,25 +202,26 @@ def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Can
 def _counted_once(knowledge: DecisionKnowledge, applicable: list[tuple[Any, Finding]]
                   ) -> list[tuple[Any, Evidence]]:
     """Each answer counts once per condition: of a test family (``group``) only its
-    strongest item counts, and of items resting on exactly the same answers (tender and
-    reproduces-familiar-pain from one palpation) only the strongest. The others stay on
+    strongest item counts, and of items pulling the same way on exactly the same answers
+    (tender and reproduces-familiar-pain from one palpation) only the strongest. The others stay on
     the list with weight 0 ("counted once, with ...") so the API still shows them; pages,
     PDFs and cards list only what counted. A cluster rests on more answers than any one
     of its parts, so it still adds to them."""
     ranked = sorted(applicable, key=lambda item: -abs(item[0].contribution))  # stable
     counted: dict[int, tuple[Any, Finding]] = {}  # id(item) -> the item it counts with
     families: dict[str, tuple[Any, Finding]] = {}
-    answers: dict[frozenset[p.Source], tuple[Any, Finding]] = {}
+    answers: dict[tuple[bool, frozenset[p.Source]], tuple[Any, Finding]] = {}
     for item in ranked:
         e, finding = item
+        same = (e.contribution > 0, finding.sources)
         lead = families.get(e.group) if e.group else None
-        lead = lead or (answers.get(finding.sources) if finding.sources else None)
+        lead = lead or (answers.get(same) if finding.sources else None)
         counted[id(item)] = lead or item
         if lead is None:
             if e.group:
                 families[e.group] = item
             if finding.sources:
-                answers[finding.sources] = item
+                answers[same] = item
     lines = []
     for item in applicable:  # in the knowledge's order
         e, finding = item
