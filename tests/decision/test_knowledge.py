@@ -243,6 +243,13 @@ BROKEN = [
     ("a referral citing a source about another condition", _edit(
         "referrals", lambda d: _rule(d, "stenosis-surgeon")["citation"].append("goom-2016")),
      "referrals", None, "none of which rule 'stenosis-surgeon' names"),
+    ("an 'instead' citing a source about another condition", _edit(
+        "referrals", lambda d: _rule(d, "physiotherapy")["instead"][0]["citation"].append(
+            "bmj-ces")), "referrals", "rules[8].instead[0].citation",
+     "none of which rule 'physiotherapy' names"),
+    ("an 'instead' without a source about a condition its rule names", _edit(
+        "referrals", lambda d: _rule(d, "physiotherapy")["instead"][0]["citation"].remove(
+            "young-2008")), "referrals", None, "no source about 'hamstring-syndrome'"),
     ("a condition a referral names without a source about it", _edit(
         "referrals", lambda d: _rule(d, "physiotherapy")["citation"].remove("young-2008")),
      "referrals", None, "no source about 'hamstring-syndrome'"),

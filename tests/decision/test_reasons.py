@@ -133,3 +133,28 @@ def test_each_referral_cites_sources_about_what_it_rests_on(kb, path) -> None:
             assert source.kind in ("publication", "guideline")
             if live:
                 assert source.about & live, (referral.service.id, id_, live)
+
+
+def test_a_programme_review_cites_sources_about_the_patients_condition(kb) -> None:
+    """After weeks of loading the physiotherapy advice is a review ('instead'); its
+    sources are still only those about the condition it rests on."""
+    result = golden(kb, next(p for p in CASES if p.stem == "pht-8-weeks-loading-review"))
+    physio = next(r for r in result.referrals if r.service.id == "physiotherapy")
+    assert physio.timing.startswith("Review the programme")
+    assert "goom-2016" in physio.citations
+    assert not {"nice-ng59", "chou-2007", "rcgp-sciatica"} & set(physio.citations)
+
+
+def test_the_ranking_reason_has_its_own_numbered_sources(kb) -> None:
+    """The sources behind a diagnosis of exclusion's ranking are listed and cited where
+    the reason is printed (decision/sources.py)."""
+    from plugin.decision import sources
+
+    result = golden(kb, next(p for p in CASES
+                             if p.stem == "mixed-deep-gluteal-and-hamstring-origin-clusters"))
+    entry = next(c for c in result.as_json()["differential"] if c.get("ranking_note"))
+    dgs = candidate(result, "deep-gluteal-syndrome")
+    assert entry["ranking_citations"] == list(dgs.condition.exclusion.citations)
+    numbered = sources.numbered(result.as_json(), kb.decision.citations)
+    assert set(entry["ranking_citations"]) <= set(numbered.numbers)
+    assert numbered.cite(entry["ranking_citations"]).startswith("[")
