@@ -11,6 +11,7 @@ scale also appear on the body map; rows with a normal value get a one-tap "norma
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -230,6 +231,16 @@ def unremarkable(item: Item, value: Any) -> bool:
     return normal is not None and value == normal and not isinstance(value, bool)
 
 
+def row_label(left_text: str) -> str:
+    """The label of a left | right row, from the left question's text with the side
+    taken out: it heads both columns ("Left SLR: symptoms reproduced" -> "SLR: symptoms
+    reproduced"; "Raising the left leg reproduces pain in the other leg" -> "Raising
+    this leg reproduces pain in the other leg")."""
+    label = re.sub(r"\bthe left\b", "this", left_text, flags=re.IGNORECASE)
+    label = re.sub(r"^left\s+", "", label, flags=re.IGNORECASE)
+    return label[:1].upper() + label[1:]
+
+
 def summary(form: Form, raw: Mapping[str, Any]) -> list[tuple[Page, list[Row]]]:
     """Answered findings per page, sided ones as left | right rows, for review and record."""
     result = []
@@ -254,8 +265,7 @@ def _rows(form: Form, group: Item, raw: Mapping[str, Any]) -> list[Row]:
     if legs:
         for left in form.children(legs[0]):
             right = form.item(legs[1].link_id + left.link_id[len(legs[0].link_id):])
-            label = left.text[5:] if left.text.lower().startswith("left ") else left.text
-            rows.append(Row(label[:1].upper() + label[1:], shown(left),
+            rows.append(Row(row_label(left.text), shown(left),
                             shown(right) if right else None, link_id=left.link_id,
                             unremarkable=plain(left, right)))
         return rows

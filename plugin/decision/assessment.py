@@ -24,13 +24,18 @@ SUGGESTED_BANDS = ("high", "moderate")
 
 @dataclass(frozen=True)
 class Evidence:
-    """One finding's part in one condition's score, as shown to the clinician."""
+    """One finding's part in one condition's score, as shown to the clinician.
+
+    ``label`` says what was found: the finding's display when it counts by its
+    presence, its ``absent_display`` ("Puranen-Orava test negative") when by its absence.
+    """
 
     finding: Finding
-    weight: float  # contribution to the score; 0 when its test family already counted
+    weight: float  # contribution to the score; 0 when its answers already counted
     basis: str
     rationale: str
     citations: tuple[str, ...]
+    label: str
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,11 @@ class Candidate:
     confidence: str
     for_: tuple[Evidence, ...]
     against: tuple[Evidence, ...]
-    not_assessed: tuple[str, ...]
+    not_assessed: tuple[str, ...]  # key finding ids
     citations: tuple[str, ...]
+    missing_tests: tuple[str, ...] = ()  # the tests behind not_assessed, by name, once each
     ranking_note: str | None = None  # why it ranks below a higher-scoring competitor
+    ranking_citations: tuple[str, ...] = ()  # the sources for ranking_note
 
     @property
     def suggested(self) -> bool:
@@ -144,7 +151,7 @@ def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
         knowledge.pt_focus[i] for i in [*(c.condition.id for c in differential if c.suggested),
                                         *(f.definition.id for f in factors)]
         if i in knowledge.pt_focus)
-    referrals = _referrals(knowledge, env, urgency, focus, suggested)
+    referrals = _referrals(knowledge, env, urgency, focus, suggested, set(raised))
     caveats = [Caveat(c.id, c.text, c.citations) for c in knowledge.caveats
                if c.when.evaluate(env, None).truth]
     caveats += _completeness_caveats(differential)
@@ -172,18 +179,7 @@ def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Can
             finding = findings.get(e.finding)
             if finding.truth is (e.when == "present"):
                 applicable.append((e, finding))
-        strongest: dict[Any, Any] = {}  # one test family counts once: its strongest item
-        for e, _ in applicable:
-            family = e.group or id(e)
-            if family not in strongest or abs(e.contribution) > abs(strongest[family].contribution):
-                strongest[family] = e
-        lines = []
-        for e, finding in applicable:
-            counted = strongest[e.group or id(e)] is e
-            basis = e.basis if counted else (
-                f"same test family as '{strongest[e.group].finding}', counted once")
-            lines.append((e, Evidence(finding, e.contribution if counted else 0.0, basis,
-                                      e.rationale, e.citations)))
+        lines = _counted_once(knowledge, applicable)
         score = round(sum(ev.weight for _, ev in lines), 2)
         # Listed only when a present finding supports it and the score reaches a band:
         # the absence of findings alone never suggests anything.
@@ -198,7 +194,8 @@ def _differential(knowledge: DecisionKnowledge, findings: Findings) -> tuple[Can
             condition, 0, score, band,
             knowledge.scoring.confidence_band(1 - len(missing) / len(condition.key_findings)),
             tuple(ev for e, ev in lines if e.contribution > 0),
-            tuple(ev for e, ev in lines if e.contribution < 0), missing, tuple(citations)))
+            tuple(ev for e, ev in lines if e.contribution < 0), missing, tuple(citations),
+            tuple(dict.fromkeys(str(knowledge.findings[k].test) for k in missing))))
     # stable sort: equal scores keep the order of differential.json
     candidates.sort(key=lambda c: -c.score)
     candidates = _exclusions_yield(candidates, findings)
@@ -229,12 +226,58 @@ def _exclusions_yield(candidates: list[Candidate], findings: Findings) -> list[C
                 f"{excluded.condition.exclusion.rationale}")
         citations = tuple(dict.fromkeys((*excluded.citations,
                                          *excluded.condition.exclusion.citations)))
-        ordered.insert(last, replace(excluded, ranking_note=note, citations=citations))
+        ordered.insert(last, replace(excluded, ranking_note=note, citations=citations,
+                                     ranking_citations=excluded.condition.exclusion.citations))
     return ordered
 
 
+def _counted_once(knowledge: DecisionKnowledge, applicable: list[tuple[Any, Finding]]
+                  ) -> list[tuple[Any, Evidence]]:
+    """Each answer counts once per condition: of a test family (``group``) only its
+    strongest item counts, and of items pulling the same way on exactly the same answers
+    (tender and reproduces-familiar-pain from one palpation) only the strongest. The others stay on
+    the list with weight 0 ("counted once, with ...") so the API still shows them; pages,
+    PDFs and cards list only what counted. A cluster rests on more answers than any one
+    of its parts, so it still adds to them."""
+    ranked = sorted(applicable, key=lambda item: -abs(item[0].contribution))  # stable
+    counted: dict[int, tuple[Any, Finding]] = {}  # id(item) -> the item it counts with
+    families: dict[str, tuple[Any, Finding]] = {}
+    answers: dict[tuple[bool, frozenset[p.Source]], tuple[Any, Finding]] = {}
+    for item in ranked:
+        e, finding = item
+        same = (e.contribution > 0, finding.sources)
+        lead = families.get(e.group) if e.group else None
+        lead = lead or (answers.get(same) if finding.sources else None)
+        counted[id(item)] = lead or item
+        if lead is None:
+            if e.group:
+                families[e.group] = item
+            if finding.sources:
+                answers[same] = item
+    lines = []
+    for item in applicable:  # in the knowledge's order
+        e, finding = item
+        lead_e, lead_finding = counted[id(item)]
+        label = _label(knowledge, e.finding, e.when)
+        if lead_e is e:
+            lines.append((e, Evidence(finding, e.contribution, e.basis, e.rationale,
+                                      e.citations, label)))
+        else:
+            basis = f"counted once, with: {_label(knowledge, lead_e.finding, lead_e.when)}"
+            lines.append((e, Evidence(finding, 0.0, basis, e.rationale, e.citations, label)))
+    return lines
+
+
+def _label(knowledge: DecisionKnowledge, finding: str, when: str) -> str:
+    definition = knowledge.findings[finding]
+    if when == "absent":
+        return str(definition.absent_display)  # knowledge.load requires it
+    return definition.display
+
+
 def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
-               focus: tuple[FocusDef, ...], suggested: set[str]) -> tuple[Referral, ...]:
+               focus: tuple[FocusDef, ...], suggested: set[str],
+               raised: set[str]) -> tuple[Referral, ...]:
     """Every rule that holds, grouped by service (the most pressing rule leads). Rules
     that follow another referral (``{"referral": id}``: the work-up a referral needs)
     run second, over the services the first run suggested."""
@@ -271,7 +314,8 @@ def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
             continue
         citations: list[str] = []
         for rule, _ in hits:
-            citations += [c for c in rule.citations if c not in citations]
+            citations += [c for c in _about_this_patient(knowledge, rule, suggested | raised)
+                          if c not in citations]
         refs = set().union(*(r.when.refs() for r, _ in hits))
         referrals.append(Referral(
             knowledge.services[service_id], lead.priority,
@@ -285,6 +329,16 @@ def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
     return tuple(referrals)
 
 
+def _about_this_patient(knowledge: DecisionKnowledge, rule: Any, present: set[str]) -> list[str]:
+    """A rule's sources about the conditions and red flags it rests on for this patient
+    (a physiotherapy referral for a hamstring tendon cites the tendon sources, not the
+    low-back guidelines the same rule cites for sciatica); all of them when the rule
+    names none (knowledge.load checks every source is about one it names)."""
+    live = rule.topics() & present
+    shown = [c for c in rule.citations if not live or knowledge.citations[c].about & live]
+    return shown or list(rule.citations)
+
+
 def _completeness_caveats(differential: tuple[Candidate, ...]) -> list[Caveat]:
     """Say which key tests were not done for the leading conditions (unknown is never
     counted as negative, so a thin exam shows as low confidence, not as a verdict)."""
@@ -294,16 +348,16 @@ def _completeness_caveats(differential: tuple[Candidate, ...]) -> list[Caveat]:
             caveats.append(Caveat(
                 f"not-assessed-{candidate.condition.id}",
                 f"{candidate.condition.display}: confidence {candidate.confidence}; not "
-                f"assessed: {', '.join(candidate.not_assessed)}. Missing tests are not "
-                f"counted as negative.", ("engine-weighting",)))
+                f"assessed: {'; '.join(candidate.missing_tests)}. Missing tests are not "
+                f"counted as negative.", ()))
     if not differential:
         caveats.append(Caveat("nothing-supported", "No condition is supported by the "
-                              "recorded findings.", ("engine-weighting",)))
+                              "recorded findings.", ()))
     return caveats
 
 
 def _evidence_json(e: Evidence) -> dict[str, Any]:
-    line: dict[str, Any] = {"finding": e.finding.id, "display": e.finding.display}
+    line: dict[str, Any] = {"finding": e.finding.id, "display": e.label}
     if e.finding.sides:
         line["sides"] = list(e.finding.sides)
     line.update({"weight": round(e.weight, 2), "basis": e.basis,
@@ -319,9 +373,11 @@ def _candidate_json(c: Candidate) -> dict[str, Any]:
                   "confidence": c.confidence, "suggested": c.suggested,
                   "for": [_evidence_json(e) for e in c.for_],
                   "against": [_evidence_json(e) for e in c.against],
-                  "not_assessed": list(c.not_assessed), "citations": list(c.citations)})
+                  "not_assessed": list(c.not_assessed),
+                  "not_assessed_tests": list(c.missing_tests), "citations": list(c.citations)})
     if c.ranking_note:
         entry["ranking_note"] = c.ranking_note
+        entry["ranking_citations"] = list(c.ranking_citations)
     return entry
 
 

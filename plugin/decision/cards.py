@@ -308,18 +308,20 @@ def _differential_card(knowledge: DecisionKnowledge, result: Assessment,
     lines = [f"Leading condition from the exam{_on(recorded)}: **{top.condition.display}** "
              f"(likelihood {top.likelihood}, confidence {top.confidence}).", "",
              "Key findings for it:"]
-    lines += [f"- {e.finding.display} ({e.basis})" for e in top.for_ if e.weight > 0]
-    if top.against:
-        lines += ["", "Against it:", *(f"- {e.finding.display}" for e in top.against)]
+    lines += [f"- {e.label} ({e.basis})" for e in top.for_ if e.weight]
+    against = [f"- {e.label}" for e in top.against if e.weight]
+    if against:
+        lines += ["", "Against it:", *against]
     others = [c for c in result.differential[1:] if c.suggested]
     if others:
         lines += ["", "Also considered: " + "; ".join(
             f"{c.condition.display} ({c.likelihood})" for c in others) + "."]
         lines += [c.ranking_note for c in others if c.ranking_note]
-    if top.not_assessed:
-        missing = "; ".join(knowledge.findings[f].display for f in top.not_assessed)
-        lines += ["", f"Not assessed: {missing} (not counted as negative)."]
-    lines += ["", SUGGESTION_NOTE, "", *_sources(knowledge, top.citations)]
+    if top.missing_tests:
+        lines += ["", f"Not assessed: {'; '.join(top.missing_tests)} (not counted as "
+                      "negative)."]
+    ranking = [c for o in others for c in o.ranking_citations]
+    lines += ["", SUGGESTION_NOTE, "", *_sources(knowledge, [*top.citations, *ranking])]
     topic = {"system": t.DECISION_SUPPORT, "code": top.condition.id,
              "display": top.condition.display}
     card = {"uuid": new_id(),

@@ -30,6 +30,9 @@ FILES = ("citations", "findings", "red-flags", "differential", "referrals")
 URGENCIES = ("emergency", "urgent")
 #: FHIR ServiceRequest priorities, most pressing first.
 PRIORITIES = ("stat", "urgent", "routine")
+#: What a cited source may be. The project's own policies (how evidence is weighted) are
+#: documented in mappings/README.md and the README, never cited as a source.
+SOURCE_KINDS = ("publication", "guideline")
 _ID = validate.Regexp(r"^[a-z0-9]+(-[a-z0-9]+)*$", error="must be a lower-kebab id")
 
 
@@ -48,13 +51,19 @@ class _Strict(Schema):
 
 class _Citation(_Strict):
     id = fields.String(required=True, validate=_ID)
+    kind = fields.String(required=True, validate=validate.OneOf(
+        SOURCE_KINDS, error="must be one of: {choices} (a project policy is documented in "
+                            "mappings/README.md, not cited as a source)"))
     evidence = fields.String(required=True, validate=validate.OneOf(("verified", "secondary", "expert")))
+    about = fields.List(fields.String(validate=_ID), validate=validate.Length(min=1))
     text = _text(20, required=True)
 
 
 class _Finding(_Strict):
     id = fields.String(required=True, validate=_ID)
     display = _text(required=True)
+    absent_display = _text()
+    test = _text()
     sided = fields.Boolean(required=True)
     when = fields.Raw(required=True)
     rationale = _text(10, required=True)
@@ -201,14 +210,18 @@ _SCHEMAS = {
 @dataclass(frozen=True)
 class Citation:
     id: str
+    kind: str
     evidence: str
     text: str
+    about: frozenset[str]  # the conditions and red flags the source is about
 
 
 @dataclass(frozen=True)
 class FindingDef:
     id: str
     display: str
+    absent_display: str | None  # how it reads when recorded absent ("... negative")
+    test: str | None  # the test or question that assesses it ("not assessed: ...")
     sided: bool
     when: p.Predicate
     rationale: str
@@ -345,6 +358,11 @@ class RuleDef:
         """The services this rule waits for (it runs once the other rules have run)."""
         return frozenset(id_ for kind, id_ in self.when.refs() if kind == "referral")
 
+    def topics(self) -> frozenset[str]:
+        """The conditions and red flags the rule names: what its sources must be about."""
+        return frozenset(id_ for kind, id_ in self.when.refs()
+                         if kind in ("condition", "red_flag"))
+
 
 @dataclass(frozen=True)
 class FocusDef:
@@ -393,7 +411,8 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
     citations = {}
     for n, c in enumerate(raw["citations"]["citations"]):
         _unique(citations, c["id"], src["citations"], f"citations[{n}].id")
-        citations[c["id"]] = Citation(c["id"], c["evidence"], c["text"])
+        citations[c["id"]] = Citation(c["id"], c["kind"], c["evidence"], c["text"],
+                                      frozenset(c.get("about") or ()))
 
     def cites(ids: list[str], source: str, where: str) -> tuple[str, ...]:
         for i in ids:
@@ -432,6 +451,17 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
                          for k, e in enumerate(c["evidence"]))
         if not any(e.contribution > 0 for e in evidence):
             raise KnowledgeError(src["differential"], where, "no finding counts for it")
+        for k, e in enumerate(evidence):
+            if e.when == "absent" and findings[e.finding].absent_display is None:
+                raise KnowledgeError(src["findings"], e.finding,
+                                     f"counts when absent ({src['differential']} {where}."
+                                     f"evidence[{k}]) but has no 'absent_display' saying how "
+                                     f"it reads then (e.g. '... negative')")
+        for f in c["key_findings"]:
+            if findings[f].test is None:
+                raise KnowledgeError(src["findings"], f,
+                                     f"is a key finding ({src['differential']} {where}) but "
+                                     f"has no 'test' naming what assesses it")
         if "cluster" in c:
             _known_finding(c["cluster"], findings, src["differential"], f"{where}.cluster")
         exclusion = None
@@ -494,6 +524,7 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
             fill(r["timing"], src["referrals"], f"{where}.timing"),
             cites(r["citation"], src["referrals"], f"{where}.citation"), tuple(instead)))
     _check_follow_ups(rules, src["referrals"])
+    _check_about(citations, rules, known["condition"] | known["red_flag"], src)
     pt_focus = {}
     targets = known["condition"] | {f.id for f in factors}
     for n, f in enumerate(ref["pt_focus"]):
@@ -580,7 +611,8 @@ def _findings(data: Mapping[str, Any], form: Form, thresholds: Mapping[str, Any]
         where = f"findings[{n}]"
         when = _predicate(f["when"], form, thresholds, source, f"{where}.when",
                           {"finding": set(ids)}, sided=f["sided"])
-        compiled[f["id"]] = FindingDef(f["id"], f["display"], f["sided"], when, f["rationale"],
+        compiled[f["id"]] = FindingDef(f["id"], f["display"], f.get("absent_display"),
+                                       f.get("test"), f["sided"], when, f["rationale"],
                                        cites(f["citation"], source, f"{where}.citation"))
     ordered: dict[str, FindingDef] = {}
     visiting: list[str] = []
@@ -601,6 +633,41 @@ def _findings(data: Mapping[str, Any], form: Form, thresholds: Mapping[str, Any]
     for id_ in ids:
         visit(id_)
     return ordered
+
+
+def _check_about(citations: Mapping[str, Citation], rules: list[RuleDef],
+                 topics: set[str], src: Mapping[str, str]) -> None:
+    """Each referral cites sources about its own condition: every source a rule cites
+    says (``about``) which conditions and red flags it covers; each covers one the rule
+    names, and each condition the rule names is covered by one of its sources (so the
+    referral, which shows only the sources about the conditions it rests on, never shows
+    none)."""
+    for id_, c in citations.items():
+        for t in sorted(c.about - topics):
+            raise KnowledgeError(src["citations"], id_, f"about: unknown condition or red flag {t!r}")
+    for n, rule in enumerate(rules):
+        named = rule.topics()
+        conditions = {id_ for kind, id_ in rule.when.refs() if kind == "condition"}
+        # An 'instead' entry's citations replace the rule's, so they answer to the same.
+        variants = [(f"rules[{n}].citation", rule.citations)]
+        variants += [(f"rules[{n}].instead[{k}].citation", v.citations)
+                     for k, v in enumerate(rule.instead)]
+        for where, cited in variants:
+            for id_ in cited:
+                about = citations[id_].about
+                if not about:
+                    raise KnowledgeError(src["referrals"], where,
+                                         f"{id_!r} is cited by a referral but has no 'about' "
+                                         f"in {src['citations']}")
+                if named and not about & named:
+                    raise KnowledgeError(src["referrals"], where,
+                                         f"{id_!r} is about {', '.join(sorted(about))}, none "
+                                         f"of which rule {rule.id!r} names")
+            for condition in sorted(conditions):
+                if not any(condition in citations[i].about for i in cited):
+                    raise KnowledgeError(src["referrals"], where,
+                                         f"no source about {condition!r}, which rule "
+                                         f"{rule.id!r} names")
 
 
 def _scoring(data: Mapping[str, Any], source: str, cites: Any) -> Scoring:

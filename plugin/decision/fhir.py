@@ -80,10 +80,10 @@ def _condition(c: Candidate, exam_id: str, subject: Mapping[str, Any],
     detail = _references(sources, resolve)
     if detail:
         resource["evidence"] = [{"detail": detail}]
-    against = "; ".join(e.finding.display for e in c.against) or "none recorded"
+    against = "; ".join(e.label for e in c.against if e.weight) or "none recorded"
     resource["note"] = [{"text": (
         f"Ranked {c.rank} in the differential: likelihood {c.likelihood}, score {c.score:g}, "
-        f"confidence {c.confidence}. For: {'; '.join(e.finding.display for e in c.for_ if e.weight > 0)}. "
+        f"confidence {c.confidence}. For: {'; '.join(e.label for e in c.for_ if e.weight)}. "
         f"Against: {against}. {SUGGESTION}")}]
     return resource
 

@@ -27,8 +27,8 @@ def render(assessment: Assessment) -> str:
         lines += _evidence("for", c.for_) + _evidence("against", c.against)
         if c.ranking_note:
             lines.append(f"     ranking: {c.ranking_note}")
-        if c.not_assessed:
-            lines.append(f"     not assessed: {', '.join(c.not_assessed)}")
+        if c.missing_tests:
+            lines.append(f"     not assessed: {'; '.join(c.missing_tests)}")
     if assessment.factors:
         lines.append("")
         lines.append("Contributing factors:")
@@ -51,10 +51,10 @@ def render(assessment: Assessment) -> str:
 
 
 def _evidence(label: str, items: tuple[Evidence, ...]) -> list[str]:
-    counted = [e for e in items if e.weight]
+    counted = [e for e in items if e.weight]  # the rest counted with one of these
     if not counted:
         return []
-    shown = "; ".join(f"{e.finding.display}"
+    shown = "; ".join(f"{e.label}"
                       + (f" ({', '.join(e.finding.sides)})" if e.finding.sides else "")
                       + f" [{e.basis}]" for e in counted)
     return [f"     {label}: {shown}"]

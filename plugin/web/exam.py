@@ -24,6 +24,7 @@ from ..adapters.documents import render as documents
 from ..core import (drafts, layout, patient as patient_mod, pipeline, populate, responses,
                     signoff)
 from ..core.responses import Context, Exam
+from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from . import boundary
 from .patient_form import PatientInput
@@ -256,6 +257,15 @@ def _assessment(valid: Any) -> dict[str, Any]:
     return pipeline.assess_answers(_kb(), valid).as_json()
 
 
+def _decision_support(valid: Any) -> dict[str, Any]:
+    """What the assessment include needs: the assessment, its numbered sources and the
+    reasons to print (review and record pages alike)."""
+    assessment = _assessment(valid)
+    return {"assessment": assessment,
+            "sources": sources.numbered(assessment, _kb().decision.citations),
+            "shown": sources.shown_evidence}
+
+
 def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> Any:
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
@@ -265,8 +275,8 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> A
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
-        errors=checked.errors, assessment=_assessment(checked.valid),
-        citations=_kb().decision.citations, message=message, layout=layout,
+        errors=checked.errors, **_decision_support(checked.valid), message=message,
+        layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
 
@@ -367,8 +377,7 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
-        assessment=_assessment(checked.valid), citations=_kb().decision.citations,
-        history=_store().revisions(record_.id), message=message, layout=layout,
+        **_decision_support(checked.valid), history=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
 

@@ -66,6 +66,8 @@ def test_summary_of_every_case(kb, form, path) -> None:
     for candidate in assessment["differential"]:  # a diagnosis of exclusion says why
         if candidate["suggested"] and candidate.get("ranking_note"):
             assert "Ranking: Ranked below" in flat and "diagnosis of exclusion" in flat
+            ranking = flat[flat.index("Ranking: Ranked below"):]
+            assert re.match(r"[^\[]*\[\d+(, \d+)*\]", ranking), ranking[:400]  # its sources
     for referral in assessment["referrals"]:
         assert referral["display"].split(":")[0] in flat
     assert f"{form.url}|{form.version}" in flat.replace(" ", "") or form.url in flat

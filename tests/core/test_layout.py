@@ -79,6 +79,27 @@ def test_summary_reads_left_and_right(form) -> None:
     assert pain.value == "3"
 
 
+def test_a_crossed_slr_row_names_neither_leg_over_both_columns(form) -> None:
+    """The row heads the Left and Right columns: "Raising the left leg..." over both read
+    as if the right column were the left leg too."""
+    summary = dict((p.item.link_id, rows) for p, rows in layout.summary(form, {
+        "slr.left.crossed-pain": False, "slr.right.crossed-pain": True}))
+    crossed, = summary["slr"]
+    assert "left" not in crossed.label.lower() and "right" not in crossed.label.lower()
+    assert crossed.label == "Raising this leg reproduces pain in the other leg (crossed SLR)"
+    assert (crossed.left, crossed.right) == ("No", "Yes")
+
+
+@pytest.mark.parametrize("text, label", [
+    ("Left SLR: symptoms reproduced", "SLR: symptoms reproduced"),
+    ("left slump: effect of releasing neck flexion", "Slump: effect of releasing neck flexion"),
+    ("Raising the left leg reproduces pain in the other leg", "Raising this leg reproduces pain in the other leg"),
+    ("Ankle reflex", "Ankle reflex"),
+])
+def test_row_labels_take_the_side_out(text, label) -> None:
+    assert layout.row_label(text) == label
+
+
 @pytest.mark.parametrize("link_id, value, plain", [
     ("red-flags.fever", False, True), ("red-flags.fever", True, False),
     ("neuro.power.l4.left", 5, True), ("neuro.power.l4.left", 4, False),

@@ -90,7 +90,7 @@ def test_every_citation_and_every_finding_is_used() -> None:
         for key in ("citation",):
             cited |= {c for node in _walk(content) if isinstance(node, dict)
                       for c in node.get(key, []) if isinstance(node.get(key), list)}
-    assert cited | {"engine-weighting"} == {c["id"] for c in _raw("citations")["citations"]}
+    assert cited == {c["id"] for c in _raw("citations")["citations"]}
     used = set()
     for content in data.values():
         used |= _refs(content, "finding") | _refs(content, "only_if") | _refs(content, "unless")
@@ -171,6 +171,18 @@ def _finding(data: dict[str, Any], id_: str) -> dict[str, Any]:
     return next(f for f in data["findings"] if f["id"] == id_)
 
 
+def _cited(data: dict[str, Any], id_: str) -> dict[str, Any]:
+    return next(c for c in data["citations"] if c["id"] == id_)
+
+
+def _rule(data: dict[str, Any], id_: str) -> dict[str, Any]:
+    return next(r for r in data["rules"] if r["id"] == id_)
+
+
+def _condition(data: dict[str, Any], id_: str) -> dict[str, Any]:
+    return next(c for c in data["conditions"] if c["id"] == id_)
+
+
 BROKEN = [
     ("unknown linkId", _edit("findings", lambda d: _finding(d, "fever")["when"].update(
         answer="red-flags.feverish")), "findings", "findings[8].when.answer", "not a question"),
@@ -220,15 +232,35 @@ BROKEN = [
     ("an exclusion margin of zero", _edit("differential", lambda d: _condition(
         d, "deep-gluteal-syndrome")["exclusion"].update(margin=0)), "differential", None,
      "greater than 0"),
+    # Sources are publications or guidelines; a referral cites sources about its condition.
+    ("a policy cited as a source", _edit("citations", lambda d: _cited(d, "goom-2016").update(
+        kind="policy")), "citations", None, "must be one of: publication, guideline"),
+    ("a source about an unknown condition", _edit("citations", lambda d: _cited(d, "goom-2016").update(
+        about=["gout"]), ), "citations", "goom-2016", "unknown condition or red flag 'gout'"),
+    ("a referral source that says nothing of what it is about", _edit(
+        "citations", lambda d: _cited(d, "goom-2016").pop("about")), "referrals", None,
+     "'goom-2016' is cited by a referral but has no 'about'"),
+    ("a referral citing a source about another condition", _edit(
+        "referrals", lambda d: _rule(d, "stenosis-surgeon")["citation"].append("goom-2016")),
+     "referrals", None, "none of which rule 'stenosis-surgeon' names"),
+    ("an 'instead' citing a source about another condition", _edit(
+        "referrals", lambda d: _rule(d, "physiotherapy")["instead"][0]["citation"].append(
+            "bmj-ces")), "referrals", "rules[8].instead[0].citation",
+     "none of which rule 'physiotherapy' names"),
+    ("an 'instead' without a source about a condition its rule names", _edit(
+        "referrals", lambda d: _rule(d, "physiotherapy")["instead"][0]["citation"].remove(
+            "young-2008")), "referrals", None, "no source about 'hamstring-syndrome'"),
+    ("a condition a referral names without a source about it", _edit(
+        "referrals", lambda d: _rule(d, "physiotherapy")["citation"].remove("young-2008")),
+     "referrals", None, "no source about 'hamstring-syndrome'"),
+    # Reasons read as found: a finding counted when absent says how it reads then.
+    ("a finding counted when absent without its wording", _edit(
+        "findings", lambda d: _finding(d, "puranen-orava-positive").pop("absent_display")),
+     "findings", "puranen-orava-positive", "has no 'absent_display'"),
+    ("a key finding without the test that assesses it", _edit(
+        "findings", lambda d: _finding(d, "gradual-onset").pop("test")),
+     "findings", "gradual-onset", "has no 'test'"),
 ]
-
-
-def _rule(data: dict[str, Any], id_: str) -> dict[str, Any]:
-    return next(r for r in data["rules"] if r["id"] == id_)
-
-
-def _condition(data: dict[str, Any], id_: str) -> dict[str, Any]:
-    return next(c for c in data["conditions"] if c["id"] == id_)
 
 
 @pytest.mark.parametrize(("label", "corrupt", "file", "place", "problem"), BROKEN,

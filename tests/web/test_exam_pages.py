@@ -227,6 +227,9 @@ def test_review_says_why_a_diagnosis_of_exclusion_ranks_lower(client) -> None:
         "Deep gluteal syndrome")
     assert "Ranked below Proximal hamstring tendinopathy" in differential
     assert "diagnosis of exclusion" in differential
+    ranking = differential[differential.index('class="ranking"'):]
+    ranking = ranking[:ranking.index("</p>")]
+    assert re.search(r'<span class="cite">\[\d+(, \d+)*\]</span>$', ranking), ranking
 
 
 def test_the_handout_of_an_emergency_sends_the_patient_now(client) -> None:

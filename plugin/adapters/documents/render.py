@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from ...core import answers, layout, patient as patient_mod, pipeline
 from ...core.documents import Document
 from ...core.responses import Exam
+from ...decision import sources as sources_mod
 from . import pdf
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -57,7 +58,6 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
     raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
              for p in layout.pages(form) for site in p.sites]
-    sources = _sources(kb, assessment)
     sections = layout.summary(form, raw)
     return _environment().get_template("summary.html").render(
         title=SUMMARY_TITLE, visit=visit, form=form,
@@ -67,8 +67,8 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
                    if not layout.lateral(form, p.item)],
         lateral=_condensed([(p, rows) for p, rows in sections if layout.lateral(form, p.item)]),
         sites=sites if any(p.sites for p, _ in sections) else [], assessment=assessment,
-        sources=sources, source_numbers={id_: n for n, (id_, _) in enumerate(sources, 1)},
-        knowledge_version=kb.decision.version)
+        sources=sources_mod.numbered(assessment, kb.decision.citations),
+        shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version)
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False) -> str:
@@ -203,26 +203,3 @@ def _plain(form: Any, link_id: str, values: tuple[Any, ...]) -> Any:
 def _identifier(patient: Mapping[str, Any]) -> str | None:
     values = [i.get("value") for i in patient.get("identifier") or [] if i.get("value")]
     return values[0] if values else None
-
-
-def _sources(kb: Any, assessment: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Every citation the printed assessment names, in order of first mention."""
-    seen: dict[str, None] = {}
-
-    def add(ids: Any) -> None:
-        for id_ in ids or ():
-            seen.setdefault(id_, None)
-
-    for flag in assessment["red_flags"]:
-        add(flag["citations"])
-    for candidate in assessment["differential"]:
-        if candidate["suggested"]:
-            add(candidate["citations"])
-            for evidence in (*candidate["for"], *candidate["against"]):
-                add(evidence["citations"])
-    for referral in assessment["referrals"]:
-        add(referral["citations"])
-    for focus in assessment["pt_focus"]:
-        add(focus["citations"])
-    citations = kb.decision.citations
-    return [(id_, citations[id_].text if id_ in citations else id_) for id_ in seen]
