@@ -41,7 +41,7 @@ from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
 from ..adapters import replay, store
 from ..adapters.engine import StoreError
-from ..core import fhir_models
+from ..core import fhir_models, outcome
 from ..decision import assessment as engine
 from ..decision import cards
 from ..errors import AnswerError, InputError, KnowledgeError, PluginError
@@ -218,13 +218,37 @@ class _BadRequest(Exception):
         self.message, self.details = message, details
 
 
-def _error(status: int, error: str, message: str, details: Any = None) -> Response:
-    body: dict[str, Any] = {"error": error, "message": message}
-    if details is not None:
-        body["details"] = details
+#: OperationOutcome issue codes (R4 IssueType) for the statuses this API answers.
+_ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
+                405: "not-supported", 412: "incomplete", 413: "too-long", 414: "too-long",
+                415: "not-supported", 431: "too-long", 503: "transient"}
+
+
+def _error(status: int, message: str, issues: list[tuple[str | None, str]] = (),
+           code: str | None = None) -> Response:
+    """An OperationOutcome, as the FHIR API answers: the message first, then one issue per
+    problem with where it was found (a FHIRPath-like path into the request). JSON media
+    type, since CDS Hooks clients speak JSON rather than FHIR+JSON."""
+    code = code or _ISSUE_CODES.get(status, "invalid" if status < 500 else "exception")
+    severity = "fatal" if status >= 500 else "error"
+    body = outcome.outcome([outcome.issue(severity, code, message)] + [
+        outcome.issue(severity, code, text, expression) for expression, text in issues])
     response = jsonify(body)
     response.status_code = status
     return response
+
+
+def _marshmallow_issues(messages: Any, path: str = "$") -> list[tuple[str | None, str]]:
+    """marshmallow's nested error messages as (path, message) pairs."""
+    if isinstance(messages, dict):
+        return [pair for key, value in messages.items()
+                for pair in _marshmallow_issues(
+                    value, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}")]
+    if isinstance(messages, (list, tuple)):
+        if all(isinstance(m, str) for m in messages):
+            return [(path, m) for m in messages]
+        return [pair for m in messages for pair in _marshmallow_issues(m, path)]
+    return [(path, str(messages))]
 
 
 class _PreconditionFailed(Exception):
@@ -237,40 +261,37 @@ class _PreconditionFailed(Exception):
 
 @bp.errorhandler(_BadRequest)
 def _bad_request(error: _BadRequest) -> Response:
-    return _error(400, "invalid_request", error.message, error.details)
+    return _error(400, error.message, _marshmallow_issues(error.details)
+                  if error.details is not None else [])
 
 
 @bp.errorhandler(PluginError)
 def _refused_input(error: PluginError) -> Response:
     """What ``web.boundary`` refuses (a body, query or header it cannot accept), or any
-    other refusal of the exception family, in this API's error shape, each problem with
-    where it was found."""
-    status = status_of(error)
-    issues = error.issues if isinstance(error, InputError) else ((None, error.message),)
-    return _error(status, "invalid_request" if status < 500 else "internal_error",
-                  error.message, {"issues": [{"expression": e, "message": m}
-                                             for e, m in issues]})
+    other refusal of the exception family: the FHIR API's OperationOutcome for it, each
+    problem with where it was found."""
+    response = jsonify(outcome.from_error(error))
+    response.status_code = status_of(error)
+    return response
 
 
 @bp.errorhandler(_PreconditionFailed)
 def _precondition_failed(error: _PreconditionFailed) -> Response:
-    return _error(412, "precondition_failed", error.message)
+    return _error(412, error.message)
 
 
 @bp.errorhandler(cds_auth.CdsAuthError)
 def _unauthorized(error: cds_auth.CdsAuthError) -> Response:
     log.info("CDS Hooks call refused (%s %s): %s", request.method,
              request.url_rule.rule if request.url_rule else "(no route)", error.reason)
-    response = _error(401, "unauthorized", error.reason)
+    response = _error(401, error.reason)
     response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> Response:
-    status = error.code or 500
-    response = _error(status, error.name.lower().replace(" ", "_"),
-                      error.description or error.name)
+    response = _error(error.code or 500, error.description or error.name)
     for name, value in error.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
@@ -279,9 +300,9 @@ def _http_error(error: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def _unexpected(error: Exception) -> Response:
-    """The last resort: this API's error JSON, never an HTML page."""
+    """The last resort: an OperationOutcome, never an HTML page."""
     log_unexpected(error)
-    return _error(500, "internal_error", "Internal error; nothing was stored.")
+    return _error(500, "Internal error; nothing was stored.")
 
 
 @bp.after_request

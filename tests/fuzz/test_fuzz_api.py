@@ -148,7 +148,7 @@ def test_cds_services_refuse_hostile_bodies_with_their_error_json(cds_app, ehr, 
         assert response.mimetype == "application/json"
         result = response.get_json()
         assert ("cards" in result or result == {}) if response.status_code == 200 \
-            else result["error"] and result["message"], result
+            else cds.refusal(response)[1], result
 
     case()
     assert post(encode(seed)).status_code == 200

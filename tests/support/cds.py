@@ -106,3 +106,12 @@ def post(client, ehr: CdsClient, url: str, json_body: Any, *, token: str | None 
     token = token if token is not None else ehr.sign(url, **sign)
     path = url.removeprefix("http://localhost")
     return client.post(path, json=json_body, headers={"Authorization": f"Bearer {token}"})
+
+
+def refusal(response: Any) -> tuple[str, str]:
+    """A refused CDS Hooks call's OperationOutcome as (issue code, every issue's text):
+    what a client reads, the first issue being the message as a whole."""
+    body = response.get_json()
+    assert response.mimetype == "application/json", response.get_data(as_text=True)[:300]
+    assert body["resourceType"] == "OperationOutcome" and body["issue"], body
+    return body["issue"][0]["code"], " ".join(i["details"]["text"] for i in body["issue"])

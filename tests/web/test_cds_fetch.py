@@ -133,8 +133,8 @@ def _cards(response) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
 
 def _failed(response, words: str) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == 412, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["error"] == "precondition_failed" and words in body["message"], body
+    code, text = cds.refusal(response)
+    assert code == "incomplete" and words in text, text
 
 
 @pytest.mark.parametrize("name", ["cauda-equina-red-flags",

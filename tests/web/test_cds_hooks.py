@@ -108,8 +108,8 @@ def test_the_audience_may_be_a_list_naming_the_service(client, ehr) -> None:
 
 def _refused(response, reason: str) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == 401, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["error"] == "unauthorized" and reason in body["message"], body
+    code, text = cds.refusal(response)
+    assert code == "login" and reason in text, text
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -364,12 +364,12 @@ def test_order_hooks_with_nothing_prefetched_get_no_card(client, ehr) -> None:
 def test_malformed_requests_get_400_json(client, ehr, body: Any) -> None:
     response = cds.post(client, ehr, PATIENT_VIEW, body)
     assert response.status_code == 400, response.get_data(as_text=True)
-    assert response.get_json()["error"] == "invalid_request"
+    assert cds.refusal(response)[0] == "invalid"
 
 
 def test_the_wrong_hook_for_a_service_is_400(client, ehr) -> None:
     response = cds.post(client, ehr, MRI_ORDER, cds.body("patient-view"))
-    assert response.status_code == 400 and "not 'patient-view'" in response.get_json()["message"]
+    assert response.status_code == 400 and "not 'patient-view'" in cds.refusal(response)[1]
 
 
 def test_malformed_draft_orders_are_400(client, ehr) -> None:
@@ -382,12 +382,12 @@ def test_invalid_json_is_400(client, ehr) -> None:
     response = client.post("/cds-services/posterior-thigh-patient-view", data=b"{not json",
                            content_type="application/json",
                            headers={"Authorization": f"Bearer {ehr.sign(PATIENT_VIEW)}"})
-    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
+    assert response.status_code == 400 and cds.refusal(response)[0] == "structure"
 
 
 def test_an_unknown_service_is_404_json(client, ehr) -> None:
     response = cds.post(client, ehr, f"{BASE}/no-such-service", cds.body("patient-view"))
-    assert response.status_code == 404 and response.get_json()["error"] == "not_found"
+    assert response.status_code == 404 and cds.refusal(response)[0] == "not-found"
 
 
 def test_a_body_over_the_size_limit_is_413_json(client, ehr) -> None:

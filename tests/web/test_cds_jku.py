@@ -96,7 +96,7 @@ def _call(app: Flask, ehr: CdsClient, **sign: Any):  # type: ignore[no-untyped-d
 
 def _refused(response, reason: str) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == 401, response.get_data(as_text=True)
-    assert reason in response.get_json()["message"], response.get_json()
+    assert reason in cds.refusal(response)[1], response.get_json()
 
 
 def test_keys_are_fetched_from_the_jku_and_cached(app, keys) -> None:

@@ -225,9 +225,12 @@ def cds_client(tmp_path, ehr):
 
 
 def _cds_refusal(response: Any, status: int) -> dict[str, Any]:
+    """A refused CDS call's OperationOutcome (never HTML), with ``text`` (every issue's
+    text) and ``where`` (the first issue's place) for the assertions."""
     assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    return response.get_json()
+    code, text = cds.refusal(response)
+    places = [e for i in response.get_json()["issue"] for e in i.get("expression", ())]
+    return {"code": code, "text": text, "where": places[0] if places else None}
 
 
 def test_4_a_cds_body_nested_1000_deep_is_a_400(cds_client, ehr) -> None:
@@ -236,7 +239,7 @@ def test_4_a_cds_body_nested_1000_deep_is_a_400(cds_client, ehr) -> None:
     response = cds_client.post("/cds-services/posterior-thigh-patient-view", data=raw,
                                content_type="application/json",
                                headers={"Authorization": f"Bearer {ehr.sign(PATIENT_VIEW)}"})
-    assert "deeper than 64" in _cds_refusal(response, 400)["message"]
+    assert "deeper than 64" in _cds_refusal(response, 400)["text"]
 
 
 @pytest.mark.parametrize("claims", [{"exp": math.nan}, {"exp": math.inf}, {"iat": math.nan},
@@ -251,7 +254,7 @@ def test_4_a_token_with_nan_exp_or_a_surrogate_jti_is_a_401(cds_client, ehr, cla
                                   json.dumps(payload).encode("ascii"), ehr.rsa,
                                   algorithms=["RS384"])
     response = cds.post(cds_client, ehr, PATIENT_VIEW, cds.body("patient-view"), token=token)
-    assert "malformed token" in _cds_refusal(response, 401)["message"]
+    assert "malformed token" in _cds_refusal(response, 401)["text"]
 
 
 def test_4_a_surrogate_in_a_cds_body_is_a_400_naming_it(cds_client, ehr) -> None:
@@ -262,7 +265,7 @@ def test_4_a_surrogate_in_a_cds_body_is_a_400_naming_it(cds_client, ehr) -> None
                                content_type="application/json",
                                headers={"Authorization": f"Bearer {token}"})
     refusal = _cds_refusal(response, 400)
-    assert refusal["details"]["issues"][0]["expression"] == "$.hookInstance"
+    assert refusal["where"] == "$.hookInstance"
 
 
 # --- 5. NUL in a query parameter (PostgreSQL refuses NUL in text) -------------------------
@@ -357,11 +360,11 @@ def test_draft_orders_that_are_not_fhir_are_a_400_naming_the_place(cds_client, e
                     selections=["ServiceRequest/sr-0"])
     response = cds.post(cds_client, ehr, cds.MRI_ORDER, body)
     refusal = _cds_refusal(response, 400)
-    assert refusal["details"]["issues"][0]["expression"].startswith(
+    assert refusal["where"].startswith(
         "context.draftOrders.entry[0].resource.code.coding[0]"), refusal
 
 
-def test_an_unexpected_failure_under_cds_hooks_is_its_error_json_not_html(
+def test_an_unexpected_failure_under_cds_hooks_is_an_operation_outcome_not_html(
         cds_client, ehr, monkeypatch, caplog) -> None:
     from plugin.decision import cards
 
@@ -371,7 +374,7 @@ def test_an_unexpected_failure_under_cds_hooks_is_its_error_json_not_html(
     monkeypatch.setattr(cards, "check_mri_order", broken)
     body = cds.body("order-select", draftOrders=cds.orders(), selections=[])
     response = cds.post(cds_client, ehr, cds.MRI_ORDER, body)
-    assert _cds_refusal(response, 500)["error"] == "internal_error"
+    assert _cds_refusal(response, 500)["code"] == "exception"
     assert "ValueError" in caplog.text and "Ana" not in caplog.text
 
 
@@ -382,5 +385,5 @@ def test_a_draft_order_of_no_resource_type_is_a_400(cds_client, ehr, resource_ty
     orders["entry"][0]["resource"]["resourceType"] = resource_type
     body = cds.body("order-select", draftOrders=orders, selections=["ServiceRequest/sr-0"])
     refusal = _cds_refusal(cds.post(cds_client, ehr, cds.MRI_ORDER, body), 400)
-    assert refusal["details"]["issues"][0]["expression"] == \
+    assert refusal["where"] == \
         "context.draftOrders.entry[0].resource.resourceType", refusal
