@@ -16,24 +16,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from sqlalchemy import Connection, Engine, and_, exc, func, insert, or_, select
 
 from ..core import audit_events as ae
-from ..errors import PluginError
+from ..errors import UnavailableError
 from . import engine as engine_mod
+from .store import TimeRange
 from .tables import audit_events
 
-#: [from, to) UTC; either end open (as ``store.TimeRange``).
-TimeRange = tuple[dt.datetime | None, dt.datetime | None]
 MAX_COUNT = 10_000
 
 
-class AuditUnavailable(PluginError):
-    """The audit record could not be written: what it would have covered must not happen."""
+class AuditUnavailable(UnavailableError):
+    """The audit record could not be written: what it would have covered must not happen
+    (the web edge answers 503)."""
 
 
 @dataclass(frozen=True)
@@ -96,17 +97,18 @@ def write(engine: Engine, event: Mapping[str, Any]) -> None:
                                f"({type(error).__name__})", original_error=error) from error
 
 
-def search(engine: Engine, *, patient: str | None = None, agent: str | None = None,
-           recorded: Sequence[Sequence[TimeRange]] = (), count: int = 50,
-           offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
-    """(how many match, one page of them, newest first). ``recorded`` lists groups of
-    ranges: an event matches when it falls in some range of every group (repeated
-    parameters AND, commas OR, as the FHIR date search)."""
+def search(engine: Engine, *, patients: Collection[str] | None = None,
+           agents: Collection[str] | None = None, recorded: Sequence[Sequence[TimeRange]] = (),
+           count: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+    """(how many match, one page of them, newest first): events about one of
+    ``patients``, requested by one of ``agents`` (usernames), recorded in some range of
+    every group in ``recorded`` (repeated parameters AND, commas OR, as FHIR search).
+    None filters nothing; an empty collection matches nothing."""
     conditions = []
-    if patient is not None:
-        conditions.append(audit_events.c.patient_id == patient)
-    if agent is not None:
-        conditions.append(audit_events.c.agent == agent)
+    if patients is not None:
+        conditions.append(audit_events.c.patient_id.in_(sorted(patients)))
+    if agents is not None:
+        conditions.append(audit_events.c.agent.in_(sorted(agents)))
     moment = audit_events.c.recorded
     for ranges in recorded:
         conditions.append(or_(False, *(and_(
@@ -142,3 +144,15 @@ def export(engine: Engine, since: dt.datetime | None, out: TextIO) -> int:
         out.write(text + "\n")
         written += 1
     return written
+
+
+def read(engine: Engine, event_id: str) -> dict[str, Any] | None:
+    """The AuditEvent ``event_id``, or None (also for an id that is not a uuid)."""
+    try:
+        key = str(uuid.UUID(event_id))
+    except ValueError:
+        return None
+    with engine.connect() as conn:
+        text = conn.execute(select(audit_events.c.event)
+                            .where(audit_events.c.id == key)).scalar_one_or_none()
+    return None if text is None else json.loads(text)

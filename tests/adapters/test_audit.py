@@ -97,11 +97,11 @@ def _patients_of(events):
 def test_search_filters_by_patient_agent_and_time_newest_first(store) -> None:
     _fill(store.engine)
     engine = store.engine
-    total, events = audit.search(engine, patient="p-1")
+    total, events = audit.search(engine, patients={"p-1"})
     assert total == 3 and [e["recorded"] for e in events] == [
         "2026-12-02T08:00:00.000Z", "2026-12-01T08:10:00.000Z", "2026-12-01T08:00:00.000Z"]
-    assert audit.search(engine, agent="bsmith")[0] == 2
-    assert audit.search(engine, agent="bsmith", patient="p-1")[0] == 1
+    assert audit.search(engine, agents={"bsmith"})[0] == 2
+    assert audit.search(engine, agents={"bsmith"}, patients={"p-1"})[0] == 1
     day_one = [(T0, T0 + dt.timedelta(days=1))]
     assert audit.search(engine, recorded=[day_one])[0] == 3
     later = [(T0 + dt.timedelta(days=1), None)]
@@ -109,7 +109,8 @@ def test_search_filters_by_patient_agent_and_time_newest_first(store) -> None:
         ["Patient/p-2", "Patient/p-1"]
     assert audit.search(engine, recorded=[day_one, later])[0] == 0  # AND
     assert audit.search(engine, recorded=[[*day_one, *later]])[0] == 5  # OR
-    assert audit.search(engine, patient="p-3") == (0, [])
+    assert audit.search(engine, patients={"p-3"}) == (0, [])
+    assert audit.search(engine, patients=set()) == (0, [])  # e.g. a reference to no patient
 
 
 def test_search_pages(store) -> None:
