@@ -1,4 +1,4 @@
-"""Command line: ``python -m plugin extract|assess|serve|db|deliver`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db|deliver|verify|audit`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from . import cli_audit, cli_verify
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -38,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pdf(args)
         if args.command == "deliver":
             return _deliver(args)
+        if args.command == "verify":
+            return cli_verify.run(args)
+        if args.command == "audit":
+            return cli_audit.run(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -118,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="send the exam's delivery again (one that could not be sent "
                               "or waits for its EHR patient): only what is missing in the "
                               "EHR goes; exit 2 when there is nothing to send again")
+    cli_verify.add_parser(commands)
+    cli_audit.add_parser(commands)
     return parser
 
 

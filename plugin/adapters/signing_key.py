@@ -31,12 +31,18 @@ class SigningKeyError(PluginError):
     """The configured or stored signing key cannot be used."""
 
 
-def load(config: Mapping[str, Any], instance_path: str | Path) -> RSAKey | ECKey:
-    """The private signing key: ``SIGNING_KEY``, or the instance folder's (made once)."""
+def load(config: Mapping[str, Any], instance_path: str | Path, *,
+         create: bool = True) -> RSAKey | ECKey:
+    """The private signing key: ``SIGNING_KEY``, or the instance folder's (made once;
+    with ``create`` False a missing file is a SigningKeyError: a verifier must never
+    make a new key)."""
     configured = config.get("SIGNING_KEY")
     if configured:
         return _import(str(configured), "SIGNING_KEY")
     path = Path(instance_path) / KEY_FILE
+    if not create and not path.exists():
+        raise SigningKeyError(f"no signing key: SIGNING_KEY is not set and {path} does "
+                              "not exist")
     pem, created = private_files.read_or_create(path, _generate, _read)
     if created:
         log.info("created a new signing key in %s", path)

@@ -37,8 +37,8 @@ from ..adapters import store as store_mod
 from ..core import bundle, pipeline
 from ..errors import InputError, NotFoundError
 from .errors import fhir_response
-from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter, search_args,
-                        searchset, split_values, store, token)
+from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter,
+                        search_args, searchset, split_values, store, token)
 
 bp = Blueprint("records", __name__)
 bp.record_once(register_converter)

@@ -22,12 +22,14 @@ RESPONSE = {
     "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},
     "identifier": {"system": "http://posterior-thigh-exam.org/fhir/id/questionnaire-response",
                    "value": "exam-1"},
-    "questionnaire": "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam|1.0.0",
+    "questionnaire":
+        "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam|1.0.0",
     "status": "completed", "subject": {"reference": "Patient/p-1"},
     "authored": "2026-12-06T09:14:09Z",
     "author": {"reference": "Practitioner/u-1", "display": "Dr Ann Lee"},
     "item": [{"linkId": "slr.left.angle", "answer": [{"valueDecimal": 45.5}]},
-             {"linkId": "note", "answer": [{"valueString": "Ólafsdóttir – sitting ≥ 20 min"}]}],
+             {"linkId": "note",
+              "answer": [{"valueString": "Ólafsdóttir – sitting ≥ 20 min"}]}],
 }
 
 
