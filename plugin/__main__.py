@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_audit, cli_verify
+from .cli_input import UsageError as _UsageError, read_json as _read_json
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -269,34 +270,6 @@ def _with_exam_input(args: argparse.Namespace, run: Any) -> int:
             for expression, message in exc.issues:
                 _say(f"  {expression or '(input)'}: {message}")
         return EXIT_INVALID
-
-
-class _UsageError(Exception):
-    """A file or argument the CLI cannot use."""
-
-
-def _read_json(name: str) -> Any:
-    from .core import pipeline
-
-    try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise _UsageError(f"{name} is not UTF-8 text") from exc
-    try:
-        data = json.loads(text)
-        too_deep = pipeline.nests_deeper(data)
-    except json.JSONDecodeError as exc:
-        raise _UsageError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                          f"{exc.msg})") from exc
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise _UsageError(f"{name} is not JSON this tool can read: {exc}") from exc
-    except RecursionError:  # deeper than Python's parser goes
-        too_deep = True
-    if too_deep:
-        raise _UsageError(f"{name} {pipeline.TOO_DEEP}")
-    return data
 
 
 def _authored(value: str | None) -> dt.datetime:

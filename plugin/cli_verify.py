@@ -23,17 +23,13 @@ file or argument that cannot be used; 4 when the configuration's key is unusable
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from .cli_input import UsageError, read_json
+
 EXIT_OK, EXIT_CHANGED, EXIT_INPUT, EXIT_KEY = 0, 1, 2, 4
-
-
-class _Unusable(Exception):
-    """The file or an argument cannot be used (exit 2)."""
 
 
 def add_parser(commands: Any) -> None:
@@ -57,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from .core.signature import SignatureError, verify
 
     try:
-        resources = _resources(_read(args.file), args.file)
+        resources = _resources(read_json(args.file), args.file)
         rewrites = dict(_rewrite(r) for r in args.reference)
         response = _one_response(resources)
         if rewrites:
             response = rewrite_references(response, rewrites)
         element = _signature(resources, response)
-        jwks = _read(args.jwks) if args.jwks else None
-    except _Unusable as exc:
+        jwks = read_json(args.jwks) if args.jwks else None
+    except UsageError as exc:
         _say(f"error: {exc}")
         return EXIT_INPUT
     if jwks is None:
@@ -102,33 +98,20 @@ def _instance_jwks() -> tuple[dict[str, Any] | None, int]:
     return signing_key.public_jwks(key), EXIT_OK
 
 
-def _read(name: str) -> Any:
-    try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _Unusable(f"cannot read {name}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise _Unusable(f"{name} is not UTF-8 text") from exc
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise _Unusable(f"{name} is not valid JSON") from exc
-
-
 def _resources(data: Any, name: str) -> list[Mapping[str, Any]]:
     if isinstance(data, Mapping) and data.get("resourceType") == "Bundle":
         found = [e.get("resource") for e in data.get("entry") or [] if isinstance(e, Mapping)]
     elif isinstance(data, list):
         found = data
     else:
-        raise _Unusable(f"{name} is neither a Bundle nor a JSON array of resources")
+        raise UsageError(f"{name} is neither a Bundle nor a JSON array of resources")
     return [r for r in found if isinstance(r, Mapping)]
 
 
 def _one_response(resources: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     responses = [r for r in resources if r.get("resourceType") == "QuestionnaireResponse"]
     if len(responses) != 1:
-        raise _Unusable(f"the record must hold exactly one QuestionnaireResponse, not "
+        raise UsageError(f"the record must hold exactly one QuestionnaireResponse, not "
                         f"{len(responses)}")
     return responses[0]
 
@@ -142,7 +125,7 @@ def _signature(resources: Sequence[Mapping[str, Any]],
     if len(signed) > 1:
         signed = [(p, s) for p, s in signed if _targets(p, response)]
     if len(signed) != 1:
-        raise _Unusable(f"the record must hold one Provenance with a JOSE signature of the "
+        raise UsageError(f"the record must hold one Provenance with a JOSE signature of the "
                         f"response, not {len(signed)}")
     return signed[0][1]
 
@@ -161,7 +144,7 @@ def _targets(provenance: Mapping[str, Any], response: Mapping[str, Any]) -> bool
 def _rewrite(value: str) -> tuple[str, str]:
     delivered, equals, signed = value.partition("=")
     if not equals or not delivered.strip() or not signed.strip():
-        raise _Unusable(f"--reference {value!r}: expected DELIVERED=SIGNED, e.g. "
+        raise UsageError(f"--reference {value!r}: expected DELIVERED=SIGNED, e.g. "
                         "Patient/ehr-981=Patient/5f0c")
     return delivered.strip(), signed.strip()
 
