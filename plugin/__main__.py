@@ -1,4 +1,4 @@
-"""Command line: ``python -m plugin extract|assess|serve|db|deliver`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db|deliver|verify|audit`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -15,6 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from . import cli_audit, cli_verify
+from .cli_input import UsageError as _UsageError, read_json as _read_json
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -36,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pdf(args)
         if args.command == "deliver":
             return _deliver(args)
+        if args.command == "verify":
+            return cli_verify.run(args)
+        if args.command == "audit":
+            return cli_audit.run(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -116,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="send the exam's delivery again (one that could not be sent "
                               "or waits for its EHR patient): only what is missing in the "
                               "EHR goes; exit 2 when there is nothing to send again")
+    cli_verify.add_parser(commands)
+    cli_audit.add_parser(commands)
     return parser
 
 
@@ -259,29 +268,6 @@ def _with_exam_input(args: argparse.Namespace, run: Any) -> int:
             for expression, message in exc.issues:
                 _say(f"  {expression or '(input)'}: {message}")
         return EXIT_INVALID
-
-
-class _UsageError(Exception):
-    """A file or argument the CLI cannot use."""
-
-
-def _read_json(name: str) -> Any:
-    """A JSON file (``-``: stdin) read by the same strict reader as the API's bodies."""
-    from .core import json_input
-    from .errors import InputError
-
-    try:
-        if name == "-":
-            stdin = getattr(sys.stdin, "buffer", None)  # bytes: the reader checks UTF-8
-            raw = stdin.read() if stdin is not None else sys.stdin.read()
-        else:
-            raw = Path(name).read_bytes()
-    except OSError as exc:
-        raise _UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
-    try:
-        return json_input.parse(raw, json_input.printable(name))
-    except InputError as exc:
-        raise _UsageError(exc.message.rstrip(".")) from exc
 
 
 def _authored(value: str | None) -> dt.datetime:

@@ -40,6 +40,10 @@ DEFAULTS: dict[str, object] = {
     # Signs the session cookie (CSRF tokens). Empty: a random key kept in the instance
     # folder (file secret_key, mode 0600), so restarts do not log tablets out.
     "SECRET_KEY": "",
+    # Signs every exam signature (a detached JWS in Provenance.signature): a PEM private
+    # key, RSA (>= 2048 bits) or EC P-256. Empty: an EC P-256 key made once and kept in
+    # the instance folder (file signing_key.pem, mode 0600). Back it up with the database.
+    "SIGNING_KEY": "",
     # Session cookie flags: never readable from script, sent only over HTTPS, and not
     # on cross-site requests.
     "SESSION_COOKIE_HTTPONLY": True,

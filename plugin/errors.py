@@ -67,6 +67,11 @@ class LockedError(PluginError):
     """The record is signed: it can only be amended, with a reason."""
 
 
+class UnavailableError(PluginError):
+    """Something the request depends on cannot be used right now (the audit trail cannot
+    be written): nothing was done or served, and the request may be retried later."""
+
+
 class AnswerError(PluginError):
     """Answers failed validation. ``errors`` maps each linkId to all of its messages.
 

@@ -130,7 +130,7 @@ def _transaction(base: str, step: list[dict[str, Any]], hows: Mapping[str, How],
                  known: dict[str, str], *, token: str | None, timeout: float,
                  where: str) -> Result | None:
     """One transaction; the ids it answered go into ``known``; the failure, if any."""
-    entries = [{"fullUrl": e["fullUrl"], "resource": _rewrite(e["resource"], known),
+    entries = [{"fullUrl": e["fullUrl"], "resource": rewrite_references(e["resource"], known),
                 "request": {**e["request"],
                             "ifNoneExist": hows[e["fullUrl"]].match.resolve(known)}}
                for e in step]
@@ -169,7 +169,7 @@ def _one(base: str, entry: Mapping[str, Any], way: How, known: dict[str, str], *
          token: str | None, timeout: float, where: str) -> Result | None:
     """One entry on its own; its id goes into ``known``; the failure, if any."""
     kind = entry["resource"]["resourceType"]
-    resource = _rewrite(entry["resource"], known)
+    resource = rewrite_references(entry["resource"], known)
     query = way.match.resolve(known)
     if way.method == "search":
         found = _search(base, kind, query, token=token, timeout=timeout, where=where)
@@ -271,13 +271,15 @@ def _referenced_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_url[url] for url in done]
 
 
-def _rewrite(node: Any, ids: Mapping[str, str]) -> Any:
-    """References to entries already sent point at the ids the EHR gave them."""
+def rewrite_references(node: Any, ids: Mapping[str, str]) -> Any:
+    """``node`` with every ``reference`` found in ``ids`` replaced by its value: here,
+    references to entries already sent point at the ids the EHR gave them (``verify``
+    undoes that with the inverse mapping)."""
     if isinstance(node, list):
-        return [_rewrite(v, ids) for v in node]
+        return [rewrite_references(v, ids) for v in node]
     if not isinstance(node, Mapping):
         return node
-    out = {k: _rewrite(v, ids) for k, v in node.items()}
+    out = {k: rewrite_references(v, ids) for k, v in node.items()}
     reference = node.get("reference")
     if isinstance(reference, str) and reference in ids:
         out["reference"] = ids[reference]

@@ -1,7 +1,7 @@
 """The exam store's tables, defined once: the Store queries them, and a test compares
 them with what the Alembic migrations build, so the two can never drift apart.
 
-Seven tables: ``patients`` (linked to the EHR's Patient when launched from it);
+Eight tables: ``patients`` (linked to the EHR's Patient when launched from it);
 ``exams`` (one row per exam holding its working answers and
 its single draft, with a ``version`` that is the ETag); ``revisions`` (one row per
 signature, never updated, so the history of a signed record stays as it was signed);
@@ -11,7 +11,7 @@ the EHR); ``ehr_servers`` (what deliveries learned of each EHR); ``launches``
 (one row per SMART launch: the OAuth state while authorizing, then the EHR's tokens,
 sealed, and its patient and encounter: only the row's id travels in the session
 cookie); ``cds_jtis`` (the JWT ids CDS clients have used, until they expire, so a
-replayed call is refused by every process).
+replayed call is refused by every process); ``audit_events`` (the audit trail, append-only).
 """
 from __future__ import annotations
 
@@ -225,4 +225,26 @@ cds_jtis = Table(
     # can go.
     Column("expires_at", UTCDateTime(), nullable=False),
     Index(None, "expires_at"),
+)
+
+#: The audit trail: one row per AuditEvent, append-only (database triggers refuse UPDATE
+#: and DELETE; migration 0006). The columns copy out of the event what the audit search
+#: filters on; ``event`` is the AuditEvent JSON exactly as written (text, so the bytes
+#: an auditor exports are the bytes appended).
+audit_events = Table(
+    "audit_events", metadata,
+    Column("id", _id(), primary_key=True),  # the AuditEvent's id
+    Column("recorded", UTCDateTime(), nullable=False),
+    Column("action", String(1), nullable=False),
+    Column("type", Text, nullable=False),  # type.code
+    Column("subtype", Text),  # the first subtype's code
+    Column("outcome", String(2), nullable=False),
+    Column("agent", Text),  # the requesting user's username
+    Column("address", Text),  # the network address the request came from
+    Column("patient_id", Text),
+    Column("resource", Text),  # "Type/id" of the resource read or written
+    Column("event", Text, nullable=False),
+    Index(None, "patient_id", "recorded"),
+    Index(None, "agent", "recorded"),
+    Index(None, "recorded"),
 )

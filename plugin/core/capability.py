@@ -56,6 +56,20 @@ OBSERVATION_SEARCH_PARAMS = (
      "documentation": "Page size (default 50, at most 200); next links page."},
 )
 
+_AUDIT_PARAM = "http://hl7.org/fhir/SearchParameter/AuditEvent-"
+#: The search parameters over the audit trail (admins only).
+AUDIT_SEARCH_PARAMS = (
+    {"name": "patient", "definition": _AUDIT_PARAM + "patient", "type": "reference",
+     "documentation": "Patient/<id>, the id, or the absolute URL on this server; commas OR."},
+    {"name": "agent", "definition": _AUDIT_PARAM + "agent", "type": "reference",
+     "documentation": "The requesting user's username; commas OR."},
+    {"name": "date", "definition": _AUDIT_PARAM + "date", "type": "date",
+     "documentation": "When recorded: prefixes eq, ne, lt, le, gt, ge, sa, eb (not ap); "
+                      "UTC when no timezone; repeats AND."},
+    {"name": "_count", "type": "number",
+     "documentation": "Page size (default 50, at most 200); next links page."},
+)
+
 
 def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[str, Any]:
     """A CapabilityStatement for the API at ``base_url`` serving the knowledge in ``kb``.
@@ -128,6 +142,13 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
                      "handling=lenient."),
                  "interaction": [{"code": "read"}, {"code": "search-type"}],
                  "searchParam": [dict(p) for p in OBSERVATION_SEARCH_PARAMS]},
+                {"type": "AuditEvent",
+                 "documentation": (
+                     "The audit trail (IHE BALP shaped): who read or changed which "
+                     "patient's record, when, from where, and the outcome; newest first. "
+                     "For the admin role only; each search or read is itself audited."),
+                 "interaction": [{"code": "read"}, {"code": "search-type"}],
+                 "searchParam": [dict(p) for p in AUDIT_SEARCH_PARAMS]},
             ],
         }],
     }

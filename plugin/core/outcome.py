@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..errors import AnswerError, InputError, NotFoundError, PluginError
+from ..errors import AnswerError, InputError, NotFoundError, PluginError, UnavailableError
 
 Severity = Literal["fatal", "error", "warning", "information"]
 
@@ -24,6 +24,8 @@ def from_error(error: PluginError) -> dict[str, Any]:
                   for expression, message in error.issues]
     elif isinstance(error, NotFoundError):
         issues = [issue("error", "not-found", error.message)]
+    elif isinstance(error, UnavailableError):
+        issues = [issue("error", "transient", error.message)]
     else:
         issues = [issue("error", "exception", error.message)]
     return outcome(issues)

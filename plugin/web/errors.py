@@ -17,7 +17,7 @@ from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
 
 from ..core import outcome
-from ..errors import AnswerError, InputError, NotFoundError, PluginError
+from ..errors import AnswerError, InputError, NotFoundError, PluginError, UnavailableError
 
 log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
@@ -41,6 +41,8 @@ def status_of(error: PluginError) -> int:
         return error.status
     if isinstance(error, NotFoundError):
         return 404
+    if isinstance(error, UnavailableError):
+        return 503
     return 500
 
 

@@ -37,8 +37,8 @@ from ..adapters import store as store_mod
 from ..core import bundle, pipeline
 from ..errors import InputError, NotFoundError
 from .errors import fhir_response
-from .fhir_rest import (base_url, kb, paging, patient_ids, register_converter, search_args,
-                        searchset, split_values, store, token)
+from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter,
+                        search_args, searchset, split_values, store, token)
 
 bp = Blueprint("records", __name__)
 bp.record_once(register_converter)
@@ -54,10 +54,6 @@ QR_STATUSES = ("in-progress", "completed", "amended", "entered-in-error", "stopp
 SIGNED = ("completed", "amended")
 QR = "QuestionnaireResponse"
 OBS = "Observation"
-_DATE = re.compile(r"(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb|ap)?"
-                   r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
-                   r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?"
-                   r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?")
 _DRAFT_VERSION = re.compile(r"draft-([1-9][0-9]{0,9})")
 _REVISION_VERSION = re.compile(r"[1-9][0-9]{0,8}")
 _OBSERVATION_ID = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
@@ -141,7 +137,8 @@ def search_responses() -> Response:
             codes = {c for c in map(_status, split_values(value)) if c}
             statuses = codes if statuses is None else statuses & codes
         elif name == "authored":
-            authored.append([r for v in split_values(value) for r in _date_ranges(v)])
+            authored.append([r for v in split_values(value)
+                             for r in date_ranges(v, "authored")])
     count, offset = paging(args)
     total, page = store().search_current(
         patient_ids=patient_ids(args), statuses=statuses, changed=authored, limit=count,
@@ -312,55 +309,3 @@ def _status(value: str) -> str | None:
     if system not in (None, "", QR_STATUS_SYSTEM):
         return None
     return code if code in store_mod.CURRENT_STATUSES else None
-
-
-def _date_ranges(value: str) -> list[store_mod.TimeRange]:
-    """The half-open UTC ranges a FHIR date search value matches (a stored time is a
-    point: gt/sa mean after the value's whole precision, lt/eb before its start)."""
-    match = _DATE.fullmatch(value.strip())
-    if match is None:
-        raise InputError(f"authored={value!r} is not a FHIR date search value "
-                         "(e.g. ge2026-01-01 or lt2026-11-21T10:30:00Z).",
-                         expression="authored")
-    g = match.groupdict()
-    prefix = g["prefix"] or "eq"
-    if prefix == "ap":
-        raise InputError("authored: the 'ap' prefix is not supported.",
-                         expression="authored", code="not-supported")
-    try:
-        low, high = (b.astimezone(dt.timezone.utc) for b in _bounds(g))
-    except (ValueError, OverflowError):
-        raise InputError(f"authored={value!r} is not a valid date.",
-                         expression="authored") from None
-    return {"eq": [(low, high)], "ne": [(None, low), (high, None)], "lt": [(None, low)],
-            "eb": [(None, low)], "le": [(None, high)], "gt": [(high, None)],
-            "sa": [(high, None)], "ge": [(low, None)]}[prefix]
-
-
-def _bounds(g: Mapping[str, str | None]) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) of a date value at its own precision."""
-    tz = dt.timezone.utc
-    if g["tz"] and g["tz"] != "Z":
-        sign = -1 if g["tz"][0] == "-" else 1
-        hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
-        tz = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
-    year = int(g["y"] or 0)
-    if g["m"] is None:
-        return (dt.datetime(year, 1, 1, tzinfo=tz), dt.datetime(year + 1, 1, 1, tzinfo=tz))
-    month = int(g["m"])
-    if g["d"] is None:
-        start = dt.datetime(year, month, 1, tzinfo=tz)
-        end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
-        return start, end
-    day = dt.datetime(year, month, int(g["d"]), tzinfo=tz)
-    if g["H"] is None:
-        return day, day + dt.timedelta(days=1)
-    start = day.replace(hour=int(g["H"]), minute=int(g["M"] or 0), second=int(g["S"] or 0))
-    if g["S"] is None:
-        return start, start + dt.timedelta(minutes=1)
-    if g["f"] is None:
-        return start, start + dt.timedelta(seconds=1)
-    digits = min(len(g["f"]), 6)
-    start = start.replace(microsecond=int(g["f"][:digits].ljust(6, "0")))
-    return start, start + dt.timedelta(microseconds=10 ** (6 - digits))
-

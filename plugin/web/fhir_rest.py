@@ -10,6 +10,7 @@ as a PluginError and rendered once, as an OperationOutcome, by ``web.errors``.
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from werkzeug.exceptions import NotAcceptable
 from werkzeug.routing import BaseConverter
 
 from ..adapters import store as store_mod
+from ..adapters.store import TimeRange
 from ..core import outcome
 from ..errors import InputError
 from ..knowledge import EXTENSION_KEY, KnowledgeBase
@@ -141,6 +143,66 @@ def patient_id(value: str) -> str | None:
                                   or (len(parts) == 4 and parts[2] == "_history")):
         return parts[1] or None
     return None
+
+
+# --- dates ---------------------------------------------------------------------------------
+
+#: A FHIR date search value: optional prefix, then a date-time at any precision.
+DATE_VALUE = re.compile(r"(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb|ap)?"
+                        r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+                        r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,9}))?)?"
+                        r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?")
+
+
+def date_ranges(value: str, name: str) -> list[TimeRange]:
+    """The half-open UTC ranges a FHIR date search value matches (a stored time is a
+    point: gt/sa mean after the value's whole precision, lt/eb before its start)."""
+    match = DATE_VALUE.fullmatch(value.strip())
+    if match is None:
+        raise InputError(f"{name}={value!r} is not a FHIR date search value "
+                         "(e.g. ge2026-01-01 or lt2026-11-21T10:30:00Z).",
+                         expression=name)
+    g = match.groupdict()
+    prefix = g["prefix"] or "eq"
+    if prefix == "ap":
+        raise InputError(f"{name}: the 'ap' prefix is not supported.",
+                         expression=name, code="not-supported")
+    try:
+        low, high = (b.astimezone(dt.timezone.utc) for b in _bounds(g))
+    except (ValueError, OverflowError):
+        raise InputError(f"{name}={value!r} is not a valid date.",
+                         expression=name) from None
+    return {"eq": [(low, high)], "ne": [(None, low), (high, None)], "lt": [(None, low)],
+            "eb": [(None, low)], "le": [(None, high)], "gt": [(high, None)],
+            "sa": [(high, None)], "ge": [(low, None)]}[prefix]
+
+
+def _bounds(g: Mapping[str, str | None]) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a date value at its own precision."""
+    tz = dt.timezone.utc
+    if g["tz"] and g["tz"] != "Z":
+        sign = -1 if g["tz"][0] == "-" else 1
+        hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
+        tz = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
+    year = int(g["y"] or 0)
+    if g["m"] is None:
+        return (dt.datetime(year, 1, 1, tzinfo=tz), dt.datetime(year + 1, 1, 1, tzinfo=tz))
+    month = int(g["m"])
+    if g["d"] is None:
+        start = dt.datetime(year, month, 1, tzinfo=tz)
+        end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+        return start, end
+    day = dt.datetime(year, month, int(g["d"]), tzinfo=tz)
+    if g["H"] is None:
+        return day, day + dt.timedelta(days=1)
+    start = day.replace(hour=int(g["H"]), minute=int(g["M"] or 0), second=int(g["S"] or 0))
+    if g["S"] is None:
+        return start, start + dt.timedelta(minutes=1)
+    if g["f"] is None:
+        return start, start + dt.timedelta(seconds=1)
+    digits = min(len(g["f"]), 6)
+    start = start.replace(microsecond=int(g["f"][:digits].ljust(6, "0")))
+    return start, start + dt.timedelta(microseconds=10 ** (6 - digits))
 
 
 # --- answers: Bundles and paging ------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import secrets
 import stat
 from collections.abc import Iterable
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from ..adapters import private_files
 from .errors import FHIR_PREFIX
 
 log = logging.getLogger(__name__)
@@ -164,34 +164,13 @@ def _origin(value: str) -> str:
 
 
 def load_or_create_secret_key(path: Path) -> str:
-    """The key in ``path``, creating it (random, mode 0600) if there is none yet.
-
-    Creation is atomic: the key is written to a private temporary file which is then
-    hard-linked to ``path``; ``link`` never replaces an existing file, so when two
-    processes start together exactly one key wins, the other reads it, and no process
-    can ever read a half-written file.
-    """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        return _read_secret_key(path)
-    except FileNotFoundError:
-        pass
-    key = secrets.token_hex(32)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as sink:
-            sink.write(key + "\n")
-            sink.flush()
-            os.fsync(sink.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:  # another process won the race: use its key
-            return _read_secret_key(path)
+    """The key in ``path``, creating it (random, mode 0600) if there is none yet; two
+    processes starting together end up with the same key (``private_files``)."""
+    key, created = private_files.read_or_create(path, lambda: secrets.token_hex(32) + "\n",
+                                                _read_secret_key)
+    if created:
         log.info("created a new secret key in %s", path)
-        return key
-    finally:
-        temporary.unlink(missing_ok=True)
+    return key
 
 
 def _read_secret_key(path: Path) -> str:

@@ -1,0 +1,157 @@
+"""``python -m plugin verify FILE``: is this signed exam record still what was signed?
+
+FILE is JSON: a Bundle of any type holding the QuestionnaireResponse and its
+Provenance(s) - the record Bundle this service builds, or what an EHR answers to
+``GET [base]/QuestionnaireResponse?_id=<id>&_revinclude=Provenance:target`` - or a
+JSON array of those resources. The Provenance with a JOSE signature whose target is the
+response is checked (``core.signature.verify``) against this instance's public key
+(``SIGNING_KEY`` or the instance folder's ``signing_key.pem``; never a new one), or the
+keys in ``--jwks FILE``.
+
+A **delivered copy** differs from what was signed where delivery rewrote references:
+the subject names the EHR's ``Patient/<id>`` instead of this service's (README, "The
+EHR's patient"), and entries refer to each other by the ids the EHR gave them. Root
+``id``, ``meta`` and ``text`` are not signed, so the EHR's own need no undoing. Undo
+each rewritten reference with ``--reference DELIVERED=SIGNED`` (e.g.
+``--reference Patient/ehr-981=Patient/5f0c...``): every ``reference`` in the response
+equal to DELIVERED is put back to SIGNED before checking.
+
+Exit 0 with one line naming who signed when; 1 when anything changed (the response,
+the JWS, or the signature's who/when/type) or the key is not this instance's; 2 for a
+file or argument that cannot be used; 4 when the configuration's key is unusable.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .cli_input import UsageError, read_json
+
+EXIT_OK, EXIT_CHANGED, EXIT_INPUT, EXIT_KEY = 0, 1, 2, 4
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``verify`` on the CLI's subcommands."""
+    verify = commands.add_parser(
+        "verify", help="check a signed exam record's signature",
+        description="Check that a signed exam record (a Bundle holding the "
+                    "QuestionnaireResponse and its signed Provenance) is unchanged since it "
+                    "was signed. Exit 0: valid (who signed when); 1: changed; 2: unusable "
+                    "file or argument; 4: no usable signing key.")
+    verify.add_argument("file", metavar="FILE", help="the record (JSON; - = stdin)")
+    verify.add_argument("--reference", action="append", default=[], metavar="DELIVERED=SIGNED",
+                        help="undo a reference rewritten on delivery (repeatable)")
+    verify.add_argument("--jwks", metavar="JWKS.json",
+                        help="verify with these public keys instead of this instance's key")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``verify`` command."""
+    from .adapters.ehr_steps import rewrite_references
+    from .core.signature import SignatureError, verify
+
+    try:
+        resources = _resources(read_json(args.file), args.file)
+        rewrites = dict(_rewrite(r) for r in args.reference)
+        response = _one_response(resources)
+        if rewrites:
+            response = rewrite_references(response, rewrites)
+        element = _signature(resources, response)
+        jwks = read_json(args.jwks) if args.jwks else None
+    except UsageError as exc:
+        _say(f"error: {exc}")
+        return EXIT_INPUT
+    if jwks is None:
+        jwks, code = _instance_jwks()
+        if jwks is None:
+            return code
+    try:
+        claims = verify(response, element, jwks)
+    except SignatureError as exc:
+        _say(f"error: {args.file}: {exc.message}")
+        return EXIT_CHANGED
+    print(f"valid: signed by {claims.display} ({claims.username}, {claims.practitioner}) "
+          f"at {_iso(claims.signed_at)}, password re-entered at "
+          f"{_iso(claims.authenticated_at)}; key {claims.kid}")
+    return EXIT_OK
+
+
+def _instance_jwks() -> tuple[dict[str, Any] | None, int]:
+    from flask import Flask
+
+    from . import config
+    from .adapters import signing_key
+
+    # the service's configuration (defaults, instance file, PLUGIN_*), without opening
+    # the database or loading the knowledge: verifying needs neither
+    app = Flask("plugin", instance_relative_config=True)
+    app.config.from_mapping(config.DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("PLUGIN")
+    try:
+        key = signing_key.load(app.config, app.instance_path, create=False)
+    except signing_key.SigningKeyError as exc:
+        _say(f"error: {exc.message}")
+        return None, EXIT_KEY
+    return signing_key.public_jwks(key), EXIT_OK
+
+
+def _resources(data: Any, name: str) -> list[Mapping[str, Any]]:
+    if isinstance(data, Mapping) and data.get("resourceType") == "Bundle":
+        found = [e.get("resource") for e in data.get("entry") or [] if isinstance(e, Mapping)]
+    elif isinstance(data, list):
+        found = data
+    else:
+        raise UsageError(f"{name} is neither a Bundle nor a JSON array of resources")
+    return [r for r in found if isinstance(r, Mapping)]
+
+
+def _one_response(resources: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    responses = [r for r in resources if r.get("resourceType") == "QuestionnaireResponse"]
+    if len(responses) != 1:
+        raise UsageError(f"the record must hold exactly one QuestionnaireResponse, not "
+                        f"{len(responses)}")
+    return responses[0]
+
+
+def _signature(resources: Sequence[Mapping[str, Any]],
+               response: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The JOSE signature of the Provenance that targets ``response``."""
+    signed = [(p, s) for p in resources if p.get("resourceType") == "Provenance"
+              for s in p.get("signature") or []
+              if isinstance(s, Mapping) and s.get("sigFormat") == "application/jose"]
+    if len(signed) > 1:
+        signed = [(p, s) for p, s in signed if _targets(p, response)]
+    if len(signed) != 1:
+        raise UsageError(f"the record must hold one Provenance with a JOSE signature of the "
+                        f"response, not {len(signed)}")
+    return signed[0][1]
+
+
+def _targets(provenance: Mapping[str, Any], response: Mapping[str, Any]) -> bool:
+    identifier = (response.get("identifier") or {}).get("value")
+    for target in provenance.get("target") or []:
+        if identifier and (target.get("identifier") or {}).get("value") == identifier:
+            return True
+        if response.get("id") and target.get("reference") in (
+                f"QuestionnaireResponse/{response['id']}", response["id"]):
+            return True
+    return False
+
+
+def _rewrite(value: str) -> tuple[str, str]:
+    delivered, equals, signed = value.partition("=")
+    if not equals or not delivered.strip() or not signed.strip():
+        raise UsageError(f"--reference {value!r}: expected DELIVERED=SIGNED, e.g. "
+                        "Patient/ehr-981=Patient/5f0c")
+    return delivered.strip(), signed.strip()
+
+
+def _iso(moment: Any) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)

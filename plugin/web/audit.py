@@ -1,0 +1,53 @@
+"""The read side of the audit trail at the web edge: ``audited_read``, the one helper
+every view that serves patient data calls before it serves it.
+
+Writes are audited by the use cases, in the same transaction as the write
+(``adapters.audit.append``). A read has no transaction to share, so the edge writes its
+AuditEvent first, committed, and only then builds the answer. If the audit record
+cannot be written, ``audited_read`` raises ``AuditUnavailable`` (an UnavailableError),
+which ``web.errors`` answers with 503: an OperationOutcome under ``/fhir``, a plain
+error page elsewhere. Nothing is ever served unaudited.
+
+Who asked: the view passes the signed-in user as an ``Actor`` (``core.audit_events``).
+Until the sign-in and access guard are integrated, ``current_actor()`` reads it from
+``flask.g`` under ``ACTOR_KEY``, where the guard is to put it for every signed-in
+request; None means no user (a machine client).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import current_app, g, request
+
+from ..adapters import audit, store as store_mod
+from ..core import audit_events
+from ..core.audit_events import Actor
+
+#: Where the access guard leaves the signed-in user (an Actor) for the request.
+ACTOR_KEY = "audit_actor"
+
+
+def current_actor() -> Actor | None:
+    """The signed-in user of this request, as the guard left it; None without one."""
+    actor = g.get(ACTOR_KEY)
+    return actor if isinstance(actor, Actor) else None
+
+
+def audited_read(interaction: str, *, actor: Actor | None, resource: str | None = None,
+                 patient_id: str | None = None, query: str | None = None,
+                 client: str = "web browser") -> None:
+    """Write the AuditEvent of a read now, before anything is served.
+
+    ``interaction`` is a BALP REST interaction (``read``, ``vread``, ``search-type``);
+    ``resource`` what is read (``Type/id``; for a search the type), ``patient_id`` whose
+    data it is, ``query`` the raw query string of a search (default: this request's).
+    The network address is the request's (``remote_addr``: put the deployment's proxy
+    fix in front when behind a load balancer). Raises ``audit.AuditUnavailable`` (503)
+    when the event cannot be written: the caller must then serve nothing.
+    """
+    if interaction == "search-type" and query is None:
+        query = request.query_string.decode("utf-8", "replace")
+    event = audit_events.rest(interaction, actor=actor, address=request.remote_addr,
+                              recorded=dt.datetime.now(dt.timezone.utc), resource=resource,
+                              patient_id=patient_id, query=query, client=client)
+    audit.write(store_mod.from_app(current_app).engine, event)

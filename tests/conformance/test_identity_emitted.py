@@ -1,0 +1,90 @@
+"""What the identity work emits validates under fhir.resources AND the independent
+validator: every kind of AuditEvent the builders make (success and failure), the
+Practitioner, and a signed record's Provenance with its complete Signature."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from joserfc.jwk import ECKey
+
+from plugin.core import audit_events as ae, practitioner, signature, signoff
+from plugin.core.outcome import simple
+from tests.support.conformance import IndependentValidator, assert_conformant
+
+WHEN = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.timezone.utc)
+ANN = ae.Actor("alee", "Dr Ann Lee", "u-1", "clinician")
+ADMIN = ae.Actor("root", "Pat Admin", None, "admin")
+DENIED = ae.Failure(ae.SERIOUS_FAILURE, simple("error", "forbidden", "Only clinicians sign."))
+CASE = Path(__file__).resolve().parent.parent / "data" / "cases"
+
+
+@pytest.fixture(scope="module")
+def validator():
+    with IndependentValidator() as v:
+        yield v
+
+
+EVENTS = {
+    **{f"rest-{i}": ae.rest(i, actor=ANN, address="10.0.0.7", recorded=WHEN,
+                            resource="QuestionnaireResponse/e-1", patient_id="p-1")
+       for i in ae.REST if i != "search-type"},
+    "rest-read-no-patient": ae.rest("read", actor=ANN, address="10.0.0.7", recorded=WHEN,
+                                    resource="Questionnaire/posterior-thigh-exam"),
+    "rest-search": ae.rest("search-type", actor=ANN, address="::1", recorded=WHEN,
+                           resource="Observation", patient_id="p-1",
+                           query="patient=p-1&code=http://loinc.org|8302-2"),
+    "rest-read-failed": ae.rest("read", actor=ANN, address="10.0.0.7", recorded=WHEN,
+                                resource="QuestionnaireResponse/e-1", patient_id="p-1",
+                                failure=DENIED),
+    "rest-no-user": ae.rest("read", actor=None, address="10.0.0.9", recorded=WHEN,
+                            resource="Patient/p-1", patient_id="p-1", client="EHR"),
+    "login": ae.login(username="alee", actor=ANN, address="10.0.0.7", recorded=WHEN),
+    "login-failed": ae.login(username="nobody", actor=None, address="10.0.0.7", recorded=WHEN,
+                             failure=ae.Failure(ae.MINOR_FAILURE, simple(
+                                 "error", "login", "Wrong username or password."))),
+    "logout": ae.logout(actor=ANN, address="10.0.0.7", recorded=WHEN),
+    "lockout": ae.lockout(username="alee", address="10.0.0.7", recorded=WHEN,
+                          until=WHEN + dt.timedelta(minutes=15)),
+    "user-add": ae.user_administration("add", username="blee", actor=ADMIN,
+                                       address="10.0.0.2", recorded=WHEN),
+    "user-role-cli": ae.user_administration("role", username="blee", actor=None,
+                                            address=None, recorded=WHEN),
+    "delivery": ae.delivery(ehr_base="https://ehr.example.org/fhir",
+                            resource="QuestionnaireResponse/e-1", patient_id="p-1",
+                            recorded=WHEN),
+    "delivery-failed": ae.delivery(ehr_base="https://ehr.example.org/fhir",
+                                   resource="QuestionnaireResponse/e-1", patient_id=None,
+                                   recorded=WHEN, failure=ae.Failure(ae.MAJOR_FAILURE, simple(
+                                       "error", "exception", "HTTP 503"))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVENTS))
+def test_every_audit_event_kind_conforms(validator, name) -> None:
+    assert_conformant(validator, EVENTS[name])
+
+
+def test_the_practitioner_conforms(validator) -> None:
+    assert_conformant(validator, practitioner.build(
+        "u-1", "Dr Ann Lee", "http://hl7.org/fhir/sid/us-npi|1234567893"))
+    assert_conformant(validator, practitioner.build("u-2", "Sam Assistant"))
+
+
+def test_a_signed_provenance_conforms(kb, validator) -> None:
+    case = json.loads(sorted(CASE.glob("*.json"))[0].read_text())
+    signed = signoff.sign(kb, case["answers"], record_id="exam-1",
+                          patient=dict(case["patient"], id="p-1"), signer="Dr Ann Lee",
+                          signed_at=WHEN, revision=1)
+    response = dict(signed.response, author=practitioner.reference("u-1", "Dr Ann Lee"))
+    key = ECKey.generate_key("P-256", private=True, auto_kid=True)
+    element = signature.sign(response, key=key, username="alee", display="Dr Ann Lee",
+                             practitioner_id="u-1", authenticated_at=WHEN, signed_at=WHEN)
+    provenance = dict(signed.provenance, signature=[element])
+    provenance["agent"] = [dict(provenance["agent"][0],
+                                who=practitioner.reference("u-1", "Dr Ann Lee"))]
+    assert_conformant(validator, response)
+    assert_conformant(validator, provenance)
+    assert signature.verify(response, element, {"keys": [key.as_dict(private=False)]})
