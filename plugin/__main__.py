@@ -145,7 +145,8 @@ def _positive(value: str) -> int:
 
 def _extract(args: argparse.Namespace) -> int:
     from . import __version__
-    from .core import bundle, pipeline
+    from .core import bundle
+    from .record import pipeline
 
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
         exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
@@ -153,8 +154,9 @@ def _extract(args: argparse.Namespace) -> int:
         documents = []
         if args.with_summary:
             from .adapters.documents import render  # Jinja and WeasyPrint only when asked
-            documents.append(render.summary_document(kb, exam, patient,
-                                                     clinician=args.clinician, now=now))
+            documents.append(render.summary_document(
+                kb, exam, patient, clinician=args.clinician, now=now,
+                assessment=pipeline.assess_exam(kb, exam).as_json()))
         result = pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
                                  documents=documents)
         if bundle.extracted_nothing(result):
@@ -168,7 +170,8 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _assess(args: argparse.Namespace) -> int:
     from . import __version__
-    from .core import bundle, pipeline
+    from .core import bundle
+    from .record import pipeline
     from .decision import summary
 
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
@@ -194,7 +197,7 @@ def _has_subject(result: dict[str, Any]) -> bool:
 
 def _pdf(args: argparse.Namespace) -> int:
     from .adapters.documents import render
-    from .core import pipeline
+    from .record import pipeline
 
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
         exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
@@ -202,8 +205,9 @@ def _pdf(args: argparse.Namespace) -> int:
             document = render.handout_pdf(kb, pipeline.assess_exam(kb, exam).as_json(),
                                           large_print=args.large_print)
         else:
-            document = render.summary_document(kb, exam, patient, clinician=args.clinician,
-                                               now=now).pdf
+            document = render.summary_document(
+                kb, exam, patient, clinician=args.clinician, now=now,
+                assessment=pipeline.assess_exam(kb, exam).as_json()).pdf
         try:
             if args.output == "-":
                 sys.stdout.flush()

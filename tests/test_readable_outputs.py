@@ -21,7 +21,8 @@ import pytest
 
 from plugin import __version__
 from plugin.adapters import store
-from plugin.core import patient as patient_mod, pipeline
+from plugin.core import patient as patient_mod
+from plugin.record import pipeline
 from plugin.decision import cards
 from plugin.decision.assessment import assess
 from tests.support import tablet

@@ -19,7 +19,8 @@ import pytest
 
 from plugin.adapters import ehr, outbox
 from plugin.adapters.store import Store
-from plugin.core import documents, pipeline, signoff
+from plugin.core import documents
+from plugin.record import pipeline, signoff
 from tests.core.test_documents import MINIMAL_PDF
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,7 @@ def queue(store: Store, kb, *, with_document: bool = False) -> tuple[str, dict]:
     record = store.create_exam(patient.id, QUESTIONNAIRE, answers=CASE["answers"],
                                draft={"resourceType": "QuestionnaireResponse"})
     signed = signoff.sign(kb, record.answers, record_id=record.id, patient=patient.resource,
-                          signer="Dr Ana Costa", signed_at=NOW, revision=1)
+                          signer=signoff.Signer("Dr Ana Costa"), signed_at=NOW, revision=1)
     docs = [documents.Document("summary", "Clinician summary", MINIMAL_PDF)] \
         if with_document else []
     bundle = pipeline.record(kb, signed.exam, plugin_version="test", recorded=NOW,

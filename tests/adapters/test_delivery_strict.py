@@ -18,7 +18,8 @@ import pytest
 
 from plugin.adapters import ehr_servers, outbox
 from plugin.adapters.store import Store
-from plugin.core import documents, patient as patient_mod, pipeline, signoff
+from plugin.core import documents, patient as patient_mod
+from plugin.record import pipeline, signoff
 from tests.adapters.test_delivery import CASE, MRN, NOW, QUESTIONNAIRE, FhirServer, copies, \
     fhir_server, free_port, wait_for, worker  # noqa: F401 (fhir_server: a fixture)
 from tests.core.test_documents import MINIMAL_PDF
@@ -55,7 +56,7 @@ def queue_typed(store: Store, kb, *, with_document: bool = True, mrn: str = "MRN
     record = store.create_exam(patient.id, QUESTIONNAIRE, answers=CASE["answers"],
                                draft={"resourceType": "QuestionnaireResponse"})
     signed = signoff.sign(kb, record.answers, record_id=record.id, patient=patient.resource,
-                          signer="Dr Ana Costa", signed_at=NOW, revision=1)
+                          signer=signoff.Signer("Dr Ana Costa"), signed_at=NOW, revision=1)
     subject = patient_mod.reference(patient.resource)
     subject.pop("reference")
     exam = replace(signed.exam, context=replace(signed.exam.context, subject=subject))

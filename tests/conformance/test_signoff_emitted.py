@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.core import drafts, signoff
+from plugin.core import drafts
+from plugin.record import signoff
 from plugin.core.responses import Context
 from tests.support.conformance import IndependentValidator, assert_conformant
 
@@ -33,6 +34,6 @@ def test_signed_records_and_drafts_conform(kb, form, validator, path) -> None:
     assert_conformant(validator, draft)
     for revision, reason in ((1, None), (2, "Corrected after review")):
         signed = signoff.sign(kb, case["answers"], record_id="exam-1", patient=patient,
-                              signer="Dr Lee", signed_at=WHEN, revision=revision, reason=reason)
+                              signer=signoff.Signer("Dr Lee"), signed_at=WHEN, revision=revision, reason=reason)
         assert_conformant(validator, signed.response)
         assert_conformant(validator, signed.provenance)

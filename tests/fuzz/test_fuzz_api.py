@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from plugin.core import pipeline, responses
+from plugin.core import responses
+from plugin.record import pipeline
 from tests.support import cds
 from tests.support.cds import MRI_ORDER, PATIENT_VIEW
 from tests.support.fuzz import FUZZ, encode, mutants

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugin.core import pipeline, responses
+from plugin.core import responses
+from plugin.record import pipeline
 from plugin.core.datetimes import parse_aware
 from plugin.core.fhir_models import validate
 from tests.support import fhir_http

@@ -13,7 +13,7 @@ import pytest
 
 from plugin import __version__
 from plugin.adapters import store as store_mod
-from plugin.core import pipeline, signoff
+from plugin.record import pipeline, signoff
 from tests.support import tablet
 from tests.support.fhir_http import BASE, refused, valid
 from tests.support.tablet import JUNE, MAY
@@ -43,7 +43,7 @@ def _expected(kb: Any, exam_id: str, patient: Any, when: dt.datetime,
               answers: dict[str, Any], revision: int) -> list[dict[str, Any]]:
     """The Observations of the record Bundle the tablet queues for the EHR at sign-off."""
     signed = signoff.sign(kb, answers, record_id=exam_id, patient=patient.resource,
-                          signer="Dr Lee", signed_at=when, revision=revision,
+                          signer=signoff.Signer("Dr Lee"), signed_at=when, revision=revision,
                           reason="Angle re-measured" if revision > 1 else None)
     record = pipeline.record(kb, signed.exam, plugin_version=__version__, recorded=when)
     return [e["resource"] for e in record["entry"]
