@@ -1,4 +1,4 @@
-"""Command line: ``python -m plugin extract|assess|serve|db|deliver`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db|deliver|users`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from . import users_cli
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -36,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pdf(args)
         if args.command == "deliver":
             return _deliver(args)
+        if args.command == "users":
+            return _users(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -116,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="send the exam's delivery again (one that could not be sent "
                               "or waits for its EHR patient): only what is missing in the "
                               "EHR goes; exit 2 when there is nothing to send again")
+    users_cli.add_parser(commands)
     return parser
 
 
@@ -356,6 +361,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     _Gunicorn().run()
     return EXIT_OK
+
+
+def _users(args: argparse.Namespace) -> int:
+    """``users …``: accounts, with the service's own database configuration."""
+    app, code = _prepared_app("", migrate=True)
+    if app is None:
+        return code
+    return users_cli.run(args, app)
 
 
 def _db(args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@ from plugin.adapters.store import Store, StoreError
 from plugin.adapters.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"patients", "exams", "revisions", "outbox", "launches", "cds_jtis", "ehr_servers"}
+TABLES = {"patients", "exams", "revisions", "outbox", "launches", "cds_jtis", "ehr_servers",
+          "users", "sessions", "setup_tokens", "login_failures"}
 HEAD = ScriptDirectory.from_config(migrations.config(None)).get_current_head()
 
 
@@ -42,7 +43,7 @@ def differences(store: Store) -> list:
 
 
 def test_there_is_one_head() -> None:
-    assert HEAD == "0004"
+    assert HEAD == "0005"
 
 
 def test_upgrade_builds_the_tables_on_an_empty_database(store) -> None:
