@@ -346,6 +346,7 @@ def _serve(args: argparse.Namespace) -> int:
     # create_app migrated the schema (DATABASE_UPGRADE) once, here, before gunicorn
     # forks; the workers must not inherit this process's database connections.
     from .adapters import store as storage
+    _print_setup_link(app, args)
     storage.from_app(app).dispose()
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -361,6 +362,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     _Gunicorn().run()
     return EXIT_OK
+
+
+def _print_setup_link(app: Any, args: argparse.Namespace) -> None:
+    """On a fresh installation (no user yet): the one-time link that creates the first
+    account, printed once, here in the master before the workers fork."""
+    from .adapters import setup_link, store as storage
+
+    token = setup_link.issue(storage.from_app(app), now=dt.datetime.now(dt.timezone.utc))
+    if token is not None:
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        _say("No account exists yet. Create the first one (admin and clinician) within "
+             "1 hour, once, at:")
+        _say(f"    http://{host}:{args.port}/setup?token={token}")
 
 
 def _users(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
 from .. import knowledge
-from ..adapters import outbox, store as store_mod
+from ..adapters import outbox, store as store_mod, users
 from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
@@ -25,6 +25,7 @@ from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from . import boundary
+from .auth import current_user, requires
 from .patient_form import PatientInput
 
 bp = Blueprint("exam", __name__, template_folder="templates", static_folder="static",
@@ -232,7 +233,8 @@ def _decision_support(valid: Any) -> dict[str, Any]:
             "shown": sources.shown_evidence}
 
 
-def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> Any:
+def _review(exam_id: str, *, message: str | None = None, status: int = 200,
+            password_error: str | None = None) -> Any:
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
         return redirect(url_for("exam.record", exam_id=exam_id))
@@ -242,6 +244,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> A
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
         errors=checked.errors, **_decision_support(checked.valid), message=message,
+        password_error=password_error,
         layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
@@ -252,8 +255,16 @@ def review(exam_id: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/sign")
+@requires("clinician")
 def sign(exam_id: str) -> Any:
+    """Sign as the signed-in clinician, who enters their password again (21 CFR 11.200:
+    each signing re-enters a component only its owner has); never a typed name."""
     record, patient_record, _ = _load(exam_id)
+    user = current_user()
+    assert user is not None  # the guard let no anonymous request through
+    if not users.verify_password(_store(), user, request.form.get("password", "")):
+        return _review(exam_id, password_error="The password is not right; the exam was "
+                       "not signed. Enter your own password to sign.", status=422)
     try:
         expected = int(request.form.get("version", ""))
     except ValueError:
@@ -262,7 +273,8 @@ def sign(exam_id: str) -> Any:
     try:
         # queued with the signature (one transaction) when delivery to the EHR is on
         exams.sign(_store(), _kb(), record, patient_record, expected_version=expected,
-                   signer=signoff.Signer(request.form.get("signer", "")), now=now,
+                   signer=signoff.Signer(user.display_name, user.practitioner_reference),
+                   now=now,
                    ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None)
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
@@ -333,6 +345,7 @@ def _delivery_action(exam_id: str, done: Any, message: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/delivery/again")
+@requires("clinician")
 def deliver_again(exam_id: str) -> Any:
     """"Send again": a delivery that could not be sent is queued again; only what is
     not in the EHR yet goes (``outbox.requeue``)."""
@@ -342,6 +355,7 @@ def deliver_again(exam_id: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/delivery/patient")
+@requires("clinician")
 def delivery_patient(exam_id: str) -> Any:
     """A person names the EHR's patient for a held delivery: one of the EHR's
     candidates, or an EHR Patient id typed in. Never chosen by the plugin on a name."""
@@ -356,6 +370,7 @@ def delivery_patient(exam_id: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/amend")
+@requires("clinician")
 def amend(exam_id: str) -> Any:
     record_, patient_record, form = _load(exam_id)
     expected = _form_version()
@@ -374,6 +389,7 @@ def amend(exam_id: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/amend/cancel")
+@requires("clinician")
 def cancel_amendment(exam_id: str) -> Any:
     record_, _, _ = _load(exam_id)
     try:

@@ -24,6 +24,7 @@ from tests.adapters.test_delivery import CASE, MRN, NOW, QUESTIONNAIRE, FhirServ
     fhir_server, free_port, wait_for, worker  # noqa: F401 (fhir_server: a fixture)
 from tests.core.test_documents import MINIMAL_PDF
 from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.signin import signed_in
 
 FAST = outbox.Policy(max_attempts=8, backoff_seconds=0)
 EHR_RUTH = {"resourceType": "Patient", "id": "ehr-ruth-osei",
@@ -238,7 +239,7 @@ def _tablet(make_app, server: FhirServer, identifier: str = "MRN-1") -> tuple[An
     from tests.adapters.test_delivery import TABLET, _sign_on_the_tablet
 
     app = make_app({**TABLET, "EHR_FHIR_BASE_URL": server.url})
-    client = app.test_client()
+    client = signed_in(app)
     return client, storage.from_app(app), _sign_on_the_tablet(client, identifier)
 
 
