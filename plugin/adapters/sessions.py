@@ -19,7 +19,8 @@ from . import engine as engine_mod
 from .store import Store
 from .tables import sessions
 
-#: A session is touched at most this often, so a page's burst of requests is one write.
+#: A session is touched at most this often (or a quarter of the idle timeout, if that is
+#: shorter), so a page's burst of requests is one write.
 TOUCH_SECONDS = 15
 
 
@@ -58,7 +59,7 @@ def current(store: Store, token: str | None, *, now: dt.datetime, idle: dt.timed
     if now - row["last_seen"] > idle or now - row["created"] > lifetime:
         end(store, token)
         return None
-    if (now - row["last_seen"]).total_seconds() >= TOUCH_SECONDS:
+    if (now - row["last_seen"]).total_seconds() >= min(TOUCH_SECONDS, idle.total_seconds() / 4):
         with engine_mod.writer(store.engine).begin() as conn:
             conn.execute(update(sessions).where(sessions.c.id == key).values(last_seen=now))
     return Session(key, str(row["user_id"]), row["created"], now)

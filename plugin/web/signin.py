@@ -66,9 +66,9 @@ def login_post() -> Any:
         return render_template("auth/login.html", next=_next(), message=THROTTLED,
                                expired=False, username=username), 429
     user = users.authenticate(_store(), username, password, now=_now(), address=address)
-    if user is None:
+    if user is None:  # the form again with its message (200: a page, not an API refusal)
         return render_template("auth/login.html", next=_next(), message=FAILED,
-                               expired=False, username=username), 401
+                               expired=False, username=username), 200
     start_session(user)
     return redirect(_next(), 303)
 
