@@ -1,5 +1,5 @@
 """Accounts, lock-out, sessions and the first-account link, on SQLite and PostgreSQL:
-what every process shares is in the database."""
+what every process shares is in the database (``store``: tests/adapters/conftest.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,19 +7,10 @@ import datetime as dt
 import pytest
 
 from plugin.adapters import sessions, setup_link, users
-from plugin.adapters.store import Store
 
 NOW = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.timezone.utc)
 PASSWORD = "a long clinic passphrase"
 IDLE, LIFETIME = dt.timedelta(minutes=15), dt.timedelta(hours=12)
-
-
-@pytest.fixture()
-def store(database_url):
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.dispose()
 
 
 def _add(store, username="ann", role="clinician", **extra):
