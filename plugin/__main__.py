@@ -478,10 +478,11 @@ def _deliveries(store: Any, args: argparse.Namespace) -> int:
     """``deliver --list`` and ``deliver --requeue EXAM``."""
     from .adapters import outbox
     from .errors import NotFoundError
+    from .record import exams
 
     if args.requeue:
         try:
-            status = outbox.requeue(store, args.requeue)
+            status = exams.send_again(store, args.requeue)
         except NotFoundError:
             status = None
         if status is None:

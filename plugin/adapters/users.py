@@ -7,7 +7,8 @@ checked against the policy in ``core/passwords`` whenever one is set. Sign-in
 and a wrong password, and does the same work for each (an unknown username verifies a
 dummy hash), so neither the message nor the time tells which usernames exist. Five
 failures in a row lock the account for 15 minutes, counted in the database so every
-gunicorn worker and replica sees them; failures per network address are counted too
+gunicorn worker and replica sees them, and a lock ends the account's open sessions;
+failures per network address are counted too
 (``address_throttled``), so one address cannot try many usernames quickly.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..core import passwords
 from ..errors import PluginError
 from . import engine as engine_mod
 from .store import Store
-from .tables import ROLES, login_failures, users
+from .tables import ROLES, login_failures, sessions, users
 
 #: Failures in a row that lock an account, and for how long.
 MAX_FAILURES = 5
@@ -232,9 +233,10 @@ def _count_failure(store: Store, user_id: str, now: dt.datetime) -> None:
         attempts = conn.execute(update(users).where(users.c.id == user_id)
                                 .values(failed_attempts=users.c.failed_attempts + 1)
                                 .returning(users.c.failed_attempts)).scalar_one()
-        if attempts >= MAX_FAILURES:
+        if attempts >= MAX_FAILURES:  # locked: its open sessions end too, on every process
             conn.execute(update(users).where(users.c.id == user_id).values(
                 failed_attempts=0, locked_until=now + dt.timedelta(minutes=LOCK_MINUTES)))
+            conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
 
 
 def _fail_address(store: Store, address: str | None, now: dt.datetime) -> None:

@@ -68,6 +68,14 @@ def test_five_failures_lock_the_account_for_fifteen_minutes(store) -> None:
     assert users.authenticate(store, "ann", PASSWORD, now=NOW + dt.timedelta(minutes=16))
 
 
+def test_a_lock_ends_the_accounts_open_sessions(store) -> None:
+    ann = _add(store)
+    token = sessions.begin(store, ann.id, now=NOW)
+    for _ in range(users.MAX_FAILURES):
+        users.authenticate(store, "ann", "wrong password here", now=NOW)
+    assert sessions.current(store, token, now=NOW, idle=IDLE, lifetime=LIFETIME) is None
+
+
 def test_four_failures_then_success_start_the_count_again(store) -> None:
     _add(store)
     for _ in range(4):
