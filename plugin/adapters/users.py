@@ -70,6 +70,13 @@ class User:
         return frozenset({self.role, *(("clinician",) if self.also_clinician else ())})
 
     @property
+    def identifier(self) -> dict[str, str] | None:
+        """The Practitioner's identifier as FHIR spells it, if the user has one."""
+        if not self.identifier_system or not self.identifier_value:
+            return None
+        return {"system": self.identifier_system, "value": self.identifier_value}
+
+    @property
     def practitioner_reference(self) -> str:
         """The user as the record names them (QuestionnaireResponse.author, Provenance)."""
         return f"Practitioner/{self.id}"

@@ -92,7 +92,8 @@ def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.Patient
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
     exam = replace(signed.exam, context=replace(
-        signed.exam.context, subject=ehr_subject(patient_record, ehr_base)))
+        signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
+        author=ehr_author(signed.exam.context.author)))
     summary = documents.summary_document(
         kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
         assessment=pipeline.assess_exam(kb, exam).as_json(), now=now)
@@ -110,6 +111,15 @@ def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[
             smart.base_key(ehr_base):
         reference["reference"] = f"Patient/{patient_record.ehr_id}"
     return reference
+
+
+def ehr_author(author: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The signer as the EHR can know them: our ``Practitioner/<user id>`` means nothing
+    there (a strict EHR refuses a reference it cannot resolve), so the EHR gets the
+    Practitioner's identifier, when the user has one, and the name."""
+    if author is None:
+        return None
+    return {k: v for k, v in author.items() if k not in ("reference",)}
 
 
 def amend(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,

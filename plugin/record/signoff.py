@@ -31,12 +31,18 @@ class Signer:
 
     display: str
     reference: str | None = None
+    #: the Practitioner's identifier (``{"system", "value"}``), when the user has one
+    identifier: Mapping[str, str] | None = None
 
     def as_reference(self) -> dict[str, Any]:
         """The FHIR Reference naming the signer (author, Provenance agent)."""
         if self.reference is None:
             return {"display": self.display}
-        return {"reference": self.reference, "type": "Practitioner", "display": self.display}
+        result: dict[str, Any] = {"reference": self.reference, "type": "Practitioner"}
+        if self.identifier:
+            result["identifier"] = dict(self.identifier)
+        result["display"] = self.display
+        return result
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,8 @@ def sign(exam_id: str) -> Any:
     try:
         # queued with the signature (one transaction) when delivery to the EHR is on
         exams.sign(_store(), _kb(), record, patient_record, expected_version=expected,
-                   signer=signoff.Signer(user.display_name, user.practitioner_reference),
+                   signer=signoff.Signer(user.display_name, user.practitioner_reference,
+                                         user.identifier),
                    now=now,
                    ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None)
     except ConflictError:

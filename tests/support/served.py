@@ -119,7 +119,8 @@ def signed_in_opener(base: str, username: str = USERNAME, password: str = PASSWO
     from http.cookiejar import CookieJar
     from urllib.parse import urlencode
 
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     with opener.open(f"{base}/login", timeout=10) as response:
         page = response.read().decode()
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
@@ -132,4 +133,7 @@ def signed_in_opener(base: str, username: str = USERNAME, password: str = PASSWO
     token = re.search(r'name="csrf-token" content="([^"]+)"', page)
     assert token, page
     opener.addheaders = [("X-CSRFToken", token.group(1))]
+    #: the same session for a raw socket request: ``Cookie`` and ``X-CSRFToken``
+    opener.session_headers = {"Cookie": "; ".join(f"{c.name}={c.value}" for c in jar),
+                              "X-CSRFToken": token.group(1)}
     return opener
