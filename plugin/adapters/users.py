@@ -206,12 +206,22 @@ def authenticate(store: Store, username: str, password: str, *, now: dt.datetime
     return None
 
 
-def verify_password(store: Store, user: User, password: str) -> bool:
-    """Re-authentication (before a signature): the signed-in user's password again."""
+def verify_password(store: Store, user: User, password: str, *, now: dt.datetime) -> bool:
+    """Re-authentication (before a signature): the signed-in user's password again. A
+    wrong one counts towards the lock like a failed sign-in (a guesser at an unlocked
+    tablet gets five tries, then the account locks and its sessions end)."""
     with store.engine.connect() as conn:
         hashed = conn.execute(select(users.c.password_hash)
                               .where(users.c.id == user.id)).scalar_one_or_none()
-    return _verify(hashed or _DUMMY, password) and hashed is not None
+    if hashed is not None and _verify(hashed, password):
+        with engine_mod.writer(store.engine).begin() as conn:
+            conn.execute(update(users).where(users.c.id == user.id).values(failed_attempts=0))
+        return True
+    if hashed is None:
+        _verify(_DUMMY, password)
+    else:
+        _count_failure(store, user.id, now)
+    return False
 
 
 def address_throttled(store: Store, address: str | None, *, now: dt.datetime) -> bool:

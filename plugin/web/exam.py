@@ -262,7 +262,7 @@ def sign(exam_id: str) -> Any:
     record, patient_record, _ = _load(exam_id)
     user = current_user()
     assert user is not None  # the guard let no anonymous request through
-    if not users.verify_password(_store(), user, request.form.get("password", "")):
+    if not users.verify_password(_store(), user, request.form.get("password", ""), now=_now()):
         return _review(exam_id, password_error="The password is not right; the exam was "
                        "not signed. Enter your own password to sign.", status=422)
     try:

@@ -182,3 +182,20 @@ def test_the_signer_is_the_signed_in_practitioner(make_app, form) -> None:
     from plugin.adapters import store
     provenance = store.from_app(app).revision(exam.id, 1).provenance
     assert provenance["agent"][0]["who"] == author
+
+
+def test_wrong_signing_passwords_count_towards_the_lock(make_app, form) -> None:
+    """Re-authentication is authentication: five wrong passwords at the sign button
+    lock the account and end its session, like five failed sign-ins."""
+    app = make_app({"WTF_CSRF_ENABLED": False})
+    ana = tablet.patient(app)
+    exam = tablet.draft(app, form, ana)
+    client = signed_in(app)
+    for _ in range(5):
+        refused = client.post(f"/exams/{exam.id}/sign",
+                              data={"version": exam.version, "password": "a wrong guess here"})
+        assert refused.status_code in (422, 302)
+    assert client.get("/patients").status_code == 302  # signed out by the lock
+    from plugin.adapters import store, users
+    assert users.by_username(store.from_app(app), "test-clinician").locked_until is not None
+    assert store.from_app(app).exam(exam.id).state == "draft"
