@@ -107,23 +107,23 @@ def setup_post() -> Any:
     return redirect(url_for("exam.patients"), 303)
 
 
-def _first_account_errors(values: dict[str, str], password: str) -> dict[str, str]:
+def _first_account_errors(values: dict[str, str], password: str) -> dict[str, list[str]]:
     """Field messages, checked before the link is used up (a typo costs nothing)."""
-    errors: dict[str, str] = {}
+    errors: dict[str, list[str]] = {}
     try:
         name = users.check_username(values["username"])
     except users.UserError as exc:
-        errors["username"], name = exc.message, values["username"]
+        errors["username"], name = [exc.message], values["username"]
     if not values["name"].strip() or len(values["name"]) > users.NAME_LENGTH:
-        errors["name"] = "Enter your name as records should show it, e.g. Dr Ann Lee."
+        errors["name"] = ["Enter your name as records should show it, e.g. Dr Ann Lee."]
     try:
         users.parse_identifier(values["identifier"] or None)
     except users.UserError as exc:
-        errors["identifier"] = exc.message
+        errors["identifier"] = [exc.message]
     try:
         passwords.check(password, name)
     except passwords.PasswordRefused as exc:
-        errors["password"] = str(exc)
+        errors["password"] = [str(exc)]
     return errors
 
 
