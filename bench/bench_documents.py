@@ -54,7 +54,8 @@ from bench_extract import complete_answers  # noqa: E402
 from plugin import knowledge  # noqa: E402
 from plugin.adapters.documents import pdf, render  # noqa: E402
 from plugin.config import DEFAULTS  # noqa: E402
-from plugin.core import drafts, layout, pipeline  # noqa: E402
+from plugin.core import drafts, layout  # noqa: E402
+from plugin.record import pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_CASE = ROOT / "tests" / "data" / "cases" / "disc-radiculopathy-8-weeks-severe.json"

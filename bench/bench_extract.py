@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from plugin import __version__, knowledge  # noqa: E402
 from plugin.config import DEFAULTS  # noqa: E402
-from plugin.core import pipeline  # noqa: E402
+from plugin.record import pipeline  # noqa: E402
 
 TARGET_P50_MS = 15.0
 

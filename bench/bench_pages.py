@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ has no __init
 import plugin  # noqa: E402
 from bench_extract import complete_answers  # noqa: E402
 from plugin import knowledge  # noqa: E402
+from plugin.adapters import store, users  # noqa: E402
 from plugin.core import drafts  # noqa: E402
 from plugin.core import layout  # noqa: E402
 
@@ -122,13 +124,18 @@ def main() -> None:
                                  "DATABASE_URL": f"sqlite:///{tmpdir}/bench.sqlite3",
                                  "WTF_CSRF_ENABLED": False})
         client = app.test_client()
+        password = "a long bench passphrase for the ward"
+        with app.app_context():
+            users.add(store.from_app(app), "bench", display_name="Dr Bench", role="clinician",
+                      password=password, now=datetime.now(timezone.utc))
+        client.post("/login", data={"username": "bench", "password": password})
         form = app.extensions[knowledge.EXTENSION_KEY].forms[FORM]
         exam_id, version = fill_exam(client, form)
         results = {p.item.text: measure(client, f"/exams/{exam_id}/pages/{p.item.link_id}")
                    for p in layout.pages(form)}
         results["Review"] = measure(client, f"/exams/{exam_id}/review")
         signed = client.post(f"/exams/{exam_id}/sign",
-                             data={"version": version, "signer": "Dr Bench"})
+                             data={"version": version, "password": password})
         assert signed.headers.get("Location", "").endswith("/record"), signed.status_code
         results["Signed record"] = measure(client, f"/exams/{exam_id}/record")
 

@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import store
-    from .web import boundary, cds_hooks, errors, exam, fhir_api, security, smart
+    from .web import auth, boundary, cds_hooks, errors, exam, fhir_api, security, signin, smart
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -27,9 +27,11 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     store.init_app(app)
     boundary.init_app(app)  # first: its checks run before any other hook reads the request
     security.init_app(app)
+    auth.init_app(app)  # after CSRF: the one guard deciding who may reach each endpoint
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(exam.bp)
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(smart.bp)
+    app.register_blueprint(signin.bp)
     errors.init_app(app)
     return app

@@ -1,4 +1,4 @@
-"""Command line: ``python -m plugin extract|assess|serve|db|deliver|verify|audit`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db|deliver|users|verify|audit`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -18,6 +18,7 @@ from typing import Any
 
 from . import cli_audit, cli_verify
 from .cli_input import UsageError as _UsageError, read_json as _read_json
+from . import users_cli
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_verify.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
+        if args.command == "users":
+            return _users(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -125,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
                               "EHR goes; exit 2 when there is nothing to send again")
     cli_verify.add_parser(commands)
     cli_audit.add_parser(commands)
+    users_cli.add_parser(commands)
     return parser
 
 
@@ -154,7 +158,8 @@ def _positive(value: str) -> int:
 
 def _extract(args: argparse.Namespace) -> int:
     from . import __version__
-    from .core import bundle, pipeline
+    from .core import bundle
+    from .record import pipeline
 
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
         exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
@@ -162,8 +167,9 @@ def _extract(args: argparse.Namespace) -> int:
         documents = []
         if args.with_summary:
             from .adapters.documents import render  # Jinja and WeasyPrint only when asked
-            documents.append(render.summary_document(kb, exam, patient,
-                                                     clinician=args.clinician, now=now))
+            documents.append(render.summary_document(
+                kb, exam, patient, clinician=args.clinician, now=now,
+                assessment=pipeline.assess_exam(kb, exam).as_json()))
         result = pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
                                  documents=documents)
         if bundle.extracted_nothing(result):
@@ -177,7 +183,8 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _assess(args: argparse.Namespace) -> int:
     from . import __version__
-    from .core import bundle, pipeline
+    from .core import bundle
+    from .record import pipeline
     from .decision import summary
 
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
@@ -203,7 +210,7 @@ def _has_subject(result: dict[str, Any]) -> bool:
 
 def _pdf(args: argparse.Namespace) -> int:
     from .adapters.documents import render
-    from .core import pipeline
+    from .record import pipeline
 
     def run(kb: Any, data: Any, patient: Any, now: dt.datetime) -> int:
         exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
@@ -211,8 +218,9 @@ def _pdf(args: argparse.Namespace) -> int:
             document = render.handout_pdf(kb, pipeline.assess_exam(kb, exam).as_json(),
                                           large_print=args.large_print)
         else:
-            document = render.summary_document(kb, exam, patient, clinician=args.clinician,
-                                               now=now).pdf
+            document = render.summary_document(
+                kb, exam, patient, clinician=args.clinician, now=now,
+                assessment=pipeline.assess_exam(kb, exam).as_json()).pdf
         try:
             if args.output == "-":
                 sys.stdout.flush()
@@ -323,6 +331,7 @@ def _serve(args: argparse.Namespace) -> int:
     # create_app migrated the schema (DATABASE_UPGRADE) once, here, before gunicorn
     # forks; the workers must not inherit this process's database connections.
     from .adapters import store as storage
+    _print_setup_link(app, args)
     storage.from_app(app).dispose()
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -338,6 +347,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     _Gunicorn().run()
     return EXIT_OK
+
+
+def _print_setup_link(app: Any, args: argparse.Namespace) -> None:
+    """On a fresh installation (no user yet): the one-time link that creates the first
+    account, printed once, here in the master before the workers fork."""
+    from .adapters import setup_link, store as storage
+
+    token = setup_link.issue(storage.from_app(app), now=dt.datetime.now(dt.timezone.utc))
+    if token is not None:
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        _say("No account exists yet. Create the first one (admin and clinician) within "
+             "1 hour, once, at:")
+        _say(f"    http://{host}:{args.port}/setup?token={token}")
+
+
+def _users(args: argparse.Namespace) -> int:
+    """``users …``: accounts, with the service's own database configuration."""
+    app, code = _prepared_app("", migrate=True)
+    if app is None:
+        return code
+    return users_cli.run(args, app)
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -433,10 +463,11 @@ def _deliveries(store: Any, args: argparse.Namespace) -> int:
     """``deliver --list`` and ``deliver --requeue EXAM``."""
     from .adapters import outbox
     from .errors import NotFoundError
+    from .record import exams
 
     if args.requeue:
         try:
-            status = outbox.requeue(store, args.requeue)
+            status = exams.send_again(store, args.requeue)
         except NotFoundError:
             status = None
         if status is None:

@@ -52,6 +52,10 @@ DEFAULTS: dict[str, object] = {
     # A CSRF token lives as long as the session, not one hour: an exam page stays open
     # beside the couch for as long as the exam takes, and its autosave must keep working.
     "WTF_CSRF_TIME_LIMIT": None,
+    # A sign-in ends after this many minutes without a request (autosaves count) ...
+    "SESSION_IDLE_MINUTES": 15,
+    # ... and this many hours after it began, however active (OWASP ASVS 3.3.2).
+    "SESSION_LIFETIME_HOURS": 12,
     # Identifier.system for patient identifiers typed on the tablet (standalone mode):
     # your organisation's MRN namespace. Empty: identifiers are stored without a system.
     "PATIENT_IDENTIFIER_SYSTEM": "",

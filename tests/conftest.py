@@ -47,6 +47,15 @@ def make_app(tmp_path):
 
 @pytest.fixture()
 def client(app):
+    """A test client signed in as a clinician (every page and API route needs a user)."""
+    from tests.support.signin import signed_in
+
+    return signed_in(app)
+
+
+@pytest.fixture()
+def anonymous(app):
+    """A test client nobody signed in."""
     return app.test_client()
 
 

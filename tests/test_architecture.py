@@ -59,3 +59,36 @@ def test_adapters_never_reach_up_into_the_web_layer(path: Path) -> None:
            if any(name == f or name.startswith(f + ".") for f in ("flask", "werkzeug",
                                                                    "plugin.web"))}
     assert not bad and len(ADAPTER_MODULES) >= 4, f"{path.name} imports {sorted(bad)}"
+
+
+CORE_MODULES = sorted((PACKAGE / "core").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: f"core/{p.name}")
+def test_the_core_never_imports_the_engine_or_the_use_cases(path: Path) -> None:
+    """Arrows: record -> decision -> core. The core knows nothing of the engine above
+    it, nor of the use cases that combine them."""
+    bad = {name for name in _imports(path)
+           if any(name == f or name.startswith(f + ".") for f in ("plugin.decision",
+                                                                   "plugin.record"))}
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+RECORD_MODULES = sorted((PACKAGE / "record").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", RECORD_MODULES, ids=lambda p: f"record/{p.name}")
+def test_the_use_cases_never_reach_up_into_the_web_layer(path: Path) -> None:
+    """Web, CLI and workers call the record's use cases, so they cannot need Flask."""
+    bad = {name for name in _imports(path)
+           if any(name == f or name.startswith(f + ".") for f in ("flask", "werkzeug",
+                                                                   "plugin.web"))}
+    assert not bad and len(RECORD_MODULES) >= 3, f"{path.name} imports {sorted(bad)}"
+
+
+def test_the_engine_and_the_adapters_never_import_the_use_cases() -> None:
+    offenders = [p.relative_to(PACKAGE).as_posix()
+                 for wing in ("decision", "adapters") for p in (PACKAGE / wing).rglob("*.py")
+                 if any(n == "plugin.record" or n.startswith("plugin.record.")
+                        for n in _imports(p))]
+    assert offenders == []

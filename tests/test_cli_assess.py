@@ -22,7 +22,8 @@ import plugin
 from plugin.__main__ import main
 from plugin.config import DEFAULTS
 from tests.support.cli import run, write
-from plugin.core import pipeline, responses
+from plugin.core import responses
+from plugin.record import pipeline
 from plugin.core.datetimes import parse_aware
 from tests.support.bundles import by_url as _by_url, of_type as _of_type, references as _references
 

@@ -21,11 +21,13 @@ import pytest
 
 from plugin import __version__
 from plugin.adapters import store
-from plugin.core import patient as patient_mod, pipeline
+from plugin.core import patient as patient_mod
+from plugin.record import pipeline
 from plugin.decision import cards
 from plugin.decision.assessment import assess
 from tests.support import tablet
 from tests.support.pdfs import text_of
+from tests.support.signin import signed_in
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = sorted((ROOT / "tests" / "data" / "cases").glob("*.json"))
@@ -165,7 +167,7 @@ def test_the_id_set_is_built_from_the_knowledge() -> None:
 def test_no_page_pdf_or_card_shows_an_internal_id_or_an_empty_list(app, kb, path) -> None:
     case = json.loads(path.read_text(encoding="utf-8"))
     form = kb.forms["posterior-thigh-exam"]
-    client = app.test_client()
+    client = signed_in(app)
     answers = _answers(case)
     patient = store.from_app(app).add_patient({
         "resourceType": "Patient", "name": [{"family": "Scan", "given": ["Test"]}],

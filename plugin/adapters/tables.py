@@ -12,13 +12,19 @@ the EHR); ``ehr_servers`` (what deliveries learned of each EHR); ``launches``
 sealed, and its patient and encounter: only the row's id travels in the session
 cookie); ``cds_jtis`` (the JWT ids CDS clients have used, until they expire, so a
 replayed call is refused by every process); ``audit_events`` (the audit trail, append-only).
+
+Identity: ``users`` (one row per person who signs in, with an Argon2id hash and the
+lock-out state every process shares); ``sessions`` (server-side sign-ins, keyed by the
+SHA-256 of the cookie's random token, so deleting a row signs that tablet out on every
+process); ``setup_tokens`` (the one-time first-account link, hashed);
+``login_failures`` (failed sign-ins per network address, for the address throttle).
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (JSON, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Index,
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Index,
                         Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint,
                         Uuid)
 from sqlalchemy.dialects.postgresql import JSONB
@@ -225,6 +231,53 @@ cds_jtis = Table(
     # can go.
     Column("expires_at", UTCDateTime(), nullable=False),
     Index(None, "expires_at"),
+)
+
+#: One role each; an admin may also hold ``clinician`` (``also_clinician``).
+ROLES = ("clinician", "assistant", "admin")
+
+users = Table(
+    "users", metadata,
+    Column("id", _id(), primary_key=True),  # also the Practitioner id
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("also_clinician", Boolean, nullable=False),
+    # the Practitioner's identifier (e.g. a national provider number), optional
+    Column("identifier_system", Text),
+    Column("identifier_value", Text),
+    Column("password_hash", Text, nullable=False),  # Argon2id, PHC string
+    Column("active", Boolean, nullable=False),
+    Column("failed_attempts", Integer, nullable=False),
+    Column("locked_until", UTCDateTime()),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("updated", UTCDateTime(), nullable=False),
+    CheckConstraint("role IN ('clinician', 'assistant', 'admin')", name="role"),
+    CheckConstraint("role = 'admin' OR NOT also_clinician", name="also_clinician"),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id", String(64), primary_key=True),  # hex SHA-256 of the cookie's token
+    Column("user_id", _id(), ForeignKey("users.id"), nullable=False),
+    Column("created", UTCDateTime(), nullable=False),  # the sign-in: absolute lifetime
+    Column("last_seen", UTCDateTime(), nullable=False),  # the idle timeout
+    Index(None, "user_id"),
+)
+
+setup_tokens = Table(
+    "setup_tokens", metadata,
+    Column("id", String(64), primary_key=True),  # hex SHA-256 of the URL's token
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime()),
+)
+
+login_failures = Table(
+    "login_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(64), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "address", "at"),
 )
 
 #: The audit trail: one row per AuditEvent, append-only (database triggers refuse UPDATE

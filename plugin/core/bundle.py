@@ -9,11 +9,9 @@ documents) to their source response.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..decision import fhir as decision_fhir
-from ..decision.assessment import Assessment
 from . import documents as documents_mod
 from . import observations as observations_mod
 from . import responses
@@ -25,6 +23,10 @@ from .responses import Exam
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, t.BASE + "/bundle")
 PLUGIN_NAME = "Posterior thigh exam plugin"
+#: ``(linkId, value)`` of an answer -> a Reference to its Observation, if one was extracted.
+Resolve = Callable[[tuple[str, Any]], dict[str, Any] | None]
+#: Builds the resources derived from the exam (the assessment's) given a Resolve.
+Derived = Callable[[Resolve], list[dict[str, Any]]]
 
 
 #: SDC: when nothing maps to an Observation, extraction succeeds with a warning.
@@ -43,11 +45,14 @@ def full_url(identifier: Mapping[str, str]) -> str:
 
 
 def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str,
-               recorded: str, assessment: Assessment | None = None,
+               recorded: str, derived: Derived | None = None,
                documents: Sequence[Document] = ()) -> dict[str, Any]:
     """QR + Observations (+ the assessment's Conditions and ServiceRequests) (+ one
     DocumentReference per document) + Device + Provenance as one transaction Bundle.
 
+    ``derived`` builds the assessment's resources (Conditions, ServiceRequests) from
+    the Observations and a resolver of ``(linkId, value)`` to an Observation reference;
+    the caller owns the engine, so the core never imports it.
     ``recorded`` (an instant) is when the plugin did the extraction; it is only used
     when the response has no full ``authored`` date-time to stand for it (in the
     Provenance and as the documents' date), so the same exam gives the same Bundle. The
@@ -65,9 +70,9 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     device_url = full_url(device["identifier"][0])
     entries = [_entry(qr_url, qr, qr_identifier)]
     entries += [_entry(full_url(o["identifier"][0]), o, o["identifier"][0]) for o in observations]
-    if assessment is not None and exam.context.subject:
+    if derived is not None and exam.context.subject:
         entries += [_entry(full_url(r["identifier"][0]), r, r["identifier"][0])
-                    for r in _assessment_resources(exam, assessment, observations)]
+                    for r in derived(observation_resolver(exam, observations))]
     kinds = [d.kind for d in documents]
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"One document per kind: got {sorted(kinds)}; each kind is one "
@@ -96,8 +101,9 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def _assessment_resources(exam: Exam, assessment: Assessment,
-                          observations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def observation_resolver(exam: Exam, observations: Sequence[Mapping[str, Any]]) -> Resolve:
+    """How a derived resource points at the Observation extracted from ``(linkId,
+    value)``: its Bundle fullUrl, or None when nothing was extracted from it."""
     by_identifier = {o["identifier"][0]["value"]: full_url(o["identifier"][0]) for o in observations}
 
     def resolve(source: tuple[str, Any]) -> dict[str, Any] | None:
@@ -105,12 +111,7 @@ def _assessment_resources(exam: Exam, assessment: Assessment,
         suffix = f"/{value}" if value is not None else ""
         url = by_identifier.get(f"{exam.exam_id}/{link_id}{suffix}")
         return {"reference": url, "type": "Observation"} if url else None
-
-    assert exam.context.subject is not None
-    return decision_fhir.resources(assessment, exam_id=exam.exam_id, subject=exam.context.subject,
-                                   encounter=exam.context.encounter,
-                                   authored=exam.context.authored, resolve=resolve,
-                                   full_url=full_url)
+    return resolve
 
 
 def collection(transaction: Mapping[str, Any], resource_types: tuple[str, ...]) -> dict[str, Any]:

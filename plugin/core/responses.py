@@ -23,6 +23,8 @@ from . import terminology as t
 from .answers import Answers
 from .questionnaire import ANSWER_KEYS, Form, Item, Quantity
 
+#: A finished record (SDC extracts only these; a document of one is not a draft).
+FINISHED = ("completed", "amended")
 STATUSES = ("in-progress", "completed", "amended", "entered-in-error", "stopped")
 #: Namespace for identifiers derived from content, so the same exam always maps to the
 #: same identifiers and a repeated delivery is recognised by the EHR.

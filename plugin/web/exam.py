@@ -1,7 +1,7 @@
 """The tablet exam app: patients, exam pages, autosaved drafts, review, sign-off, amendment.
 
-Views are glue: they read the request, call the store and the pure core (drafts,
-signoff, the decision engine) and render. The working answers are stored exactly as
+Views are glue: they read the request, call the record's use cases
+(``plugin.record.exams``) and the pure core for display, and render. The working answers are stored exactly as
 entered on every autosave, so a wrong value is reported but never dropped; writes
 carry the version they were based on (ETag / If-Match, or a hidden field on forms),
 so a second tablet can never silently overwrite the first.
@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
-from .. import __version__, knowledge
-from ..adapters import outbox, smart, store as store_mod
+from .. import knowledge
+from ..adapters import outbox, store as store_mod, users
 from ..adapters.documents import render as documents
-from ..core import (drafts, layout, patient as patient_mod, pipeline, populate, responses,
-                    signoff)
-from ..core.responses import Context, Exam
+from ..core import drafts, layout, patient as patient_mod, responses
+from ..record import exams, pipeline, signoff
+from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from . import boundary
+from .auth import current_user, requires
 from .patient_form import PatientInput
 
 bp = Blueprint("exam", __name__, template_folder="templates", static_folder="static",
@@ -128,22 +127,9 @@ def first_page(exam: store_mod.ExamRecord) -> str:
 def begin_exam(patient_record: store_mod.PatientRecord, *,
                encounter: Mapping[str, Any] | None = None,
                launch_id: str | None = None) -> store_mod.ExamRecord:
-    """A new exam for the patient, prefilled from the Patient (age from birthDate).
-
-    Launched again from the EHR for the same encounter, the exam already begun there
-    (and not yet signed) is resumed instead of a second one being started."""
-    if encounter is not None:
-        for existing in _store().exams_for(patient_record.id):
-            if existing.state == "draft" and existing.encounter == encounter:
-                return existing
-    form = _kb().forms[pipeline.DEFAULT_FORM]
-    now = _now()
-    # SDC $populate's own work: the same prefill the FHIR API offers integrators
-    raw = populate.populate(form, patient_record.resource, on=now.date()).answers
-    exam_id = str(uuid.uuid4())  # chosen here: the draft response names it (one write)
-    draft = _draft_qr(form, drafts.check(form, raw), exam_id, encounter, patient_record, now)
-    return _store().create_exam(patient_record.id, form.canonical, answers=raw, draft=draft,
-                                encounter=encounter, launch_id=launch_id, exam_id=exam_id)
+    """A new exam (or the one already begun in this encounter): ``exams.begin``."""
+    return exams.begin(_store(), _kb(), patient_record, now=_now(), encounter=encounter,
+                       launch_id=launch_id)
 
 
 # --- the exam pages and their autosave ---------------------------------------------------
@@ -197,12 +183,9 @@ def save_draft(exam_id: str) -> Response:
         return _json_error(422, "invalid", "Not saved: an answer has the wrong shape for "
                            "its question.", errors=wrong)
     raw = drafts.merge(record.answers, current.link_ids, page_answers)
-    checked = drafts.check(form, raw)
     try:
-        saved = _store().save_draft(
-            exam_id, expected_version=expected, answers=raw,
-            draft=_draft_qr(form, checked, record.id, record.encounter, patient_record,
-                            _now()))
+        saved, checked = exams.save_draft(_store(), form, record, patient_record,
+                                          expected_version=expected, answers=raw, now=_now())
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:
@@ -230,22 +213,6 @@ def _json_error(status: int, error: str, message: str, **extra: Any) -> Response
     return response
 
 
-def _draft_context(exam_id: str, encounter: Mapping[str, Any] | None,
-                   patient_record: store_mod.PatientRecord, when: dt.datetime) -> Context:
-    """Who, where and when of a draft: the patient, the EHR encounter (when launched
-    from one), the time of the last change, our identifier."""
-    return Context(subject=patient_mod.reference(patient_record.resource),
-                   encounter=encounter, authored=when.isoformat(timespec="seconds"),
-                   status="in-progress", identifier=exam_id)
-
-
-def _draft_qr(form: Any, checked: drafts.Checked, exam_id: str,
-              encounter: Mapping[str, Any] | None, patient_record: store_mod.PatientRecord,
-              now: dt.datetime) -> dict[str, Any]:
-    return drafts.response(form, checked,
-                           _draft_context(exam_id, encounter, patient_record, now))
-
-
 # --- review, sign-off, record, amendment -------------------------------------------------
 
 def _signable(raw: Mapping[str, Any], checked: drafts.Checked) -> dict[str, Any]:
@@ -266,7 +233,8 @@ def _decision_support(valid: Any) -> dict[str, Any]:
             "shown": sources.shown_evidence}
 
 
-def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> Any:
+def _review(exam_id: str, *, message: str | None = None, status: int = 200,
+            password_error: str | None = None) -> Any:
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
         return redirect(url_for("exam.record", exam_id=exam_id))
@@ -276,6 +244,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200) -> A
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
         errors=checked.errors, **_decision_support(checked.valid), message=message,
+        password_error=password_error,
         layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
@@ -286,25 +255,28 @@ def review(exam_id: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/sign")
+@requires("clinician")
 def sign(exam_id: str) -> Any:
+    """Sign as the signed-in clinician, who enters their password again (21 CFR 11.200:
+    each signing re-enters a component only its owner has); never a typed name."""
     record, patient_record, _ = _load(exam_id)
+    user = current_user()
+    assert user is not None  # the guard let no anonymous request through
+    if not users.verify_password(_store(), user, request.form.get("password", ""), now=_now()):
+        return _review(exam_id, password_error="The password is not right; the exam was "
+                       "not signed. Enter your own password to sign.", status=422)
     try:
         expected = int(request.form.get("version", ""))
     except ValueError:
         abort(400, "The form is missing its version; reload the page.")
     now = _now()
     try:
-        signed = signoff.sign(_kb(), record.answers, record_id=exam_id,
-                              patient=patient_record.resource, encounter=record.encounter,
-                              signer=request.form.get("signer", ""), signed_at=now,
-                              revision=record.revisions + 1, reason=record.amend_reason)
         # queued with the signature (one transaction) when delivery to the EHR is on
-        delivery = _delivery(signed, patient_record, now) \
-            if current_app.config.get("EHR_FHIR_BASE_URL") else None
-        _store().sign(exam_id, expected_version=expected, answers=record.answers,
-                      response=signed.response, provenance=signed.provenance,
-                      signed_by=signed.response["author"]["display"], signed_at=now,
-                      delivery=delivery)
+        exams.sign(_store(), _kb(), record, patient_record, expected_version=expected,
+                   signer=signoff.Signer(user.display_name, user.practitioner_reference,
+                                         user.identifier),
+                   now=now,
+                   ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None)
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -315,31 +287,6 @@ def sign(exam_id: str) -> Any:
         return _review(exam_id, message="Correct the problems listed before signing.",
                        status=422)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
-
-
-def _delivery(signed: signoff.Signed, patient_record: store_mod.PatientRecord,
-              now: dt.datetime) -> dict[str, Any]:
-    """The record the EHR receives: the transaction Bundle with the clinician summary
-    as a DocumentReference (the part every EHR accepts, whatever its profile)."""
-    exam = replace(signed.exam, context=replace(
-        signed.exam.context, subject=_ehr_subject(patient_record)))
-    summary = documents.summary_document(_kb(), exam, patient_record.resource,
-                                         clinician=signed.response["author"]["display"],
-                                         now=now)
-    return pipeline.record(_kb(), exam, plugin_version=__version__, recorded=now,
-                           documents=[summary])
-
-
-def _ehr_subject(patient_record: store_mod.PatientRecord) -> dict[str, Any]:
-    """The patient as the EHR knows them: its own ``Patient/<id>`` for a patient who came
-    from that EHR by a SMART launch, else a logical reference by identifier (our local
-    id means nothing there), else (no identifier) only the name."""
-    reference = patient_mod.reference(patient_record.resource)
-    reference.pop("reference", None)
-    base = smart.base_key(current_app.config.get("EHR_FHIR_BASE_URL") or "")
-    if patient_record.ehr_id and smart.base_key(patient_record.ehr_base or "") == base:
-        reference["reference"] = f"Patient/{patient_record.ehr_id}"
-    return reference
 
 
 def _form_version() -> int:
@@ -399,15 +346,17 @@ def _delivery_action(exam_id: str, done: Any, message: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/delivery/again")
+@requires("clinician")
 def deliver_again(exam_id: str) -> Any:
     """"Send again": a delivery that could not be sent is queued again; only what is
     not in the EHR yet goes (``outbox.requeue``)."""
     _load(exam_id)
-    return _delivery_action(exam_id, outbox.requeue(_store(), exam_id),
+    return _delivery_action(exam_id, exams.send_again(_store(), exam_id),
                             "There is no failed delivery to send again.")
 
 
 @bp.post("/exams/<exam_id>/delivery/patient")
+@requires("clinician")
 def delivery_patient(exam_id: str) -> Any:
     """A person names the EHR's patient for a held delivery: one of the EHR's
     candidates, or an EHR Patient id typed in. Never chosen by the plugin on a name."""
@@ -417,22 +366,18 @@ def delivery_patient(exam_id: str) -> Any:
     if not _EHR_ID.fullmatch(chosen):
         return _delivery_action(exam_id, None, "Choose the EHR's patient, or enter its EHR "
                                                "Patient id (letters, digits, - and .).")
-    return _delivery_action(exam_id, outbox.choose_patient(_store(), exam_id,
-                                                           f"Patient/{chosen}"),
+    return _delivery_action(exam_id, exams.choose_ehr_patient(_store(), exam_id, chosen),
                             "No delivery is waiting for its EHR patient.")
 
 
 @bp.post("/exams/<exam_id>/amend")
+@requires("clinician")
 def amend(exam_id: str) -> Any:
     record_, patient_record, form = _load(exam_id)
     expected = _form_version()
-    checked = drafts.check(form, record_.answers)
     try:
-        reason = signoff.text(request.form.get("reason"), "reason",
-                              "An amendment needs a reason.")
-        _store().begin_amendment(exam_id, expected_version=expected, reason=reason,
-                                 draft=_draft_qr(form, checked, record_.id, record_.encounter,
-                                                patient_record, _now()))
+        exams.amend(_store(), form, record_, patient_record, expected_version=expected,
+                    reason=request.form.get("reason"), now=_now())
     except (InputError, ConflictError) as exc:
         if record_.state != "signed":
             return redirect(url_for("exam.exam", exam_id=exam_id), 303)
@@ -445,10 +390,11 @@ def amend(exam_id: str) -> Any:
 
 
 @bp.post("/exams/<exam_id>/amend/cancel")
+@requires("clinician")
 def cancel_amendment(exam_id: str) -> Any:
-    _load(exam_id)
+    record_, _, _ = _load(exam_id)
     try:
-        _store().cancel_amendment(exam_id, expected_version=_form_version())
+        exams.cancel_amendment(_store(), record_, expected_version=_form_version())
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
@@ -464,8 +410,8 @@ def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | N
         latest = _store().revision(exam_id, record_.revisions)
         return responses.read(form, latest.response), patient_record, latest.signed_by
     checked = drafts.check(form, record_.answers)
-    return (Exam(form, checked.valid, _draft_context(record_.id, record_.encounter, patient_record,
-                                      record_.updated)),
+    return (Exam(form, checked.valid, exams.draft_context(record_.id, record_.encounter,
+                                                          patient_record, record_.updated)),
             patient_record, None)
 
 
@@ -481,7 +427,8 @@ def summary_pdf(exam_id: str) -> Response:
     """The clinician summary of the signed record (or of the draft, marked as such)."""
     exam_, patient_record, signer = _document_exam(exam_id)
     summary = documents.summary_document(_kb(), exam_, patient_record.resource,
-                                         clinician=signer, now=_now())
+                                         clinician=signer, now=_now(),
+                                         assessment=_assessment(exam_.answers))
     return _pdf_response(summary.pdf, "clinician-summary.pdf")
 
 

@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, request
 
 from .. import __version__
-from ..core import bundle, capability, fhir_models, outcome, patient as patient_mod, pipeline
+from ..core import bundle, capability, fhir_models, outcome, patient as patient_mod
+from ..record import pipeline
 from ..core import populate as populate_mod
 from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError

@@ -7,8 +7,8 @@ handling=lenient``, repeated parameters AND and commas OR, newest first, paged w
 ``_count``/``_offset`` and next links. Reading the audit trail is itself audited (a
 search or read of AuditEvent by the requesting user) before anything is served.
 
-Access: the admin role is required, enforced by the access guard where it is
-integrated (this module declares no check of its own; see the guard's route table).
+Access: the admin role, declared beside each route (``auth.requires``) and enforced by
+the one access guard.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from flask import Blueprint, Response
 from ..adapters import audit
 from ..errors import NotFoundError
 from .audit import audited_read, current_actor
+from .auth import requires
 from .errors import fhir_response
 from .fhir_rest import (base_url, date_ranges, paging, patient_ids, register_converter,
                         search_args, searchset, split_values, store)
@@ -30,6 +31,7 @@ PARAMETERS = ("patient", "agent", "date", "_count", "_offset", "_format")
 
 
 @bp.get(f"/{AUDIT}")
+@requires("admin")
 def search_audit_events() -> Response:
     """The AuditEvents about a patient, by a user, in a time range; newest first."""
     args, ignored = search_args(PARAMETERS, AUDIT)
@@ -57,6 +59,7 @@ def search_audit_events() -> Response:
 
 
 @bp.get(f"/{AUDIT}/<fhir_id:id_>")
+@requires("admin")
 def read_audit_event(id_: str) -> Response:
     """One AuditEvent, by the id its search entry gives."""
     event = audit.read(store().engine, id_)

@@ -34,7 +34,8 @@ from werkzeug.http import http_date
 
 from .. import __version__
 from ..adapters import store as store_mod
-from ..core import bundle, pipeline
+from ..core import bundle
+from ..record import pipeline
 from ..errors import InputError, NotFoundError
 from .errors import fhir_response
 from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter,

@@ -19,8 +19,10 @@ import pytest
 
 from plugin.adapters import ehr, outbox
 from plugin.adapters.store import Store
-from plugin.core import documents, pipeline, signoff
+from plugin.core import documents
+from plugin.record import pipeline, signoff
 from tests.core.test_documents import MINIMAL_PDF
+from tests.support.signin import PASSWORD, signed_in
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = json.loads((ROOT / "tests/data/cases/normal-exam.json").read_text(encoding="utf-8"))
@@ -93,7 +95,7 @@ def queue(store: Store, kb, *, with_document: bool = False) -> tuple[str, dict]:
     record = store.create_exam(patient.id, QUESTIONNAIRE, answers=CASE["answers"],
                                draft={"resourceType": "QuestionnaireResponse"})
     signed = signoff.sign(kb, record.answers, record_id=record.id, patient=patient.resource,
-                          signer="Dr Ana Costa", signed_at=NOW, revision=1)
+                          signer=signoff.Signer("Dr Ana Costa"), signed_at=NOW, revision=1)
     docs = [documents.Document("summary", "Clinician summary", MINIMAL_PDF)] \
         if with_document else []
     bundle = pipeline.record(kb, signed.exam, plugin_version="test", recorded=NOW,
@@ -400,7 +402,7 @@ def _sign_on_the_tablet(client, identifier: str = "MRN-1") -> str:
     saved = client.put(f"/exams/{exam_id}/draft",
                        json={"section": "slr", "answers": {"slr.left.onset-angle": 40}},
                        headers={"If-Match": f'"{version}"'}).get_json()["version"]
-    signed = client.post(f"/exams/{exam_id}/sign", data={"version": saved, "signer": "Dr Lee"})
+    signed = client.post(f"/exams/{exam_id}/sign", data={"version": saved, "password": PASSWORD})
     assert signed.status_code == 303, signed.get_data(as_text=True)
     return exam_id
 
@@ -409,7 +411,7 @@ def test_sign_off_queues_the_record_and_the_page_shows_its_delivery(make_app, se
     from plugin.adapters import store as storage
 
     app = make_app({**TABLET, "EHR_FHIR_BASE_URL": server.url})
-    client = app.test_client()
+    client = signed_in(app)
     exam_id = _sign_on_the_tablet(client)
     page = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert 'id="delivery">Waiting to send (attempt 1, next at' in page
@@ -426,7 +428,7 @@ def test_sign_off_is_delivered_to_the_ehr_s_patient_and_says_so(make_app, server
     from plugin.adapters import store as storage
 
     app = make_app({**TABLET, "EHR_FHIR_BASE_URL": server.url})
-    client = app.test_client()
+    client = signed_in(app)
     exam_id = _sign_on_the_tablet(client)
     server.seed(EHR_ANA, {**EHR_ANA, "id": "another-hospital-s",
                           "identifier": [{"system": "https://elsewhere.example/mrn",
@@ -449,7 +451,7 @@ def test_without_an_ehr_nothing_is_queued(make_app):
     from plugin.adapters import store as storage
 
     app = make_app(TABLET)
-    client = app.test_client()
+    client = signed_in(app)
     exam_id = _sign_on_the_tablet(client)
     assert outbox.status_for(storage.from_app(app), exam_id) is None
     assert 'id="delivery"' not in client.get(f"/exams/{exam_id}/record").get_data(as_text=True)

@@ -20,6 +20,7 @@ from tests.adapters.test_delivery import EHR_ANA, MRN, TABLET, _sign_on_the_tabl
     queue, worker
 from tests.support.bundles import references
 from tests.support.ehr import running_ehr
+from tests.support.signin import signed_in
 
 FAST = outbox.Policy(max_attempts=8, backoff_seconds=0)
 RECORD_TYPES = ("QuestionnaireResponse", "Observation", "DocumentReference", "Device",
@@ -152,7 +153,7 @@ def test_a_refused_client_leaves_the_exam_waiting_with_the_reason_on_its_record(
     from plugin.adapters import store as storage
 
     app = make_app({**TABLET, "EHR_FHIR_BASE_URL": ehr.fhir_base})
-    client = app.test_client()
+    client = signed_in(app)
     exam_id = _sign_on_the_tablet(client)
     store = storage.from_app(app)
     ehr.seed(EHR_ANA)

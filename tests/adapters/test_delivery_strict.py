@@ -18,11 +18,13 @@ import pytest
 
 from plugin.adapters import ehr_servers, outbox
 from plugin.adapters.store import Store
-from plugin.core import documents, patient as patient_mod, pipeline, signoff
+from plugin.core import documents, patient as patient_mod
+from plugin.record import pipeline, signoff
 from tests.adapters.test_delivery import CASE, MRN, NOW, QUESTIONNAIRE, FhirServer, copies, \
     fhir_server, free_port, wait_for, worker  # noqa: F401 (fhir_server: a fixture)
 from tests.core.test_documents import MINIMAL_PDF
 from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.signin import signed_in
 
 FAST = outbox.Policy(max_attempts=8, backoff_seconds=0)
 EHR_RUTH = {"resourceType": "Patient", "id": "ehr-ruth-osei",
@@ -55,7 +57,7 @@ def queue_typed(store: Store, kb, *, with_document: bool = True, mrn: str = "MRN
     record = store.create_exam(patient.id, QUESTIONNAIRE, answers=CASE["answers"],
                                draft={"resourceType": "QuestionnaireResponse"})
     signed = signoff.sign(kb, record.answers, record_id=record.id, patient=patient.resource,
-                          signer="Dr Ana Costa", signed_at=NOW, revision=1)
+                          signer=signoff.Signer("Dr Ana Costa"), signed_at=NOW, revision=1)
     subject = patient_mod.reference(patient.resource)
     subject.pop("reference")
     exam = replace(signed.exam, context=replace(signed.exam.context, subject=subject))
@@ -237,7 +239,7 @@ def _tablet(make_app, server: FhirServer, identifier: str = "MRN-1") -> tuple[An
     from tests.adapters.test_delivery import TABLET, _sign_on_the_tablet
 
     app = make_app({**TABLET, "EHR_FHIR_BASE_URL": server.url})
-    client = app.test_client()
+    client = signed_in(app)
     return client, storage.from_app(app), _sign_on_the_tablet(client, identifier)
 
 

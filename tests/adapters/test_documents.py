@@ -13,7 +13,8 @@ import pytest
 import textstat
 
 from plugin.adapters.documents import render
-from plugin.core import drafts, layout, pipeline
+from plugin.core import drafts, layout
+from plugin.record import pipeline
 from plugin.core.datetimes import parse_aware
 from tests.support import pdfs
 

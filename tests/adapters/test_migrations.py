@@ -20,7 +20,7 @@ from plugin.adapters.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"patients", "exams", "revisions", "outbox", "launches", "cds_jtis", "ehr_servers",
-          "audit_events"}
+          "audit_events", "users", "sessions", "setup_tokens", "login_failures"}
 HEAD = ScriptDirectory.from_config(migrations.config(None)).get_current_head()
 
 

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  checkA11y, collectConsoleErrors, launchBrowser, newTablet, shot,
+  checkA11y, clinician, collectConsoleErrors, launchBrowser, newTablet, shot,
 } from './harness.mjs';
 import {
   addPatient, answerPageByTapping, saved, sections, shownAnswers, smallTargets, startExam,
@@ -67,10 +67,10 @@ for (const orientation of ['landscape', 'portrait']) {
       assert.equal(await page.locator('#errors').count(), 0);
       assert.match(await page.textContent('.disclaimer'), /suggestion/i);
       assert.ok(await page.locator('#findings').isVisible());
-      await page.fill('#signer', 'Dr Lee');
+      await page.fill('#password', clinician().password);
       await page.tap('button:has-text("Sign and lock")');
       await page.waitForURL(/\/record$/);
-      assert.match(await page.textContent('#signed'), /Revision 1 \(completed\), signed by Dr Lee/);
+      assert.match(await page.textContent('#signed'), /Revision 1 \(completed\), signed by Dr Ann Lee/);
       assert.equal(await page.locator('#exam-form').count(), 0, 'the record is read-only');
       await shot(page, `${orientation}-record`);
       await checkA11y(page, `record (${orientation})`);
@@ -87,7 +87,7 @@ for (const orientation of ['landscape', 'portrait']) {
       await page.locator('[id="q-slr.left.onset-angle"] button.step').last().tap();
       await saved(page);
       await page.goto(`${exam}/review`);
-      await page.fill('#signer', 'Dr Lee');
+      await page.fill('#password', clinician().password);
       await page.tap('button:has-text("Sign and lock")');
       await page.waitForURL(/\/record$/);
       assert.match(await page.textContent('#signed'), /Revision 2 \(amended\).*Left SLR angle misread/s);

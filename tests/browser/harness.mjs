@@ -66,14 +66,37 @@ export async function launchBrowser(options = {}) {
   });
 }
 
+/** The clinician test_browser.py created for the specs (USERNAME, PASSWORD). */
+export function clinician() {
+  const { USERNAME: username, PASSWORD: password, DISPLAY_NAME: name } = process.env;
+  if (!username || !password) {
+    throw new Error('USERNAME and PASSWORD are not set: run the specs through test_browser.py');
+  }
+  return { username, password, name };
+}
+
+/** Sign `context` in through the login page, as a person does. */
+export async function signIn(context) {
+  const { username, password } = clinician();
+  const page = await context.newPage();
+  await page.goto(`${baseUrl()}/login`);
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await Promise.all([page.waitForURL((url) => !url.pathname.startsWith('/login')),
+    page.click('#login button[type=submit]')]);
+  await page.close();
+}
+
 /** A fresh browser context emulating a tablet held in `orientation`: touch, a coarse
- * pointer, 2x pixels, British English. Cookies and storage are its own. */
+ * pointer, 2x pixels, British English. Cookies and storage are its own. It is signed
+ * in as the specs' clinician unless `options.signedOut`. */
 export async function newTablet(browser, orientation = 'landscape', options = {}) {
   const viewport = TABLETS[orientation];
   if (!viewport) {
     throw new Error(`unknown orientation ${orientation}; use one of ${Object.keys(TABLETS)}`);
   }
-  return browser.newContext({
+  const { signedOut, ...contextOptions } = options;
+  const context = await browser.newContext({
     viewport: { ...viewport },
     screen: { ...viewport },
     hasTouch: true,
@@ -81,9 +104,13 @@ export async function newTablet(browser, orientation = 'landscape', options = {}
     deviceScaleFactor: 2,
     locale: 'en-GB',
     timezoneId: 'Europe/London',
-    ...options,
+    ...contextOptions,
     bypassCSP: false, // the app's CSP must hold under test, whatever `options` says
   });
+  if (!signedOut) {
+    await signIn(context);
+  }
+  return context;
 }
 
 /** Record uncaught page errors and console errors (CSP violations included) of `page`

@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  baseUrl, checkA11y, collectConsoleErrors, launchBrowser, newTablet, shot,
+  baseUrl, checkA11y, clinician, collectConsoleErrors, launchBrowser, newTablet, shot,
 } from './harness.mjs';
 import { answerPageByTapping, saved, sections } from './exam-helpers.mjs';
 
@@ -60,7 +60,7 @@ test('EHR launch -> prefilled exam -> sign -> delivered to the EHR', { timeout: 
   }
   await page.goto(`${exam}/review`);
   assert.equal(await page.locator('#errors').count(), 0);
-  await page.fill('#signer', 'Dr Launch');
+  await page.fill('#password', clinician().password);
   await page.tap('button:has-text("Sign and lock")');
   await page.waitForURL(/\/record$/);
   assert.match(await page.textContent('#delivery'), /Waiting to send|Sending to the EHR|Sent to the EHR/);

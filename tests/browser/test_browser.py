@@ -35,6 +35,9 @@ SPEC_TIMEOUT = 300
 
 #: Specs that run against the service launched from the test EHR (see ``ehr_service``).
 EHR_SPECS = {"launch.spec.mjs"}
+#: Specs that run against a service whose sign-ins end after a few idle seconds.
+SHORT_SESSION_SPECS = {"session.spec.mjs"}
+SHORT_IDLE_MINUTES = 0.1
 #: The app's client id at the test EHR.
 CLIENT_ID = "posterior-thigh-exam"
 EHR_PATIENT = {"resourceType": "Patient", "id": "ehr-p-7", "birthDate": "1971-06-15",
@@ -47,7 +50,23 @@ EHR_ENCOUNTER = {"resourceType": "Encounter", "id": "ehr-e-7", "status": "in-pro
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with served.serve(tmp_path_factory.mktemp("browser-service"), url_host="localhost") as base:
+    folder = tmp_path_factory.mktemp("browser-service")
+    settings = {"PLUGIN_DATABASE_URL": f"sqlite:///{folder / 'exam.sqlite3'}",
+                "PLUGIN_SECRET_KEY": "test-" + secrets.token_hex(32)}
+    served.add_user(settings)  # the specs sign in as this clinician (harness.signIn)
+    with served.serve(folder, settings, url_host="localhost") as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def short_session_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Sign-ins end after SHORT_IDLE_MINUTES (6 s) idle: the expired-session spec."""
+    folder = tmp_path_factory.mktemp("short-session-service")
+    settings = {"PLUGIN_DATABASE_URL": f"sqlite:///{folder / 'exam.sqlite3'}",
+                "PLUGIN_SECRET_KEY": "test-" + secrets.token_hex(32),
+                "PLUGIN_SESSION_IDLE_MINUTES": str(SHORT_IDLE_MINUTES)}
+    served.add_user(settings)
+    with served.serve(folder, settings, url_host="localhost") as base:
         yield base
 
 
@@ -65,6 +84,7 @@ def ehr_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             "PLUGIN_EHR_FHIR_BASE_URL": ehr.fhir_base,
             "PLUGIN_DELIVERY_BACKOFF_SECONDS": "1",
         }
+        served.add_user(settings)
         with served.serve(folder, settings, url_host="localhost") as base:
             ehr.register_client(CLIENT_ID, [f"{base}/launch/callback"])
             ehr.seed(EHR_PATIENT, EHR_ENCOUNTER)
@@ -90,9 +110,15 @@ def test_spec(spec: Path | None, request: pytest.FixtureRequest) -> None:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed (scripts/setup installs it)")
-    urls = request.getfixturevalue("ehr_service") if spec.name in EHR_SPECS \
-        else {"BASE_URL": request.getfixturevalue("service")}
-    env = {**os.environ, **urls, "ARTIFACTS_DIR": str(ARTIFACTS)}
+    if spec.name in EHR_SPECS:
+        urls = request.getfixturevalue("ehr_service")
+    elif spec.name in SHORT_SESSION_SPECS:
+        urls = {"BASE_URL": request.getfixturevalue("short_session_service"),
+                "IDLE_SECONDS": str(SHORT_IDLE_MINUTES * 60)}
+    else:
+        urls = {"BASE_URL": request.getfixturevalue("service")}
+    env = {**os.environ, **urls, "ARTIFACTS_DIR": str(ARTIFACTS), "USERNAME": served.USERNAME,
+           "PASSWORD": served.PASSWORD, "DISPLAY_NAME": served.DISPLAY_NAME}
     # Its own process group, so a timeout also ends the test-file subprocess node
     # spawns and the Chromium it started, not just the node we launched.
     process = subprocess.Popen(

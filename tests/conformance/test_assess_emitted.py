@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from plugin.core import pipeline, responses
+from plugin.core import responses
+from plugin.record import pipeline
 from plugin.core.datetimes import parse_aware
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.bundles import references as _references

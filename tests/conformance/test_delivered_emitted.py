@@ -17,7 +17,7 @@ import pytest
 from plugin import __version__
 from plugin.adapters import ehr
 from plugin.adapters.documents import render
-from plugin.core import pipeline, signoff
+from plugin.record import pipeline, signoff
 from tests.support import module_server
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.ehr import TestEhr
@@ -47,12 +47,13 @@ def fhir(tmp_path_factory):
 def record(kb):
     case = json.loads((CASES / "disc-radiculopathy-8-weeks-severe.json").read_text())
     signed = signoff.sign(kb, case["answers"], record_id="8a7c3d1e-0f4b-4d2a-9c61-1b2e3f4a5b6c",
-                          patient=PATIENT, signer="Dr Lee", signed_at=WHEN, revision=1,
+                          patient=PATIENT, signer=signoff.Signer("Dr Lee"), signed_at=WHEN, revision=1,
                           encounter={"reference": "Encounter/ehr-e-1"})
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject={"reference": "Patient/ehr-p-1",
                                       "display": "Ngozi Okafor"}))
-    summary = render.summary_document(kb, exam, PATIENT, clinician="Dr Lee", now=WHEN)
+    summary = render.summary_document(kb, exam, PATIENT, clinician="Dr Lee", now=WHEN,
+                                      assessment=pipeline.assess_exam(kb, exam).as_json())
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=WHEN,
                            documents=[summary])
 

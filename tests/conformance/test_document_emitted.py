@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from plugin import __version__
-from plugin.core import pipeline, responses
+from plugin.core import responses
+from plugin.record import pipeline
 from plugin.core.datetimes import parse_aware
 from plugin.core.documents import Document
 from tests.core.test_documents import MINIMAL_PDF

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.core import drafts, signoff
+from plugin.core import drafts
+from plugin.record import signoff
 from plugin.core.responses import Context
 from tests.support.conformance import IndependentValidator, assert_conformant
 
@@ -23,6 +24,11 @@ def validator():
         yield v
 
 
+#: A signed-in user as the record names them: Practitioner reference, identifier, name.
+SIGNER = signoff.Signer("Dr Lee", "Practitioner/0b7c2a53-8f7e-4c1e-9a57-3c0d3c6b1f00",
+                        {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"})
+
+
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_signed_records_and_drafts_conform(kb, form, validator, path) -> None:
     case = json.loads(path.read_text())
@@ -33,6 +39,6 @@ def test_signed_records_and_drafts_conform(kb, form, validator, path) -> None:
     assert_conformant(validator, draft)
     for revision, reason in ((1, None), (2, "Corrected after review")):
         signed = signoff.sign(kb, case["answers"], record_id="exam-1", patient=patient,
-                              signer="Dr Lee", signed_at=WHEN, revision=revision, reason=reason)
+                              signer=SIGNER, signed_at=WHEN, revision=revision, reason=reason)
         assert_conformant(validator, signed.response)
         assert_conformant(validator, signed.provenance)

@@ -16,7 +16,8 @@ from typing import Any
 import pypdf
 import pytest
 
-from plugin.core import bundle, pipeline
+from plugin.core import bundle
+from plugin.record import pipeline
 from plugin.core.documents import Document, document_reference
 from tests.support.bundles import by_url, of_type
 

@@ -12,7 +12,8 @@ import pytest
 
 from plugin import knowledge
 from plugin.config import DEFAULTS
-from plugin.core import bundle, pipeline
+from plugin.core import bundle
+from plugin.record import pipeline
 from plugin.errors import AnswerError, InputError, KnowledgeError
 
 NOW = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.timezone.utc)

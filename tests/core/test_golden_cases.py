@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from plugin import __version__
-from plugin.core import bundle, fhir_models, pipeline
+from plugin.core import bundle, fhir_models
+from plugin.record import pipeline
 from tests.support.bundles import references as _references
 
 CASES = sorted((Path(__file__).resolve().parents[1] / "data" / "cases").glob("*.json"))

@@ -5,7 +5,8 @@ import datetime as dt
 
 import pytest
 
-from plugin.core import patient, pipeline
+from plugin.core import patient
+from plugin.record import pipeline
 from plugin.errors import AnswerError, InputError
 
 NOW = dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.timezone.utc)

@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from plugin.core import fhir_models, pipeline
+from plugin.core import fhir_models
+from plugin.record import pipeline
 from plugin.core.populate import NO_BIRTH_DATE, NO_PATIENT, populate
 
 ON = dt.date(2026, 11, 21)

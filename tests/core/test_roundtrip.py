@@ -18,7 +18,8 @@ import pytest
 
 from plugin import knowledge
 from plugin.config import DEFAULTS
-from plugin.core import answers, bundle, fhir_models, pipeline, responses
+from plugin.core import answers, bundle, fhir_models, responses
+from plugin.record import pipeline
 from plugin.core.questionnaire import Item
 from plugin.core.responses import Context, Exam
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from plugin import __version__
-from plugin.core import fhir_models, pipeline
+from plugin.core import fhir_models
+from plugin.record import pipeline
 from plugin.core import terminology as t
 from plugin.decision import cards
 from plugin.decision.assessment import assess

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from plugin.core import pipeline
+from plugin.record import pipeline
 from plugin.decision.assessment import Assessment
 
 CASES = sorted((Path(__file__).resolve().parents[1] / "data" / "cases").glob("*.json"))

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from plugin import __version__
-from plugin.core import bundle, pipeline
+from plugin.core import bundle
+from plugin.record import pipeline
 from plugin.decision import assessment, facts
 
 CASES = sorted((Path(__file__).resolve().parents[1] / "data" / "cases").glob("*.json"))

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from plugin.core import pipeline, responses
+from plugin.core import responses
+from plugin.record import pipeline
 from tests.support import cds
 from tests.support.cds import MRI_ORDER, PATIENT_VIEW
 from tests.support.fuzz import FUZZ, encode, mutants
 from tests.support.jwt_keys import CdsClient
+from tests.support.signin import signed_in
 
 #: A failing case may be large; hypothesis would warn (an error here) instead of showing it.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
@@ -57,7 +59,7 @@ def _seeds(kb: Any) -> dict[str, tuple[str, Any]]:
                                   "populate-instance"])
 def test_fhir_operations_refuse_hostile_bodies_with_an_outcome(app, kb, name) -> None:
     path, seed = _seeds(kb)[name]
-    client = app.test_client()
+    client = signed_in(app)
 
     @FUZZ
     @given(body=mutants(seed))
@@ -87,7 +89,7 @@ def test_fhir_searches_refuse_hostile_parameters_with_an_outcome(app, query) -> 
 
     path, _, text = query.partition("?")
     seed = dict(parse_qsl(text))
-    client = app.test_client()
+    client = signed_in(app)
 
     @FUZZ
     @given(params=mutants(seed))

@@ -15,6 +15,7 @@ from plugin import knowledge
 from plugin.adapters import store as store_mod
 from plugin.core import layout
 from tests.support.fuzz import FUZZ, HOSTILE, encode, mutants
+from tests.support.signin import signed_in
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 PATIENT_FORM = {"family": "Silva", "given": "Ana", "birth_date": "1986-03-14",
@@ -28,7 +29,7 @@ DRAFT = {"section": "history", "answers": {
 @pytest.fixture()
 def tablet(make_app, database_url):
     app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database_url})
-    return app, app.test_client()
+    return app, signed_in(app)
 
 
 def _begin(client) -> str:

@@ -20,7 +20,7 @@ from flask import Flask
 
 from plugin import __version__, create_app
 from plugin.adapters import store
-from plugin.core import pipeline
+from plugin.record import pipeline
 from tests.support.jwt_keys import ISSUER, JKU, CdsClient
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "cases"

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,51 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+#: The account the served-service tests sign in with (created by ``add_user``).
+USERNAME, PASSWORD, DISPLAY_NAME = "dr.lee", "a long test passphrase for the ward", "Dr Ann Lee"
+
+
+def add_user(env: Mapping[str, str], username: str = USERNAME, *, role: str = "clinician",
+             name: str = DISPLAY_NAME, password: str = PASSWORD) -> None:
+    """Add an account with the service's own CLI (``users add``), in the database the
+    settings in ``env`` name; fails the test with the CLI's message if it refuses."""
+    result = subprocess.run(
+        [sys.executable, "-m", "plugin", "users", "add", username, "--role", role,
+         "--name", name, "--password-stdin"], cwd=ROOT, input=password + "\n",
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        pytest.fail(f"users add failed: {result.stderr}")
+
+
+#: urllib (unlike a browser on localhost) keeps Secure cookies for https; tests that talk
+#: plain http to loopback with cookies run the service with this.
+PLAIN_HTTP = {"PLUGIN_SESSION_COOKIE_SECURE": "false"}
+
+
+def signed_in_opener(base: str, username: str = USERNAME, password: str = PASSWORD) -> Any:
+    """A urllib opener signed in to the service at ``base`` through its login form; every
+    request it makes carries the page's CSRF token in ``X-CSRFToken``."""
+    import re
+    from http.cookiejar import CookieJar
+    from urllib.parse import urlencode
+
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{base}/login", timeout=10) as response:
+        page = response.read().decode()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf, page
+    form = urlencode({"csrf_token": csrf.group(1), "username": username,
+                      "password": password}).encode()
+    with opener.open(f"{base}/login", data=form, timeout=10) as landed:
+        assert "/login" not in landed.url, "sign-in failed"
+        page = landed.read().decode()
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert token, page
+    opener.addheaders = [("X-CSRFToken", token.group(1))]
+    #: the same session for a raw socket request: ``Cookie`` and ``X-CSRFToken``
+    opener.session_headers = {"Cookie": "; ".join(f"{c.name}={c.value}" for c in jar),
+                              "X-CSRFToken": token.group(1)}
+    return opener

@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Any
 
 from plugin.adapters import store as store_mod
-from plugin.core import drafts, patient as patient_mod, signoff
+from plugin.core import drafts, patient as patient_mod
+from plugin.record import signoff
 from plugin.core.responses import Context
 
 ANSWERS = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee",
@@ -44,7 +45,7 @@ def draft(app: Any, form: Any, patient: store_mod.PatientRecord,
 def sign(app: Any, kb: Any, exam: store_mod.ExamRecord, patient: store_mod.PatientRecord,
          when: dt.datetime, answers: dict[str, Any] = ANSWERS) -> store_mod.ExamRecord:
     signed = signoff.sign(kb, answers, record_id=exam.id, patient=patient.resource,
-                          signer="Dr Lee", signed_at=when, revision=exam.revisions + 1,
+                          signer=signoff.Signer("Dr Lee"), signed_at=when, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
     return store_mod.from_app(app).sign(
         exam.id, expected_version=exam.version, answers=answers, response=signed.response,

@@ -18,11 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugin.core import pipeline, responses
+from plugin.core import responses
+from plugin.record import pipeline
 from plugin.core.datetimes import parse_aware
 from plugin.core.fhir_models import validate
 from tests.support import fhir_http
 from tests.support.bundles import by_url as _by_url, of_type as _of_type, references as _references
+from tests.support.signin import signed_in
 
 ASSESS = "/fhir/QuestionnaireResponse/$assess"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
@@ -328,7 +330,7 @@ PATIENTS = st.just({"resourceType": "Patient", "id": "p-1", "birthDate": "1980-0
        patient=PATIENTS, wrap=st.booleans())
 def test_no_input_ever_yields_a_500(app, answers: Any, patient: Any, wrap: bool) -> None:
     body = _inputs(answers, patient) if wrap else answers
-    response = app.test_client().post(ASSESS, data=json.dumps(body),
+    response = signed_in(app).post(ASSESS, data=json.dumps(body),
                                       content_type="application/json")
     assert response.status_code in (200, 400, 422), response.get_data(as_text=True)
     assert response.get_json()["resourceType"] == \

@@ -12,6 +12,7 @@ import pytest
 
 from plugin.core import fhir_models
 from plugin.core import layout
+from tests.support.signin import PASSWORD, signed_in
 
 SLR = "slr"
 
@@ -25,7 +26,7 @@ def app(make_app, database_url):
 
 @pytest.fixture()
 def client(app):
-    return app.test_client()
+    return signed_in(app)
 
 
 def _patient(client, **fields) -> str:
@@ -144,7 +145,7 @@ def test_signing_is_impossible_while_errors_remain(client) -> None:
     version = _save(client, exam_id, version, {"slr.left.onset-angle": 400}).get_json()["version"]
     review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
     assert "to correct before signing" in review and "disabled" in review
-    response = client.post(f"/exams/{exam_id}/sign", data={"version": version, "signer": "Dr Lee"})
+    response = client.post(f"/exams/{exam_id}/sign", data={"version": version, "password": PASSWORD})
     assert response.status_code == 422
     assert client.get(f"/exams/{exam_id}").headers["Location"].endswith("/pages/patient")
 
@@ -154,12 +155,15 @@ def test_sign_lock_amend_and_history(client, app) -> None:
     version = _save(client, exam_id, version, {"slr.left.onset-angle": 40,
                                                "slr.left.response": "leg-pain-below-knee"}
                     ).get_json()["version"]
-    assert client.post(f"/exams/{exam_id}/sign", data={"version": version, "signer": " "}
-                       ).status_code == 422
-    signed = client.post(f"/exams/{exam_id}/sign", data={"version": version, "signer": "Dr Lee"})
+    wrong = client.post(f"/exams/{exam_id}/sign", data={"version": version,
+                                                         "password": "not my password at all"})
+    assert wrong.status_code == 422  # re-authentication failed: a field message, no signature
+    assert 'id="password-err"' in wrong.get_data(as_text=True)
+    assert client.get(f"/exams/{exam_id}").headers["Location"].endswith("/pages/patient")
+    signed = client.post(f"/exams/{exam_id}/sign", data={"version": version, "password": PASSWORD})
     assert signed.headers["Location"].endswith(f"/exams/{exam_id}/record")
     record = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
-    assert "signed by <strong>Dr Lee</strong>" in record and "40°" in record
+    assert "signed by <strong>Dr Ann Lee</strong>" in record and "40°" in record
     assert _save(client, exam_id, version + 1, {"slr.left.onset-angle": 45}).status_code == 409
     # amend: a reason is required, then edit and sign again
     assert client.post(f"/exams/{exam_id}/amend", data={"version": version + 1, "reason": ""}
@@ -169,7 +173,7 @@ def test_sign_lock_amend_and_history(client, app) -> None:
     version = _save(client, exam_id, version + 2, {"slr.left.onset-angle": 45,
                                                    "slr.left.response": "leg-pain-below-knee"}
                     ).get_json()["version"]
-    client.post(f"/exams/{exam_id}/sign", data={"version": version, "signer": "Dr Lee"})
+    client.post(f"/exams/{exam_id}/sign", data={"version": version, "password": PASSWORD})
     record = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert "Revision 2 (amended)" in record and "Angle misread" in record and "45°" in record
     first = client.get(f"/exams/{exam_id}/revisions/1").get_data(as_text=True)
@@ -269,11 +273,11 @@ def test_documents_of_a_signed_exam_and_of_a_draft(client) -> None:
     assert draft.status_code == 200 and draft.mimetype == "application/pdf"
     assert draft.headers["Cache-Control"] == "no-store"
     assert "draft, not signed" in pdfs.text_of(draft.data)
-    client.post(f"/exams/{exam_id}/sign", data={"version": version, "signer": "Dr Lee"})
+    client.post(f"/exams/{exam_id}/sign", data={"version": version, "password": PASSWORD})
     record = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert f"/exams/{exam_id}/summary.pdf" in record and "large=1" in record
     text = pdfs.text_of(client.get(f"/exams/{exam_id}/summary.pdf").data)
-    assert "Dr Lee" in text and "Silva" in text and "draft" not in text
+    assert "Dr Ann Lee" in text and "Silva" in text and "draft" not in text
     handout = client.get(f"/exams/{exam_id}/handout.pdf")
     large = client.get(f"/exams/{exam_id}/handout.pdf?large=1")
     assert handout.mimetype == large.mimetype == "application/pdf"

@@ -20,6 +20,7 @@ from plugin.core.fhir_models import validate
 from plugin.errors import AnswerError
 from tests.support import fhir_http
 from tests.support.bundles import of_type as _of_type
+from tests.support.signin import signed_in
 
 Q_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
@@ -111,7 +112,7 @@ def test_metadata_lists_exactly_the_routes_the_app_serves(app, client) -> None:
 
 
 def test_metadata_uses_the_configured_base_url(make_app) -> None:
-    client = make_app({"FHIR_BASE_URL": "https://exam.example.org/fhir/"}).test_client()
+    client = signed_in(make_app({"FHIR_BASE_URL": "https://exam.example.org/fhir/"}))
     assert client.get("/fhir/metadata").get_json()["implementation"]["url"] == \
         "https://exam.example.org/fhir"
 
@@ -216,7 +217,7 @@ def test_nothing_to_extract_is_a_success_with_a_warning(client) -> None:
 @pytest.fixture()
 def small_client(make_app):
     """An app with a small body limit, so the table can include a 413."""
-    return make_app({"MAX_CONTENT_LENGTH": SMALL_LIMIT}).test_client()
+    return signed_in(make_app({"MAX_CONTENT_LENGTH": SMALL_LIMIT}))
 
 
 def _deep(levels: int) -> dict[str, Any]:
@@ -340,7 +341,7 @@ def test_errors_outside_fhir_are_not_operation_outcomes(make_app) -> None:
         raise AnswerError({"pain.current": ["Expected a whole number."]})
 
     app.add_url_rule("/exam/page", "page", page)
-    client = app.test_client()
+    client = signed_in(app)
     for path, status in (("/no-such-page", 404), ("/exam/page", 422)):
         response = client.get(path)
         assert (response.status_code, response.mimetype) == (status, "text/html")
@@ -354,7 +355,7 @@ def test_an_unexpected_failure_is_a_500_outcome_that_logs_no_patient_data(caplog
 
     app.add_url_rule("/fhir/broken", "broken", broken, methods=["POST"])
     with caplog.at_level(logging.ERROR, logger="plugin.web.errors"):
-        response = app.test_client().post("/fhir/broken?name=Ana", json={"name": "Ana Silva"})
+        response = signed_in(app).post("/fhir/broken?name=Ana", json={"name": "Ana Silva"})
     assert response.status_code == 500
     issue, = response.get_json()["issue"]
     assert issue["code"] == "exception"
@@ -394,7 +395,7 @@ def _bodies(draw: Any) -> Any:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=_bodies())
 def test_no_input_ever_yields_a_500(app, body: Any) -> None:
-    response = app.test_client().post(EXTRACT, data=json.dumps(body),
+    response = signed_in(app).post(EXTRACT, data=json.dumps(body),
                                       content_type="application/json")
     assert response.status_code in (200, 400, 422), response.get_data(as_text=True)
     result = response.get_json()

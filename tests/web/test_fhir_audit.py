@@ -7,28 +7,22 @@ import datetime as dt
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from flask import g
 from sqlalchemy import text
 
 from plugin.adapters import audit, store as store_mod
 from plugin.core import audit_events as ae
-from plugin.web.audit import ACTOR_KEY, audited_read, current_actor
+from plugin.web.audit import audited_read, current_actor
 from tests.support.conformance import assert_conformant
+from tests.support.signin import signed_in
 
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
 ANN = ae.Actor("alee", "Dr Ann Lee", "u-1", "clinician")
 BOB = ae.Actor("bsmith", "Bob Smith", None, "assistant")
-PRIVACY = ae.Actor("priv", "Pia Privacy", None, "admin")
 
 
 @pytest.fixture()
 def app(make_app):
     app = make_app()
-
-    @app.before_request
-    def _signed_in():  # what the access guard will do for a signed-in admin
-        g.setdefault(ACTOR_KEY, PRIVACY)
-
     engine = store_mod.from_app(app).engine
     for actor, patient, minutes in ((ANN, "p-1", 0), (BOB, "p-1", 10), (ANN, "p-2", 20),
                                     (ANN, "p-1", 60 * 24), (BOB, "p-2", 60 * 48)):
@@ -61,11 +55,11 @@ def _who(bundle):
     ("patient=p-9", []),
 ])
 def test_search_filters_newest_first(app, query, expected) -> None:
-    assert _who(_search(app.test_client(), query)) == expected
+    assert _who(_search(signed_in(app, "admin"), query)) == expected
 
 
 def test_search_pages_with_next_links_and_the_bundle_conforms(app, validator) -> None:
-    client = app.test_client()
+    client = signed_in(app, "admin")
     seen, url, pages = [], "/fhir/AuditEvent?patient=p-1,p-2&_count=2", 0
     while url:
         response = client.get(url)
@@ -87,26 +81,26 @@ def test_search_pages_with_next_links_and_the_bundle_conforms(app, validator) ->
     ("_count=many", "_count must be a whole number"),
 ])
 def test_bad_search_parameters_are_refused(app, query, message) -> None:
-    response = app.test_client().get(f"/fhir/AuditEvent?{query}")
+    response = signed_in(app, "admin").get(f"/fhir/AuditEvent?{query}")
     assert response.status_code == 400
     assert message in response.get_json()["issue"][0]["details"]["text"]
 
 
 def test_reading_the_audit_trail_is_audited(app) -> None:
-    client = app.test_client()
+    client = signed_in(app, "admin")
     _search(client, "patient=p-2")
-    newest = _search(client, "agent=priv&_count=1")
+    newest = _search(client, "agent=test-admin&_count=1")
     (entry,) = newest["entry"]
     event = entry["resource"]
     assert event["subtype"][0]["code"] == "search-type"
-    assert event["agent"][0]["who"]["display"] == "Pia Privacy"
+    assert event["agent"][0]["who"]["display"] == "Pat Admin"
     assert event["entity"][0]["what"] == {"reference": "Patient/p-2"}
     read = client.get(f"/fhir/AuditEvent/{event['id']}")
     assert read.status_code == 200 and read.get_json() == event
     assert client.get("/fhir/AuditEvent/0b7c1c62-6a3a-4b5e-9d55-7c4f0f7a1d11").status_code == 404
     assert client.get("/fhir/AuditEvent/not-a-uuid").status_code == 404
     # two searches and three reads (the unknown ids too) so far; this search is not listed
-    assert _search(client, "agent=priv")["total"] == 5
+    assert _search(client, "agent=test-admin")["total"] == 5
 
 
 def _break_the_audit_table(app) -> None:
@@ -126,7 +120,7 @@ def test_a_read_whose_audit_cannot_be_written_is_refused_with_503(app) -> None:
         served.append(patient)
         return "the patient's record"
 
-    client = app.test_client()
+    client = signed_in(app, "admin")
     assert client.get("/test-page/p-1").status_code == 200
     _break_the_audit_table(app)
     page = client.get("/test-page/p-1")
@@ -136,3 +130,13 @@ def test_a_read_whose_audit_cannot_be_written_is_refused_with_503(app) -> None:
     issue = api.get_json()["issue"][0]
     assert issue["code"] == "transient" and "could not be written" in issue["details"]["text"]
     assert served == ["p-1"]
+
+
+@pytest.mark.parametrize("role", ["clinician", "assistant"])
+def test_only_an_admin_reads_the_audit_trail(app, role) -> None:
+    client = signed_in(app, role)
+    for path in ("/fhir/AuditEvent?patient=p-1", "/fhir/AuditEvent/anything"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert response.get_json()["issue"][0]["code"] == "forbidden"
+    assert app.test_client().get("/fhir/AuditEvent").status_code == 401

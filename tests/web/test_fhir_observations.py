@@ -13,10 +13,11 @@ import pytest
 
 from plugin import __version__
 from plugin.adapters import store as store_mod
-from plugin.core import pipeline, signoff
+from plugin.record import pipeline, signoff
 from tests.support import tablet
 from tests.support.fhir_http import BASE, refused, valid
 from tests.support.tablet import JUNE, MAY
+from tests.support.signin import signed_in
 
 OBS = "/fhir/Observation"
 #: A finding tablet.ANSWERS records (40°) and AMENDED changes (55°).
@@ -43,7 +44,7 @@ def _expected(kb: Any, exam_id: str, patient: Any, when: dt.datetime,
               answers: dict[str, Any], revision: int) -> list[dict[str, Any]]:
     """The Observations of the record Bundle the tablet queues for the EHR at sign-off."""
     signed = signoff.sign(kb, answers, record_id=exam_id, patient=patient.resource,
-                          signer="Dr Lee", signed_at=when, revision=revision,
+                          signer=signoff.Signer("Dr Lee"), signed_at=when, revision=revision,
                           reason="Angle re-measured" if revision > 1 else None)
     record = pipeline.record(kb, signed.exam, plugin_version=__version__, recorded=when)
     return [e["resource"] for e in record["entry"]
@@ -53,7 +54,7 @@ def _expected(kb: Any, exam_id: str, patient: Any, when: dt.datetime,
 def test_search_by_patient_gives_the_current_signed_revisions_observations(
         records, kb, validator) -> None:
     app, ana, rui, march, june, draft = records
-    client = app.test_client()
+    client = signed_in(app)
     bundle = valid(client.get(f"{OBS}?patient={ana.id}"), validator)
     found = _matches(bundle)
     assert bundle["type"] == "searchset" and bundle["total"] == len(found) > 0
@@ -106,7 +107,7 @@ def test_search_by_patient_gives_the_current_signed_revisions_observations(
 def test_ids_are_stable_across_an_amendment_and_drafts_never_show(
         make_app, kb, form, validator) -> None:
     app = make_app()
-    client = app.test_client()
+    client = signed_in(app)
     ana = tablet.patient(app)
     exam = tablet.draft(app, form, ana)
     assert valid(client.get(f"{OBS}?patient={ana.id}"), validator)["total"] == 0
@@ -126,7 +127,7 @@ def test_ids_are_stable_across_an_amendment_and_drafts_never_show(
 
 def test_search_by_code(make_app, kb, form, validator) -> None:
     app = make_app()
-    client = app.test_client()
+    client = signed_in(app)
     ana = tablet.patient(app)
     exam = tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
     everything = _matches(valid(client.get(f"{OBS}?patient={ana.id}"), validator))
@@ -155,7 +156,7 @@ def test_search_by_code(make_app, kb, form, validator) -> None:
 
 def test_paging(make_app, kb, form, validator) -> None:
     app = make_app()
-    client = app.test_client()
+    client = signed_in(app)
     ana = tablet.patient(app)
     tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
     everything = [o["id"] for o in _matches(valid(client.get(f"{OBS}?patient={ana.id}"),
@@ -178,7 +179,7 @@ def test_paging(make_app, kb, form, validator) -> None:
 def test_patient_is_required_and_unknown_parameters_are_refused(make_app, kb, form,
                                                                 validator) -> None:
     app = make_app()
-    client = app.test_client()
+    client = signed_in(app)
     ana = tablet.patient(app)
     tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
     for query in ("", "code=1234-5", "patient=", "_count=5"):
@@ -209,7 +210,7 @@ def test_a_draft_exams_observation_id_is_404(make_app, kb, form, validator) -> N
     """An id of a signed exam's finding, read while that finding is not recorded in the
     current revision (or the exam is not signed), is unknown."""
     app = make_app()
-    client = app.test_client()
+    client = signed_in(app)
     ana = tablet.patient(app)
     signed = tablet.sign(app, kb, tablet.draft(app, form, ana), ana, MAY)
     draft = tablet.draft(app, form, ana)

@@ -13,6 +13,7 @@ from plugin.adapters import store as store_mod
 from tests.support import tablet
 from tests.support.fhir_http import BASE, refused, valid
 from tests.support.tablet import AMENDED, JUNE, MAY
+from tests.support.signin import signed_in
 
 QR = "/fhir/QuestionnaireResponse"
 
@@ -126,7 +127,7 @@ def test_search_by_patient_status_and_authored(make_app, database_url, kb, form,
                                                validator) -> None:
     """On SQLite and on PostgreSQL: the same answers."""
     app = make_app({"DATABASE_URL": database_url})
-    client = app.test_client()
+    client = signed_in(app)
     ana, rui, march, june, draft = tablet.ana_and_rui(app, kb, form)
 
     def found(query: str) -> list[str]:

@@ -25,6 +25,7 @@ from tests.support import cds, tablet
 from tests.support.cds import PATIENT_VIEW
 from tests.support.jwt_keys import CdsClient
 from tests.support.cli import run, write
+from tests.support.signin import signed_in
 
 Q_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
@@ -146,7 +147,7 @@ def test_2_a_nul_in_text_is_a_400_too(client) -> None:
 @pytest.fixture()
 def tablet_app(make_app, database_url):
     app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database_url})
-    return app, app.test_client()
+    return app, signed_in(app)
 
 
 def _begin(client) -> tuple[str, int]:
@@ -221,7 +222,7 @@ def ehr() -> CdsClient:
 @pytest.fixture()
 def cds_client(tmp_path, ehr):
     with cds.app_with(tmp_path, cds.settings(ehr)) as made:
-        yield made.test_client()
+        yield signed_in(made)
 
 
 def _cds_refusal(response: Any, status: int) -> dict[str, Any]:
@@ -293,7 +294,7 @@ def test_5_under_fhir_it_is_an_operation_outcome_naming_the_parameter(client) ->
 
 def test_7_a_chunked_body_over_the_limit_is_a_413_not_cut(make_app) -> None:
     app = make_app({"MAX_CONTENT_LENGTH": 1000})
-    client = app.test_client()
+    client = signed_in(app)
     answers = json.dumps({"history.notes": "x" * 1200}).encode()
     response = client.post(EXTRACT, input_stream=io.BytesIO(answers),
                            headers={"Content-Type": "application/json",
@@ -303,7 +304,7 @@ def test_7_a_chunked_body_over_the_limit_is_a_413_not_cut(make_app) -> None:
 
 
 def test_7_a_chunked_body_under_the_limit_is_read_whole(make_app) -> None:
-    client = make_app({"MAX_CONTENT_LENGTH": 1000}).test_client()
+    client = signed_in(make_app({"MAX_CONTENT_LENGTH": 1000}))
     body = json.dumps({"slr.left.onset-angle": 40}).encode()
     response = client.post(EXTRACT, input_stream=io.BytesIO(body),
                            headers={"Content-Type": "application/json",

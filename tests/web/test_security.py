@@ -17,6 +17,7 @@ from flask import Blueprint, Flask, render_template_string
 
 from plugin import create_app
 from plugin.web import cds_hooks, security
+from tests.support.signin import signed_in
 
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
 ANSWERS = {"slr.right.onset-angle": 35, "slr.right.response": "leg-pain-below-knee"}
@@ -87,7 +88,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
 
 @pytest.fixture()
 def client(app: Flask):  # type: ignore[no-untyped-def]
-    return app.test_client()
+    """Signed in, sending no CSRF token unless the test does."""
+    return signed_in(app, csrf_header=False)
 
 
 def _token(client) -> str:  # type: ignore[no-untyped-def]
@@ -193,15 +195,23 @@ def test_a_valid_token_passes_as_form_field_or_header(client) -> None:
     assert as_header.status_code == 200 and as_header.get_json() == {"saved": True}
 
 
-def test_the_fhir_api_takes_posts_without_a_token(client) -> None:
-    response = client.post(EXTRACT, json=ANSWERS)
+def test_a_browser_session_writing_to_the_fhir_api_needs_the_token(client) -> None:
+    """The API is exempt from the blanket CSRF check (token clients send no cookie), but
+    a write that rides on the session cookie must prove it comes from our page."""
+    refused = client.post(EXTRACT, json=ANSWERS)
+    assert refused.status_code == 400 and refused.get_json()["error"] == "csrf"
+    response = client.post(EXTRACT, json=ANSWERS, headers={"X-CSRFToken": _token(client)})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["resourceType"] == "Parameters"
 
 
-def test_the_exemption_follows_the_path_not_the_blueprint(client) -> None:
-    assert client.post("/fhir/extra", json={}).get_json() == {"fhir": True}
-    lookalike = client.post("/fhirish", json={})
+def test_the_exemption_follows_the_path_not_the_blueprint(app: Flask, client) -> None:
+    anonymous = app.test_client()
+    outside = anonymous.post("/fhir/extra", json={})  # the guard answers, not CSRF
+    assert outside.status_code == 401 and outside.get_json()["resourceType"] == "OperationOutcome"
+    assert client.post("/fhir/extra", json={},
+                       headers={"X-CSRFToken": _token(client)}).get_json() == {"fhir": True}
+    lookalike = anonymous.post("/fhirish", json={})
     assert lookalike.status_code == 400 and lookalike.get_json()["error"] == "csrf"
 
 
@@ -211,7 +221,7 @@ def test_views_marked_exempt_need_no_token(client) -> None:
 
 def test_csrf_can_be_switched_off_for_other_tests(tmp_path: Path) -> None:
     app = _app(tmp_path, WTF_CSRF_ENABLED=False)
-    assert app.test_client().post("/demo/save").get_json() == {"saved": True}
+    assert signed_in(app).post("/demo/save").get_json() == {"saved": True}
 
 
 def test_every_state_changing_machine_api_route_is_exempt(tmp_path: Path) -> None:
@@ -221,7 +231,7 @@ def test_every_state_changing_machine_api_route_is_exempt(tmp_path: Path) -> Non
     if "cds_hooks" not in app.blueprints:  # until create_app registers it
         app.register_blueprint(cds_hooks.bp)
     app.add_url_rule("/cds-services-ish", "cds_lookalike", _lookalike_rule, methods=["POST"])
-    client = app.test_client()
+    client = app.test_client()  # as a token client: no session cookie
     checked = dict.fromkeys(("/fhir", "/cds-services"), 0)
     for rule in app.url_map.iter_rules():
         prefix = next((p for p in checked
@@ -244,8 +254,8 @@ def test_over_https_the_token_needs_a_same_origin_referer(app: Flask) -> None:
     """Why Referrer-Policy is same-origin, not no-referrer: flask-wtf (WTF_CSRF_SSL_STRICT)
     refuses an HTTPS post without a same-origin Referer, and under no-referrer browsers
     would send none even to our own origin."""
-    client = app.test_client()
     base = "https://tablet.example"
+    client = signed_in(app, csrf_header=False, base_url=base)
     page = client.get("/demo/form", base_url=base).get_data(as_text=True)
     token = re.search(r'value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
     without = client.post("/demo/save", base_url=base, data={"csrf_token": token})
@@ -263,8 +273,8 @@ def test_templates_can_call_csrf_token(app: Flask) -> None:
 
 # --- session cookie -------------------------------------------------------------------
 
-def test_the_session_cookie_is_httponly_secure_and_samesite_lax(client) -> None:
-    response = client.get("/demo/form")  # issuing a token starts the session
+def test_the_session_cookie_is_httponly_secure_and_samesite_lax(app: Flask) -> None:
+    response = app.test_client().get("/login")  # issuing a token starts the session
     cookies = response.headers.getlist("Set-Cookie")
     session = [c for c in cookies if c.startswith("session=")]
     assert len(session) == 1, cookies
@@ -335,7 +345,7 @@ def test_only_the_configured_ehr_origins_may_frame_the_pages(tmp_path: Path) -> 
     app = create_app({"TESTING": True, "SECRET_KEY": "x" * 32,
                       "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
                       "FRAME_ANCESTORS": ["https://ehr.example.org/", "https://b.example"]})
-    response = app.test_client().get("/patients")
+    response = signed_in(app).get("/patients")
     directives = dict(d.strip().split(" ", 1)
                       for d in response.headers["Content-Security-Policy"].split(";"))
     assert directives["frame-ancestors"] == "https://ehr.example.org https://b.example"

@@ -7,6 +7,7 @@ of its access log, and stop cleanly on SIGTERM.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -16,41 +17,52 @@ from typing import Any
 
 import pytest
 
-from tests.support.served import ROOT, free_port, wait_until_ready
+from tests.support.served import (PLAIN_HTTP, ROOT, add_user, free_port, signed_in_opener,
+                                  wait_until_ready)
 
 EXTRACT = "/fhir/QuestionnaireResponse/$extract"
 
 
-def _post(url: str, body: bytes, content_type: str = "application/fhir+json") -> Any:
+def _post(url: str, body: bytes, content_type: str = "application/fhir+json",
+          opener: Any = None) -> Any:
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": content_type})
-    return urllib.request.urlopen(request, timeout=10)
+    return (opener or urllib.request.build_opener()).open(request, timeout=10)
 
 
 def test_serve_runs_gunicorn_over_real_http(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
+    env = {**PLAIN_HTTP, "PLUGIN_DATABASE_URL": f"sqlite:///{tmp_path / 'exam.sqlite3'}",
+           "PLUGIN_SECRET_KEY": "served-test-secret"}
+    add_user(env)
     with log.open("wb") as sink:  # a file, not a pipe: an unread pipe could block the server
         process = subprocess.Popen(
             [sys.executable, "-m", "plugin", "serve", "--host", "127.0.0.1", "--port",
-             str(port)], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+             str(port)], cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, **env})
     try:
         wait_until_ready(base, process, log)
+        with pytest.raises(urllib.error.HTTPError) as anonymous:  # the API needs a user
+            _post(base + EXTRACT, b"{}")
+        with anonymous.value as error:
+            assert error.code == 401 and error.headers["WWW-Authenticate"]
+        opener = signed_in_opener(base)
 
         with urllib.request.urlopen(f"{base}/fhir/metadata", timeout=5) as response:
             assert response.headers["Content-Type"].startswith("application/fhir+json")
             assert json.load(response)["fhirVersion"] == "4.0.1"
 
         answers = {"slr.right.onset-angle": 35, "slr.right.response": "leg-pain-below-knee"}
-        with _post(base + EXTRACT, json.dumps(answers).encode()) as response:
+        with _post(base + EXTRACT, json.dumps(answers).encode(), opener=opener) as response:
             assert response.status == 200
             bundle = json.load(response)["parameter"][0]["resource"]
         assert bundle["type"] == "transaction"
         assert sum(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"]) == 2
 
         with pytest.raises(urllib.error.HTTPError) as refused:
-            _post(base + EXTRACT, b"{oops", "application/json")
+            _post(base + EXTRACT, b"{oops", "application/json", opener=opener)
         with refused.value as error:
             assert error.code == 400
             assert json.load(error)["resourceType"] == "OperationOutcome"

@@ -25,7 +25,11 @@ EXTRACT = "/fhir/QuestionnaireResponse/$extract"
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served-boundary")
-    with served.serve(folder, {"PLUGIN_MAX_CONTENT_LENGTH": str(LIMIT)}) as base:
+    env = {**served.PLAIN_HTTP, "PLUGIN_MAX_CONTENT_LENGTH": str(LIMIT),
+           "PLUGIN_DATABASE_URL": f"sqlite:///{folder / 'exam.sqlite3'}",
+           "PLUGIN_SECRET_KEY": "served-boundary-secret"}
+    served.add_user(env)
+    with served.serve(folder, env) as base:
         yield base, folder
 
 
@@ -116,8 +120,10 @@ def test_7_a_chunked_body_under_the_limit_is_read_whole(service) -> None:
                            {"linkId": "slr.left", "item": [
                                {"linkId": "slr.left.onset-angle", "text": "y" * (LIMIT // 2),
                                 "answer": [{"valueInteger": 40}]}]}]}]}).encode()
-    head = (f"POST {EXTRACT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    session = "".join(f"{k}: {v}\r\n"
+                      for k, v in served.signed_in_opener(base).session_headers.items())
+    head = (f"POST {EXTRACT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"{session}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
     code, _, answer = _exchange(base, head, chunks=[body[i:i + 4096]
                                                     for i in range(0, len(body), 4096)])
     assert code == 200, answer[:300]

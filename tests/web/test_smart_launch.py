@@ -20,6 +20,7 @@ from sqlalchemy import select
 from plugin.adapters import launches, smart, store as store_mod
 from plugin.adapters.tables import launches as launches_table
 from tests.support.ehr import running_ehr
+from tests.support.signin import signed_in
 
 CLIENT_ID = "posterior-thigh-exam"
 CALLBACK = "http://localhost/launch/callback"
@@ -53,7 +54,7 @@ def app(make_app, fresh_ehr):
 
 @pytest.fixture()
 def client(app):
-    return app.test_client()
+    return signed_in(app)
 
 
 def _authorize(client, query: str):
@@ -185,7 +186,7 @@ def test_a_callback_is_used_once_and_only_by_the_browser_that_started_it(app, cl
     launch = fresh_ehr.launch("p-1", "e-1")
     back = _approve(_authorize(client, urllib.parse.urlencode(
         {"iss": fresh_ehr.fhir_base, "launch": launch})))
-    stranger = app.test_client()
+    stranger = signed_in(app)
     refused = _callback(stranger, back)
     assert refused.status_code == 400
     assert "not started in this browser" in refused.get_data(as_text=True)
@@ -213,7 +214,7 @@ def test_a_confidential_client_signs_its_token_requests(make_app, fresh_ehr, key
                               jwks=KeySet([key]).as_dict(private=False))
     app = make_app({"WTF_CSRF_ENABLED": False, "SMART_CLIENTS": {fresh_ehr.fhir_base: {
         "client_id": CLIENT_ID, "jwk": key.as_dict(private=True)}}})
-    _exam_id(_launch(app.test_client(), fresh_ehr))
+    _exam_id(_launch(signed_in(app), fresh_ehr))
     assert fresh_ehr.auth_state()["rejected"] == []
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from ...core import answers, layout, patient as patient_mod, pipeline
+from ...core import answers, layout, patient as patient_mod, responses
 from ...core.documents import Document
 from ...core.responses import Exam
 from ...decision import sources as sources_mod
@@ -132,14 +132,15 @@ def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = F
 
 
 def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
-                     clinician: str | None, now: dt.datetime) -> Document:
+                     assessment: Mapping[str, Any], clinician: str | None,
+                     now: dt.datetime) -> Document:
     """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
     unless the response is completed or amended."""
     visit = Visit(patient=patient or {}, clinician=clinician,
                   exam_date=exam_date(exam.context.authored, now), identifier=exam.exam_id,
-                  signed=exam.context.status in pipeline.EXTRACTABLE)
-    pdf = summary_pdf(kb, exam, pipeline.assess_exam(kb, exam).as_json(), visit)
+                  signed=exam.context.status in responses.FINISHED)
+    pdf = summary_pdf(kb, exam, assessment, visit)
     return Document("summary", SUMMARY_TITLE, pdf)
 
 

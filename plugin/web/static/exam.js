@@ -162,6 +162,12 @@
           stop(body.message || "This exam changed elsewhere. Reload to continue.", true);
           return false;
         }
+        if (response.status === 401 && body.error === "signed-out") {
+          // The sign-in ended (idle or signed out elsewhere): the change stays on this
+          // tablet; after signing in again this page reopens and sends it.
+          signedOut(body);
+          return false;
+        }
         if (response.status === 400 && body.error === "csrf") {
           // The session ended; the change stays on this tablet and a reload sends it.
           stop(body.message || "This page has expired. Reload to continue.", false);
@@ -202,6 +208,26 @@
     reload.addEventListener("click", function () { window.location.reload(); });
     conflictNode.appendChild(text);
     conflictNode.appendChild(reload);
+    conflictNode.hidden = false;
+    conflictNode.scrollIntoView({ block: "center" });
+  }
+
+  /* The session ended: keep the unsent change and offer to sign in, then come back. */
+  function signedOut(body) {
+    stopped = true;
+    clearTimeout(timer);
+    form.inert = true;
+    setStatus("Not sent: sign in again", "error");
+    conflictNode.textContent = "";
+    var text = document.createElement("p");
+    text.textContent = body.message || "Your session has ended. Sign in again.";
+    var link = document.createElement("a");
+    link.className = "button primary";
+    link.href = (body.login || "/login") + "?expired=1&next=" +
+      encodeURIComponent(window.location.pathname + window.location.search);
+    link.textContent = "Sign in again";
+    conflictNode.appendChild(text);
+    conflictNode.appendChild(link);
     conflictNode.hidden = false;
     conflictNode.scrollIntoView({ block: "center" });
   }

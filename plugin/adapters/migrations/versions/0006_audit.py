@@ -1,7 +1,7 @@
 """The audit trail: table ``audit_events``, append-only, enforced by the database.
 
 Revision ID: 0006
-Revises: 0004 (re-chained after 0005, the users table, when both branches meet)
+Revises: 0005 (the users table)
 Create Date: 2026-12-06
 
 Triggers refuse every UPDATE and DELETE of a row (and, on PostgreSQL, TRUNCATE), so not
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

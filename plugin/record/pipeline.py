@@ -12,17 +12,17 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from ..decision import assessment, facts
+from ..core import answers, bundle, json_input, patient as patient_mod, responses
+from ..core.documents import Document
+from ..core.responses import Context, Exam
+from ..decision import assessment, facts, fhir as decision_fhir
 from ..decision.assessment import Assessment
 from ..errors import InputError
-from . import answers, bundle, json_input, patient as patient_mod, responses
-from .documents import Document
-from .responses import Context, Exam
 
 #: The Questionnaire the plain format answers (the product has one exam).
 DEFAULT_FORM = "posterior-thigh-exam"
 #: Extraction reads a finished record only (SDC: extract after completion).
-EXTRACTABLE = ("completed", "amended")
+EXTRACTABLE = responses.FINISHED
 
 
 def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
@@ -39,9 +39,18 @@ def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime,
            documents: Sequence[Document] = ()) -> dict[str, Any]:
     """The exam, its assessment and its rendered documents (each as a
     DocumentReference) as one transaction Bundle."""
+    result = assess_exam(kb, exam)
+
+    def derived(resolve: bundle.Resolve) -> list[dict[str, Any]]:
+        assert exam.context.subject is not None  # bundle derives only for a subject
+        return decision_fhir.resources(result, exam_id=exam.exam_id,
+                                       subject=exam.context.subject,
+                                       encounter=exam.context.encounter,
+                                       authored=exam.context.authored, resolve=resolve,
+                                       full_url=bundle.full_url)
     return bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=plugin_version,
                              recorded=recorded.isoformat(timespec="seconds"),
-                             assessment=assess_exam(kb, exam), documents=documents)
+                             derived=derived, documents=documents)
 
 
 def assess_exam(kb: Any, exam: Exam) -> Assessment:

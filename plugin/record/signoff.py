@@ -12,14 +12,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..core import responses
+from ..core import terminology as t
+from ..core.responses import Exam
 from ..errors import InputError
-from . import pipeline, responses
-from . import terminology as t
-from .responses import Exam
+from . import pipeline
 
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 #: Longest signer name or amendment reason kept (a name, a sentence or two; not a note).
 MAX_TEXT = 500
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signs: the signed-in user as a Practitioner ``reference`` with a display
+    name. Without a reference (records made outside the service, e.g. tests of the
+    pure sign-off) only the name is recorded."""
+
+    display: str
+    reference: str | None = None
+    #: the Practitioner's identifier (``{"system", "value"}``), when the user has one
+    identifier: Mapping[str, str] | None = None
+
+    def as_reference(self) -> dict[str, Any]:
+        """The FHIR Reference naming the signer (author, Provenance agent)."""
+        if self.reference is None:
+            return {"display": self.display}
+        result: dict[str, Any] = {"reference": self.reference, "type": "Practitioner"}
+        if self.identifier:
+            result["identifier"] = dict(self.identifier)
+        result["display"] = self.display
+        return result
 
 
 @dataclass(frozen=True)
@@ -32,25 +55,25 @@ class Signed:
 
 
 def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[str, Any],
-         signer: str, signed_at: dt.datetime, revision: int,
+         signer: Signer, signed_at: dt.datetime, revision: int,
          reason: str | None = None, encounter: Mapping[str, Any] | None = None) -> Signed:
     """Validate ``raw`` strictly and sign it as revision ``revision`` (1 = first), in
     ``encounter`` (a Reference) when the exam belongs to one."""
-    signer = text(signer, "signer", "Enter your name to sign.")
+    signer = replace(signer, display=text(signer.display, "signer", "Enter your name to sign."))
     if revision > 1:
         reason = text(reason, "reason", "An amendment needs a reason.")
     when = signed_at.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
     exam = pipeline.exam_from_input(kb, dict(raw), patient=patient, now=signed_at)
     exam = replace(exam, context=replace(
         exam.context, status="completed" if revision == 1 else "amended", authored=when,
-        author={"display": signer}, identifier=record_id,
+        author=signer.as_reference(), identifier=record_id,
         encounter=dict(encounter) if encounter else exam.context.encounter))
     qr = responses.build(exam)
     return Signed(exam, qr, provenance(record_id, signer=signer, recorded=when,
                                        revision=revision, reason=reason))
 
 
-def provenance(record_id: str, *, signer: str, recorded: str, revision: int,
+def provenance(record_id: str, *, signer: Signer, recorded: str, revision: int,
                reason: str | None) -> dict[str, Any]:
     """Who signed which revision of the record, when, and why (for an amendment)."""
     create = revision == 1
@@ -65,7 +88,7 @@ def provenance(record_id: str, *, signer: str, recorded: str, revision: int,
                                  "display": "create" if create else "revise"}]},
         "agent": [{"type": {"coding": [{"system": t.PROVENANCE_PARTICIPANT_TYPE,
                                         "code": "author", "display": "Author"}]},
-                   "who": {"display": signer}}],
+                   "who": signer.as_reference()}],
     }
     if reason:
         result["reason"] = [{"text": reason}]

@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from plugin.core import fhir_models, signoff
+from plugin.core import fhir_models
+from plugin.record import signoff
 from plugin.errors import AnswerError, InputError
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Silva", "given": ["Ana"]}],
@@ -15,7 +16,7 @@ WHEN = dt.datetime(2026, 11, 21, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=2
 
 
 def _sign(kb, raw, **kwargs):
-    options = {"record_id": "exam-1", "patient": PATIENT, "signer": "Dr Lee",
+    options = {"record_id": "exam-1", "patient": PATIENT, "signer": signoff.Signer("Dr Lee"),
                "signed_at": WHEN, "revision": 1}
     options.update(kwargs)
     return signoff.sign(kb, raw, **options)
@@ -48,7 +49,7 @@ def test_an_amendment_keeps_the_identifier_and_needs_a_reason(kb) -> None:
 @pytest.mark.parametrize("signer", ["", "   ", None, "x" * 501])
 def test_a_signer_name_is_required_and_short(kb, signer) -> None:
     with pytest.raises(InputError):
-        _sign(kb, {}, signer=signer)
+        _sign(kb, {}, signer=signoff.Signer(signer))
 
 
 def test_any_problem_blocks_signing(kb) -> None:

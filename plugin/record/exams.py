@@ -1,0 +1,152 @@
+"""The exam record's use cases: begin, save a draft, sign, amend, cancel an amendment,
+queue for delivery again.
+
+Each needs the pure core and engine *and* the store, so none belongs to either: the
+tablet pages, the SMART launch and the CLI call these and only render what comes back.
+Errors are the project's family (``ConflictError``, ``LockedError``, ``InputError``,
+``AnswerError``); each edge renders them its own way.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from .. import __version__
+from ..adapters import outbox, smart, store as store_mod
+from ..adapters.documents import render as documents
+from ..core import drafts, patient as patient_mod, populate
+from ..core.responses import Context
+from . import pipeline, signoff
+
+
+def draft_context(exam_id: str, encounter: Mapping[str, Any] | None,
+                  patient_record: store_mod.PatientRecord, when: dt.datetime) -> Context:
+    """Who, where and when of a draft: the patient, the EHR encounter (when launched
+    from one), the time of the last change, our identifier."""
+    return Context(subject=patient_mod.reference(patient_record.resource),
+                   encounter=encounter, authored=when.isoformat(timespec="seconds"),
+                   status="in-progress", identifier=exam_id)
+
+
+def draft_response(form: Any, checked: drafts.Checked, exam_id: str,
+                   encounter: Mapping[str, Any] | None,
+                   patient_record: store_mod.PatientRecord, now: dt.datetime) -> dict[str, Any]:
+    """The in-progress QuestionnaireResponse stored with every save."""
+    return drafts.response(form, checked, draft_context(exam_id, encounter, patient_record, now))
+
+
+def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientRecord, *,
+          now: dt.datetime, encounter: Mapping[str, Any] | None = None,
+          launch_id: str | None = None) -> store_mod.ExamRecord:
+    """A new exam for the patient, prefilled from the Patient (age from birthDate).
+
+    Launched again from the EHR for the same encounter, the exam already begun there
+    (and not yet signed) is resumed instead of a second one being started."""
+    if encounter is not None:
+        for existing in store.exams_for(patient_record.id):
+            if existing.state == "draft" and existing.encounter == encounter:
+                return existing
+    form = kb.forms[pipeline.DEFAULT_FORM]
+    # SDC $populate's own work: the same prefill the FHIR API offers integrators
+    raw = populate.populate(form, patient_record.resource, on=now.date()).answers
+    exam_id = str(uuid.uuid4())  # chosen here: the draft response names it (one write)
+    draft = draft_response(form, drafts.check(form, raw), exam_id, encounter, patient_record, now)
+    return store.create_exam(patient_record.id, form.canonical, answers=raw, draft=draft,
+                             encounter=encounter, launch_id=launch_id, exam_id=exam_id)
+
+
+def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
+               patient_record: store_mod.PatientRecord, *, expected_version: int,
+               answers: Mapping[str, Any], now: dt.datetime
+               ) -> tuple[store_mod.ExamRecord, drafts.Checked]:
+    """Store the working answers exactly as entered (a wrong value is kept and reported,
+    never dropped) with their in-progress response; refused on a stale version."""
+    checked = drafts.check(form, answers)
+    saved = store.save_draft(exam.id, expected_version=expected_version, answers=answers,
+                             draft=draft_response(form, checked, exam.id, exam.encounter,
+                                                  patient_record, now))
+    return saved, checked
+
+
+def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
+         patient_record: store_mod.PatientRecord, *, expected_version: int,
+         signer: signoff.Signer, now: dt.datetime, ehr_base: str | None) -> signoff.Signed:
+    """Sign the working answers as the next revision (an amendment when one is open),
+    queued for the EHR in the same transaction when delivery is on (``ehr_base``)."""
+    signed = signoff.sign(kb, exam.answers, record_id=exam.id,
+                          patient=patient_record.resource, encounter=exam.encounter,
+                          signer=signer, signed_at=now, revision=exam.revisions + 1,
+                          reason=exam.amend_reason)
+    delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
+    store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
+               response=signed.response, provenance=signed.provenance,
+               signed_by=signer.display, signed_at=now, delivery=delivery)
+    return signed
+
+
+def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
+              now: dt.datetime, ehr_base: str) -> dict[str, Any]:
+    """The record the EHR receives: the transaction Bundle with the clinician summary
+    as a DocumentReference (the part every EHR accepts, whatever its profile)."""
+    exam = replace(signed.exam, context=replace(
+        signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
+        author=ehr_author(signed.exam.context.author)))
+    summary = documents.summary_document(
+        kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
+        assessment=pipeline.assess_exam(kb, exam).as_json(), now=now)
+    return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
+                           documents=[summary])
+
+
+def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[str, Any]:
+    """The patient as the EHR knows them: its own ``Patient/<id>`` for a patient who came
+    from that EHR by a SMART launch, else a logical reference by identifier (our local
+    id means nothing there), else (no identifier) only the name."""
+    reference = patient_mod.reference(patient_record.resource)
+    reference.pop("reference", None)
+    if patient_record.ehr_id and smart.base_key(patient_record.ehr_base or "") == \
+            smart.base_key(ehr_base):
+        reference["reference"] = f"Patient/{patient_record.ehr_id}"
+    return reference
+
+
+def ehr_author(author: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The signer as the EHR can know them: our ``Practitioner/<user id>`` means nothing
+    there (a strict EHR refuses a reference it cannot resolve), so the EHR gets the
+    Practitioner's identifier, when the user has one, and the name."""
+    if author is None:
+        return None
+    return {k: v for k, v in author.items() if k not in ("reference",)}
+
+
+def amend(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
+          patient_record: store_mod.PatientRecord, *, expected_version: int,
+          reason: Any, now: dt.datetime) -> store_mod.ExamRecord:
+    """Reopen a signed exam for changes; the reason (required) goes with the next
+    signature."""
+    reason = signoff.text(reason, "reason", "An amendment needs a reason.")
+    checked = drafts.check(form, exam.answers)
+    return store.begin_amendment(exam.id, expected_version=expected_version, reason=reason,
+                                 draft=draft_response(form, checked, exam.id, exam.encounter,
+                                                      patient_record, now))
+
+
+def cancel_amendment(store: store_mod.Store, exam: store_mod.ExamRecord, *,
+                     expected_version: int) -> store_mod.ExamRecord:
+    """Drop an amendment in progress: back to the answers of the latest revision."""
+    return store.cancel_amendment(exam.id, expected_version=expected_version)
+
+
+def send_again(store: store_mod.Store, exam_id: str) -> Any:
+    """A delivery that could not be sent is queued again; only what is not in the EHR
+    yet goes. None when there was nothing to send again."""
+    return outbox.requeue(store, exam_id)
+
+
+def choose_ehr_patient(store: store_mod.Store, exam_id: str, ehr_patient_id: str) -> Any:
+    """A person names the EHR's patient for a held delivery (never chosen by the plugin
+    on a name). None when no delivery was waiting for one."""
+    return outbox.choose_patient(store, exam_id, f"Patient/{ehr_patient_id}")
