@@ -12,7 +12,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     from flask import Flask
 
     from . import config, knowledge
-    from .adapters import store
+    from .adapters import signing_key, store
     from .web import auth, boundary, cds_hooks, errors, exam, fhir_api, security, signin, smart
 
     app = Flask(__name__, instance_relative_config=True)
@@ -25,6 +25,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     app.json.sort_keys = False
     knowledge.init_app(app)
     store.init_app(app)
+    # once per process; every worker reads the same key (SIGNING_KEY or the instance file)
+    app.extensions[signing_key.EXTENSION_KEY] = signing_key.load(app.config, app.instance_path)
     boundary.init_app(app)  # first: its checks run before any other hook reads the request
     security.init_app(app)
     auth.init_app(app)  # after CSRF: the one guard deciding who may reach each endpoint

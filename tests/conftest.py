@@ -1,11 +1,19 @@
 """Shared fixtures: the real knowledge base, an app over it, and its test client."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from plugin import create_app, knowledge
 from plugin.adapters import store
 from plugin.config import DEFAULTS
+from tests.support.keys import SIGNING_KEY
+
+# Every app and CLI run of the tests signs with one test key (create_app loads the
+# signing key at start-up): none writes a key into the checkout's instance folder.
+DEFAULTS["SIGNING_KEY"] = SIGNING_KEY
+os.environ.setdefault("PLUGIN_SIGNING_KEY", SIGNING_KEY)
 
 
 @pytest.fixture(scope="session")

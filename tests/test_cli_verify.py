@@ -10,7 +10,7 @@ import json
 import pytest
 from joserfc.jwk import ECKey
 
-from plugin.core import practitioner, signature, signoff
+from plugin.record import signoff
 from tests.support.cli import run, write
 
 WHEN = dt.datetime(2026, 12, 6, 9, 14, 9, tzinfo=dt.timezone.utc)
@@ -25,18 +25,15 @@ VALID = ("valid: signed by Dr Ann Lee (alee, Practitioner/u-1) at 2026-12-06T09:
 def record(kb):
     """A signed record as the service keeps it: a Bundle of the response and Provenance."""
     answers = {"patient.age-years": 40}
+    signer = signoff.Signer("Dr Ann Lee", "Practitioner/u-1",
+                            attestation=signoff.Attestation("alee", AUTHENTICATED, KEY))
     signed = signoff.sign(kb, answers, record_id="exam-1",
                           patient={"resourceType": "Patient", "id": "p-1",
                                    "birthDate": "1986-01-01"},
-                          signer="Dr Ann Lee", signed_at=WHEN, revision=1)
-    response = dict(signed.response, id="exam-1",
-                    author=practitioner.reference("u-1", "Dr Ann Lee"))
-    element = signature.sign(response, key=KEY, username="alee", display="Dr Ann Lee",
-                             practitioner_id="u-1", authenticated_at=AUTHENTICATED,
-                             signed_at=WHEN)
-    provenance = dict(signed.provenance, signature=[element])
+                          signer=signer, signed_at=WHEN, revision=1)
+    response = dict(signed.response, id="exam-1")  # the stored id is not signed
     return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"resource": response}, {"resource": provenance}]}
+            "entry": [{"resource": response}, {"resource": signed.provenance}]}
 
 
 def test_an_unchanged_record_is_valid_and_names_who_signed_when(tmp_path, record) -> None:

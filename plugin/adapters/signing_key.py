@@ -25,6 +25,8 @@ from . import private_files
 
 log = logging.getLogger(__name__)
 KEY_FILE = "signing_key.pem"
+#: ``app.extensions`` key of the loaded private key (``create_app`` loads it once).
+EXTENSION_KEY = "signing_key"
 
 
 class SigningKeyError(PluginError):

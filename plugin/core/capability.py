@@ -142,6 +142,12 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
                      "handling=lenient."),
                  "interaction": [{"code": "read"}, {"code": "search-type"}],
                  "searchParam": [dict(p) for p in OBSERVATION_SEARCH_PARAMS]},
+                {"type": "Practitioner", "interaction": [{"code": "read"}],
+                 "documentation": (
+                     "The clinicians who sign exams (users holding the clinician role), as "
+                     "named by QuestionnaireResponse.author, Provenance.agent.who and "
+                     "Provenance.signature.who, with the identifier the organisation gave "
+                     "them (read only; signed-in users).")},
                 {"type": "AuditEvent",
                  "documentation": (
                      "The audit trail (IHE BALP shaped): who read or changed which "

@@ -4,6 +4,11 @@ The first signature gives a ``completed`` QuestionnaireResponse, each later one 
 ``amended`` response carrying the same identifier (it is one record, revised), and
 every signature a Provenance naming the signer, the time and, for an amendment, the
 reason. Validation is the strict one: a draft with any problem cannot be signed.
+
+A signer who signed in and re-entered the password (``Signer.attestation``) also gets
+the electronic signature: ``Provenance.signature`` is a detached JWS over the response
+exactly as stored (``core.signature``), naming the user and the time of the password
+re-entry. ``python -m plugin verify`` checks it.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..core import responses
+from ..core import responses, signature
 from ..core import terminology as t
 from ..core.responses import Exam
 from ..errors import InputError
@@ -21,6 +26,16 @@ from . import pipeline
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 #: Longest signer name or amendment reason kept (a name, a sentence or two; not a note).
 MAX_TEXT = 500
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """What the service attests with its key: this user (``username``) re-entered the
+    password at ``authenticated_at`` and signed. ``key`` is the service's private key."""
+
+    username: str
+    authenticated_at: dt.datetime
+    key: Any
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,8 @@ class Signer:
     reference: str | None = None
     #: the Practitioner's identifier (``{"system", "value"}``), when the user has one
     identifier: Mapping[str, str] | None = None
+    #: the signed-in user's attestation (re-entered password); None signs without a JWS
+    attestation: Attestation | None = None
 
     def as_reference(self) -> dict[str, Any]:
         """The FHIR Reference naming the signer (author, Provenance agent)."""
@@ -69,8 +86,16 @@ def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[st
         author=signer.as_reference(), identifier=record_id,
         encounter=dict(encounter) if encounter else exam.context.encounter))
     qr = responses.build(exam)
-    return Signed(exam, qr, provenance(record_id, signer=signer, recorded=when,
-                                       revision=revision, reason=reason))
+    prov = provenance(record_id, signer=signer, recorded=when, revision=revision,
+                      reason=reason)
+    if signer.attestation is not None:
+        if signer.reference is None or not signer.reference.startswith("Practitioner/"):
+            raise ValueError("an attested signature needs the signer's Practitioner reference")
+        prov["signature"] = [signature.sign(
+            qr, key=signer.attestation.key, username=signer.attestation.username,
+            display=signer.display, practitioner_id=signer.reference.split("/", 1)[1],
+            authenticated_at=signer.attestation.authenticated_at, signed_at=signed_at)]
+    return Signed(exam, qr, prov)
 
 
 def provenance(record_id: str, *, signer: Signer, recorded: str, revision: int,

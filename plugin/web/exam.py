@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
 from .. import knowledge
-from ..adapters import outbox, store as store_mod, users
+from ..adapters import outbox, signing_key, store as store_mod, users
 from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
@@ -262,7 +262,9 @@ def sign(exam_id: str) -> Any:
     record, patient_record, _ = _load(exam_id)
     user = current_user()
     assert user is not None  # the guard let no anonymous request through
-    if not users.verify_password(_store(), user, request.form.get("password", ""), now=_now()):
+    reauthenticated = _now()
+    if not users.verify_password(_store(), user, request.form.get("password", ""),
+                                 now=reauthenticated):
         return _review(exam_id, password_error="The password is not right; the exam was "
                        "not signed. Enter your own password to sign.", status=422)
     try:
@@ -273,8 +275,10 @@ def sign(exam_id: str) -> Any:
     try:
         # queued with the signature (one transaction) when delivery to the EHR is on
         exams.sign(_store(), _kb(), record, patient_record, expected_version=expected,
-                   signer=signoff.Signer(user.display_name, user.practitioner_reference,
-                                         user.identifier),
+                   signer=signoff.Signer(
+                       user.display_name, user.practitioner_reference, user.identifier,
+                       signoff.Attestation(user.username, reauthenticated,
+                                           current_app.extensions[signing_key.EXTENSION_KEY])),
                    now=now,
                    ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None)
     except ConflictError:

@@ -22,7 +22,7 @@ from ..record import pipeline
 from ..core import populate as populate_mod
 from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError
-from . import fhir_audit, fhir_records
+from . import fhir_audit, fhir_practitioner, fhir_records
 from .errors import fhir_response
 from .fhir_rest import (base_url, bundle as make_bundle, json_body, kb, only_json,
                         parameter_parts, part_resource, patient_id, register_converter,
@@ -34,6 +34,7 @@ bp.record_once(register_converter)
 bp.before_request(only_json)  # runs for the nested records blueprint too
 bp.register_blueprint(fhir_records.bp)
 bp.register_blueprint(fhir_audit.bp)
+bp.register_blueprint(fhir_practitioner.bp)
 
 #: SDC $extract inputs (``patient`` is this server's extension: the record's subject).
 EXTRACT_PARAMETERS = ("questionnaire-response", "questionnaire", "patient")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from joserfc.jwk import ECKey
 
-from plugin.core import audit_events as ae, practitioner, signature, signoff
+from plugin.core import audit_events as ae, practitioner, signature
+from plugin.record import signoff
 from plugin.core.outcome import simple
 from tests.support.conformance import IndependentValidator, assert_conformant
 
@@ -75,16 +76,14 @@ def test_the_practitioner_conforms(validator) -> None:
 
 def test_a_signed_provenance_conforms(kb, validator) -> None:
     case = json.loads(sorted(CASE.glob("*.json"))[0].read_text())
-    signed = signoff.sign(kb, case["answers"], record_id="exam-1",
-                          patient=dict(case["patient"], id="p-1"), signer="Dr Ann Lee",
-                          signed_at=WHEN, revision=1)
-    response = dict(signed.response, author=practitioner.reference("u-1", "Dr Ann Lee"))
     key = ECKey.generate_key("P-256", private=True, auto_kid=True)
-    element = signature.sign(response, key=key, username="alee", display="Dr Ann Lee",
-                             practitioner_id="u-1", authenticated_at=WHEN, signed_at=WHEN)
-    provenance = dict(signed.provenance, signature=[element])
-    provenance["agent"] = [dict(provenance["agent"][0],
-                                who=practitioner.reference("u-1", "Dr Ann Lee"))]
-    assert_conformant(validator, response)
-    assert_conformant(validator, provenance)
-    assert signature.verify(response, element, {"keys": [key.as_dict(private=False)]})
+    signer = signoff.Signer("Dr Ann Lee", "Practitioner/u-1",
+                            {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"},
+                            signoff.Attestation("alee", WHEN, key))
+    signed = signoff.sign(kb, case["answers"], record_id="exam-1",
+                          patient=dict(case["patient"], id="p-1"), signer=signer,
+                          signed_at=WHEN, revision=1)
+    element = signed.provenance["signature"][0]
+    assert_conformant(validator, signed.response)
+    assert_conformant(validator, signed.provenance)
+    assert signature.verify(signed.response, element, {"keys": [key.as_dict(private=False)]})

@@ -65,7 +65,7 @@ def test_metadata_says_r4_and_lists_exactly_what_is_served(client) -> None:
     assert statement["implementation"]["url"] == "http://localhost/fhir"
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert set(resources) == {"Questionnaire", "CodeSystem", "QuestionnaireResponse", "Patient",
-                              "Observation", "AuditEvent"}
+                              "Observation", "Practitioner", "AuditEvent"}
     for definition in ("Questionnaire", "CodeSystem"):
         assert [i["code"] for i in resources[definition]["interaction"]] == \
             ["read", "search-type"]
