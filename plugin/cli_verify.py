@@ -8,13 +8,21 @@ response is checked (``core.signature.verify``) against this instance's public k
 (``SIGNING_KEY`` or the instance folder's ``signing_key.pem``; never a new one), or the
 keys in ``--jwks FILE``.
 
-A **delivered copy** differs from what was signed where delivery rewrote references:
-the subject names the EHR's ``Patient/<id>`` instead of this service's (README, "The
-EHR's patient"), and entries refer to each other by the ids the EHR gave them. Root
-``id``, ``meta`` and ``text`` are not signed, so the EHR's own need no undoing. Undo
-each rewritten reference with ``--reference DELIVERED=SIGNED`` (e.g.
-``--reference Patient/ehr-981=Patient/5f0c...``): every ``reference`` in the response
-equal to DELIVERED is put back to SIGNED before checking.
+A **delivered copy** of the response differs from what was signed in exactly the
+references delivery rewrites (``record.exams.ehr_subject`` / ``ehr_author``):
+
+- ``subject``: this service's ``Patient/<id>`` becomes the EHR's ``Patient/<id>`` (a
+  patient launched from, or chosen in, that EHR) or is dropped, leaving the patient's
+  identifier and name. Put it back with ``--subject Patient/<our id>``.
+- ``author``: ``Practitioner/<user id>`` is dropped (the EHR cannot resolve it), leaving
+  the Practitioner's identifier and name. Put back automatically from ``Signature.who``
+  (which the signature covers) when the author has no reference.
+- any other reference the EHR rewrote: ``--reference DELIVERED=SIGNED`` (repeatable).
+
+Root ``id``, ``meta`` and ``text`` are not signed, so the EHR's own need no undoing. The
+EHR does not hold the signature (the Provenance it receives describes the extraction),
+so check its copy against the stored one: a JSON array of the EHR's response and this
+service's signed Provenance.
 
 Exit 0 with one line naming who signed when; 1 when anything changed (the response,
 the JWS, or the signature's who/when/type) or the key is not this instance's; 2 for a
@@ -43,6 +51,9 @@ def add_parser(commands: Any) -> None:
     verify.add_argument("file", metavar="FILE", help="the record (JSON; - = stdin)")
     verify.add_argument("--reference", action="append", default=[], metavar="DELIVERED=SIGNED",
                         help="undo a reference rewritten on delivery (repeatable)")
+    verify.add_argument("--subject", metavar="Patient/ID",
+                        help="the subject the signed response named (this service's "
+                             "Patient/<id>), for a delivered copy")
     verify.add_argument("--jwks", metavar="JWKS.json",
                         help="verify with these public keys instead of this instance's key")
 
@@ -59,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if rewrites:
             response = rewrite_references(response, rewrites)
         element = _signature(resources, response)
+        response = _undo_delivery(response, element, args.subject)
         jwks = read_json(args.jwks) if args.jwks else None
     except UsageError as exc:
         _say(f"error: {exc}")
@@ -128,6 +140,22 @@ def _signature(resources: Sequence[Mapping[str, Any]],
         raise UsageError(f"the record must hold one Provenance with a JOSE signature of the "
                         f"response, not {len(signed)}")
     return signed[0][1]
+
+
+def _undo_delivery(response: Mapping[str, Any], element: Mapping[str, Any],
+                   subject: str | None) -> Mapping[str, Any]:
+    """``response`` with the references delivery drops or rewrites put back: the
+    subject (``--subject``) and the author's, from ``Signature.who``."""
+    result = dict(response)
+    if subject:
+        if not isinstance(result.get("subject"), Mapping):
+            raise UsageError("--subject: the response has no subject to put it back on")
+        result["subject"] = dict(result["subject"], reference=subject)
+    author, who = result.get("author"), element.get("who")
+    if isinstance(author, Mapping) and "reference" not in author and \
+            isinstance(who, Mapping) and isinstance(who.get("reference"), str):
+        result["author"] = dict(author, reference=who["reference"])
+    return result
 
 
 def _targets(provenance: Mapping[str, Any], response: Mapping[str, Any]) -> bool:

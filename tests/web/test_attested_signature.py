@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from plugin.adapters import signing_key, store as store_mod, users
+from plugin.adapters import outbox, signing_key, store as store_mod, users
 from plugin.core import signature
 from tests.support.cli import run, write
 from tests.support.conformance import assert_conformant
@@ -168,3 +168,33 @@ def test_a_clinician_is_served_as_a_practitioner_others_are_not(app, client,
         assert refused.get_json()["resourceType"] == "OperationOutcome"
     anonymous = app.test_client().get(f"/fhir/Practitioner/{lee.id}")
     assert anonymous.status_code == 401
+
+
+def test_a_delivered_copy_verifies_once_the_documented_rewrites_are_undone(
+        make_app, tmp_path) -> None:
+    """Signed with delivery on: the EHR's copy of the response names the patient by
+    identifier and the signer by identifier and name (not our local ids); with the
+    stored signature and ``--subject``, verify accepts it, and any other change fails."""
+    app = make_app({"WTF_CSRF_ENABLED": False,
+                    "EHR_FHIR_BASE_URL": "https://ehr.example.org/fhir"})
+    client = signed_in(app)
+    exam_id, _ = _signed_exam(client)
+    store = store_mod.from_app(app)
+    [revision] = store.revisions(exam_id)
+    [job] = outbox.claim(store, "test", 1, 30)
+    [delivered] = [e["resource"] for e in job.payload["entry"]
+                   if e["resource"]["resourceType"] == "QuestionnaireResponse"]
+    assert "reference" not in delivered["author"] and "reference" not in delivered["subject"]
+    # as the EHR answers it: its own id and meta (not signed)
+    delivered = dict(delivered, id="ehr-qr-3", meta={"versionId": "1"})
+    ours = revision.response["subject"]["reference"]
+    path = write(tmp_path, "delivered.json", [delivered, dict(revision.provenance)])
+    key = {"PLUGIN_SIGNING_KEY": app.config["SIGNING_KEY"]}
+    assert run("verify", path, env=key).returncode == 1
+    result = run("verify", path, "--subject", ours, env=key)
+    assert result.returncode == 0, result.stderr
+    assert run("verify", path, "--subject", "Patient/someone-else", env=key).returncode == 1
+    changed = copy.deepcopy(delivered)
+    changed["author"]["display"] = "Dr Someone Else"
+    path = write(tmp_path, "changed.json", [changed, dict(revision.provenance)])
+    assert run("verify", path, "--subject", ours, env=key).returncode == 1
