@@ -110,3 +110,18 @@ def test_an_unusable_configured_key_exits_4(tmp_path, record) -> None:
                  env={"PLUGIN_SIGNING_KEY": "not a key"})
     assert (result.returncode, result.stderr) == (
         4, "error: SIGNING_KEY holds no usable private key (PEM, RSA or EC P-256)\n")
+
+
+def test_the_delivery_rewrites_of_subject_and_author_are_undone(tmp_path, record) -> None:
+    """Delivery drops our Patient and Practitioner references (the EHR gets identifiers
+    and names): ``--subject`` puts ours back, the author's comes from Signature.who."""
+    response = copy.deepcopy(record["entry"][0]["resource"])
+    del response["subject"]["reference"], response["author"]["reference"]
+    path = write(tmp_path, "delivered.json", [response, record["entry"][1]["resource"]])
+    assert run("verify", path, env=ENV).returncode == 1
+    result = run("verify", path, "--subject", "Patient/p-1", env=ENV)
+    assert (result.returncode, result.stdout) == (0, VALID)
+    del response["subject"]
+    path = write(tmp_path, "no-subject.json", [response, record["entry"][1]["resource"]])
+    result = run("verify", path, "--subject", "Patient/p-1", env=ENV)
+    assert result.returncode == 2 and "no subject" in result.stderr
