@@ -40,7 +40,7 @@ from . import ehr, ehr_patient, ehr_servers
 from . import engine as engine_mod
 from .ehr_capability import Capabilities
 from .ehr_http import Result
-from .store import Store, _key
+from .store import Audit, Store, _audit, _key
 from .tables import exams, outbox, patients
 
 __all__ = ["Job", "Policy", "Status", "choose_patient", "claim", "delivered", "failed",
@@ -221,23 +221,30 @@ def _receipts(job: Job, result: Result | None) -> dict[str, Any]:
             "unsent": [list(u) for u in dict.fromkeys(result.unsent)] or None}
 
 
-def requeue(store: Store, exam_id: str, *, now: dt.datetime | None = None) -> Status | None:
+def requeue(store: Store, exam_id: str, *, now: dt.datetime | None = None,
+            audit: Audit | None = None) -> Status | None:
     """"Send again": the exam's latest delivery, if it could not be sent (``dead``) or
     waits for a person (``held``), is due now with a fresh count of attempts; what
-    already reached the EHR is not sent again. None: nothing to send again."""
+    already reached the EHR is not sent again. None: nothing to send again. ``audit``:
+    as the store's writes, appended in this transaction when a delivery was requeued."""
     now = now or _now()
     latest = _latest(store, exam_id)
     if latest is None or latest.state not in ("dead", "held"):
         return None
     with engine_mod.writer(store.engine).begin() as conn:
-        conn.execute(update(outbox).where(outbox.c.id == latest.id,
-                                          outbox.c.state.in_(("dead", "held")))
-                     .values(state="pending", attempts=0, next_attempt_at=now, updated=now))
+        changed = conn.execute(update(outbox).where(outbox.c.id == latest.id,
+                                                    outbox.c.state.in_(("dead", "held")))
+                               .values(state="pending", attempts=0, next_attempt_at=now,
+                                       updated=now))
+        if not changed.rowcount:
+            return None
+        _audit(conn, audit, None)
     return status_for(store, exam_id)
 
 
 def choose_patient(store: Store, exam_id: str, reference: str, *,
-                   now: dt.datetime | None = None) -> Status | None:
+                   now: dt.datetime | None = None,
+                   audit: Audit | None = None) -> Status | None:
     """A person named the EHR's patient (``Patient/<id>``) for the exam's held delivery:
     it is due now and goes to that patient. None: no delivery is held."""
     now = now or _now()
@@ -245,9 +252,13 @@ def choose_patient(store: Store, exam_id: str, reference: str, *,
     if latest is None or latest.state != "held":
         return None
     with engine_mod.writer(store.engine).begin() as conn:
-        conn.execute(update(outbox).where(outbox.c.id == latest.id, outbox.c.state == "held")
-                     .values(state="pending", ehr_patient=reference, attempts=0,
-                             next_attempt_at=now, updated=now))
+        changed = conn.execute(
+            update(outbox).where(outbox.c.id == latest.id, outbox.c.state == "held")
+            .values(state="pending", ehr_patient=reference, attempts=0,
+                    next_attempt_at=now, updated=now))
+        if not changed.rowcount:
+            return None
+        _audit(conn, audit, None)
     return status_for(store, exam_id)
 
 

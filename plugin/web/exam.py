@@ -21,6 +21,7 @@ from ..adapters import outbox, store as store_mod, users
 from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
+from ..record.trail import By
 from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
@@ -53,6 +54,14 @@ def _kb() -> Any:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def requester() -> By:
+    """Who asks for this write, as its AuditEvent names them: the signed-in user and the
+    request's network address."""
+    from .audit import current_actor
+
+    return By(current_actor(), request.remote_addr)
 
 
 def _form_for(exam: store_mod.ExamRecord) -> Any:
@@ -98,8 +107,8 @@ def add_patient() -> Any:
     if result.errors:
         return render_template("exam/patients.html", patients=_store().patients(),
                                search="", values=values, errors=result.errors), 422
-    record = _store().add_patient(result.resource(
-        current_app.config["PATIENT_IDENTIFIER_SYSTEM"]))
+    record = exams.add_patient(_store(), result.resource(
+        current_app.config["PATIENT_IDENTIFIER_SYSTEM"]), by=requester())
     return redirect(url_for("exam.patient", patient_id=record.id), 303)
 
 
@@ -129,7 +138,7 @@ def begin_exam(patient_record: store_mod.PatientRecord, *,
                launch_id: str | None = None) -> store_mod.ExamRecord:
     """A new exam (or the one already begun in this encounter): ``exams.begin``."""
     return exams.begin(_store(), _kb(), patient_record, now=_now(), encounter=encounter,
-                       launch_id=launch_id)
+                       launch_id=launch_id, by=requester())
 
 
 # --- the exam pages and their autosave ---------------------------------------------------
@@ -185,7 +194,8 @@ def save_draft(exam_id: str) -> Response:
     raw = drafts.merge(record.answers, current.link_ids, page_answers)
     try:
         saved, checked = exams.save_draft(_store(), form, record, patient_record,
-                                          expected_version=expected, answers=raw, now=_now())
+                                          expected_version=expected, answers=raw, now=_now(),
+                                          by=requester())
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:
@@ -276,7 +286,8 @@ def sign(exam_id: str) -> Any:
                    signer=signoff.Signer(user.display_name, user.practitioner_reference,
                                          user.identifier),
                    now=now,
-                   ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None)
+                   ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None,
+                   by=requester())
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -351,7 +362,7 @@ def deliver_again(exam_id: str) -> Any:
     """"Send again": a delivery that could not be sent is queued again; only what is
     not in the EHR yet goes (``outbox.requeue``)."""
     _load(exam_id)
-    return _delivery_action(exam_id, exams.send_again(_store(), exam_id),
+    return _delivery_action(exam_id, exams.send_again(_store(), exam_id, by=requester()),
                             "There is no failed delivery to send again.")
 
 
@@ -366,7 +377,8 @@ def delivery_patient(exam_id: str) -> Any:
     if not _EHR_ID.fullmatch(chosen):
         return _delivery_action(exam_id, None, "Choose the EHR's patient, or enter its EHR "
                                                "Patient id (letters, digits, - and .).")
-    return _delivery_action(exam_id, exams.choose_ehr_patient(_store(), exam_id, chosen),
+    return _delivery_action(exam_id, exams.choose_ehr_patient(_store(), exam_id, chosen,
+                                                                    by=requester()),
                             "No delivery is waiting for its EHR patient.")
 
 
@@ -377,7 +389,7 @@ def amend(exam_id: str) -> Any:
     expected = _form_version()
     try:
         exams.amend(_store(), form, record_, patient_record, expected_version=expected,
-                    reason=request.form.get("reason"), now=_now())
+                    reason=request.form.get("reason"), now=_now(), by=requester())
     except (InputError, ConflictError) as exc:
         if record_.state != "signed":
             return redirect(url_for("exam.exam", exam_id=exam_id), 303)
@@ -394,7 +406,8 @@ def amend(exam_id: str) -> Any:
 def cancel_amendment(exam_id: str) -> Any:
     record_, _, _ = _load(exam_id)
     try:
-        exams.cancel_amendment(_store(), record_, expected_version=_form_version())
+        exams.cancel_amendment(_store(), record_, expected_version=_form_version(),
+                               by=requester())
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
