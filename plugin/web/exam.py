@@ -272,7 +272,8 @@ def sign(exam_id: str) -> Any:
     record, patient_record, _ = _load(exam_id)
     user = current_user()
     assert user is not None  # the guard let no anonymous request through
-    if not users.verify_password(_store(), user, request.form.get("password", ""), now=_now()):
+    if not users.verify_password(_store(), user, request.form.get("password", ""), now=_now(),
+                                 address=request.remote_addr):
         return _review(exam_id, password_error="The password is not right; the exam was "
                        "not signed. Enter your own password to sign.", status=422)
     try:
