@@ -31,8 +31,9 @@ from . import engine as engine_mod, migrations
 from .engine import StoreError
 from .tables import EDITABLE, STATES, UTCDateTime, exams, outbox, patients, revisions
 
-__all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord", "PatientRecord", "Revision",
-           "Store", "StoreError", "TimeRange", "database_url", "from_app", "init_app"]
+__all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord", "PatientRecord",
+           "Revision", "Store", "StoreError", "TimeRange", "database_url", "from_app",
+           "init_app"]
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "store"

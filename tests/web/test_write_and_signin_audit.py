@@ -125,3 +125,19 @@ def test_tablet_writes_name_the_signed_in_user_and_pass_both_validators(
     for event in events:
         assert_conformant(validator, event)
     assert "Okonkwo" not in caplog.text and "MRN-40961" not in caplog.text
+
+
+def test_a_page_write_whose_audit_fails_is_refused_and_changes_nothing(app, monkeypatch) -> None:
+    from sqlalchemy import exc
+
+    client = signed_in(app, "assistant")
+
+    def broken(connection, event):
+        raise exc.OperationalError("INSERT INTO audit_events", {}, Exception("disk full"))
+
+    monkeypatch.setattr(audit, "append", broken)
+    refused = client.post("/patients", data={
+        "family": "Okonkwo-Quist", "given": "Adaeze", "birth_date": "1986-03-14",
+        "identifier": "MRN-40961"})
+    assert refused.status_code == 503
+    assert store_mod.from_app(app).patients() == []
