@@ -39,7 +39,8 @@ def _csrf(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
-def test_sign_in_failures_and_sign_out_are_audited_without_the_password(app) -> None:
+def test_sign_in_failures_and_sign_out_are_audited_without_the_password(app,
+                                                                        validator) -> None:
     user(app)
     client = app.test_client()
     log_in(client, "test-clinician", "not the right password at all")
@@ -58,9 +59,11 @@ def test_sign_in_failures_and_sign_out_are_audited_without_the_password(app) -> 
     assert events[2]["agent"][0]["who"]["display"] == "Dr Ann Lee"
     text = json.dumps(events)
     assert "not the right password" not in text and PASSWORD not in text
+    for event in events:
+        assert_conformant(validator, event)
 
 
-def test_the_fifth_failure_locks_the_account_and_is_audited_once(app) -> None:
+def test_the_fifth_failure_locks_the_account_and_is_audited_once(app, validator) -> None:
     user(app)
     for _ in range(6):
         log_in(app.test_client(), "test-clinician", "not the right password at all")
@@ -69,9 +72,10 @@ def test_the_fifth_failure_locks_the_account_and_is_audited_once(app) -> None:
     assert kinds.index(("110113", "110137", "E", "0", "test-clinician", ADDRESS)) == 4
     [lock] = [e for e in _trail(app) if e["type"]["code"] == "110113"]
     assert "locked until" in lock["entity"][0]["description"]
+    assert_conformant(validator, lock)
 
 
-def test_the_first_account_is_audited_as_its_own_creation(app) -> None:
+def test_the_first_account_is_audited_as_its_own_creation(app, validator) -> None:
     store = store_mod.from_app(app)
     token = setup_link.issue(store, now=dt.datetime.now(dt.timezone.utc))
     client = app.test_client()
@@ -84,6 +88,7 @@ def test_the_first_account_is_audited_as_its_own_creation(app) -> None:
     assert _kind(event) == ("110113", "110137", "C", "0", "ann", ADDRESS)
     assert event["entity"][0]["what"]["identifier"]["value"] == "ann"
     assert event["entity"][0]["description"] == "add"
+    assert_conformant(validator, event)
 
 
 def test_the_users_commands_are_audited_to_the_command_line(tmp_path) -> None:
