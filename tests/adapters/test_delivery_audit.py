@@ -44,3 +44,13 @@ def test_a_delivery_and_a_refusal_each_leave_one_export_event(sqlite_store, kb,
     with IndependentValidator() as validator:
         for event in (first, second):
             assert_conformant(validator, event)
+
+
+def test_a_delivery_held_for_a_person_is_a_minor_failure_in_the_trail(sqlite_store, kb,
+                                                                      server) -> None:
+    exam_id, _ = queue_typed(sqlite_store, kb, mrn="MRN-8")  # the EHR knows no MRN-8
+    assert work(sqlite_store, server.url)["held"] == 1
+    [event] = _exports(sqlite_store)
+    facts = audit.facts(event)
+    assert (facts.outcome, facts.resource) == ("4", f"QuestionnaireResponse/{exam_id}")
+    assert event["outcomeDesc"]
