@@ -463,11 +463,11 @@ def _deliveries(store: Any, args: argparse.Namespace) -> int:
     """``deliver --list`` and ``deliver --requeue EXAM``."""
     from .adapters import outbox
     from .errors import NotFoundError
-    from .record import exams
+    from .record import exams, trail
 
     if args.requeue:
         try:
-            status = exams.send_again(store, args.requeue)
+            status = exams.send_again(store, args.requeue, by=trail.COMMAND_LINE)
         except NotFoundError:
             status = None
         if status is None:

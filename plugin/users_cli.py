@@ -3,6 +3,10 @@
 Passwords come only from standard input (``--password-stdin``: one line, the newline
 dropped), never from an argument, which other users of the machine could read in the
 process list. Bad input is one line on stderr and exit 2 (4: the database is unusable).
+
+Each change (add, disable, set-password) leaves its AuditEvent in its own transaction
+(``core.audit_events.user_administration``), named to the command line: no signed-in
+user, the operator is whoever runs the command on the server.
 """
 from __future__ import annotations
 
@@ -45,29 +49,38 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace, app: Any) -> int:
     from .adapters import sessions, store as storage, users
+    from .core import audit_events
+    from .errors import UnavailableError
 
     store = storage.from_app(app)
     now = dt.datetime.now(dt.timezone.utc)
+
+    def audited(change: Any) -> Any:
+        return lambda user: [audit_events.user_administration(
+            change, username=user.username, actor=None, address=None, recorded=now)]
+
     try:
         if args.users_command == "add":
             user = users.add(store, args.username, display_name=args.name, role=args.role,
                              also_clinician=args.also_clinician,
-                             identifier=args.identifier, password=_password(), now=now)
+                             identifier=args.identifier, password=_password(), now=now,
+                             audit=audited("add"))
             _say(f"added {user.username} ({', '.join(sorted(user.roles))})")
         elif args.users_command == "list":
             _list(users.all_users(store), args.format)
         elif args.users_command == "disable":
-            user = users.disable(store, args.username, now=now)
+            user = users.disable(store, args.username, now=now, audit=audited("disable"))
             ended = sessions.end_all(store, user.id)
             _say(f"disabled {user.username}; {ended} session(s) ended")
         else:
-            user = users.set_password(store, args.username, _password(), now=now)
+            user = users.set_password(store, args.username, _password(), now=now,
+                                      audit=audited("set-password"))
             ended = sessions.end_all(store, user.id)
             _say(f"password set for {user.username}; {ended} session(s) ended")
     except users.UserError as exc:
         _say(f"error: {exc.message}")
         return EXIT_INPUT
-    except storage.StoreError as exc:
+    except (storage.StoreError, UnavailableError) as exc:  # no audit, no change
         _say(f"error: {exc.message}")
         return EXIT_DATABASE
     return EXIT_OK

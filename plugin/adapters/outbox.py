@@ -25,6 +25,11 @@ attempt (a retry, or "Send again": ``requeue``) sends only what is missing.
 
 ``last_error`` holds an HTTP status and OperationOutcome texts, never the payload (it is
 PHI). Nothing here logs a payload.
+
+Each attempt's outcome (delivered, refused or failed, held for a person) leaves a DCM
+110106 Export AuditEvent (``core.audit_events.delivery``: this service the source, the
+EHR the destination, the exam's patient and ``QuestionnaireResponse/<exam>``), appended
+in the transaction that records the outcome; the worker acts for no signed-in user.
 """
 from __future__ import annotations
 
@@ -36,11 +41,12 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
+from ..core import audit_events, outcome as outcomes
 from . import ehr, ehr_patient, ehr_servers
 from . import engine as engine_mod
 from .ehr_capability import Capabilities
 from .ehr_http import Result
-from .store import Store, _key
+from .store import Audit, Store, _audit, _key
 from .tables import exams, outbox, patients
 
 __all__ = ["Job", "Policy", "Status", "choose_patient", "claim", "delivered", "failed",
@@ -160,7 +166,7 @@ def claim(store: Store, worker_id: str, limit: int, lease_seconds: float, *,
 
 
 def delivered(store: Store, job: Job, *, now: dt.datetime | None = None,
-              result: Result | None = None) -> bool:
+              result: Result | None = None, audit: Audit | None = None) -> bool:
     """The EHR accepted the Bundle. True whatever the lease: once accepted, it is
     delivered (a late worker only confirms what a newer claim would also find)."""
     now = now or _now()
@@ -170,12 +176,14 @@ def delivered(store: Store, job: Job, *, now: dt.datetime | None = None,
             .values(state="delivered", delivered_at=now, last_error=None, claimed_by=None,
                     claimed_until=None, updated=now, candidates=None,
                     **_receipts(job, result)))
+        if result_.rowcount:
+            _audit(conn, audit, job)
     return bool(result_.rowcount)
 
 
 def failed(store: Store, job: Job, error: str, *, retryable: bool,
            policy: Policy = Policy(), now: dt.datetime | None = None,
-           result: Result | None = None) -> str | None:
+           result: Result | None = None, audit: Audit | None = None) -> str | None:
     """The attempt failed: back to ``pending`` after a backoff, or ``dead`` when it
     cannot succeed (not ``retryable``) or this was the last attempt. Returns the new
     state; None when this worker's claim is no longer current (the lease ran out and
@@ -185,17 +193,20 @@ def failed(store: Store, job: Job, error: str, *, retryable: bool,
     state = "dead" if dead else "pending"
     after = now if dead else now + dt.timedelta(seconds=policy.delay(job.attempts))
     with engine_mod.writer(store.engine).begin() as conn:
-        result = conn.execute(
+        changed = conn.execute(
             update(outbox).where(outbox.c.id == job.id, outbox.c.state == "in-flight",
                                  outbox.c.claimed_by == job.claimed_by,
                                  outbox.c.attempts == job.attempts)
             .values(state=state, next_attempt_at=after, last_error=_short(error),
                     claimed_by=None, claimed_until=None, updated=now,
                     **_receipts(job, result)))
-    return state if result.rowcount else None
+        if changed.rowcount:
+            _audit(conn, audit, job)
+    return state if changed.rowcount else None
 
 
-def held(store: Store, job: Job, result: Result, *, now: dt.datetime | None = None) -> bool:
+def held(store: Store, job: Job, result: Result, *, now: dt.datetime | None = None,
+         audit: Audit | None = None) -> bool:
     """The delivery waits for a person to confirm the EHR's patient (``result.hold``
     says why; its candidates are kept for them to choose from). Not retried until
     ``choose_patient``; the attempt does not count against ``max_attempts``."""
@@ -209,6 +220,8 @@ def held(store: Store, job: Job, result: Result, *, now: dt.datetime | None = No
                     candidates=[dict(c) for c in result.candidates] or None,
                     attempts=outbox.c.attempts - 1, claimed_by=None, claimed_until=None,
                     updated=now, **_receipts(job, result)))
+        if changed.rowcount:
+            _audit(conn, audit, job)
     return bool(changed.rowcount)
 
 
@@ -221,23 +234,30 @@ def _receipts(job: Job, result: Result | None) -> dict[str, Any]:
             "unsent": [list(u) for u in dict.fromkeys(result.unsent)] or None}
 
 
-def requeue(store: Store, exam_id: str, *, now: dt.datetime | None = None) -> Status | None:
+def requeue(store: Store, exam_id: str, *, now: dt.datetime | None = None,
+            audit: Audit | None = None) -> Status | None:
     """"Send again": the exam's latest delivery, if it could not be sent (``dead``) or
     waits for a person (``held``), is due now with a fresh count of attempts; what
-    already reached the EHR is not sent again. None: nothing to send again."""
+    already reached the EHR is not sent again. None: nothing to send again. ``audit``:
+    as the store's writes, appended in this transaction when a delivery was requeued."""
     now = now or _now()
     latest = _latest(store, exam_id)
     if latest is None or latest.state not in ("dead", "held"):
         return None
     with engine_mod.writer(store.engine).begin() as conn:
-        conn.execute(update(outbox).where(outbox.c.id == latest.id,
-                                          outbox.c.state.in_(("dead", "held")))
-                     .values(state="pending", attempts=0, next_attempt_at=now, updated=now))
+        changed = conn.execute(update(outbox).where(outbox.c.id == latest.id,
+                                                    outbox.c.state.in_(("dead", "held")))
+                               .values(state="pending", attempts=0, next_attempt_at=now,
+                                       updated=now))
+        if not changed.rowcount:
+            return None
+        _audit(conn, audit, None)
     return status_for(store, exam_id)
 
 
 def choose_patient(store: Store, exam_id: str, reference: str, *,
-                   now: dt.datetime | None = None) -> Status | None:
+                   now: dt.datetime | None = None,
+                   audit: Audit | None = None) -> Status | None:
     """A person named the EHR's patient (``Patient/<id>``) for the exam's held delivery:
     it is due now and goes to that patient. None: no delivery is held."""
     now = now or _now()
@@ -245,9 +265,13 @@ def choose_patient(store: Store, exam_id: str, reference: str, *,
     if latest is None or latest.state != "held":
         return None
     with engine_mod.writer(store.engine).begin() as conn:
-        conn.execute(update(outbox).where(outbox.c.id == latest.id, outbox.c.state == "held")
-                     .values(state="pending", ehr_patient=reference, attempts=0,
-                             next_attempt_at=now, updated=now))
+        changed = conn.execute(
+            update(outbox).where(outbox.c.id == latest.id, outbox.c.state == "held")
+            .values(state="pending", ehr_patient=reference, attempts=0,
+                    next_attempt_at=now, updated=now))
+        if not changed.rowcount:
+            return None
+        _audit(conn, audit, None)
     return status_for(store, exam_id)
 
 
@@ -322,12 +346,13 @@ def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
                                  profile=profile, capabilities=capabilities, sent=job.sent,
                                  limit=max_entries, memory=memory,
                                  patient=_patient_facts(store, job, identifier_system))
+        trail = _delivery_audit(store, job, base_url, result)
         if result.delivered:
-            delivered(store, job, result=result)
+            delivered(store, job, result=result, audit=trail)
             counts["delivered"] += 1
             continue
         if result.hold:
-            counts["held"] += held(store, job, result)
+            counts["held"] += held(store, job, result, audit=trail)
             continue
         retryable = result.retryable
         if result.status == 401:  # the token was refused (expired early, revoked)
@@ -335,10 +360,33 @@ def work(store: Store, *, worker_id: str, batch: int, lease_seconds: float,
             if on_unauthorized is not None:
                 on_unauthorized(job)
         state = failed(store, job, result.error or "failed", retryable=retryable,
-                       policy=policy, result=result)
+                       policy=policy, result=result, audit=trail)
         if state is not None:
             counts["retry" if state == "pending" else "dead"] += 1
     return counts
+
+
+def _delivery_audit(store: Store, job: Job, base_url: str, result: Result) -> Audit:
+    """The store's ``audit`` for an attempt's outcome: its Export event. A refusal is a
+    serious failure (8) answered with its words; a retryable failure or a hold a minor
+    one (4)."""
+    with store.engine.connect() as conn:
+        patient_id = conn.execute(select(exams.c.patient_id)
+                                  .where(exams.c.id == job.exam_id)).scalar()
+    failure = None
+    if not result.delivered:
+        words = result.hold or result.error or "failed"
+        minor = result.retryable or result.hold is not None
+        failure = audit_events.Failure(
+            audit_events.MINOR_FAILURE if minor else audit_events.SERIOUS_FAILURE,
+            outcomes.simple("information" if result.hold else "error",
+                            "informational" if result.hold else "exception", _short(words)))
+
+    def events(_: Any) -> list[Mapping[str, Any]]:
+        return [audit_events.delivery(
+            ehr_base=base_url, resource=f"QuestionnaireResponse/{job.exam_id}",
+            patient_id=patient_id, recorded=_now(), failure=failure)]
+    return events
 
 
 def _patient_facts(store: Store, job: Job, system: str) -> ehr_patient.Facts | None:

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,9 @@ from . import engine as engine_mod, migrations
 from .engine import StoreError
 from .tables import EDITABLE, STATES, UTCDateTime, exams, outbox, patients, revisions
 
-__all__ = ["CURRENT_STATUSES", "STATES", "Current", "ExamRecord", "PatientRecord", "Revision",
-           "Store", "StoreError", "TimeRange", "database_url", "from_app", "init_app"]
+__all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord", "PatientRecord",
+           "Revision", "Store", "StoreError", "TimeRange", "database_url", "from_app",
+           "init_app"]
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "store"
@@ -108,6 +109,11 @@ class Current:
         return self.exam.updated if self.revision is None else self.revision.signed_at
 
 
+#: What a write's audit is: given the record as written, the AuditEvents that record the
+#: write (``core.audit_events``). They are appended on the write's own connection, inside
+#: its transaction: both commit or neither does (``_audit``).
+Audit = Callable[[Any], Sequence[Mapping[str, Any]]]
+
 #: A time range [from, to), either end open; ``search_current`` takes lists of them.
 TimeRange = tuple[dt.datetime | None, dt.datetime | None]
 #: The statuses ``search_current`` filters on (those of ``Current.status``).
@@ -148,8 +154,13 @@ class Store:
 
     # -- patients ---------------------------------------------------------------------
 
-    def add_patient(self, resource: Mapping[str, Any]) -> PatientRecord:
-        """Store a FHIR Patient under a new id (also written into the resource)."""
+    def add_patient(self, resource: Mapping[str, Any], *,
+                    audit: Audit | None = None) -> PatientRecord:
+        """Store a FHIR Patient under a new id (also written into the resource).
+
+        ``audit`` (every write method takes one): the AuditEvents of this write, made
+        from the record written and appended in the same transaction; if they cannot be
+        appended nothing is written (``audit.AuditUnavailable``)."""
         if not isinstance(resource, Mapping) or resource.get("resourceType") != "Patient":
             raise InputError("a Patient resource is required", status=422)
         patient_id = str(uuid.uuid4())
@@ -157,15 +168,19 @@ class Store:
             row = conn.execute(insert(patients).values(
                 id=patient_id, created=_now(), **_patient_values(patient_id, resource))
                 .returning(*patients.c)).one()
-        return self._patient(row)
+            record = self._patient(row)
+            _audit(conn, audit, record)
+        return record
 
-    def link_patient(self, ehr_base: str, ehr_id: str,
-                     resource: Mapping[str, Any]) -> PatientRecord:
+    def link_patient(self, ehr_base: str, ehr_id: str, resource: Mapping[str, Any], *,
+                     audit: Callable[[PatientRecord, bool], Sequence[Mapping[str, Any]]]
+                     | None = None) -> PatientRecord:
         """The local patient for the EHR's ``Patient/<ehr_id>``, created on the first
         launch and refreshed from ``resource`` (the EHR's copy) on every later one.
 
         Concurrent first launches for one patient race on the unique (ehr_base, ehr_id)
-        index: the loser finds the winner's row and refreshes it."""
+        index: the loser finds the winner's row and refreshes it. ``audit`` gets the
+        record and whether it was created (else refreshed)."""
         if not isinstance(resource, Mapping) or resource.get("resourceType") != "Patient":
             raise InputError("a Patient resource is required", status=422)
         base, ehr = _text(ehr_base, "ehr_base"), _text(ehr_id, "ehr_id")
@@ -178,7 +193,9 @@ class Store:
                 if existing:
                     row = conn.execute(update(patients).where(patients.c.id == existing)
                                        .values(**values).returning(*patients.c)).one()
-                    return self._patient(row)
+                    record = self._patient(row)
+                    _audit(conn, audit and (lambda r: audit(r, False)), record)
+                    return record
                 try:
                     with conn.begin_nested():
                         row = conn.execute(insert(patients).values(
@@ -186,7 +203,9 @@ class Store:
                             **values).returning(*patients.c)).one()
                 except exc.IntegrityError:
                     continue  # another launch created it first: refresh that one
-                return self._patient(row)
+                record = self._patient(row)
+                _audit(conn, audit and (lambda r: audit(r, True)), record)
+                return record
         raise ConflictError("the patient was being linked concurrently; try again")
 
     def patient(self, patient_id: str) -> PatientRecord:
@@ -212,7 +231,8 @@ class Store:
 
     def create_exam(self, patient_id: str, questionnaire: str, *, answers: Mapping[str, Any],
                     draft: Mapping[str, Any], encounter: Mapping[str, Any] | None = None,
-                    launch_id: str | None = None, exam_id: str | None = None) -> ExamRecord:
+                    launch_id: str | None = None, exam_id: str | None = None,
+                    audit: Audit | None = None) -> ExamRecord:
         """A new exam (version 1). ``exam_id`` may be chosen by the caller (a uuid), so a
         draft response naming it can be written in the same insert."""
         key = _key(patient_id, "patient")
@@ -228,7 +248,7 @@ class Store:
                 id=new_id, patient_id=key, state="draft", version=1,
                 amend_reason=None, revisions=0, created=now, updated=now,
                 **values).returning(*exams.c)).one()
-        return self._exam(row)
+            return _audited(conn, audit, self._exam(row))
 
     def exam(self, exam_id: str) -> ExamRecord:
         key = _key(exam_id, "exam")
@@ -247,17 +267,18 @@ class Store:
         return [self._exam(row) for row in rows]
 
     def save_draft(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
-                   draft: Mapping[str, Any]) -> ExamRecord:
+                   draft: Mapping[str, Any], audit: Audit | None = None) -> ExamRecord:
         """Replace the working answers and draft of a draft or amending exam."""
         key = _key(exam_id, "exam")
         values = {"answers": _json(answers, "answers"), "draft": _json(draft, "draft")}
         with self._writer.begin() as conn:
             row = _bump(conn, key, expected_version, EDITABLE, **values)
-        return self._exam(row)
+            return _audited(conn, audit, self._exam(row))
 
     def sign(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
              response: Mapping[str, Any], provenance: Mapping[str, Any], signed_by: str,
-             signed_at: dt.datetime, delivery: Mapping[str, Any] | None = None) -> ExamRecord:
+             signed_at: dt.datetime, delivery: Mapping[str, Any] | None = None,
+             audit: Audit | None = None) -> ExamRecord:
         """Lock the answers as the next revision; the amendment's reason goes with it.
 
         ``delivery``: the revision's transaction Bundle for the EHR, queued in the outbox
@@ -288,10 +309,10 @@ class Store:
             if row.amend_reason is not None:  # kept until now: it is the revision's reason
                 row = conn.execute(update(exams).where(exams.c.id == key)
                                    .values(amend_reason=None).returning(*exams.c)).one()
-        return self._exam(row)
+            return _audited(conn, audit, self._exam(row))
 
     def begin_amendment(self, exam_id: str, *, expected_version: int, reason: str,
-                        draft: Mapping[str, Any]) -> ExamRecord:
+                        draft: Mapping[str, Any], audit: Audit | None = None) -> ExamRecord:
         """Reopen a signed exam for changes; ``reason`` is kept with the next revision."""
         key = _key(exam_id, "exam")
         if not isinstance(reason, str) or not reason.strip():
@@ -300,9 +321,10 @@ class Store:
         values = {"amend_reason": _text(reason.strip(), "reason"), "draft": _json(draft, "draft")}
         with self._writer.begin() as conn:
             row = _bump(conn, key, expected_version, ("signed",), state="amending", **values)
-        return self._exam(row)
+            return _audited(conn, audit, self._exam(row))
 
-    def cancel_amendment(self, exam_id: str, *, expected_version: int) -> ExamRecord:
+    def cancel_amendment(self, exam_id: str, *, expected_version: int,
+                         audit: Audit | None = None) -> ExamRecord:
         """Drop an amendment in progress: back to the answers of the latest revision."""
         key = _key(exam_id, "exam")
         latest = (select(revisions.c.answers)
@@ -312,7 +334,7 @@ class Store:
         with self._writer.begin() as conn:
             row = _bump(conn, key, expected_version, ("amending",), state="signed",
                         answers=latest, draft=None, amend_reason=None)
-        return self._exam(row)
+            return _audited(conn, audit, self._exam(row))
 
     def revisions(self, exam_id: str) -> list[Revision]:
         """Every signed revision, oldest first."""
@@ -456,6 +478,28 @@ def _bump(conn: Connection, key: str, expected: int, states: tuple[str, ...],
         raise _wrong_state(state, states, version)
     raise ConflictError(f"the exam changed since version {expected}; "
                         f"it is now at version {version}: reload it", current=version)
+
+
+def _audit(conn: Connection, audit: Audit | None, record: Any) -> None:
+    """Append the write's AuditEvents on its own connection (its transaction). A failed
+    append is an ``AuditUnavailable`` raised inside the transaction: the write is rolled
+    back with it, never kept unaudited."""
+    if audit is None:
+        return
+    from . import audit as trail  # the trail imports this module (TimeRange)
+
+    try:
+        for event in audit(record):
+            trail.append(conn, event)
+    except exc.SQLAlchemyError as error:  # the class only: the text may quote the event
+        raise trail.AuditUnavailable(f"the audit record could not be written "
+                                     f"({type(error).__name__}); nothing was changed",
+                                     original_error=error) from error
+
+
+def _audited(conn: Connection, audit: Audit | None, record: Any) -> Any:
+    _audit(conn, audit, record)
+    return record
 
 
 def _one(conn: Connection, statement: Any, missing: str) -> Row[Any]:

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..core import passwords
+from ..core import audit_events, passwords
 from ..errors import PluginError
 from . import engine as engine_mod
-from .store import Store
+from .store import Store, _audit
 from .tables import ROLES, login_failures, sessions, users
 
 #: Failures in a row that lock an account, and for how long.
@@ -82,6 +83,11 @@ class User:
         return f"Practitioner/{self.id}"
 
 
+#: A user administration's audit: given the account as written, its AuditEvents, appended
+#: in the change's own transaction (``Store``'s ``audit``: a failed append undoes it).
+UserAudit = Callable[["User"], Sequence[Mapping[str, Any]]]
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -109,7 +115,7 @@ def parse_identifier(value: str | None) -> tuple[str | None, str | None]:
 
 def add(store: Store, username: str, *, display_name: str, role: str, password: str,
         also_clinician: bool = False, identifier: str | None = None,
-        now: dt.datetime) -> User:
+        now: dt.datetime, audit: UserAudit | None = None) -> User:
     """A new active account; refused (UserError) on a taken username, an unknown role,
     a blank name or a password the policy refuses."""
     name = check_username(username)
@@ -131,6 +137,7 @@ def add(store: Store, username: str, *, display_name: str, role: str, password: 
     try:
         with engine_mod.writer(store.engine).begin() as conn:
             conn.execute(insert(users).values(**row))
+            _audit(conn, audit, _user(row))
     except IntegrityError:
         raise UserError(f"The username {name!r} is taken.", "username") from None
     return _user(row)
@@ -164,18 +171,20 @@ def by_username(store: Store, username: str) -> User | None:
     return _user(row) if row else None
 
 
-def disable(store: Store, username: str, *, now: dt.datetime) -> User:
+def disable(store: Store, username: str, *, now: dt.datetime,
+            audit: UserAudit | None = None) -> User:
     """Switch an account off (its sessions are ended by the caller: ``sessions.end_all``)."""
-    return _update(store, username, now, active=False)
+    return _update(store, username, now, audit, active=False)
 
 
-def set_password(store: Store, username: str, password: str, *, now: dt.datetime) -> User:
+def set_password(store: Store, username: str, password: str, *, now: dt.datetime,
+                 audit: UserAudit | None = None) -> User:
     """A new password (policy-checked); clears the lock-out."""
     user = by_username(store, username)
     if user is None:
         raise UserError(f"No user {username!r}.", "username")
     _check_password(password, user.username)
-    return _update(store, user.username, now, password_hash=hash_password(password),
+    return _update(store, user.username, now, audit, password_hash=hash_password(password),
                    failed_attempts=0, locked_until=None)
 
 
@@ -201,12 +210,13 @@ def authenticate(store: Store, username: str, password: str, *, now: dt.datetime
                              .values(password_hash=hash_password(password)))
         return _user({**row, "failed_attempts": 0, "locked_until": None})
     if not ok and not locked:
-        _count_failure(store, row["id"], now)
+        _count_failure(store, row["id"], now, address)
     _fail_address(store, address, now)
     return None
 
 
-def verify_password(store: Store, user: User, password: str, *, now: dt.datetime) -> bool:
+def verify_password(store: Store, user: User, password: str, *, now: dt.datetime,
+                    address: str | None = None) -> bool:
     """Re-authentication (before a signature): the signed-in user's password again. A
     wrong one counts towards the lock like a failed sign-in (a guesser at an unlocked
     tablet gets five tries, then the account locks and its sessions end)."""
@@ -220,7 +230,7 @@ def verify_password(store: Store, user: User, password: str, *, now: dt.datetime
     if hashed is None:
         _verify(_DUMMY, password)
     else:
-        _count_failure(store, user.id, now)
+        _count_failure(store, user.id, now, address)
     return False
 
 
@@ -243,17 +253,24 @@ def _verify(hashed: str, password: str) -> bool:
         return False
 
 
-def _count_failure(store: Store, user_id: str, now: dt.datetime) -> None:
+def _count_failure(store: Store, user_id: str, now: dt.datetime,
+                   address: str | None = None) -> None:
     """One more failure, in one statement (two processes never lose a count); the
-    fifth in a row locks the account."""
+    fifth in a row locks the account, and the lock-out's AuditEvent (from ``address``)
+    is appended in the same transaction."""
     with engine_mod.writer(store.engine).begin() as conn:
         attempts = conn.execute(update(users).where(users.c.id == user_id)
                                 .values(failed_attempts=users.c.failed_attempts + 1)
                                 .returning(users.c.failed_attempts)).scalar_one()
         if attempts >= MAX_FAILURES:  # locked: its open sessions end too, on every process
-            conn.execute(update(users).where(users.c.id == user_id).values(
-                failed_attempts=0, locked_until=now + dt.timedelta(minutes=LOCK_MINUTES)))
+            until = now + dt.timedelta(minutes=LOCK_MINUTES)
+            username = conn.execute(
+                update(users).where(users.c.id == user_id)
+                .values(failed_attempts=0, locked_until=until)
+                .returning(users.c.username)).scalar_one()
             conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+            _audit(conn, lambda _: [audit_events.lockout(
+                username=username, address=address, recorded=now, until=until)], None)
 
 
 def _fail_address(store: Store, address: str | None, now: dt.datetime) -> None:
@@ -272,13 +289,15 @@ def _check_password(password: str, username: str) -> None:
         raise UserError(str(exc), "password") from None
 
 
-def _update(store: Store, username: str, now: dt.datetime, **values: object) -> User:
+def _update(store: Store, username: str, now: dt.datetime, audit: UserAudit | None,
+            **values: object) -> User:
     name = (username or "").strip().lower()
     with engine_mod.writer(store.engine).begin() as conn:
         row = conn.execute(update(users).where(users.c.username == name)
                            .values(updated=now, **values).returning(*users.c)).mappings().first()
-    if row is None:
-        raise UserError(f"No user {username!r}.", "username")
+        if row is None:
+            raise UserError(f"No user {username!r}.", "username")
+        _audit(conn, audit, _user(row))
     return _user(row)
 
 

@@ -1,5 +1,8 @@
-"""The exam record's use cases: begin, save a draft, sign, amend, cancel an amendment,
-queue for delivery again.
+"""The exam record's use cases: add a patient, begin, save a draft, sign, amend, cancel
+an amendment, queue for delivery again, choose the EHR's patient.
+
+Every write takes ``by`` (``trail.By``: who asks, from where) and leaves one AuditEvent,
+appended by the store in the write's own transaction (``trail``).
 
 Each needs the pure core and engine *and* the store, so none belongs to either: the
 tablet pages, the SMART launch and the CLI call these and only render what comes back.
@@ -19,7 +22,8 @@ from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
 from ..core.responses import Context
-from . import pipeline, signoff
+from . import pipeline, signoff, trail
+from .trail import By
 
 
 def draft_context(exam_id: str, encounter: Mapping[str, Any] | None,
@@ -38,8 +42,28 @@ def draft_response(form: Any, checked: drafts.Checked, exam_id: str,
     return drafts.response(form, checked, draft_context(exam_id, encounter, patient_record, now))
 
 
+def add_patient(store: store_mod.Store, resource: Mapping[str, Any], *,
+                by: By) -> store_mod.PatientRecord:
+    """Register a patient typed on the tablet (a FHIR Patient)."""
+    return store.add_patient(resource, audit=lambda record: [trail.event(
+        by, "create", resource=f"Patient/{record.id}", patient_id=record.id,
+        what="patient registered")])
+
+
+def link_ehr_patient(store: store_mod.Store, ehr_base: str, ehr_id: str,
+                     resource: Mapping[str, Any], *, by: By) -> store_mod.PatientRecord:
+    """The local patient for the EHR's patient of a SMART launch: created on the first
+    launch, refreshed from the EHR's copy on later ones (``Store.link_patient``)."""
+    def events(record: store_mod.PatientRecord, created: bool) -> list[dict[str, Any]]:
+        return [trail.event(by, "create" if created else "update",
+                            resource=f"Patient/{record.id}", patient_id=record.id,
+                            what="patient brought from the EHR" if created
+                            else "patient refreshed from the EHR")]
+    return store.link_patient(ehr_base, ehr_id, resource, audit=events)
+
+
 def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientRecord, *,
-          now: dt.datetime, encounter: Mapping[str, Any] | None = None,
+          now: dt.datetime, by: By, encounter: Mapping[str, Any] | None = None,
           launch_id: str | None = None) -> store_mod.ExamRecord:
     """A new exam for the patient, prefilled from the Patient (age from birthDate).
 
@@ -55,25 +79,28 @@ def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientReco
     exam_id = str(uuid.uuid4())  # chosen here: the draft response names it (one write)
     draft = draft_response(form, drafts.check(form, raw), exam_id, encounter, patient_record, now)
     return store.create_exam(patient_record.id, form.canonical, answers=raw, draft=draft,
-                             encounter=encounter, launch_id=launch_id, exam_id=exam_id)
+                             encounter=encounter, launch_id=launch_id, exam_id=exam_id,
+                             audit=trail.exam_write(by, "create", "exam begun"))
 
 
 def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
                patient_record: store_mod.PatientRecord, *, expected_version: int,
-               answers: Mapping[str, Any], now: dt.datetime
+               answers: Mapping[str, Any], now: dt.datetime, by: By
                ) -> tuple[store_mod.ExamRecord, drafts.Checked]:
     """Store the working answers exactly as entered (a wrong value is kept and reported,
     never dropped) with their in-progress response; refused on a stale version."""
     checked = drafts.check(form, answers)
     saved = store.save_draft(exam.id, expected_version=expected_version, answers=answers,
                              draft=draft_response(form, checked, exam.id, exam.encounter,
-                                                  patient_record, now))
+                                                  patient_record, now),
+                             audit=trail.exam_write(by, "update", "draft saved"))
     return saved, checked
 
 
 def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
-         signer: signoff.Signer, now: dt.datetime, ehr_base: str | None) -> signoff.Signed:
+         signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
+         by: By) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
     queued for the EHR in the same transaction when delivery is on (``ehr_base``)."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
@@ -83,7 +110,9 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
-               signed_by=signer.display, signed_at=now, delivery=delivery)
+               signed_by=signer.display, signed_at=now, delivery=delivery,
+               audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
+                                      else "signed", revision=True))
     return signed
 
 
@@ -124,29 +153,37 @@ def ehr_author(author: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def amend(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
           patient_record: store_mod.PatientRecord, *, expected_version: int,
-          reason: Any, now: dt.datetime) -> store_mod.ExamRecord:
+          reason: Any, now: dt.datetime, by: By) -> store_mod.ExamRecord:
     """Reopen a signed exam for changes; the reason (required) goes with the next
     signature."""
     reason = signoff.text(reason, "reason", "An amendment needs a reason.")
     checked = drafts.check(form, exam.answers)
     return store.begin_amendment(exam.id, expected_version=expected_version, reason=reason,
                                  draft=draft_response(form, checked, exam.id, exam.encounter,
-                                                      patient_record, now))
+                                                      patient_record, now),
+                                 audit=trail.exam_write(by, "update", "amendment begun"))
 
 
 def cancel_amendment(store: store_mod.Store, exam: store_mod.ExamRecord, *,
-                     expected_version: int) -> store_mod.ExamRecord:
+                     expected_version: int, by: By) -> store_mod.ExamRecord:
     """Drop an amendment in progress: back to the answers of the latest revision."""
-    return store.cancel_amendment(exam.id, expected_version=expected_version)
+    return store.cancel_amendment(exam.id, expected_version=expected_version,
+                                  audit=trail.exam_write(by, "update", "amendment cancelled"))
 
 
-def send_again(store: store_mod.Store, exam_id: str) -> Any:
+def send_again(store: store_mod.Store, exam_id: str, *, by: By) -> Any:
     """A delivery that could not be sent is queued again; only what is not in the EHR
-    yet goes. None when there was nothing to send again."""
-    return outbox.requeue(store, exam_id)
+    yet goes. None when there was nothing to send again (and nothing is audited)."""
+    exam = store.exam(exam_id)
+    return outbox.requeue(store, exam_id, audit=lambda _: trail.exam_write(
+        by, "update", "delivery queued again")(exam))
 
 
-def choose_ehr_patient(store: store_mod.Store, exam_id: str, ehr_patient_id: str) -> Any:
+def choose_ehr_patient(store: store_mod.Store, exam_id: str, ehr_patient_id: str, *,
+                       by: By) -> Any:
     """A person names the EHR's patient for a held delivery (never chosen by the plugin
-    on a name). None when no delivery was waiting for one."""
-    return outbox.choose_patient(store, exam_id, f"Patient/{ehr_patient_id}")
+    on a name). None when no delivery was waiting for one (and nothing is audited)."""
+    exam = store.exam(exam_id)
+    return outbox.choose_patient(store, exam_id, f"Patient/{ehr_patient_id}",
+                                 audit=lambda _: trail.exam_write(
+                                     by, "update", "EHR patient chosen for delivery")(exam))

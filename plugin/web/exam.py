@@ -21,6 +21,7 @@ from ..adapters import outbox, signing_key, store as store_mod, users
 from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
+from ..record.trail import By
 from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
@@ -53,6 +54,14 @@ def _kb() -> Any:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def requester() -> By:
+    """Who asks for this write, as its AuditEvent names them: the signed-in user and the
+    request's network address."""
+    from .audit import current_actor
+
+    return By(current_actor(), request.remote_addr)
 
 
 def _form_for(exam: store_mod.ExamRecord) -> Any:
@@ -98,8 +107,8 @@ def add_patient() -> Any:
     if result.errors:
         return render_template("exam/patients.html", patients=_store().patients(),
                                search="", values=values, errors=result.errors), 422
-    record = _store().add_patient(result.resource(
-        current_app.config["PATIENT_IDENTIFIER_SYSTEM"]))
+    record = exams.add_patient(_store(), result.resource(
+        current_app.config["PATIENT_IDENTIFIER_SYSTEM"]), by=requester())
     return redirect(url_for("exam.patient", patient_id=record.id), 303)
 
 
@@ -129,7 +138,7 @@ def begin_exam(patient_record: store_mod.PatientRecord, *,
                launch_id: str | None = None) -> store_mod.ExamRecord:
     """A new exam (or the one already begun in this encounter): ``exams.begin``."""
     return exams.begin(_store(), _kb(), patient_record, now=_now(), encounter=encounter,
-                       launch_id=launch_id)
+                       launch_id=launch_id, by=requester())
 
 
 # --- the exam pages and their autosave ---------------------------------------------------
@@ -185,7 +194,8 @@ def save_draft(exam_id: str) -> Response:
     raw = drafts.merge(record.answers, current.link_ids, page_answers)
     try:
         saved, checked = exams.save_draft(_store(), form, record, patient_record,
-                                          expected_version=expected, answers=raw, now=_now())
+                                          expected_version=expected, answers=raw, now=_now(),
+                                          by=requester())
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:
@@ -264,7 +274,7 @@ def sign(exam_id: str) -> Any:
     assert user is not None  # the guard let no anonymous request through
     reauthenticated = _now()
     if not users.verify_password(_store(), user, request.form.get("password", ""),
-                                 now=reauthenticated):
+                                 now=reauthenticated, address=request.remote_addr):
         return _review(exam_id, password_error="The password is not right; the exam was "
                        "not signed. Enter your own password to sign.", status=422)
     try:
@@ -280,7 +290,8 @@ def sign(exam_id: str) -> Any:
                        signoff.Attestation(user.username, reauthenticated,
                                            current_app.extensions[signing_key.EXTENSION_KEY])),
                    now=now,
-                   ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None)
+                   ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None,
+                   by=requester())
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -355,7 +366,7 @@ def deliver_again(exam_id: str) -> Any:
     """"Send again": a delivery that could not be sent is queued again; only what is
     not in the EHR yet goes (``outbox.requeue``)."""
     _load(exam_id)
-    return _delivery_action(exam_id, exams.send_again(_store(), exam_id),
+    return _delivery_action(exam_id, exams.send_again(_store(), exam_id, by=requester()),
                             "There is no failed delivery to send again.")
 
 
@@ -370,7 +381,8 @@ def delivery_patient(exam_id: str) -> Any:
     if not _EHR_ID.fullmatch(chosen):
         return _delivery_action(exam_id, None, "Choose the EHR's patient, or enter its EHR "
                                                "Patient id (letters, digits, - and .).")
-    return _delivery_action(exam_id, exams.choose_ehr_patient(_store(), exam_id, chosen),
+    return _delivery_action(exam_id, exams.choose_ehr_patient(_store(), exam_id, chosen,
+                                                                    by=requester()),
                             "No delivery is waiting for its EHR patient.")
 
 
@@ -381,7 +393,7 @@ def amend(exam_id: str) -> Any:
     expected = _form_version()
     try:
         exams.amend(_store(), form, record_, patient_record, expected_version=expected,
-                    reason=request.form.get("reason"), now=_now())
+                    reason=request.form.get("reason"), now=_now(), by=requester())
     except (InputError, ConflictError) as exc:
         if record_.state != "signed":
             return redirect(url_for("exam.exam", exam_id=exam_id), 303)
@@ -398,7 +410,8 @@ def amend(exam_id: str) -> Any:
 def cancel_amendment(exam_id: str) -> Any:
     record_, _, _ = _load(exam_id)
     try:
-        exams.cancel_amendment(_store(), record_, expected_version=_form_version())
+        exams.cancel_amendment(_store(), record_, expected_version=_form_version(),
+                               by=requester())
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)

@@ -5,6 +5,12 @@ disabled account) after the same work (``users.authenticate``), starts a new
 server-side session with a new token (the old cookie's session is ended and the cookie
 cleared first, so a token planted before sign-in is worthless), and returns to the
 page that asked for it. An address with too many recent failures waits (429).
+
+Each sign-in, failed sign-in (an unknown user and a wrong password alike: the name typed,
+never the password; a throttled address too), sign-out and first-account creation
+leaves its AuditEvent (``core.audit_events``: login, logout, user_administration; the
+lock-out's is written by ``users`` with the failure that locks). If the event cannot be
+written the sign-in does not happen (503): no session begins unaudited.
 """
 from __future__ import annotations
 
@@ -15,9 +21,9 @@ from flask import (Blueprint, Response, current_app, jsonify, redirect, render_t
                    request, session, url_for)
 from sqlalchemy import text
 
-from ..adapters import sessions, setup_link, store as store_mod, users
-from ..core import passwords
-from .auth import SESSION_KEY
+from ..adapters import audit, sessions, setup_link, store as store_mod, users
+from ..core import audit_events, outcome, passwords
+from .auth import SESSION_KEY, actor, current_user
 
 bp = Blueprint("signin", __name__, template_folder="templates")
 
@@ -44,6 +50,19 @@ def _next() -> str:
     return target
 
 
+def _failure(message: str) -> audit_events.Failure:
+    """A refused sign-in, as its AuditEvent records it (the page's own words)."""
+    return audit_events.Failure(audit_events.MINOR_FAILURE,
+                                outcome.simple("error", "security", message))
+
+
+def _audit_login(username: str, user: users.User | None, message: str | None) -> None:
+    """The sign-in's AuditEvent, committed before anything is answered."""
+    audit.write(_store().engine, audit_events.login(
+        username=username, actor=actor(user) if user else None, address=request.remote_addr,
+        recorded=_now(), failure=_failure(message) if message else None))
+
+
 def start_session(user: users.User) -> None:
     """A fresh session for ``user``: whatever the cookie held before is ended."""
     sessions.end(_store(), session.get(SESSION_KEY))
@@ -63,18 +82,25 @@ def login_post() -> Any:
     password = (request.form.get("password") or "")[:passwords.MAX_LENGTH + 1]
     address = request.remote_addr
     if users.address_throttled(_store(), address, now=_now()):
+        _audit_login(username, None, THROTTLED)
         return render_template("auth/login.html", next=_next(), message=THROTTLED,
                                expired=False, username=username), 429
     user = users.authenticate(_store(), username, password, now=_now(), address=address)
     if user is None:  # the form again with its message (200: a page, not an API refusal)
+        _audit_login(username, None, FAILED)  # unknown and wrong alike; never the password
         return render_template("auth/login.html", next=_next(), message=FAILED,
                                expired=False, username=username), 200
+    _audit_login(user.username, user, None)
     start_session(user)
     return redirect(_next(), 303)
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    user = current_user()
+    if user is not None:  # a sign-out of a live session (an ended one has nothing to end)
+        audit.write(_store().engine, audit_events.logout(
+            actor=actor(user), address=request.remote_addr, recorded=_now()))
     sessions.end(_store(), session.get(SESSION_KEY))
     session.clear()
     return redirect(url_for("signin.login"), 303)
@@ -102,7 +128,10 @@ def setup_post() -> Any:
         return render_template("auth/setup_used.html"), 404
     user = users.add(_store(), values["username"], display_name=values["name"], role="admin",
                      also_clinician=True, identifier=values["identifier"] or None,
-                     password=request.form.get("password", ""), now=_now())
+                     password=request.form.get("password", ""), now=_now(),
+                     audit=lambda new: [audit_events.user_administration(
+                         "add", username=new.username, actor=actor(new),
+                         address=request.remote_addr, recorded=_now())])
     start_session(user)
     return redirect(url_for("exam.patients"), 303)
 

@@ -23,6 +23,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from ..adapters import launches, smart, store as store_mod
 from ..errors import InputError, PluginError
+from ..record import exams
 from . import exam as exam_views
 
 bp = Blueprint("smart", __name__)
@@ -123,7 +124,8 @@ def _open_exam(started: launches.Launch, code: str, verifier: str) -> store_mod.
                          timeout=_timeout())
     if patient.get("resourceType") != "Patient" or patient.get("id") != token.patient:
         raise smart.SmartError("the EHR answered with another resource than the patient")
-    record = _store().link_patient(started.iss, token.patient, patient)
+    record = exams.link_ehr_patient(_store(), started.iss, token.patient, patient,
+                                    by=exam_views.requester())
     active = launches.activate(_store(), started.id, token, _sealer(), patient_id=record.id)
     encounter = {"reference": f"Encounter/{token.encounter}"} if token.encounter else None
     exam = exam_views.begin_exam(record, encounter=encounter, launch_id=active.id)

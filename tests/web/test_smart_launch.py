@@ -311,3 +311,21 @@ def test_a_patient_context_that_is_not_a_fhir_id_is_refused(client, fresh_ehr, p
     assert "not a FHIR id" in response.get_data(as_text=True)
     assert not [a for a in fresh_ehr.state()["auth"] if a["method"] == "GET"
                 and "Patient" in a["path"]]  # nothing was read with it
+
+
+def test_a_launch_audits_the_patient_brought_and_refreshed_and_the_exam_begun(app, client,
+                                                                            fresh_ehr):
+    from plugin.adapters import audit
+
+    first = _exam_id(_launch(client, fresh_ehr))
+    _launch(client, fresh_ehr)  # the same encounter: the exam resumes, the patient refreshes
+    engine = store_mod.from_app(app).engine
+    events = [json.loads(t) for t in audit.events_since(engine, None)
+              if json.loads(t)["type"]["code"] == "rest"
+              and json.loads(t)["subtype"][0]["code"] in ("create", "update")]
+    [patient_id] = [p.id for p in store_mod.from_app(app).patients()]
+    facts = [audit.facts(e) for e in events]
+    assert [(f.action, f.resource, f.patient_id, f.agent) for f in facts] == [
+        ("C", f"Patient/{patient_id}", patient_id, "test-clinician"),
+        ("C", f"QuestionnaireResponse/{first}", patient_id, "test-clinician"),
+        ("U", f"Patient/{patient_id}", patient_id, "test-clinician")]
