@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
-import json
 
 import pytest
 from joserfc.jwk import ECKey

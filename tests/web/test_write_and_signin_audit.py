@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from plugin.adapters import audit, setup_link, store as store_mod, users
+from plugin.adapters import audit, setup_link, store as store_mod
 from tests.support.cli import run
 from tests.support.conformance import assert_conformant
 from tests.support.signin import PASSWORD, log_in, signed_in, user
