@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from collections.abc import Iterable
+
 from flask import current_app, g, request
 
 from ..adapters import audit, store as store_mod
@@ -51,3 +53,27 @@ def audited_read(interaction: str, *, actor: Actor | None, resource: str | None 
                               recorded=dt.datetime.now(dt.timezone.utc), resource=resource,
                               patient_id=patient_id, query=query, client=client)
     audit.write(store_mod.from_app(current_app).engine, event)
+
+
+def _client() -> str:
+    """Who the client agent is: the FHIR API's callers, or the tablet's browser."""
+    path = request.path
+    return "FHIR API client" if path == "/fhir" or path.startswith("/fhir/") else "web browser"
+
+
+def read_of(resource: str, patient_id: str | None, *, interaction: str = "read") -> None:
+    """Audit the signed-in user's read of ``resource`` (``Type/id``) of ``patient_id``,
+    now, before it is served: the one call every view serving patient data makes once
+    it knows whose data it is and just before it renders (503 if it cannot be written)."""
+    audited_read(interaction, actor=current_actor(), resource=resource,
+                 patient_id=patient_id, client=_client())
+
+
+def search_of(resource_type: str, patient_ids: Iterable[str | None]) -> None:
+    """Audit a search of ``resource_type`` whose served results belong to
+    ``patient_ids``: BALP PatientQuery, one event per distinct patient found (in the
+    order found); a search that found nobody's data still leaves one Query event."""
+    found = list(dict.fromkeys(p for p in patient_ids if p))
+    for patient_id in found or [None]:
+        audited_read("search-type", actor=current_actor(), resource=resource_type,
+                     patient_id=patient_id, client=_client())

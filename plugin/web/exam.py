@@ -25,6 +25,7 @@ from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from . import boundary
+from .audit import read_of, search_of
 from .auth import current_user, requires
 from .patient_form import PatientInput
 
@@ -69,6 +70,16 @@ def _patient(patient_id: str) -> store_mod.PatientRecord:
         abort(404, "No such patient.")
 
 
+def _read_exam(record: store_mod.ExamRecord, *, revision: int | None = None) -> None:
+    """Audit the signed-in user's read of an exam (served as the QuestionnaireResponse
+    with the exam's id; a revision as its version) before the page or PDF is rendered."""
+    resource = f"QuestionnaireResponse/{record.id}"
+    if revision is None:
+        read_of(resource, record.patient_id)
+    else:
+        read_of(f"{resource}/_history/{revision}", record.patient_id, interaction="vread")
+
+
 def _load(exam_id: str) -> tuple[store_mod.ExamRecord, store_mod.PatientRecord, Any]:
     try:
         exam = _store().exam(exam_id)
@@ -87,7 +98,9 @@ def home() -> Response:
 @bp.get("/patients")
 def patients() -> str:
     search = (request.args.get("q") or "").strip()[:100]
-    return render_template("exam/patients.html", patients=_store().patients(search or None),
+    found = _store().patients(search or None)
+    search_of("Patient", (p.id for p in found))
+    return render_template("exam/patients.html", patients=found,
                            search=search, values={}, errors={})
 
 
@@ -106,8 +119,9 @@ def add_patient() -> Any:
 @bp.get("/patients/<patient_id>")
 def patient(patient_id: str) -> str:
     record = _patient(patient_id)
-    return render_template("exam/patient.html", patient=record,
-                           exams=_store().exams_for(patient_id))
+    exams_ = _store().exams_for(patient_id)
+    read_of(f"Patient/{record.id}", record.id)
+    return render_template("exam/patient.html", patient=record, exams=exams_)
 
 
 @bp.post("/patients/<patient_id>/exams")
@@ -150,6 +164,7 @@ def page(exam_id: str, section: str) -> Any:
         abort(404, "No such page in this exam.")
     checked = drafts.check(form, record.answers)  # a value of the wrong shape: a problem
     pages = layout.pages(form)
+    _read_exam(record)
     return render_template(
         "exam/page.html", exam=record, patient=patient_record, form=form, page=current,
         pages=pages, progress=drafts.progress(form, checked.valid), raw=checked.raw,
@@ -234,10 +249,12 @@ def _decision_support(valid: Any) -> dict[str, Any]:
 
 
 def _review(exam_id: str, *, message: str | None = None, status: int = 200,
-            password_error: str | None = None) -> Any:
+            password_error: str | None = None, audit: bool = False) -> Any:
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
         return redirect(url_for("exam.record", exam_id=exam_id))
+    if audit:
+        _read_exam(record)
     checked = drafts.check(form, record.answers)
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
@@ -251,7 +268,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
 
 @bp.get("/exams/<exam_id>/review")
 def review(exam_id: str) -> Any:
-    return _review(exam_id)
+    return _review(exam_id, audit=True)
 
 
 @bp.post("/exams/<exam_id>/sign")
@@ -303,6 +320,7 @@ def record(exam_id: str) -> Any:
     if record_.state != "signed":
         return redirect(url_for("exam.review", exam_id=exam_id))
     latest = _store().revision(exam_id, record_.revisions)
+    _read_exam(record_)
     return _revision_page(record_, patient_record, form, latest, current=True)
 
 
@@ -313,6 +331,7 @@ def revision(exam_id: str, number: int) -> Any:
         shown = _store().revision(exam_id, number)
     except NotFoundError:
         abort(404, "No such revision.")
+    _read_exam(record_, revision=number)
     return _revision_page(record_, patient_record, form, shown,
                           current=record_.state == "signed" and number == record_.revisions)
 
@@ -404,8 +423,10 @@ def cancel_amendment(exam_id: str) -> Any:
 
 def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | None]:
     """The exam a document prints: the latest signed revision, else the draft's valid
-    answers (printed as a draft); with the signer's name when signed."""
+    answers (printed as a draft); with the signer's name when signed. The document is about
+    to be served: its read is audited now."""
     record_, patient_record, form = _load(exam_id)
+    _read_exam(record_)
     if record_.revisions:
         latest = _store().revision(exam_id, record_.revisions)
         return responses.read(form, latest.response), patient_record, latest.signed_by
