@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from flask import current_app, g, request
 
 from ..adapters import audit, store as store_mod
-from ..core import audit_events
-from ..core.audit_events import Actor
+from ..core import audit_events, outcome
+from ..core.audit_events import Actor, Failure
 
 #: Where the access guard leaves the signed-in user (an Actor) for the request.
 ACTOR_KEY = "audit_actor"
@@ -37,21 +37,23 @@ def current_actor() -> Actor | None:
 
 def audited_read(interaction: str, *, actor: Actor | None, resource: str | None = None,
                  patient_id: str | None = None, query: str | None = None,
-                 client: str = "web browser") -> None:
+                 client: str = "web browser", failure: Failure | None = None) -> None:
     """Write the AuditEvent of a read now, before anything is served.
 
     ``interaction`` is a BALP REST interaction (``read``, ``vread``, ``search-type``);
     ``resource`` what is read (``Type/id``; for a search the type), ``patient_id`` whose
     data it is, ``query`` the raw query string of a search (default: this request's).
     The network address is the request's (``remote_addr``: put the deployment's proxy
-    fix in front when behind a load balancer). Raises ``audit.AuditUnavailable`` (503)
+    fix in front when behind a load balancer). ``failure``: the read was refused (BALP's
+    failure pattern: the outcome and the OperationOutcome answered). Raises ``audit.AuditUnavailable`` (503)
     when the event cannot be written: the caller must then serve nothing.
     """
     if interaction == "search-type" and query is None:
         query = request.query_string.decode("utf-8", "replace")
     event = audit_events.rest(interaction, actor=actor, address=request.remote_addr,
                               recorded=dt.datetime.now(dt.timezone.utc), resource=resource,
-                              patient_id=patient_id, query=query, client=client)
+                              patient_id=patient_id, query=query, client=client,
+                              failure=failure)
     audit.write(store_mod.from_app(current_app).engine, event)
 
 
@@ -77,3 +79,15 @@ def search_of(resource_type: str, patient_ids: Iterable[str | None]) -> None:
     for patient_id in found or [None]:
         audited_read("search-type", actor=current_actor(), resource=resource_type,
                      patient_id=patient_id, client=_client())
+
+
+def refused_read(resource: str, patient_id: str, message: str, *,
+                 interaction: str = "read") -> None:
+    """Audit a read of a named patient's data that is refused as not found (a revision,
+    version or Observation that a known exam does not have): BALP's failure pattern,
+    outcome 4 (minor failure) with the OperationOutcome the refusal carries. The caller
+    then answers its 404; if even this cannot be written, 503."""
+    audited_read(interaction, actor=current_actor(), resource=resource,
+                 patient_id=patient_id, client=_client(),
+                 failure=Failure(audit_events.MINOR_FAILURE,
+                                 outcome.simple("error", "not-found", message)))

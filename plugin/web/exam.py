@@ -25,7 +25,7 @@ from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from . import boundary
-from .audit import read_of, search_of
+from .audit import read_of, refused_read, search_of
 from .auth import current_user, requires
 from .patient_form import PatientInput
 
@@ -330,6 +330,8 @@ def revision(exam_id: str, number: int) -> Any:
     try:
         shown = _store().revision(exam_id, number)
     except NotFoundError:
+        refused_read(f"QuestionnaireResponse/{record_.id}/_history/{number}",
+                     record_.patient_id, "No such revision.", interaction="vread")
         abort(404, "No such revision.")
     _read_exam(record_, revision=number)
     return _revision_page(record_, patient_record, form, shown,

@@ -37,7 +37,7 @@ from ..adapters import store as store_mod
 from ..core import bundle
 from ..record import pipeline
 from ..errors import InputError, NotFoundError
-from .audit import read_of, search_of
+from .audit import read_of, refused_read, search_of
 from .errors import fhir_response
 from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter,
                         search_args, searchset, split_values, store, token)
@@ -89,6 +89,15 @@ def read_response(id_: str) -> Response:
 @bp.get(f"/{QR}/<fhir_id:id_>/_history/<vid>")
 def vread_response(id_: str, vid: str) -> Response:
     current = _current(id_)
+    try:
+        return _vread(current, id_, vid)
+    except NotFoundError as error:  # a version the patient's exam does not have
+        refused_read(f"{QR}/{current.exam.id}/_history/{vid}", current.exam.patient_id,
+                     error.message, interaction="vread")
+        raise
+
+
+def _vread(current: store_mod.Current, id_: str, vid: str) -> Response:
     if _REVISION_VERSION.fullmatch(vid):
         try:
             revision = store().revision(current.exam.id, int(vid))
@@ -200,7 +209,8 @@ def read_observation(id_: str) -> Response:
     except NotFoundError:
         raise unknown from None
     found = next((o for o in observations(current) if o["id"] == id_), None)
-    if found is None:
+    if found is None:  # the exam is known, so is its patient: a refused read of their data
+        refused_read(f"{OBS}/{id_}", current.exam.patient_id, unknown.message)
         raise unknown
     read_of(f"{OBS}/{id_}", current.exam.patient_id)
     return _versioned(found)

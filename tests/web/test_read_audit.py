@@ -63,9 +63,9 @@ def _reads(app) -> list[dict]:
             and e["subtype"][0]["code"] in READS]
 
 
-def _new_reads(app, client, url: str, status: int = 200) -> list[dict]:
+def _new_reads(app, client, url: str, status: int = 200, **post) -> list[dict]:
     before = {e["id"] for e in _reads(app)}
-    response = client.get(url)
+    response = client.post(url, **post) if post else client.get(url)
     assert response.status_code == status, response.get_data(as_text=True)[:300]
     return [e for e in _reads(app) if e["id"] not in before]
 
@@ -77,7 +77,7 @@ def _user(event) -> dict:
 
 
 def _entity(event, role: str) -> list[dict]:
-    return [e for e in event.get("entity", []) if e["role"]["code"] == role]
+    return [e for e in event.get("entity", []) if e.get("role", {}).get("code") == role]
 
 
 @pytest.fixture()
@@ -164,6 +164,47 @@ def test_searches_leave_one_event_per_patient_found(app, client, record, validat
     # a search that found nobody's data: one Query event, naming no patient
     (nobody,) = _new_reads(app, client, "/patients?q=Nobody")
     assert _entity(nobody, "1") == [] and len(_entity(nobody, "24")) == 1
+
+
+def test_a_version_a_known_exam_lacks_is_audited_as_a_refused_read(app, client, record,
+                                                                   validator) -> None:
+    signed, patient = record["signed"], f"Patient/{record['patient']}"
+    for url, resource in ((f"/exams/{signed}/revisions/7", f"{QR}/{signed}/_history/7"),
+                          (f"/fhir/{QR}/{signed}/_history/7", f"{QR}/{signed}/_history/7"),
+                          (f"/fhir/Observation/{signed}-0000000000000000",
+                           f"Observation/{signed}-0000000000000000")):
+        (event,) = _new_reads(app, client, url, 404)
+        assert event["outcome"] == ae.MINOR_FAILURE and "no" in event["outcomeDesc"].lower()
+        assert _entity(event, "1")[0]["what"] == {"reference": patient}, url
+        assert _entity(event, "4")[0]["what"] == {"reference": resource}, url
+        assert _user(event)["who"]["identifier"]["value"] == "test-clinician"
+        (answered,) = [e for e in event["entity"] if "detail" in e]
+        sent = json.loads(base64.b64decode(answered["detail"][0]["valueBase64Binary"]))
+        assert sent["resourceType"] == "OperationOutcome"
+        assert_conformant(validator, event)
+    # an id that names no exam names no patient: nothing to attribute, no event
+    assert _new_reads(app, client, "/exams/0b7c1c62-6a3a-4b5e-9d55-7c4f0f7a1d11/record",
+                      404) == []
+    assert _new_reads(app, client, "/fhir/Patient/0b7c1c62-6a3a-4b5e-9d55-7c4f0f7a1d11",
+                      404) == []
+
+
+def test_populate_from_a_stored_patient_is_audited_as_its_read(app, client, record) -> None:
+    url = "/fhir/Questionnaire/posterior-thigh-exam/$populate"
+    stored = {"resourceType": "Parameters", "parameter": [
+        {"name": "subject", "valueReference": {"reference": f"Patient/{record['patient']}"}}]}
+    (event,) = _new_reads(app, client, url, json=stored)
+    assert event["subtype"][0]["code"] == "read"
+    assert _entity(event, "1")[0]["what"] == {"reference": f"Patient/{record['patient']}"}
+    assert _user(event)["who"]["identifier"]["value"] == "test-clinician"
+    # a patient the caller sends in full: nothing stored here is read
+    given = {"resourceType": "Parameters", "parameter": [
+        {"name": "subject", "valueReference": {"reference": "Patient/ehr-1"}},
+        {"name": "context", "part": [
+            {"name": "name", "valueString": "patient"},
+            {"name": "content", "resource": {"resourceType": "Patient", "id": "ehr-1",
+                                             "birthDate": "1986-03-14"}}]}]}
+    assert _new_reads(app, client, url, json=given) == []
 
 
 def _break_the_audit_table(app) -> None:
