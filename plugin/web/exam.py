@@ -108,8 +108,10 @@ def patients() -> str:
 def add_patient() -> Any:
     values = {k: request.form.get(k, "") for k in PatientInput.FIELDS}
     result = PatientInput(today=_now().date()).validate_form(values)
-    if result.errors:
-        return render_template("exam/patients.html", patients=_store().patients(),
+    if result.errors:  # the list is shown again: a read of every patient listed
+        found = _store().patients()
+        search_of("Patient", (p.id for p in found))
+        return render_template("exam/patients.html", patients=found,
                                search="", values=values, errors=result.errors), 422
     record = _store().add_patient(result.resource(
         current_app.config["PATIENT_IDENTIFIER_SYSTEM"]))
@@ -249,12 +251,11 @@ def _decision_support(valid: Any) -> dict[str, Any]:
 
 
 def _review(exam_id: str, *, message: str | None = None, status: int = 200,
-            password_error: str | None = None, audit: bool = False) -> Any:
+            password_error: str | None = None) -> Any:
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
         return redirect(url_for("exam.record", exam_id=exam_id))
-    if audit:
-        _read_exam(record)
+    _read_exam(record)  # also when re-shown after a refused signing: it is seen again
     checked = drafts.check(form, record.answers)
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
@@ -268,7 +269,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
 
 @bp.get("/exams/<exam_id>/review")
 def review(exam_id: str) -> Any:
-    return _review(exam_id, audit=True)
+    return _review(exam_id)
 
 
 @bp.post("/exams/<exam_id>/sign")
@@ -320,7 +321,6 @@ def record(exam_id: str) -> Any:
     if record_.state != "signed":
         return redirect(url_for("exam.review", exam_id=exam_id))
     latest = _store().revision(exam_id, record_.revisions)
-    _read_exam(record_)
     return _revision_page(record_, patient_record, form, latest, current=True)
 
 
@@ -333,14 +333,18 @@ def revision(exam_id: str, number: int) -> Any:
         refused_read(f"QuestionnaireResponse/{record_.id}/_history/{number}",
                      record_.patient_id, "No such revision.", interaction="vread")
         abort(404, "No such revision.")
-    _read_exam(record_, revision=number)
     return _revision_page(record_, patient_record, form, shown,
-                          current=record_.state == "signed" and number == record_.revisions)
+                          current=record_.state == "signed" and number == record_.revisions,
+                          version=number)
 
 
 def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.PatientRecord,
                    form: Any, shown: store_mod.Revision, *, current: bool,
-                   message: str | None = None, status: int = 200) -> Any:
+                   message: str | None = None, status: int = 200,
+                   version: int | None = None) -> Any:
+    """The record page; its read audited first (``version``: a revision asked for by
+    number, audited as that version's read; else the exam's)."""
+    _read_exam(record_, revision=version)
     checked = drafts.check(form, shown.answers)
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,

@@ -229,3 +229,17 @@ def test_a_read_whose_audit_cannot_be_written_serves_no_patient_data(app, client
         if url.startswith("/fhir"):
             issue = response.get_json()["issue"][0]
             assert issue["code"] == "transient", url
+
+
+def test_a_page_shown_again_after_a_refused_action_is_audited_as_read(app, client,
+                                                                     record) -> None:
+    draft = record["draft"]
+    page = client.get(f"/exams/{draft}/pages/slr").get_data(as_text=True)
+    version = int(re.search(r'"version": (\d+)', page).group(1))
+    (event,) = _new_reads(app, client, f"/exams/{draft}/sign", 422,
+                          data={"version": version, "password": "not my password at all"})
+    assert _entity(event, "4")[0]["what"] == {"reference": f"{QR}/{draft}"}
+    assert _entity(event, "1")[0]["what"] == {"reference": f"Patient/{record['patient']}"}
+    shown = _new_reads(app, client, "/patients", 422, data={"family": ""})
+    assert f"Patient/{record['patient']}" in [_entity(e, "1")[0]["what"]["reference"]
+                                              for e in shown]
