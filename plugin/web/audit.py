@@ -1,5 +1,5 @@
-"""The read side of the audit trail at the web edge: ``audited_read``, the one helper
-every view that serves patient data calls before it serves it.
+"""The read side of the audit trail at the web edge: ``audited_read`` (and the three
+helpers over it), what every view that serves patient data calls before serving it.
 
 Writes are audited by the use cases, in the same transaction as the write
 (``adapters.audit.append``). A read has no transaction to share, so the edge writes its
@@ -8,15 +8,19 @@ cannot be written, ``audited_read`` raises ``AuditUnavailable`` (an UnavailableE
 which ``web.errors`` answers with 503: an OperationOutcome under ``/fhir``, a plain
 error page elsewhere. Nothing is ever served unaudited.
 
-Who asked: the view passes the signed-in user as an ``Actor`` (``core.audit_events``).
-Until the sign-in and access guard are integrated, ``current_actor()`` reads it from
-``flask.g`` under ``ACTOR_KEY``, where the guard is to put it for every signed-in
-request; None means no user (a machine client).
+Views call the three helpers below, never the builders: ``read_of`` (a read or vread of
+one resource of one patient), ``search_of`` (BALP PatientQuery: one event per patient
+whose data a search served) and ``refused_read`` (a read of a known patient's data
+refused as not found: BALP's failure pattern). Each is called once the view knows whose
+data it is and before it renders; a redirect serves nothing and is not audited.
+
+Who asked: ``current_actor()``, the signed-in user the access guard (``web.auth``) left
+in ``flask.g`` under ``ACTOR_KEY`` for the request; None means no user (a machine
+client).
 """
 from __future__ import annotations
 
 import datetime as dt
-
 from collections.abc import Iterable
 
 from flask import current_app, g, request
@@ -45,8 +49,9 @@ def audited_read(interaction: str, *, actor: Actor | None, resource: str | None 
     data it is, ``query`` the raw query string of a search (default: this request's).
     The network address is the request's (``remote_addr``: put the deployment's proxy
     fix in front when behind a load balancer). ``failure``: the read was refused (BALP's
-    failure pattern: the outcome and the OperationOutcome answered). Raises ``audit.AuditUnavailable`` (503)
-    when the event cannot be written: the caller must then serve nothing.
+    failure pattern: the outcome and the OperationOutcome answered). Raises
+    ``audit.AuditUnavailable`` (503) when the event cannot be written: the caller must
+    then serve nothing.
     """
     if interaction == "search-type" and query is None:
         query = request.query_string.decode("utf-8", "replace")
