@@ -41,12 +41,14 @@ def current_actor() -> Actor | None:
 
 def audited_read(interaction: str, *, actor: Actor | None, resource: str | None = None,
                  patient_id: str | None = None, query: str | None = None,
-                 client: str = "web browser", failure: Failure | None = None) -> None:
+                 client: str | None = None, failure: Failure | None = None) -> None:
     """Write the AuditEvent of a read now, before anything is served.
 
     ``interaction`` is a BALP REST interaction (``read``, ``vread``, ``search-type``);
     ``resource`` what is read (``Type/id``; for a search the type), ``patient_id`` whose
-    data it is, ``query`` the raw query string of a search (default: this request's).
+    data it is, ``query`` the raw query string of a search (default: this request's),
+    ``client`` the client agent (default: a FHIR API client under ``/fhir``, else the
+    tablet's web browser).
     The network address is the request's (``remote_addr``: put the deployment's proxy
     fix in front when behind a load balancer). ``failure``: the read was refused (BALP's
     failure pattern: the outcome and the OperationOutcome answered). Raises
@@ -57,8 +59,8 @@ def audited_read(interaction: str, *, actor: Actor | None, resource: str | None 
         query = request.query_string.decode("utf-8", "replace")
     event = audit_events.rest(interaction, actor=actor, address=request.remote_addr,
                               recorded=dt.datetime.now(dt.timezone.utc), resource=resource,
-                              patient_id=patient_id, query=query, client=client,
-                              failure=failure)
+                              patient_id=patient_id, query=query,
+                              client=client or _client(), failure=failure)
     audit.write(store_mod.from_app(current_app).engine, event)
 
 
@@ -73,7 +75,7 @@ def read_of(resource: str, patient_id: str | None, *, interaction: str = "read")
     now, before it is served: the one call every view serving patient data makes once
     it knows whose data it is and just before it renders (503 if it cannot be written)."""
     audited_read(interaction, actor=current_actor(), resource=resource,
-                 patient_id=patient_id, client=_client())
+                 patient_id=patient_id)
 
 
 def search_of(resource_type: str, patient_ids: Iterable[str | None]) -> None:
@@ -83,7 +85,7 @@ def search_of(resource_type: str, patient_ids: Iterable[str | None]) -> None:
     found = list(dict.fromkeys(p for p in patient_ids if p))
     for patient_id in found or [None]:
         audited_read("search-type", actor=current_actor(), resource=resource_type,
-                     patient_id=patient_id, client=_client())
+                     patient_id=patient_id)
 
 
 def refused_read(resource: str, patient_id: str, message: str, *,
@@ -93,6 +95,6 @@ def refused_read(resource: str, patient_id: str, message: str, *,
     outcome 4 (minor failure) with the OperationOutcome the refusal carries. The caller
     then answers its 404; if even this cannot be written, 503."""
     audited_read(interaction, actor=current_actor(), resource=resource,
-                 patient_id=patient_id, client=_client(),
+                 patient_id=patient_id,
                  failure=Failure(audit_events.MINOR_FAILURE,
                                  outcome.simple("error", "not-found", message)))

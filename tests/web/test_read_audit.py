@@ -242,3 +242,14 @@ def test_a_page_shown_again_after_a_refused_action_is_audited_as_read(app, clien
     shown = _new_reads(app, client, "/patients", 422, data={"family": ""})
     assert f"Patient/{record['patient']}" in [_entity(e, "1")[0]["what"]["reference"]
                                               for e in shown]
+
+
+def test_the_client_agent_says_whether_the_api_or_the_tablet_read(app, client,
+                                                                   record) -> None:
+    def client_agent(event):
+        (agent,) = [a for a in event["agent"] if a["type"]["coding"][0]["code"] == "110152"]
+        return agent["who"]["display"]
+
+    (page,) = _new_reads(app, client, f"/patients/{record['patient']}")
+    (api,) = _new_reads(app, client, f"/fhir/Patient/{record['patient']}")
+    assert (client_agent(page), client_agent(api)) == ("web browser", "FHIR API client")
