@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 from flask import current_app, g, request
 
@@ -55,13 +56,23 @@ def audited_read(interaction: str, *, actor: Actor | None, resource: str | None 
     ``audit.AuditUnavailable`` (503) when the event cannot be written: the caller must
     then serve nothing.
     """
+    _write([_rest(interaction, actor=actor, resource=resource, patient_id=patient_id,
+                  query=query, client=client, failure=failure)])
+
+
+def _rest(interaction: str, *, actor: Actor | None, resource: str | None,
+          patient_id: str | None, query: str | None = None, client: str | None = None,
+          failure: Failure | None = None) -> dict[str, Any]:
     if interaction == "search-type" and query is None:
         query = request.query_string.decode("utf-8", "replace")
-    event = audit_events.rest(interaction, actor=actor, address=request.remote_addr,
-                              recorded=dt.datetime.now(dt.timezone.utc), resource=resource,
-                              patient_id=patient_id, query=query,
-                              client=client or _client(), failure=failure)
-    audit.write(store_mod.from_app(current_app).engine, event)
+    return audit_events.rest(interaction, actor=actor, address=request.remote_addr,
+                             recorded=dt.datetime.now(dt.timezone.utc), resource=resource,
+                             patient_id=patient_id, query=query,
+                             client=client or _client(), failure=failure)
+
+
+def _write(events: list[dict[str, Any]]) -> None:
+    audit.write(store_mod.from_app(current_app).engine, *events)
 
 
 def _client() -> str:
@@ -83,9 +94,9 @@ def search_of(resource_type: str, patient_ids: Iterable[str | None]) -> None:
     ``patient_ids``: BALP PatientQuery, one event per distinct patient found (in the
     order found); a search that found nobody's data still leaves one Query event."""
     found = list(dict.fromkeys(p for p in patient_ids if p))
-    for patient_id in found or [None]:
-        audited_read("search-type", actor=current_actor(), resource=resource_type,
-                     patient_id=patient_id)
+    actor = current_actor()
+    _write([_rest("search-type", actor=actor, resource=resource_type, patient_id=patient_id)
+            for patient_id in found or [None]])  # one transaction: all of them or a 503
 
 
 def refused_read(resource: str, patient_id: str, message: str, *,
