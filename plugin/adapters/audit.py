@@ -86,12 +86,14 @@ def append(connection: Connection, event: Mapping[str, Any]) -> None:
         **row.__dict__, event=json.dumps(event, ensure_ascii=False, separators=(",", ":"))))
 
 
-def write(engine: Engine, event: Mapping[str, Any]) -> None:
-    """Append ``event`` in its own transaction, committed before this returns; any
-    database failure is an AuditUnavailable (the caller must then not go on)."""
+def write(engine: Engine, *events: Mapping[str, Any]) -> None:
+    """Append ``events`` in their own transaction (all or none), committed before this
+    returns; any database failure is an AuditUnavailable (the caller must then not go
+    on)."""
     try:
         with engine_mod.writer(engine).begin() as conn:
-            append(conn, event)
+            for event in events:
+                append(conn, event)
     except exc.SQLAlchemyError as error:  # the class only: the text may quote the event
         raise AuditUnavailable(f"the audit record could not be written "
                                f"({type(error).__name__})", original_error=error) from error

@@ -26,6 +26,7 @@ from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from . import boundary
+from .audit import read_of, refused_read, search_of
 from .auth import current_user, requires
 from .patient_form import PatientInput
 
@@ -78,6 +79,16 @@ def _patient(patient_id: str) -> store_mod.PatientRecord:
         abort(404, "No such patient.")
 
 
+def _read_exam(record: store_mod.ExamRecord, *, revision: int | None = None) -> None:
+    """Audit the signed-in user's read of an exam (served as the QuestionnaireResponse
+    with the exam's id; a revision as its version) before the page or PDF is rendered."""
+    resource = f"QuestionnaireResponse/{record.id}"
+    if revision is None:
+        read_of(resource, record.patient_id)
+    else:
+        read_of(f"{resource}/_history/{revision}", record.patient_id, interaction="vread")
+
+
 def _load(exam_id: str) -> tuple[store_mod.ExamRecord, store_mod.PatientRecord, Any]:
     try:
         exam = _store().exam(exam_id)
@@ -96,7 +107,9 @@ def home() -> Response:
 @bp.get("/patients")
 def patients() -> str:
     search = (request.args.get("q") or "").strip()[:100]
-    return render_template("exam/patients.html", patients=_store().patients(search or None),
+    found = _store().patients(search or None)
+    search_of("Patient", (p.id for p in found))
+    return render_template("exam/patients.html", patients=found,
                            search=search, values={}, errors={})
 
 
@@ -104,8 +117,10 @@ def patients() -> str:
 def add_patient() -> Any:
     values = {k: request.form.get(k, "") for k in PatientInput.FIELDS}
     result = PatientInput(today=_now().date()).validate_form(values)
-    if result.errors:
-        return render_template("exam/patients.html", patients=_store().patients(),
+    if result.errors:  # the list is shown again: a read of every patient listed
+        found = _store().patients()
+        search_of("Patient", (p.id for p in found))
+        return render_template("exam/patients.html", patients=found,
                                search="", values=values, errors=result.errors), 422
     record = exams.add_patient(_store(), result.resource(
         current_app.config["PATIENT_IDENTIFIER_SYSTEM"]), by=requester())
@@ -115,8 +130,9 @@ def add_patient() -> Any:
 @bp.get("/patients/<patient_id>")
 def patient(patient_id: str) -> str:
     record = _patient(patient_id)
-    return render_template("exam/patient.html", patient=record,
-                           exams=_store().exams_for(patient_id))
+    exams_ = _store().exams_for(patient_id)
+    read_of(f"Patient/{record.id}", record.id)
+    return render_template("exam/patient.html", patient=record, exams=exams_)
 
 
 @bp.post("/patients/<patient_id>/exams")
@@ -159,6 +175,7 @@ def page(exam_id: str, section: str) -> Any:
         abort(404, "No such page in this exam.")
     checked = drafts.check(form, record.answers)  # a value of the wrong shape: a problem
     pages = layout.pages(form)
+    _read_exam(record)
     return render_template(
         "exam/page.html", exam=record, patient=patient_record, form=form, page=current,
         pages=pages, progress=drafts.progress(form, checked.valid), raw=checked.raw,
@@ -248,6 +265,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
         return redirect(url_for("exam.record", exam_id=exam_id))
+    _read_exam(record)  # also when re-shown after a refused signing: it is seen again
     checked = drafts.check(form, record.answers)
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
@@ -327,14 +345,21 @@ def revision(exam_id: str, number: int) -> Any:
     try:
         shown = _store().revision(exam_id, number)
     except NotFoundError:
+        refused_read(f"QuestionnaireResponse/{record_.id}/_history/{number}",
+                     record_.patient_id, "No such revision.", interaction="vread")
         abort(404, "No such revision.")
     return _revision_page(record_, patient_record, form, shown,
-                          current=record_.state == "signed" and number == record_.revisions)
+                          current=record_.state == "signed" and number == record_.revisions,
+                          version=number)
 
 
 def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.PatientRecord,
                    form: Any, shown: store_mod.Revision, *, current: bool,
-                   message: str | None = None, status: int = 200) -> Any:
+                   message: str | None = None, status: int = 200,
+                   version: int | None = None) -> Any:
+    """The record page; its read audited first (``version``: a revision asked for by
+    number, audited as that version's read; else the exam's)."""
+    _read_exam(record_, revision=version)
     checked = drafts.check(form, shown.answers)
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
@@ -421,8 +446,10 @@ def cancel_amendment(exam_id: str) -> Any:
 
 def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | None]:
     """The exam a document prints: the latest signed revision, else the draft's valid
-    answers (printed as a draft); with the signer's name when signed."""
+    answers (printed as a draft); with the signer's name when signed. The document is about
+    to be served: its read is audited now."""
     record_, patient_record, form = _load(exam_id)
+    _read_exam(record_)
     if record_.revisions:
         latest = _store().revision(exam_id, record_.revisions)
         return responses.read(form, latest.response), patient_record, latest.signed_by

@@ -23,6 +23,7 @@ from ..core import populate as populate_mod
 from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError
 from . import fhir_audit, fhir_practitioner, fhir_records
+from .audit import read_of
 from .errors import fhir_response
 from .fhir_rest import (base_url, bundle as make_bundle, json_body, kb, only_json,
                         parameter_parts, part_resource, patient_id, register_converter,
@@ -266,9 +267,12 @@ def _stored_patient(reference: Any, *, required: bool) -> Mapping[str, Any] | No
     id_ = patient_id(ref) if isinstance(ref, str) and ref.strip() else None
     if id_ is not None and (isinstance(ref, str) and "/" in ref):
         try:
-            return store().patient(id_).resource
+            found = store().patient(id_)
         except NotFoundError:
             pass
+        else:  # a stored patient's data goes into the answer: audited as its read
+            read_of(f"Patient/{found.id}", found.id)
+            return found.resource
     if required:
         raise InputError("Context 'patient' must be a Patient resource or a Reference to a "
                          "Patient stored on this server (Patient/<id>); this one is not.",

@@ -37,6 +37,7 @@ from ..adapters import store as store_mod
 from ..core import bundle
 from ..record import pipeline
 from ..errors import InputError, NotFoundError
+from .audit import read_of, refused_read, search_of
 from .errors import fhir_response
 from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter,
                         search_args, searchset, split_values, store, token)
@@ -71,6 +72,7 @@ def read_patient(id_: str) -> Response:
         record = store().patient(id_)
     except NotFoundError:
         raise NotFoundError(f"Patient/{id_} is not known to this server.") from None
+    read_of(f"Patient/{record.id}", record.id)
     return _versioned(_with_meta(record.resource, record.id, "1", record.created))
 
 
@@ -79,19 +81,32 @@ def read_patient(id_: str) -> Response:
 @bp.get(f"/{QR}/<fhir_id:id_>")
 def read_response(id_: str) -> Response:
     """The exam's current QuestionnaireResponse (see the module notes on versions)."""
-    return _versioned(_current_resource(_current(id_)))
+    current = _current(id_)
+    read_of(f"{QR}/{current.exam.id}", current.exam.patient_id)
+    return _versioned(_current_resource(current))
 
 
 @bp.get(f"/{QR}/<fhir_id:id_>/_history/<vid>")
 def vread_response(id_: str, vid: str) -> Response:
     current = _current(id_)
+    try:
+        return _vread(current, id_, vid)
+    except NotFoundError as error:  # a version the patient's exam does not have
+        refused_read(f"{QR}/{current.exam.id}/_history/{vid}", current.exam.patient_id,
+                     error.message, interaction="vread")
+        raise
+
+
+def _vread(current: store_mod.Current, id_: str, vid: str) -> Response:
     if _REVISION_VERSION.fullmatch(vid):
         try:
             revision = store().revision(current.exam.id, int(vid))
         except NotFoundError:
             raise NotFoundError(f"{QR}/{id_} has no version {vid}.") from None
+        _read_version(current, vid)
         return _versioned(_revision_resource(revision))
     if current.revision is None and vid == _version_id(current):
+        _read_version(current, vid)
         return _versioned(_current_resource(current))
     if _DRAFT_VERSION.fullmatch(vid):
         raise NotFoundError(f"{QR}/{id_} version {vid} was a draft; drafts are not kept, "
@@ -109,6 +124,8 @@ def history_response(id_: str) -> Response:
         versions = [_current_resource(current)]
     else:
         versions = [_revision_resource(r) for r in reversed(store().revisions(id_))]
+    read_of(f"{QR}/{current.exam.id}/_history", current.exam.patient_id,
+            interaction="history-instance")
     base, key = base_url(), current.exam.id
     entries = []
     for n, resource in enumerate(versions):
@@ -144,6 +161,7 @@ def search_responses() -> Response:
     total, page = store().search_current(
         patient_ids=patient_ids(args), statuses=statuses, changed=authored, limit=count,
         offset=offset)
+    search_of(QR, (c.exam.patient_id for c in page))
     base = base_url()
     entries = [{"fullUrl": f"{base}/{QR}/{c.exam.id}", "resource": _current_resource(c),
                 "search": {"mode": "match"}} for c in page]
@@ -167,12 +185,14 @@ def search_observations() -> Response:
     codes = [[token(v) for v in split_values(value)] for name, value in args if name == "code"]
     count, offset = paging(args)
     _, exams = store().search_current(patient_ids=patients, statuses=SIGNED, limit=10_000)
-    found = [o for current in exams for o in observations(current)
+    found = [(current.exam.patient_id, o) for current in exams for o in observations(current)
              if all(any(_has_code(o, system, code) for system, code in alternatives)
                     for alternatives in codes)]
+    served = found[offset:offset + count]
+    search_of(OBS, (patient for patient, _ in served))
     base = base_url()
     entries = [{"fullUrl": f"{base}/{OBS}/{o['id']}", "resource": o,
-                "search": {"mode": "match"}} for o in found[offset:offset + count]]
+                "search": {"mode": "match"}} for _, o in served]
     return fhir_response(searchset(OBS, args, total=len(found), count=count, offset=offset,
                                    entries=entries, ignored=ignored))
 
@@ -189,8 +209,10 @@ def read_observation(id_: str) -> Response:
     except NotFoundError:
         raise unknown from None
     found = next((o for o in observations(current) if o["id"] == id_), None)
-    if found is None:
+    if found is None:  # the exam is known, so is its patient: a refused read of their data
+        refused_read(f"{OBS}/{id_}", current.exam.patient_id, unknown.message)
         raise unknown
+    read_of(f"{OBS}/{id_}", current.exam.patient_id)
     return _versioned(found)
 
 
@@ -242,6 +264,11 @@ def _has_code(observation: Mapping[str, Any], system: str | None, code: str | No
     return any((system is None or c.get("system", "") == system)
                and (code is None or c.get("code") == code)
                for c in observation["code"].get("coding", []))
+
+
+def _read_version(current: store_mod.Current, vid: str) -> None:
+    read_of(f"{QR}/{current.exam.id}/_history/{vid}", current.exam.patient_id,
+            interaction="vread")
 
 
 # --- versions and meta -------------------------------------------------------------------------
