@@ -53,6 +53,8 @@ def test_sign_in_failures_and_sign_out_are_audited_without_the_password(app,
         ("110114", "110122", "E", "4", "test-clinician", ADDRESS),
         ("110114", "110122", "E", "4", "nobody-at-all", ADDRESS),
         ("110114", "110122", "E", "0", "test-clinician", ADDRESS),
+        # the patients page read to find the sign-out form (a search that found nobody)
+        ("rest", "search-type", "E", "0", "test-clinician", ADDRESS),
         ("110114", "110123", "E", "0", "test-clinician", ADDRESS)]
     # a wrong password and an unknown user look alike in the trail too
     assert "display" not in events[0]["agent"][0]["who"]
