@@ -1,4 +1,10 @@
-"""``python -m plugin verify FILE``: is this signed exam record still what was signed?
+"""``python -m plugin verify FILE | --exam EXAM``: is this signed exam record still what was
+signed?
+
+``--exam EXAM`` checks the record as this service stores it: every signed revision of
+exam EXAM (or ``--revision N`` alone) in the database named by ``DATABASE_URL``, each
+response against the signature of its own Provenance, with this instance's key. One line
+per revision; exit 1 if any of them changed.
 
 FILE is JSON: a Bundle of any type holding the QuestionnaireResponse and its
 Provenance(s) - the record Bundle this service builds, or what an EHR answers to
@@ -48,7 +54,13 @@ def add_parser(commands: Any) -> None:
                     "QuestionnaireResponse and its signed Provenance) is unchanged since it "
                     "was signed. Exit 0: valid (who signed when); 1: changed; 2: unusable "
                     "file or argument; 4: no usable signing key.")
-    verify.add_argument("file", metavar="FILE", help="the record (JSON; - = stdin)")
+    source = verify.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", metavar="FILE", nargs="?",
+                        help="the record (JSON; - = stdin)")
+    source.add_argument("--exam", metavar="EXAM",
+                        help="check the stored record of this exam (its id) in the database")
+    verify.add_argument("--revision", metavar="N", type=_positive,
+                        help="with --exam: only this revision (1 = the first signature)")
     verify.add_argument("--reference", action="append", default=[], metavar="DELIVERED=SIGNED",
                         help="undo a reference rewritten on delivery (repeatable)")
     verify.add_argument("--subject", metavar="Patient/ID",
@@ -60,6 +72,11 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The ``verify`` command."""
+    if args.exam is not None:
+        return _run_stored(args)
+    if args.revision is not None:
+        _say("error: --revision goes with --exam")
+        return EXIT_INPUT
     from .adapters.ehr_steps import rewrite_references
     from .core.signature import SignatureError, verify
 
@@ -84,10 +101,73 @@ def run(args: argparse.Namespace) -> int:
     except SignatureError as exc:
         _say(f"error: {args.file}: {exc.message}")
         return EXIT_CHANGED
-    print(f"valid: signed by {claims.display} ({claims.username}, {claims.practitioner}) "
-          f"at {_iso(claims.signed_at)}, password re-entered at "
-          f"{_iso(claims.authenticated_at)}; key {claims.kid}")
+    print(_valid(claims))
     return EXIT_OK
+
+
+def _valid(claims: Any) -> str:
+    return (f"valid: signed by {claims.display} ({claims.username}, {claims.practitioner}) "
+            f"at {_iso(claims.signed_at)}, password re-entered at "
+            f"{_iso(claims.authenticated_at)}; key {claims.kid}")
+
+
+def _run_stored(args: argparse.Namespace) -> int:
+    """``verify --exam``: every signed revision of a stored exam, as the database holds
+    it, against the signature of its own Provenance and this instance's key."""
+    from . import create_app
+    from .adapters import signing_key, store as storage
+    from .core.signature import SignatureError, verify
+    from .errors import KnowledgeError, NotFoundError, PluginError
+
+    try:
+        app = create_app()
+        revisions = storage.from_app(app).revisions(args.exam)
+    except KnowledgeError as exc:
+        _say(f"error: broken data file: {exc}")
+        return 3
+    except signing_key.SigningKeyError as exc:
+        _say(f"error: {exc.message}")
+        return EXIT_KEY
+    except NotFoundError:
+        _say(f"error: no exam {args.exam!r} in the database")
+        return EXIT_INPUT
+    except storage.StoreError as exc:
+        _say(f"error: {exc.message}")
+        return 4
+    except PluginError as exc:  # e.g. an id of the wrong form
+        _say(f"error: {exc.message}")
+        return EXIT_INPUT
+    if args.revision is not None:
+        revisions = [r for r in revisions if r.number == args.revision]
+    if not revisions:
+        _say(f"error: exam {args.exam!r} has no signed revision"
+             + (f" {args.revision}" if args.revision is not None else ""))
+        return EXIT_INPUT
+    jwks = signing_key.public_jwks(app.extensions[signing_key.EXTENSION_KEY])
+    changed = 0
+    for revision in revisions:
+        try:
+            element = _signature([revision.provenance], revision.response)
+            claims = verify(revision.response, element, jwks)
+        except UsageError as exc:
+            changed += 1
+            print(f"revision {revision.number}: not signed: {exc}")
+        except SignatureError as exc:
+            changed += 1
+            print(f"revision {revision.number}: CHANGED: {exc.message}")
+        else:
+            print(f"revision {revision.number}: {_valid(claims)}")
+    return EXIT_CHANGED if changed else EXIT_OK
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a revision number (1, 2, ...)")
+    return number
 
 
 def _instance_jwks() -> tuple[dict[str, Any] | None, int]:

@@ -198,3 +198,46 @@ def test_a_delivered_copy_verifies_once_the_documented_rewrites_are_undone(
     changed["author"]["display"] = "Dr Someone Else"
     path = write(tmp_path, "changed.json", [changed, dict(revision.provenance)])
     assert run("verify", path, "--subject", ours, env=key).returncode == 1
+
+
+def test_verify_exam_checks_the_record_as_the_database_holds_it(app, client,
+                                                               database_url) -> None:
+    """``verify --exam`` reads every signed revision from the database itself (no export),
+    and a changed byte in a stored response is reported for that revision, exit 1."""
+    from sqlalchemy import select, update
+
+    from plugin.adapters.tables import revisions
+
+    exam_id, version = _signed_exam(client)
+    client.post(f"/exams/{exam_id}/amend", data={"version": version, "reason": "typo"})
+    amended = store_mod.from_app(app).exam(exam_id).version
+    _save(client, exam_id, amended, {"slr.left.onset-angle": 45})
+    client.post(f"/exams/{exam_id}/sign", data={"version": amended + 1, "password": PASSWORD})
+    assert len(store_mod.from_app(app).revisions(exam_id)) == 2
+    env = {"PLUGIN_SIGNING_KEY": app.config["SIGNING_KEY"], "PLUGIN_DATABASE_URL": database_url}
+
+    result = run("verify", "--exam", exam_id, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["revision 1", "revision 2"]
+    assert all("valid: signed by Dr Ann Lee (test-clinician" in line for line in lines)
+
+    engine = store_mod.from_app(app).engine
+    with engine.begin() as conn:
+        row = conn.execute(select(revisions.c.exam_id, revisions.c.response)
+                           .where(revisions.c.number == 1)).one()
+        response = copy.deepcopy(row.response)
+        answer = _first_answer(response["item"])
+        answer.update({k: (v + 1 if isinstance(v, int) else v) for k, v in answer.items()})
+        conn.execute(update(revisions).where(revisions.c.exam_id == row.exam_id,
+                                             revisions.c.number == 1)
+                     .values(response=response))
+    result = run("verify", "--exam", exam_id, env=env)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    first, second = result.stdout.splitlines()
+    assert first.startswith("revision 1: CHANGED: the QuestionnaireResponse has changed")
+    assert second.startswith("revision 2: valid: ")
+    assert run("verify", "--exam", exam_id, "--revision", "2", env=env).returncode == 0
+
+    unknown = run("verify", "--exam", "no-such-exam", env=env)
+    assert unknown.returncode == 2 and "no exam" in unknown.stderr, unknown.stderr
