@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_audit, cli_verify
-from .cli_input import UsageError as _UsageError, read_json as _read_json
+from .cli_input import UsageError as _UsageError, prepared_app as _prepared_app, \
+    read_json as _read_json
 from . import users_cli
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
@@ -494,26 +495,6 @@ def _deliveries(store: Any, args: argparse.Namespace) -> int:
     if not rows:
         _say("no deliveries")
     return EXIT_OK
-
-
-def _prepared_app(prefix: str, *, migrate: bool) -> tuple[Any, int]:
-    """The app as configured, its schema migrated when ``migrate`` (or DATABASE_UPGRADE);
-    a broken data file or an unusable database is a message and an exit code."""
-    from . import create_app
-    from .adapters import store as storage
-    from .errors import KnowledgeError
-
-    try:
-        app = create_app()
-        if migrate and not app.config.get("DATABASE_UPGRADE", True):
-            storage.from_app(app).upgrade()  # else create_app has just done it
-    except KnowledgeError as exc:
-        _say(f"error: {prefix}broken data file: {exc}")
-        return None, EXIT_KNOWLEDGE
-    except storage.StoreError as exc:
-        _say(f"error: {prefix}{exc.message}")
-        return None, EXIT_DATABASE
-    return app, EXIT_OK
 
 
 if __name__ == "__main__":

@@ -51,18 +51,13 @@ def run(args: argparse.Namespace) -> int:
     """The ``audit export`` command."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from . import create_app
     from .adapters import audit, store as storage
-    from .errors import KnowledgeError
+    from .cli_input import prepared_app
 
-    try:
-        engine = storage.from_app(create_app()).engine
-    except KnowledgeError as exc:
-        _say(f"error: broken data file: {exc}")
-        return 3
-    except storage.StoreError as exc:
-        _say(f"error: {exc.message}")
-        return EXIT_DATABASE
+    app, code = prepared_app()
+    if app is None:
+        return code
+    engine = storage.from_app(app).engine
     try:
         count = audit.export(engine, args.since, sys.stdout)
         sys.stdout.flush()

@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: Exit codes shared by the commands: a broken data file; an unusable database or key.
+EXIT_KNOWLEDGE, EXIT_UNUSABLE = 3, 4
+
 
 class UsageError(Exception):
     """A file or argument the CLI cannot use."""
@@ -34,3 +37,29 @@ def read_json(name: str) -> Any:
         return json_input.parse(raw, json_input.printable(name))
     except InputError as exc:
         raise UsageError(exc.message.rstrip(".")) from exc
+
+
+def prepared_app(prefix: str = "", *, migrate: bool = False) -> tuple[Any, int]:
+    """The app as configured (its schema migrated when ``migrate`` and DATABASE_UPGRADE
+    is off), or None and an exit code after one line saying why: a broken data file (3),
+    an unusable database or signing key (4). Every command that needs the service's
+    configuration opens it here, so none of them can end in a traceback."""
+    from . import create_app
+    from .adapters import signing_key, store as storage
+    from .errors import KnowledgeError
+
+    try:
+        app = create_app()
+        if migrate and not app.config.get("DATABASE_UPGRADE", True):
+            storage.from_app(app).upgrade()  # else create_app has just done it
+    except KnowledgeError as exc:
+        _say(f"error: {prefix}broken data file: {exc}")
+        return None, EXIT_KNOWLEDGE
+    except (storage.StoreError, signing_key.SigningKeyError) as exc:
+        _say(f"error: {prefix}{exc.message}")
+        return None, EXIT_UNUSABLE
+    return app, 0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)

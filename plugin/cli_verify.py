@@ -114,20 +114,16 @@ def _valid(claims: Any) -> str:
 def _run_stored(args: argparse.Namespace) -> int:
     """``verify --exam``: every signed revision of a stored exam, as the database holds
     it, against the signature of its own Provenance and this instance's key."""
-    from . import create_app
     from .adapters import signing_key, store as storage
+    from .cli_input import prepared_app
     from .core.signature import SignatureError, verify
-    from .errors import KnowledgeError, NotFoundError, PluginError
+    from .errors import NotFoundError, PluginError
 
+    app, code = prepared_app()
+    if app is None:
+        return code
     try:
-        app = create_app()
         revisions = storage.from_app(app).revisions(args.exam)
-    except KnowledgeError as exc:
-        _say(f"error: broken data file: {exc}")
-        return 3
-    except signing_key.SigningKeyError as exc:
-        _say(f"error: {exc.message}")
-        return EXIT_KEY
     except NotFoundError:
         _say(f"error: no exam {args.exam!r} in the database")
         return EXIT_INPUT

@@ -169,3 +169,16 @@ def test_extract_reads_the_same_configuration_as_the_service(tmp_path: Path) -> 
                  env={"PLUGIN_QUESTIONNAIRES_DIR": str(folder)})
     assert result.returncode == 3
     assert "broken data file" in result.stderr and "exam.json" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["deliver", "--list"], ["audit", "export"],
+                                     ["verify", "--exam", "e-1"], ["users", "list"]])
+def test_an_unusable_signing_key_is_one_line_and_exit_4(tmp_path, command) -> None:
+    """Every command that opens the service's configuration says why it cannot, never
+    with a traceback (the key is loaded at start-up)."""
+    result = run(*command, env={"PLUGIN_SIGNING_KEY": "not a PEM key",
+                                "PLUGIN_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"})
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "SIGNING_KEY holds no usable private key" in result.stderr
