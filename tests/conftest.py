@@ -6,7 +6,7 @@ import os
 import pytest
 
 from plugin import create_app, knowledge
-from plugin.adapters import store
+from plugin.adapters import store as storage
 from plugin.config import DEFAULTS
 from tests.support.keys import SIGNING_KEY
 
@@ -50,7 +50,7 @@ def make_app(tmp_path):
         return app
     yield make
     for app in made:  # close pooled connections before the database is dropped
-        store.from_app(app).dispose()
+        storage.from_app(app).dispose()
 
 
 @pytest.fixture()
@@ -91,3 +91,22 @@ def database_url(request, tmp_path):
     name = server.create_database()
     yield server.url(name)
     server.drop_database(name)
+
+
+@pytest.fixture()
+def store(database_url):
+    """A migrated, empty store on SQLite and on the real PostgreSQL server (the storage
+    and record tests)."""
+    migrated = storage.Store(database_url)
+    migrated.upgrade()
+    yield migrated
+    migrated.dispose()
+
+
+@pytest.fixture()
+def sqlite_store(tmp_path):
+    """A migrated, empty store on a SQLite file in tmp_path."""
+    migrated = storage.Store(f"sqlite:///{tmp_path / 'exam.sqlite3'}")
+    migrated.upgrade()
+    yield migrated
+    migrated.dispose()

@@ -27,14 +27,6 @@ PATIENT = {"resourceType": "Patient", "name": [{"family": "Silva", "given": ["An
 SIGNER = signoff.Signer("Dr Ann Lee", f"Practitioner/{ANN.practitioner_id}")
 
 
-@pytest.fixture()
-def store(database_url):
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.dispose()
-
-
 def _trail(store: Store) -> list[dict]:
     """Every AuditEvent, oldest first."""
     return [json.loads(text) for text in audit.events_since(store.engine, None)]
@@ -174,11 +166,3 @@ def test_write_events_pass_both_validators(sqlite_store, kb) -> None:
     with IndependentValidator() as validator:
         for event in _trail(sqlite_store):
             assert_conformant(validator, event)
-
-
-@pytest.fixture()
-def sqlite_store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'exam.sqlite3'}")
-    store.upgrade()
-    yield store
-    store.dispose()
