@@ -18,7 +18,7 @@ from typing import Any
 
 from . import cli_audit, cli_verify
 from .cli_input import UsageError as _UsageError, prepared_app as _prepared_app, \
-    read_json as _read_json
+    read_json as _read_json, say as _say
 from . import users_cli
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
@@ -316,9 +316,6 @@ def _print_text(text: str) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from .cli_input import say as _say
+
 EXIT_OK, EXIT_INPUT, EXIT_DATABASE = 0, 2, 4
 
 
@@ -69,7 +71,3 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     _say(f"{count} audit events")
     return EXIT_OK
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr)

@@ -53,13 +53,14 @@ def prepared_app(prefix: str = "", *, migrate: bool = False) -> tuple[Any, int]:
         if migrate and not app.config.get("DATABASE_UPGRADE", True):
             storage.from_app(app).upgrade()  # else create_app has just done it
     except KnowledgeError as exc:
-        _say(f"error: {prefix}broken data file: {exc}")
+        say(f"error: {prefix}broken data file: {exc}")
         return None, EXIT_KNOWLEDGE
     except (storage.StoreError, signing_key.SigningKeyError) as exc:
-        _say(f"error: {prefix}{exc.message}")
+        say(f"error: {prefix}{exc.message}")
         return None, EXIT_UNUSABLE
     return app, 0
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """One line for the person at the terminal (stderr), apart from the command's output."""
     print(line, file=sys.stderr)

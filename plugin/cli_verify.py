@@ -37,11 +37,10 @@ file or argument that cannot be used; 4 when the configuration's key is unusable
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .cli_input import UsageError, read_json
+from .cli_input import UsageError, read_json, say as _say
 
 EXIT_OK, EXIT_CHANGED, EXIT_INPUT, EXIT_KEY = 0, 1, 2, 4
 
@@ -255,7 +254,3 @@ def _rewrite(value: str) -> tuple[str, str]:
 
 def _iso(moment: Any) -> str:
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr)

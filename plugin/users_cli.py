@@ -16,6 +16,8 @@ import json
 import sys
 from typing import Any
 
+from .cli_input import say as _say
+
 EXIT_OK, EXIT_INPUT, EXIT_DATABASE = 0, 2, 4
 
 
@@ -106,7 +108,3 @@ def _list(found: list[Any], form: str) -> None:
     for row in rows:
         print(f"{row['username']}\t{row['name']}\t{','.join(row['roles'])}\t"
               f"{'active' if row['active'] else 'disabled'}\t{row['identifier'] or ''}")
-
-
-def _say(line: str) -> None:
-    print(line, file=sys.stderr)
