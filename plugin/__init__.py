@@ -23,6 +23,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     else:
         app.config.update(test_config)
     app.json.sort_keys = False
+    config.check(app.config)
     knowledge.init_app(app)
     store.init_app(app)
     # once per process; every worker reads the same key (SIGNING_KEY or the instance file)

@@ -7,7 +7,9 @@ environment, and importing this module does no I/O.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 #: The checkout that holds ``plugin/``, ``questionnaires/`` and ``mappings/``. The data
 #: folders sit beside the package (not inside it) so clinicians can review them as files.
@@ -135,6 +137,15 @@ DEFAULTS: dict[str, object] = {
     "DELIVERY_LEASE_SECONDS": 120,
     # How long one POST to the EHR may take (s) before it counts as failed (retried).
     "DELIVERY_TIMEOUT_SECONDS": 20,
+    # The clinic's time zone (an IANA name: Europe/London, America/New_York), checked at
+    # start-up. Every time people read is shown in it, with its abbreviation: the record
+    # page and its revisions, the patient's exam list, the clinician summary (signing
+    # time, exam date) and the handout's date. Stored times stay UTC.
+    "TIME_ZONE": "UTC",
+    # The clinic's contact line printed on every patient handout (who to call with a
+    # question), e.g. "Physiotherapy clinic, 01234 567890, Monday to Friday 8am to 6pm".
+    # Empty: the handout says to contact the clinic that examined them.
+    "CLINIC_CONTACT": "",
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.
@@ -163,3 +174,17 @@ DEFAULTS: dict[str, object] = {
         "CES_MRI_TARGET_HOURS": 4,
     },
 }
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Stop start-up on a setting that would only fail later, in front of a patient:
+    ``TIME_ZONE`` must be an IANA name (a typo would print every time in no zone)."""
+    from .core import datetimes
+    from .errors import ConfigError
+
+    try:
+        datetimes.zone(config.get("TIME_ZONE"))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(str(exc), original_error=exc) from exc
+    if not isinstance(config.get("CLINIC_CONTACT"), str):
+        raise ConfigError("CLINIC_CONTACT must be text (the clinic's contact line)")

@@ -31,6 +31,10 @@ class KnowledgeError(PluginError):
         self.problem = problem
 
 
+class ConfigError(PluginError):
+    """A setting is unusable (``TIME_ZONE`` not an IANA name, ...); start-up must stop."""
+
+
 class InputError(PluginError):
     """The request as a whole is unusable: malformed JSON, wrong resourceType, ...
 

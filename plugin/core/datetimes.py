@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def parse_aware(value: str) -> dt.datetime:
@@ -26,3 +27,33 @@ def is_instant(value: str) -> bool:
     except ValueError:
         return False
     return "T" in value
+
+
+def zone(name: str) -> ZoneInfo:
+    """The clinic's time zone from its IANA name (``Europe/London``), or ValueError with
+    a message that says what is expected. Checked once at start-up (``TIME_ZONE``), so a
+    typo stops the service instead of printing every time in the wrong zone."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("TIME_ZONE must be an IANA time zone name, e.g. Europe/London or UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"TIME_ZONE {name!r} is not an IANA time zone name "
+                         "(e.g. Europe/London, America/New_York, UTC)") from exc
+
+
+def local(moment: dt.datetime, zone_name: str) -> str:
+    """A moment as people at the clinic read it: ``2026-07-01 11:00 BST`` in the clinic's
+    zone, with the zone's abbreviation so a printout is never ambiguous. One format for
+    every page and document that shows a time."""
+    if moment.tzinfo is None:  # the store keeps UTC; a naive value from it is UTC
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    shown = moment.astimezone(zone(zone_name))
+    return f"{shown:%Y-%m-%d %H:%M} {shown.tzname()}"
+
+
+def local_date(moment: dt.datetime, zone_name: str) -> str:
+    """The calendar date of ``moment`` in the clinic's zone (a handout's date)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(zone(zone_name)).date().isoformat()

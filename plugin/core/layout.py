@@ -211,6 +211,14 @@ class Row:
     link_id: str = ""
     #: Every value given is normal, negative, absent or "no": a summary may group it.
     unremarkable: bool = False
+    #: The cells holding an abnormal or positive finding ("left", "right", "value"):
+    #: printed bold with ``ABNORMAL_MARK`` (see ``abnormal``).
+    abnormal: frozenset[str] = frozenset()
+    #: The label is the whole line (a negative screen): it spans every column.
+    whole: bool = False
+
+    def marked(self, cell: str) -> bool:
+        return cell in self.abnormal
 
 
 #: Answer codes that record a normal, negative or absent finding.
@@ -231,6 +239,65 @@ def unremarkable(item: Item, value: Any) -> bool:
     return normal is not None and value == normal and not isinstance(value, bool)
 
 
+#: A single value longer than this is a list (the grouped normal findings): it spans
+#: both columns left-aligned; a shorter one is centred across them.
+SHORT_VALUE = 40
+#: The marker beside an abnormal or positive finding, with the key that explains it.
+#: A shape, not a colour, so it survives black-and-white printing; text, so it is read
+#: aloud and found in the PDF's text.
+ABNORMAL_MARK = "▲"
+ABNORMAL_KEY = f"{ABNORMAL_MARK} bold: abnormal or positive finding"
+
+
+def judged(item: Item) -> bool:
+    """Whether an answer to ``item`` can be called normal or abnormal at all: a yes/no
+    question, a choice offering a normal/negative option, an MRC grade. A side, an onset
+    or a duration is neither, and is never marked."""
+    if item.type == "boolean" or normal_value(item) is not None:
+        return True
+    # "all that apply" lists (what eases it, imaging so far) describe, they do not judge
+    return (item.type == "choice" and not item.repeats
+            and any(o.code in UNREMARKABLE for o in item.options))
+
+
+def abnormal(item: Item, value: Any) -> bool:
+    """An answer that records an abnormal or positive finding (highlighted wherever
+    findings are shown: review, record, summary PDF)."""
+    if value is None or value == "" or value == []:
+        return False
+    return judged(item) and not unremarkable(item, value)
+
+
+def screen(form: Form, section: Item) -> bool:
+    """A section made only of yes/no questions, none of them per side (the red-flag
+    screen; not inspection, which is read left | right): when every
+    answer is "no" it reads as one line (``negative_screen``)."""
+    questions = [i for i in _descendants(form, section) if i.answerable]
+    return (bool(questions) and all(i.type == "boolean" for i in questions)
+            and not lateral(form, section))
+
+
+def negative_screen(form: Form, section: Item, raw: Mapping[str, Any]) -> str | None:
+    """``"Red-flag screen negative: 12 of 12 asked"`` when ``section`` is a screen and
+    every question asked was answered "no", counting the questions actually asked out
+    of the screen's; else None (a positive answer is shown row by row, marked)."""
+    if not screen(form, section):
+        return None
+    questions = [i for i in _descendants(form, section) if i.answerable]
+    asked = [raw[i.link_id] for i in questions if i.link_id in raw]
+    if not asked or any(v is not False for v in asked):
+        return None
+    return f"{screen_name(section.text)} negative: {len(asked)} of {len(questions)} asked"
+
+
+def screen_name(text: str) -> str:
+    """A screen's name from its section's title: "Red flags" -> "Red-flag screen"."""
+    words = text.split()
+    if len(words) > 1 and words[-1].endswith("s"):
+        return "-".join([*words[:-1], words[-1][:-1]]) + " screen"
+    return f"{text} screen"
+
+
 def row_label(left_text: str) -> str:
     """The label of a left | right row, from the left question's text with the side
     taken out: it heads both columns ("Left SLR: symptoms reproduced" -> "SLR: symptoms
@@ -245,6 +312,11 @@ def summary(form: Form, raw: Mapping[str, Any]) -> list[tuple[Page, list[Row]]]:
     """Answered findings per page, sided ones as left | right rows, for review and record."""
     result = []
     for p in _pages(form):
+        line = negative_screen(form, p.item, raw)
+        if line:
+            result.append((p, [Row(line, link_id=p.item.link_id, unremarkable=True,
+                                   whole=True)]))
+            continue
         rows = [r for r in _rows(form, p.item, raw) if r.left or r.right or r.value]
         if rows:
             result.append((p, rows))
@@ -261,22 +333,28 @@ def _rows(form: Form, group: Item, raw: Mapping[str, Any]) -> list[Row]:
         given = [(i, raw[i.link_id]) for i in items if i is not None and i.link_id in raw]
         return bool(given) and all(unremarkable(i, v) for i, v in given)
 
+    def flagged(**cells: Item | None) -> frozenset[str]:
+        return frozenset(cell for cell, i in cells.items()
+                         if i is not None and i.link_id in raw and abnormal(i, raw[i.link_id]))
+
     legs = sides(form, group)
     if legs:
         for left in form.children(legs[0]):
             right = form.item(legs[1].link_id + left.link_id[len(legs[0].link_id):])
             rows.append(Row(row_label(left.text), shown(left),
                             shown(right) if right else None, link_id=left.link_id,
-                            unremarkable=plain(left, right)))
+                            unremarkable=plain(left, right),
+                            abnormal=flagged(left=left, right=right)))
         return rows
     for child in form.children(group):
         both = pair(form, child)
         if both:
             rows.append(Row(child.text, shown(both[0]), shown(both[1]), link_id=child.link_id,
-                            unremarkable=plain(*both)))
+                            unremarkable=plain(*both),
+                            abnormal=flagged(left=both[0], right=both[1])))
         elif child.type == "group":
             rows.extend(_rows(form, child, raw))
         elif child.answerable:
             rows.append(Row(child.text, value=shown(child), link_id=child.link_id,
-                            unremarkable=plain(child)))
+                            unremarkable=plain(child), abnormal=flagged(value=child)))
     return rows

@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only; never imported a
 
     SafeFetcher: type[URLFetcher]  # built on first access, see __getattr__
 
-__all__ = ["STATIC_DIR", "STATIC_SCHEME", "VARIANTS", "MAX_ABANDONED", "RenderError",
+__all__ = ["STATIC_DIR", "STATIC_SCHEME", "VARIANTS", "MAX_ABANDONED", "RenderError", "last_page_fill",
            "FetchRefused", "SafeFetcher", "read_static", "stylesheet", "render"]
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,27 @@ def _srgb_profile() -> Any:
                         (["r"], ["g"], ["b"]))
 
 
+#: Box types that put ink on a page: lines of text and images.
+_INKED = ("LineBox", "InlineReplacedBox", "BlockReplacedBox")
+
+
+def last_page_fill(rendered: Any) -> float:
+    """How far down its page area the last page's text and images reach (0 to 1), from
+    WeasyPrint's laid-out boxes (no second render, no rasterising): a near-empty last
+    page (a lone line or two) is a small number. 1.0 for a one-page document."""
+    if len(rendered.pages) < 2:
+        return 1.0
+    page = rendered.pages[-1]._page_box
+    top, height = page.content_box_y(), page.height
+    bottoms = [box.position_y + box.margin_height()
+               for root in page.children if type(root).__name__ != "MarginBox"
+               for box in root.descendants() if type(box).__name__ in _INKED]
+    return max(0.0, (max(bottoms, default=top) - top) / height) if height else 1.0
+
+
 def render(html: str, *, variant: str | None = "pdf/a-3a", title: str | None = None,
-           timeout: float = 30.0, stylesheets: tuple[str, ...] = ()) -> bytes:
+           timeout: float = 30.0, stylesheets: tuple[str, ...] = (),
+           refits: tuple[str, ...] = (), min_last_page: float = 0.0) -> bytes:
     """PDF bytes for ``html`` (already escaped: from an autoescaping Jinja2 template).
 
     ``variant`` is one of ``VARIANTS`` (default ``"pdf/a-3a"``: PDF/A-3a, tagged) or
@@ -252,6 +271,11 @@ def render(html: str, *, variant: str | None = "pdf/a-3a", title: str | None = N
     before any work. ``title`` overrides the document title (else the HTML
     ``<title>``); PDF/UA wants one, and ``<html lang>``. ``stylesheets`` names static
     stylesheets applied after the document's own, in order, parsed once (``stylesheet``).
+    ``refits``: when the last page is filled less than ``min_last_page`` (a near-empty
+    page: ``last_page_fill``), the document is laid out again with each of these
+    stylesheets added in turn (tighter or looser spacing), and the first layout whose
+    last page is filled enough is kept (else the best one); a document that fits needs
+    no second layout.
 
     Assets are fetched only through ``SafeFetcher`` (``base_url=None``,
     ``presentational_hints=False``). Raises ``RenderError`` when WeasyPrint fails,
@@ -287,6 +311,17 @@ def render(html: str, *, variant: str | None = "pdf/a-3a", title: str | None = N
                 options["output_intent"], profiles = _SRGB_KEY, {_SRGB_KEY: _srgb_profile()}
             sheets = [stylesheet(name) for name in stylesheets]
             rendered = document.render(color_profiles=profiles, stylesheets=sheets, **options)
+            fill = last_page_fill(rendered)
+            for refit in refits if fill < min_last_page else ():
+                if variant == "pdf/a-3a":  # a fresh profile: the render writes into it
+                    profiles = {_SRGB_KEY: _srgb_profile()}
+                again = document.render(color_profiles=profiles,
+                                        stylesheets=[*sheets, stylesheet(refit)], **options)
+                better = last_page_fill(again)
+                if better > fill or len(again.pages) < len(rendered.pages):
+                    rendered, fill = again, better
+                if fill >= min_last_page:
+                    break
             if title is not None:
                 rendered.metadata.title = title
             outcome["pdf"] = rendered.write_pdf(**options)

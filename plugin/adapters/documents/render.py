@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from ...core import answers, layout, patient as patient_mod, responses
+from ...core import answers, datetimes, layout, patient as patient_mod, responses
 from ...core.documents import Document
 from ...core.responses import Exam
 from ...decision import sources as sources_mod
@@ -28,11 +28,23 @@ SUMMARY_TITLE = "Posterior thigh exam: clinician summary"
 HANDOUT_TITLE = "About your thigh pain"
 #: Each document's stylesheets (in ``static/``), handed to ``pdf.render`` by name.
 STYLESHEETS = {"summary": ("base.css", "summary.css"), "handout": ("base.css", "handout.css")}
+#: Tried in order when a document's last page would be nearly empty (``pdf.render``).
+REFITS = {"summary": ("summary-tight.css",),
+          "handout": ("handout-tight.css", "handout-loose.css")}
+#: A last page filled less than this (of the page's height) is "nearly empty": a lone
+#: line or two. A fifth is about seven lines of the handout's regular print.
+MIN_LAST_PAGE = 0.2
 
 
 @dataclass(frozen=True)
 class Visit:
-    """Who and when, as printed in the summary's header and footer."""
+    """Who and when, as printed in the summary's header and footer.
+
+    Everything the summary prints about the record's state is an explicit field (never
+    read from a request or the app while rendering), so a caller can freeze the inputs
+    of a signature and render them again byte for byte: the ``revision`` number, whether
+    it is ``amended`` and the ``reason``, the signer (``clinician``) and ``signed_at``
+    (shown in ``time_zone``, the clinic's IANA zone)."""
 
     patient: Mapping[str, Any]
     exam_date: str
@@ -40,6 +52,28 @@ class Visit:
     encounter: str | None = None
     identifier: str | None = None
     signed: bool = True
+    revision: int | None = None
+    amended: bool = False
+    reason: str | None = None
+    signed_at: dt.datetime | None = None
+    time_zone: str = "UTC"
+
+    @property
+    def signed_when(self) -> str | None:
+        """The signing time in the clinic's zone (``2026-07-01 11:00 BST``)."""
+        return datetimes.local(self.signed_at, self.time_zone) if self.signed_at else None
+
+
+@dataclass(frozen=True)
+class HandoutHeader:
+    """Who the handout is for and who to call: the patient's name, the exam's date (in
+    the clinic's zone), the affected side in words and the clinic's contact line
+    (``CLINIC_CONTACT``). Explicit, like ``Visit``, so it can be frozen at signature."""
+
+    patient_name: str | None = None
+    date: str | None = None
+    side: str | None = None
+    clinic_contact: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -48,7 +82,18 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["layout"] = layout
+    env.filters["plain_date"] = plain_date
     return env
+
+
+def plain_date(iso: str) -> str:
+    """An ISO date as a patient reads it: ``2026-07-01`` -> ``1 July 2026`` (the
+    handout's date; no 07/01 that reads as two different days)."""
+    try:
+        day = dt.date.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{day.day} {day:%B %Y}"
 
 
 def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit) -> str:
@@ -63,15 +108,17 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         title=SUMMARY_TITLE, visit=visit, form=form,
         name=patient_mod.display_name(visit.patient, family_first=True) or "(no name recorded)",
         born=visit.patient.get("birthDate"), patient_identifier=_identifier(visit.patient),
-        narrative=[(p, _narrative(rows)) for p, rows in sections
+        narrative=[(p, _narrative(rows), all(r.whole for r in rows)) for p, rows in sections
                    if not layout.lateral(form, p.item)],
         lateral=_condensed([(p, rows) for p, rows in sections if layout.lateral(form, p.item)]),
         sites=sites if any(p.sites for p, _ in sections) else [], assessment=assessment,
         sources=sources_mod.numbered(assessment, kb.decision.citations),
-        shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version)
+        shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version,
+        abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK)
 
 
-def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False) -> str:
+def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
+                 header: HandoutHeader | None = None) -> str:
     """The patient handout. Routine: the most likely condition in plain words, first
     exercises, when to come back, and the emergency box whenever the spine or a nerve
     may be involved. Under a red flag the urgency's own content replaces all of that
@@ -83,7 +130,7 @@ def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = 
     return _environment().get_template("handout.html").render(
         title=HANDOUT_TITLE, handouts=handouts, top=top, urgency=assessment["urgency"],
         emergency_box=nerve or not suggested, red_flag=urgent_content(handouts, assessment),
-        large_print=large_print)
+        large_print=large_print, header=header or HandoutHeader())
 
 
 @dataclass(frozen=True)
@@ -122,31 +169,67 @@ def urgent_content(handouts: Any, assessment: Mapping[str, Any]) -> UrgentConten
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                 variant: str | None = "pdf/a-3a") -> bytes:
     return pdf.render(summary_html(kb, exam, assessment, visit), variant=variant,
-                      title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"])
+                      title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"],
+                      refits=REFITS["summary"], min_last_page=MIN_LAST_PAGE)
 
 
 def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
+                header: HandoutHeader | None = None,
                 variant: str | None = "pdf/a-3a") -> bytes:
-    return pdf.render(handout_html(kb, assessment, large_print=large_print), variant=variant,
-                      title=HANDOUT_TITLE, stylesheets=STYLESHEETS["handout"])
+    return pdf.render(handout_html(kb, assessment, large_print=large_print, header=header),
+                      variant=variant, title=HANDOUT_TITLE, stylesheets=STYLESHEETS["handout"],
+                      refits=REFITS["handout"], min_last_page=MIN_LAST_PAGE)
+
+
+#: The question whose answer is the affected side, printed on the handout.
+AFFECTED_SIDE = "history.affected-side"
+
+
+def handout_header(exam: Exam, patient: Mapping[str, Any] | None, *, now: dt.datetime,
+                   time_zone: str = "UTC", clinic_contact: str = "") -> HandoutHeader:
+    """The handout's header from the exam: the patient's name as they are addressed
+    (given names first), the exam's date in the clinic's zone, the affected side as
+    answered, and the clinic's contact line."""
+    side = None
+    item = exam.form.index.get(AFFECTED_SIDE)
+    if item is not None and exam.answers.get(AFFECTED_SIDE):
+        side = layout.display(item, _plain(exam.form, AFFECTED_SIDE, exam.answers[AFFECTED_SIDE]))
+    name = patient_mod.display_name(patient, family_first=False) if patient else None
+    return HandoutHeader(patient_name=name or None,
+                         date=exam_date(exam.context.authored, now, time_zone),
+                         side=side, clinic_contact=clinic_contact or None)
 
 
 def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
                      assessment: Mapping[str, Any], clinician: str | None,
-                     now: dt.datetime) -> Document:
+                     now: dt.datetime, revision: int | None = None,
+                     reason: str | None = None, signed_at: dt.datetime | None = None,
+                     time_zone: str = "UTC") -> Document:
     """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
-    unless the response is completed or amended."""
+    unless the response is completed or amended; with the revision, the amendment's
+    reason, the signer and the signing time when the caller knows them."""
+    status = exam.context.status
     visit = Visit(patient=patient or {}, clinician=clinician,
-                  exam_date=exam_date(exam.context.authored, now), identifier=exam.exam_id,
-                  signed=exam.context.status in responses.FINISHED)
+                  exam_date=exam_date(exam.context.authored, now, time_zone),
+                  identifier=exam.exam_id, signed=status in responses.FINISHED,
+                  revision=revision, amended=status == "amended", reason=reason,
+                  signed_at=signed_at, time_zone=time_zone)
     pdf = summary_pdf(kb, exam, assessment, visit)
     return Document("summary", SUMMARY_TITLE, pdf)
 
 
-def exam_date(authored: str | None, fallback: dt.datetime) -> str:
-    """The date part of ``authored`` (the exam's own time), else of ``fallback``."""
-    return (authored or fallback.isoformat())[:10]
+def exam_date(authored: str | None, fallback: dt.datetime, time_zone: str = "UTC") -> str:
+    """The exam's date in the clinic's zone: of ``authored`` (the exam's own time, a
+    full date-time converted, a bare date as it is), else of ``fallback``."""
+    if authored and "T" in authored:
+        try:
+            return datetimes.local_date(datetimes.parse_aware(authored), time_zone)
+        except ValueError:
+            return authored[:10]
+    if authored:
+        return authored[:10]
+    return datetimes.local_date(fallback, time_zone)
 
 
 #: The row that groups a section's normal, negative and "no" answers.
@@ -155,7 +238,7 @@ UNREMARKABLE_LABEL = "Normal, negative or no"
 ALL_THAT_APPLY = " (all that apply)"
 
 
-def _narrative(rows: list[layout.Row]) -> str:
+def _narrative(rows: list[layout.Row]) -> list[Phrase]:
     """A section without left and right as one run of text, as a clinical letter reads:
     ``Label: value; Label: value.`` then ``Normal, negative or no: label; label.`` One
     paragraph instead of a table: each table cell is a box WeasyPrint lays out, styles
@@ -164,14 +247,34 @@ def _narrative(rows: list[layout.Row]) -> str:
         return text[:-len(ALL_THAT_APPLY)] if text.endswith(ALL_THAT_APPLY) else text
 
     def phrase(row: layout.Row) -> str:
+        if row.whole:
+            return row.label
         name = label(row.label)
         return f"{name} {row.value}" if name.endswith("?") else f"{name}: {row.value}"
 
     shown, plain = _grouped(rows)
-    sentences = ["; ".join(phrase(r) for r in shown)] if shown else []
+    parts = []
+    for n, row in enumerate(shown):
+        text = phrase(row)
+        end = "; " if n + 1 < len(shown) else ("" if text.endswith(".") else ".")
+        parts.append(Phrase(text, row.marked("value"), end))
     if plain:
-        sentences.append(f"{UNREMARKABLE_LABEL}: " + "; ".join(label(r.label) for r in plain))
-    return " ".join(s if s.endswith(".") else f"{s}." for s in sentences)
+        grouped = f"{UNREMARKABLE_LABEL}: " + "; ".join(label(r.label) for r in plain)
+        parts.append(Phrase(grouped, False, "" if grouped.endswith(".") else "."))
+    if len(parts) > 1 and shown:
+        parts[len(shown) - 1] = replace(parts[len(shown) - 1],
+                                        end=parts[len(shown) - 1].end + " ")
+    return parts
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A piece of a narrative section: its text, whether it is an abnormal or positive
+    finding (printed bold with the marker) and what follows it ("; ", ".")."""
+
+    text: str
+    abnormal: bool
+    end: str
 
 
 def _condensed(summary: list[tuple[Any, list[layout.Row]]]) -> list[tuple[Any, list[layout.Row]]]:
