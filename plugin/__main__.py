@@ -217,7 +217,8 @@ def _pdf(args: argparse.Namespace) -> int:
         exam = pipeline.exam_from_input(kb, data, patient=patient, now=now)
         if args.kind == "handout":
             document = render.handout_pdf(kb, pipeline.assess_exam(kb, exam).as_json(),
-                                          large_print=args.large_print)
+                                          large_print=args.large_print,
+                                          header=render.handout_header(exam, patient, now=now))
         else:
             document = render.summary_document(
                 kb, exam, patient, clinician=args.clinician, now=now,

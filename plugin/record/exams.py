@@ -100,14 +100,17 @@ def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
 def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
-         by: By) -> signoff.Signed:
+         by: By, time_zone: str = "UTC") -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
-    queued for the EHR in the same transaction when delivery is on (``ehr_base``)."""
+    queued for the EHR in the same transaction when delivery is on (``ehr_base``); its
+    summary prints the signing time in the clinic's ``time_zone``."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
-    delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
+    delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
+                          revision=exam.revisions + 1, reason=exam.amend_reason,
+                          time_zone=time_zone) if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
@@ -117,7 +120,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
 
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
-              now: dt.datetime, ehr_base: str) -> dict[str, Any]:
+              now: dt.datetime, ehr_base: str, *, revision: int, reason: str | None,
+              time_zone: str) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
     exam = replace(signed.exam, context=replace(
@@ -125,7 +129,8 @@ def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.Patient
         author=ehr_author(signed.exam.context.author)))
     summary = documents.summary_document(
         kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
-        assessment=pipeline.assess_exam(kb, exam).as_json(), now=now)
+        assessment=pipeline.assess_exam(kb, exam).as_json(), now=now, revision=revision,
+        reason=reason, signed_at=now, time_zone=time_zone)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
                            documents=[summary])
 

@@ -19,7 +19,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 from .. import knowledge
 from ..adapters import outbox, signing_key, store as store_mod, users
 from ..adapters.documents import render as documents
-from ..core import drafts, layout, patient as patient_mod, responses
+from ..core import datetimes, drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
 from ..record.trail import By
 from ..core.responses import Exam
@@ -43,6 +43,13 @@ LOCKED = "This exam is signed and locked. Start an amendment (with a reason) to 
 def _patient_name(resource: Mapping[str, Any]) -> str:
     """How pages name a patient: "Family, Given" (the same as the PDF summary)."""
     return patient_mod.display_name(resource, family_first=True)
+
+
+@bp.app_template_filter("local_time")
+def _local_time(moment: dt.datetime) -> str:
+    """A stored (UTC) time as the clinic reads it: in ``TIME_ZONE``, with the zone's
+    abbreviation (the same format as the PDF summary's signing time)."""
+    return datetimes.local(moment, current_app.config["TIME_ZONE"])
 
 
 def _store() -> store_mod.Store:
@@ -309,7 +316,7 @@ def sign(exam_id: str) -> Any:
                                            current_app.extensions[signing_key.EXTENSION_KEY])),
                    now=now,
                    ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None,
-                   by=requester())
+                   by=requester(), time_zone=current_app.config["TIME_ZONE"])
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -364,7 +371,8 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
-        **_decision_support(checked.valid), history=_store().revisions(record_.id), message=message, layout=layout,
+        **_decision_support(checked.valid), revisions=_store().revisions(record_.id),
+        message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
 
@@ -444,15 +452,16 @@ def cancel_amendment(exam_id: str) -> Any:
 
 # --- documents -----------------------------------------------------------------------
 
-def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | None]:
-    """The exam a document prints: the latest signed revision, else the draft's valid
-    answers (printed as a draft); with the signer's name when signed. The document is about
-    to be served: its read is audited now."""
+def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord,
+                                          store_mod.Revision | None]:
+    """The exam a document prints: the latest signed revision (with it: number, signer,
+    signing time, the amendment's reason), else the draft's valid answers (printed as a
+    draft). The document is about to be served: its read is audited now."""
     record_, patient_record, form = _load(exam_id)
     _read_exam(record_)
     if record_.revisions:
         latest = _store().revision(exam_id, record_.revisions)
-        return responses.read(form, latest.response), patient_record, latest.signed_by
+        return responses.read(form, latest.response), patient_record, latest
     checked = drafts.check(form, record_.answers)
     return (Exam(form, checked.valid, exams.draft_context(record_.id, record_.encounter,
                                                           patient_record, record_.updated)),
@@ -469,17 +478,26 @@ def _pdf_response(document: bytes, name: str) -> Response:
 @bp.get("/exams/<exam_id>/summary.pdf")
 def summary_pdf(exam_id: str) -> Response:
     """The clinician summary of the signed record (or of the draft, marked as such)."""
-    exam_, patient_record, signer = _document_exam(exam_id)
-    summary = documents.summary_document(_kb(), exam_, patient_record.resource,
-                                         clinician=signer, now=_now(),
-                                         assessment=_assessment(exam_.answers))
+    exam_, patient_record, signed = _document_exam(exam_id)
+    summary = documents.summary_document(
+        _kb(), exam_, patient_record.resource, now=_now(),
+        assessment=_assessment(exam_.answers),
+        clinician=signed.signed_by if signed else None,
+        revision=signed.number if signed else None, reason=signed.reason if signed else None,
+        signed_at=signed.signed_at if signed else None,
+        time_zone=current_app.config["TIME_ZONE"])
     return _pdf_response(summary.pdf, "clinician-summary.pdf")
 
 
 @bp.get("/exams/<exam_id>/handout.pdf")
 def handout_pdf(exam_id: str) -> Response:
     """The patient handout; ``?large=1`` for large print."""
-    exam_, _, _ = _document_exam(exam_id)
+    exam_, patient_record, _ = _document_exam(exam_id)
     large = request.args.get("large") in ("1", "true", "yes")
+    header = documents.handout_header(
+        exam_, patient_record.resource, now=_now(),
+        time_zone=current_app.config["TIME_ZONE"],
+        clinic_contact=current_app.config["CLINIC_CONTACT"])
     return _pdf_response(documents.handout_pdf(_kb(), _assessment(exam_.answers),
-                                               large_print=large), "patient-handout.pdf")
+                                               large_print=large, header=header),
+                         "patient-handout.pdf")

@@ -5,6 +5,15 @@
  * No framework, no build step: the server renders the form from the Questionnaire. */
 (function () {
   "use strict";
+  /* Printing the review or the record: every differential's evidence laid open (a
+   * closed <details> would print as its one-line summary). */
+  window.addEventListener("beforeprint", function () {
+    document.querySelectorAll(".differential details").forEach(function (d) { d.open = true; });
+  });
+})();
+
+(function () {
+  "use strict";
 
   var dataNode = document.getElementById("exam-data");
   var form = document.getElementById("exam-form");
