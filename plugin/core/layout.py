@@ -249,6 +249,13 @@ ABNORMAL_MARK = "▲"
 ABNORMAL_KEY = f"{ABNORMAL_MARK} bold: abnormal or positive finding"
 
 
+#: Answers that are neither normal nor abnormal findings: a stretch felt only in the
+#: hamstring on a neural test (a negative SLR or slump), a test not done, no change
+#: with sensitising, no effect of sitting. Never marked; grouping is unchanged.
+NOT_ABNORMAL = frozenset({"hamstring-stretch-only", "stretch-only", "not-done", "not-tested",
+                          "no-change", "no-effect"})
+
+
 def judged(item: Item) -> bool:
     """Whether an answer to ``item`` can be called normal or abnormal at all: a yes/no
     question, a choice offering a normal/negative option, an MRC grade. A side, an onset
@@ -257,13 +264,15 @@ def judged(item: Item) -> bool:
         return True
     # "all that apply" lists (what eases it, imaging so far) describe, they do not judge
     return (item.type == "choice" and not item.repeats
-            and any(o.code in UNREMARKABLE for o in item.options))
+            and any(o.code in UNREMARKABLE | NOT_ABNORMAL for o in item.options))
 
 
 def abnormal(item: Item, value: Any) -> bool:
     """An answer that records an abnormal or positive finding (highlighted wherever
     findings are shown: review, record, summary PDF)."""
     if value is None or value == "" or value == []:
+        return False
+    if isinstance(value, str) and value in NOT_ABNORMAL:
         return False
     return judged(item) and not unremarkable(item, value)
 

@@ -192,13 +192,14 @@ def test_left_and_right_findings_share_one_row(kb, form) -> None:
     pdf, _ = _summary(kb, case)
     flat = " ".join(pdfs.text_of(pdf).split())
     assert "Finding Left Right" in flat
-    for row in ("SLR: symptoms reproduced Hamstring stretch only Familiar leg pain below the knee",
-                "Slump: symptoms reproduced – Familiar symptoms reproduced",
-                "L5: great toe extension / ankle dorsiflexion 5 4",
-                "L5: dorsum of foot Normal Reduced",
-                "Lumbar spinous processes and paraspinals Not tender Tender"):
+    # abnormal or positive findings carry the marker (and are bold); the rest do not
+    for row in ("SLR: symptoms reproduced Hamstring stretch only ▲ Familiar leg pain below the knee",
+                "Slump: symptoms reproduced – ▲ Familiar symptoms reproduced",
+                "L5: great toe extension / ankle dorsiflexion 5 ▲ 4",
+                "L5: dorsum of foot Normal ▲ Reduced",
+                "Lumbar spinous processes and paraspinals Not tender ▲ Tender"):
         assert row in flat, row
-    assert "History. Affected side: Right; Onset: Sudden;" in flat
+    assert "History. Affected side: Right; Onset: Sudden;" in flat  # neither is judged
     exam = _exam(kb, case)
     html = render.summary_html(kb, exam, pipeline.assess_exam(kb, exam).as_json(),
                                render.Visit(patient=case["patient"], exam_date="2026-11-19"))
