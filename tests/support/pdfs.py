@@ -35,6 +35,31 @@ def text_of(pdf_bytes: bytes) -> str:
     return "\n".join(page.extract_text() or "" for page in _reader(pdf_bytes).pages)
 
 
+def page_texts(pdf_bytes: bytes) -> list[str]:
+    """The extracted text of each page, whitespace collapsed (a line break and a
+    space read alike): for "this text lies on one page" checks."""
+    return [" ".join((page.extract_text() or "").split()) for page in _reader(pdf_bytes).pages]
+
+
+def ink_depth(png: Path, *, footer_mm: float = 22.0, page_mm: float = 297.0) -> float:
+    """How far down a rendered page its ink reaches, as a fraction of the page's height,
+    the running footer's band (the bottom ``footer_mm``) left out: a page holding one
+    line under a 16 mm margin is about 0.08, a full page about 0.9. Ink is any pixel
+    darker than light grey (the hairlines of a table count; white space does not)."""
+    from PIL import Image  # only the layout tests need it
+
+    with Image.open(png) as image:
+        grey = image.convert("L")
+        width, height = grey.size
+        band = int(height * (1 - footer_mm / page_mm))
+        pixels = grey.load()
+        lowest = 0
+        for y in range(band):
+            if any(pixels[x, y] < 160 for x in range(width)):
+                lowest = y
+    return lowest / height
+
+
 def page_count(pdf_bytes: bytes) -> int:
     return len(_reader(pdf_bytes).pages)
 
