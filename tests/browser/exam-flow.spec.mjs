@@ -1,6 +1,6 @@
 // A whole exam by touch at both iPad sizes: every section answered by tapping only,
 // screenshots of each section, axe on every page, then review, sign, the read-only
-// record, an amendment with a reason, and the history that keeps revision 1.
+// record, an amendment with a reason, and the revisions that keep revision 1.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -91,9 +91,9 @@ for (const orientation of ['landscape', 'portrait']) {
       await page.tap('button:has-text("Sign and lock")');
       await page.waitForURL(/\/record$/);
       assert.match(await page.textContent('#signed'), /Revision 2 \(amended\).*Left SLR angle misread/s);
-      assert.equal(await page.locator('#history li').count(), 2);
+      assert.equal(await page.locator('#revisions li').count(), 2);
       assert.match(await page.textContent('#findings'), new RegExp(`${before + 5}°`));
-      await page.tap('#history a:has-text("Revision 1")');
+      await page.tap('#revisions a:has-text("Revision 1")');
       await page.waitForURL(/\/revisions\/1$/);
       assert.match(await page.textContent('#findings'), new RegExp(`${before}°`));
       await checkA11y(page, `revision 1 (${orientation})`);
