@@ -201,3 +201,24 @@ def test_under_a_red_flag_the_lead_still_comes_first(kb) -> None:
     text = " ".join(pdfs.text_of(render.handout_pdf(kb, assessment, header=header)).split())
     lead = kb.handouts.urgency[assessment["urgency"]].lead
     assert text.startswith(lead) and text.index("Name:") > len(lead)
+
+
+def _drawing_widths(page: str) -> list[float]:
+    """The laid-out width (CSS px) of every exercise drawing, from WeasyPrint's boxes."""
+    import weasyprint
+
+    from plugin.adapters.documents import pdf
+
+    rendered = weasyprint.HTML(string=page, base_url=None, url_fetcher=pdf.SafeFetcher()).render(
+        stylesheets=[pdf.stylesheet(n) for n in render.STYLESHEETS["handout"]])
+    return [box.width for p in rendered.pages for box in p._page_box.descendants()
+            if getattr(box, "element_tag", None) == "img"]
+
+
+def test_large_print_enlarges_the_drawings(kb) -> None:
+    case = _case("pht-runner-2-weeks-loading")
+    _, assessment = _exam_and_assessment(kb, case)
+    regular = _drawing_widths(render.handout_html(kb, assessment))
+    large = _drawing_widths(render.handout_html(kb, assessment, large_print=True))
+    assert regular and len(large) == len(regular)
+    assert min(large) >= 1.5 * max(regular), (regular, large)

@@ -118,3 +118,43 @@ def test_a_row_is_unremarkable_only_when_every_side_is(form) -> None:
         "palpation.lumbar-spine.left": "not-tender"}) for r in rs}
     assert not rows["palpation.psis"].unremarkable
     assert rows["palpation.lumbar-spine"].unremarkable
+
+
+@pytest.mark.parametrize("link_id, value, marked", [
+    ("slr.left.response", "leg-pain-below-knee", True),
+    ("slr.left.response", "hamstring-stretch-only", False),  # a negative neural test
+    ("slr.left.response", "none", False),
+    ("palpation.psis.left", "tender", True),
+    ("palpation.psis.left", "not-tender", False),
+    ("neuro.power.l5.left", 4, True),
+    ("neuro.power.l5.left", 5, False),
+    ("red-flags.fever", True, True),
+    ("red-flags.fever", False, False),
+    ("history.affected-side", "24028007", False),  # a side is not a finding
+    ("history.onset", "sudden", False),
+    ("history.relieving", ["rest"], False),  # an "all that apply" list describes
+    ("slr.left.onset-angle", 40, False),  # an angle is read, not judged
+])
+def test_abnormal_findings_are_the_judged_ones_off_normal(form, link_id, value, marked) -> None:
+    assert layout.abnormal(form.index[link_id], value) is marked
+
+
+def test_summary_rows_name_their_abnormal_cells(form) -> None:
+    rows = dict((r.link_id, r) for _, rs in layout.summary(form, {
+        "slr.left.response": "leg-pain-below-knee", "slr.right.response": "none",
+        "history.pop": True}) for r in rs)
+    assert rows["slr.left.response"].abnormal == {"left"}
+    assert rows["history.pop"].abnormal == {"value"}
+
+
+def test_a_negative_screen_is_one_whole_row(form) -> None:
+    raw = {f"red-flags.{k}": False for k in ("fever", "night-pain", "weight-loss")}
+    (page, rows), = [(p, r) for p, r in layout.summary(form, raw)]
+    assert page.item.link_id == "red-flags"
+    assert [(r.label, r.whole) for r in rows] == [("Red-flag screen negative: 3 of 12 asked", True)]
+    # one "yes" and the screen is shown question by question, the yes marked
+    rows = layout.summary(form, {**raw, "red-flags.fever": True})[0][1]
+    assert len(rows) == 3 and [r.abnormal for r in rows].count({"value"}) == 1
+    # inspection (all yes/no but read left | right) is never condensed to a line
+    inspection = next(p.item for p in layout.pages(form) if p.item.link_id == "inspection")
+    assert not layout.screen(form, inspection)
