@@ -201,6 +201,8 @@ def test_under_a_red_flag_the_lead_still_comes_first(kb) -> None:
     text = " ".join(pdfs.text_of(render.handout_pdf(kb, assessment, header=header)).split())
     lead = kb.handouts.urgency[assessment["urgency"]].lead
     assert text.startswith(lead) and text.index("Name:") > len(lead)
+    # an emergency says go now, and nothing else to do: no call to the clinic first
+    assert assessment["urgency"] == "emergency" and "Questions?" not in text
 
 
 def _drawing_widths(page: str) -> list[float]:
