@@ -24,6 +24,7 @@ from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError
 from . import fhir_audit, fhir_practitioner, fhir_records
 from .audit import read_of
+from .auth import requires_scope
 from .errors import fhir_response
 from .fhir_rest import (base_url, bundle as make_bundle, json_body, kb, only_json,
                         parameter_parts, part_resource, patient_id, register_converter,
@@ -82,6 +83,7 @@ def read_code_system(id_: str) -> Response:
 
 
 @bp.post("/QuestionnaireResponse/$extract")
+@requires_scope("QuestionnaireResponse", "c")
 def extract() -> Response:
     """SDC $extract at type level; also takes a bare QR or the plain answers format.
 
@@ -103,6 +105,7 @@ def extract() -> Response:
 
 
 @bp.post("/QuestionnaireResponse/$assess")
+@requires_scope("QuestionnaireResponse", "c")
 def assess() -> Response:
     """Decision support over an exam: the same inputs as $extract; returns Parameters
     with ``return``, a collection Bundle of the suggested Conditions and draft
@@ -120,12 +123,14 @@ def assess() -> Response:
 
 
 @bp.post("/Questionnaire/$populate")
+@requires_scope("Patient", "r")
 def populate_type() -> Response:
     """SDC $populate at type level: the Questionnaire is named in the Parameters."""
     return _populate(None)
 
 
 @bp.post("/Questionnaire/<fhir_id:id_>/$populate")
+@requires_scope("Patient", "r")
 def populate_instance(id_: str) -> Response:
     """SDC $populate of ``Questionnaire/<id>``."""
     form = kb().forms.get(id_)
