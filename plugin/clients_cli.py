@@ -81,7 +81,7 @@ def _jwks(name: str) -> dict[str, Any]:
         keys = key_set(data, name)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if any(not key.kid for key in keys.keys):
+    if any(not isinstance(key, dict) or not key.get("kid") for key in data["keys"]):
         raise UsageError(f"{name}: every key needs a kid (the client's assertions name it)")
     if any(key.key_type not in ("RSA", "EC") for key in keys.keys):
         raise UsageError(f"{name}: only RSA (RS384) and EC (ES384) keys are accepted")
