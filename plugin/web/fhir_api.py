@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from .. import __version__
 from ..core import bundle, capability, fhir_models, outcome, patient as patient_mod
@@ -22,7 +22,7 @@ from ..record import pipeline
 from ..core import populate as populate_mod
 from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError
-from . import fhir_audit, fhir_practitioner, fhir_records
+from . import api_access, fhir_audit, fhir_practitioner, fhir_records, oauth_token
 from .audit import read_of
 from .auth import requires_scope
 from .errors import fhir_response
@@ -52,7 +52,9 @@ def metadata() -> Response:
     """The CapabilityStatement (``GET [base]/metadata``)."""
     return fhir_response(capability.build(
         kb(), version=__version__, base_url=base_url(),
-        date=dt.datetime.now(dt.timezone.utc).date().isoformat()))
+        date=dt.datetime.now(dt.timezone.utc).date().isoformat(),
+        token_url=oauth_token.token_url(),
+        scopes=api_access.documentation(current_app)))
 
 
 @bp.get("/Questionnaire")
