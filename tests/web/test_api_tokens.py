@@ -4,6 +4,7 @@ OAuth's (or RFC 6750's) own terms."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -255,3 +256,19 @@ def test_sessions_keep_their_role_checks(api) -> None:
     assistant = signed_in(api, "assistant")
     assert assistant.get("/fhir/AuditEvent").status_code == 403  # admin only, as before
     assert signed_in(api, "admin").get("/fhir/AuditEvent").status_code == 200
+
+
+def test_the_readme_table_is_the_routes_declarations(app) -> None:
+    from pathlib import Path
+
+    from plugin.web.api_access import route_scopes
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### API access for integrators (SMART Backend Services)")[1]
+    table = section.split("| route | interaction | scope |\n|---|---|---|\n")[1].split("\n\n")[0]
+    def readable(path: str) -> str:  # /fhir/Patient/<id_> -> /fhir/Patient/{id}
+        return re.sub(r"<(?:[a-z_]+:)?([a-z]+)_?>", r"{\1}", path)
+
+    declared = [f"| `{r.method} {readable(r.path)}` | {r.label} | `{r.need}` |"
+                for r in route_scopes(app)]
+    assert table.splitlines() == declared
