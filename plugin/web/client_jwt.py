@@ -211,7 +211,7 @@ def verify(token: str, *, clients: Mapping[str, Issuer], audience: str,
         verified = jwt.decode(token, keys, algorithms=list(ALGORITHMS)).claims
     except (JoseError, ValueError, TypeError) as exc:
         raise TokenRefused("signature does not verify with the issuer's keys") from exc
-    _check_claims(verified, audience, now)
+    _check_claims(verified, audience, now, require_iat=not subject_is_issuer)
     if subject_is_issuer and verified.get("sub") != verified["iss"]:
         raise TokenRefused("sub must equal iss (the client id)")
     if not replay(verified["iss"], verified["jti"], float(verified["exp"])):
@@ -219,12 +219,15 @@ def verify(token: str, *, clients: Mapping[str, Issuer], audience: str,
     return verified
 
 
-def _check_claims(claims: Mapping[str, Any], audience: str, now: float) -> None:
+def _check_claims(claims: Mapping[str, Any], audience: str, now: float, *,
+                  require_iat: bool = True) -> None:
+    """CDS Hooks requires ``iat``; a SMART client assertion need not carry it (RFC 7523
+    §3 makes it optional), but one that does must not be in the future."""
     aud = claims.get("aud")
     audiences = aud if isinstance(aud, list) else [aud]
     if audience not in audiences:
         raise TokenRefused("aud does not name this service URL")
-    for name in ("exp", "iat"):
+    for name in ("exp", "iat") if require_iat or "iat" in claims else ("exp",):
         if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), (int, float)) \
                 or not math.isfinite(claims[name]):
             raise TokenRefused(f"{name} is required (seconds since the epoch)")
@@ -232,7 +235,7 @@ def _check_claims(claims: Mapping[str, Any], audience: str, now: float) -> None:
         raise TokenRefused("token expired")
     if claims["exp"] > now + MAX_LIFETIME + LEEWAY:
         raise TokenRefused("exp is more than 5 minutes ahead")
-    if claims["iat"] > now + LEEWAY:
+    if "iat" in claims and claims["iat"] > now + LEEWAY:
         raise TokenRefused("iat is in the future")
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
         raise TokenRefused("jti is required")

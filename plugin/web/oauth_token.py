@@ -79,7 +79,7 @@ def scopes_supported() -> list[str]:
         letters.setdefault(route.need.resource, set()).add(route.need.permission)
     named = [str(scopes.Scope(t, "".join(p for p in scopes.PERMISSIONS if p in ps)))
              for t, ps in sorted(letters.items())]
-    return ["system/*.cruds", "system/*.rs", *named]
+    return ["system/*.rs", *named]
 
 
 @bp.get("/fhir/.well-known/smart-configuration")

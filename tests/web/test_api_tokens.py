@@ -116,11 +116,20 @@ def test_extract_needs_questionnaire_response_create(api) -> None:
     (lambda i: i.assertion(header={"typ": "at+jwt"}), "typ must be JWT"),
     (lambda i: i.assertion(header={"jku": "https://evil.example/jwks"}), "jku"),
     (lambda i: i.assertion(drop=("jti",)), "jti is required"),
+    (lambda i: i.assertion(drop=("exp",)), "exp is required"),
+    (lambda i: i.assertion(iat=int(time.time()) + 600), "iat is in the future"),
     (lambda i: i.assertion(iss="not-a-client", sub="not-a-client"), "unknown issuer"),
 ])
 def test_a_bad_assertion_is_invalid_client(api, make, reason) -> None:
     integrator = register(api)
     refused(ask(api, integrator, assertion=make(integrator)), "invalid_client", reason)
+
+
+def test_an_assertion_without_iat_is_accepted(api) -> None:
+    """SMART names iss, sub, aud, exp and jti; iat is optional (RFC 7523 §3)."""
+    integrator = register(api)
+    assert ask(api, integrator, assertion=integrator.assertion(drop=("iat",))).status_code \
+        == 200
 
 
 def test_a_replayed_assertion_is_refused_by_another_app_on_the_same_database(make_app) -> None:
