@@ -12,7 +12,8 @@ declared scope is refused to every token (fail closed; tests/web/test_guard.py m
 sure none is left undeclared).
 
 An accepted call is audited by its view as usual, with the client as the agent (the
-Actor of ``kind`` "client" left in ``flask.g``).
+Actor of ``kind`` "client" left in ``flask.g``); a call refused for its scope is audited
+here, as a failure naming the scope it lacked.
 
 ``route_scopes`` lists every declared need with its route, for the CapabilityStatement
 and the README's table (a test keeps the two in agreement).
@@ -26,9 +27,9 @@ from flask import Flask, Response, current_app, g, request
 
 from ..adapters import clients, store as store_mod
 from ..core import outcome
-from ..core.audit_events import client_actor
+from ..core.audit_events import SERIOUS_FAILURE, Failure, client_actor
 from ..core.scopes import Need, allows, render
-from .audit import ACTOR_KEY
+from .audit import ACTOR_KEY, audited_read, current_actor
 from .errors import FHIR_PREFIX, fhir_response
 from .fhir_rest import base_url
 
@@ -66,11 +67,26 @@ def check(need: Need | None) -> Response | None:
         return _refuse(403, "insufficient_scope", "This endpoint is not open to access "
                        "tokens.")
     if not allows(grant.scopes, need):
-        return _refuse(403, "insufficient_scope",
-                       f"This needs the scope {need} (or a wider one such as "
-                       f"system/*.{need.permission}); the token was granted "
-                       f"{render(grant.scopes)}.", scope=str(need))
+        message = (f"This needs the scope {need} (or a wider one such as "
+                   f"system/*.{need.permission}); the token was granted "
+                   f"{render(grant.scopes)}.")
+        _audit_denial(need, message)
+        return _refuse(403, "insufficient_scope", message, scope=str(need))
     return None
+
+
+#: The BALP interaction a refused call would have been, by the permission it needed.
+_INTERACTIONS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search-type"}
+
+
+def _audit_denial(need: Need, message: str) -> None:
+    """A call refused for its scope is audited as the failed interaction (BALP's failure
+    pattern, outcome 8: the client was denied), with the client as the agent."""
+    resource = request.path.removeprefix(FHIR_PREFIX + "/")
+    audited_read(_INTERACTIONS[need.permission], actor=current_actor(),
+                 resource=need.resource if need.permission == "s" else resource,
+                 failure=Failure(SERIOUS_FAILURE, outcome.simple("error", "forbidden",
+                                                                 message)))
 
 
 def _refuse(status: int, error: str, message: str, *, scope: str | None = None) -> Response:

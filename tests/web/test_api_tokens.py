@@ -86,6 +86,10 @@ def test_the_client_reads_exactly_what_its_scopes_allow_and_is_audited(api, kb, 
     assert agent["requestor"] is True
     assert agent["who"]["identifier"]["value"] == integrator.iss
     assert agent["who"]["display"] == "Lab integrator"
+    # and each refused call too, saying which scope was missing
+    denials = [e for e in events if e.get("outcome") == "8"]
+    assert len(denials) == 3
+    assert any("system/AuditEvent.s" in e["outcomeDesc"] for e in denials)
 
 
 def test_extract_needs_questionnaire_response_create(api) -> None:
