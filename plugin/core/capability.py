@@ -63,7 +63,8 @@ AUDIT_SEARCH_PARAMS = (
     {"name": "patient", "definition": _AUDIT_PARAM + "patient", "type": "reference",
      "documentation": "Patient/<id>, the id, or the absolute URL on this server; commas OR."},
     {"name": "agent", "definition": _AUDIT_PARAM + "agent", "type": "reference",
-     "documentation": "The requesting user's username; commas OR."},
+     "documentation": "The requesting user's username, or an API client's id; "
+                      "commas OR."},
     {"name": "date", "definition": _AUDIT_PARAM + "date", "type": "date",
      "documentation": "When recorded: prefixes eq, ne, lt, le, gt, ge, sa, eb (not ap); "
                       "UTC when no timezone; repeats AND."},

@@ -254,6 +254,13 @@ def test_a_jwks_url_client_is_served_by_its_own_key_server(api, key_server) -> N
         header={"jku": url + "?other"})), "invalid_client", "jku")
 
 
+def test_an_unreachable_key_server_refuses_the_token(api) -> None:
+    from tests.support.served import free_port
+
+    integrator = register(api, jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json")
+    refused(ask(api, integrator), "invalid_client", "keys could not be fetched")
+
+
 def test_the_key_cache_respects_no_store(api, key_server) -> None:
     handler, url = key_server
     handler.cache_control = "no-store"
