@@ -136,8 +136,11 @@ def test_an_assertion_without_iat_is_accepted(api) -> None:
         == 200
 
 
-def test_a_replayed_assertion_is_refused_by_another_app_on_the_same_database(make_app) -> None:
-    first, second = make_app(), make_app()  # two processes' apps, one database
+def test_a_replayed_assertion_is_refused_by_another_app_on_the_same_database(
+        make_app, database_url) -> None:
+    # two processes' apps, one database (SQLite and the real PostgreSQL)
+    first = make_app({"DATABASE_URL": database_url})
+    second = make_app({"DATABASE_URL": database_url})
     integrator = register(first)
     assertion = integrator.assertion()
     assert ask(first, integrator, assertion=assertion).status_code == 200
