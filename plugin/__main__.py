@@ -1,4 +1,5 @@
-"""Command line: ``python -m plugin extract|assess|serve|db|deliver|users|clients|verify|audit`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db|deliver|users|clients|verify|
+audit`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,

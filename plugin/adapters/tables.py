@@ -11,7 +11,8 @@ the EHR); ``ehr_servers`` (what deliveries learned of each EHR); ``launches``
 (one row per SMART launch: the OAuth state while authorizing, then the EHR's tokens,
 sealed, and its patient and encounter: only the row's id travels in the session
 cookie); ``cds_jtis`` (the JWT ids CDS clients and API clients have used, until they
-expire, so a replayed call or assertion is refused by every process); ``audit_events`` (the audit trail, append-only).
+expire, so a replayed call or assertion is refused by every process); ``audit_events``
+(the audit trail, append-only).
 
 Identity: ``users`` (one row per person who signs in, with an Argon2id hash and the
 lock-out state every process shares); ``sessions`` (server-side sign-ins, keyed by the
