@@ -13,7 +13,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import signing_key, store
-    from .web import auth, boundary, cds_hooks, errors, exam, fhir_api, security, signin, smart
+    from .web import (auth, boundary, cds_hooks, errors, exam, fhir_api, oauth_token, security,
+                      signin, smart)
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -32,6 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     security.init_app(app)
     auth.init_app(app)  # after CSRF: the one guard deciding who may reach each endpoint
     app.register_blueprint(fhir_api.bp)
+    app.register_blueprint(oauth_token.bp)
     app.register_blueprint(exam.bp)
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(smart.bp)

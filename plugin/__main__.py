@@ -1,4 +1,5 @@
-"""Command line: ``python -m plugin extract|assess|serve|db|deliver|users|verify|audit`` (also the ``posterior-thigh-exam`` script).
+"""Command line: ``python -m plugin extract|assess|serve|db|deliver|users|clients|verify|
+audit`` (also the ``posterior-thigh-exam`` script).
 
 Bad input exits non-zero with a readable message (one ``linkId: message`` line per
 problem), never a traceback: 1 = invalid answers, 2 = unusable input (file, JSON,
@@ -19,7 +20,7 @@ from typing import Any
 from . import cli_audit, cli_verify
 from .cli_input import UsageError as _UsageError, prepared_app as _prepared_app, \
     read_json as _read_json, say as _say
-from . import users_cli
+from . import clients_cli, users_cli
 
 EXIT_OK, EXIT_INVALID, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_DATABASE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_audit.run(args)
         if args.command == "users":
             return _users(args)
+        if args.command == "clients":
+            return _clients(args)
         return _extract(args) if args.command == "extract" else _assess(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -130,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_verify.add_parser(commands)
     cli_audit.add_parser(commands)
     users_cli.add_parser(commands)
+    clients_cli.add_parser(commands)
     return parser
 
 
@@ -367,6 +371,14 @@ def _users(args: argparse.Namespace) -> int:
     if app is None:
         return code
     return users_cli.run(args, app)
+
+
+def _clients(args: argparse.Namespace) -> int:
+    """``clients …``: API integrators, with the service's own database configuration."""
+    app, code = _prepared_app("", migrate=True)
+    if app is None:
+        return code
+    return clients_cli.run(args, app)
 
 
 def _db(args: argparse.Namespace) -> int:

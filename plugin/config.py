@@ -81,6 +81,16 @@ DEFAULTS: dict[str, object] = {
     # may take (s): a CDS service should answer within about half a second.
     "CDS_HOOKS_JWKS_CACHE_SECONDS": 300,
     "CDS_HOOKS_FETCH_TIMEOUT_SECONDS": 3,
+    # API access for integrators (SMART Backend Services, `python -m plugin clients`):
+    # how long an access token lives (s; at most 300, as SMART asks), the token
+    # endpoint's public URL (what a client assertion's "aud" must be; empty:
+    # <this host>/auth/token, correct only behind a proxy that preserves the host), and
+    # for clients registered with --jwks-url: how long their keys are kept (s; less when
+    # the key server's Cache-Control says so) and how long fetching them may take (s).
+    "API_TOKEN_SECONDS": 300,
+    "API_TOKEN_URL": "",
+    "API_JWKS_CACHE_SECONDS": 300,
+    "API_JWKS_FETCH_TIMEOUT_SECONDS": 3,
     # EHR origins allowed to show the app inside their own page (an iframe, as some
     # EHRs embed SMART apps), e.g. ["https://ehr.example.org"]. Empty: no framing at all.
     # When set, the session cookie becomes SameSite=None (still Secure and HttpOnly;

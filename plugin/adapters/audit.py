@@ -57,7 +57,8 @@ def facts(event: Mapping[str, Any]) -> Facts:
     """The searchable facts of ``event`` (an AuditEvent as ``core.audit_events`` builds)."""
     agents = [a for a in event.get("agent") or [] if isinstance(a, Mapping)]
     user = next((a["who"]["identifier"]["value"] for a in agents
-                 if (a.get("who") or {}).get("identifier", {}).get("system") == ae.USER_SYSTEM),
+                 if (a.get("who") or {}).get("identifier", {}).get("system")
+                 in (ae.USER_SYSTEM, ae.CLIENT_SYSTEM) and a.get("requestor")),
                 None)
     address = next((a["network"]["address"] for a in agents
                     if a.get("requestor") and "network" in a), None) \

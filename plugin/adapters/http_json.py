@@ -13,12 +13,14 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-__all__ = ["FetchError", "get_json", "is_loopback", "network_reason", "secure_url"]
+__all__ = ["FetchError", "Fetched", "fetch_json", "get_json", "is_loopback", "max_age",
+           "network_reason", "secure_url"]
 
 
 class FetchError(Exception):
@@ -29,9 +31,26 @@ class FetchError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A JSON document and how long its server lets it be kept (``Cache-Control``):
+    seconds, 0 for ``no-store``/``no-cache``, None when the server does not say."""
+
+    data: Any
+    max_age: float | None
+
+
 def get_json(url: str, *, timeout: float, max_bytes: int,
              headers: Mapping[str, str] | None = None, accept: str = "application/json") -> Any:
     """GET ``url`` and parse its JSON body; raises FetchError on any failure."""
+    return fetch_json(url, timeout=timeout, max_bytes=max_bytes, headers=headers,
+                      accept=accept).data
+
+
+def fetch_json(url: str, *, timeout: float, max_bytes: int,
+               headers: Mapping[str, str] | None = None,
+               accept: str = "application/json") -> Fetched:
+    """``get_json`` with the answer's ``Cache-Control`` (for caches that must respect it)."""
     try:
         with requests.get(url, headers={"Accept": accept, **(headers or {})},
                           timeout=timeout, stream=True, allow_redirects=False) as response:
@@ -41,14 +60,29 @@ def get_json(url: str, *, timeout: float, max_bytes: int,
             if declared.isdigit() and int(declared) > max_bytes:
                 raise FetchError(f"the answer is larger than {max_bytes} bytes")
             body = response.raw.read(max_bytes + 1, decode_content=True)
+            kept = max_age(response.headers.get("Cache-Control"))
     except requests.RequestException as error:
         raise FetchError(network_reason(error)) from None
     if len(body) > max_bytes:
         raise FetchError(f"the answer is larger than {max_bytes} bytes")
     try:
-        return json.loads(body)
+        return Fetched(json.loads(body), kept)
     except (ValueError, UnicodeDecodeError):
         raise FetchError("the answer is not JSON") from None
+
+
+def max_age(cache_control: str | None) -> float | None:
+    """Seconds a ``Cache-Control`` value lets an answer be kept: 0 for ``no-store`` or
+    ``no-cache``, ``max-age`` otherwise, None when it says neither."""
+    directives = [d.strip().lower() for d in (cache_control or "").split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    for directive in directives:
+        name, _, value = directive.partition("=")
+        if name.strip() == "max-age":
+            value = value.strip().strip('"')
+            return float(value) if value.isdigit() else 0.0
+    return None
 
 
 def network_reason(error: requests.RequestException) -> str:

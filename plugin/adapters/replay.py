@@ -1,6 +1,8 @@
-"""The CDS Hooks ``jti`` replay cache, shared by every app process through the database.
+"""The ``jti`` replay cache of client JWTs, shared by every app process through the
+database: CDS Hooks calls (the EHR's JWT) and SMART Backend Services client assertions
+at the token endpoint (``iss`` = the client id), one memory per issuer.
 
-A CDS client's JWT may be used once. Several app processes (gunicorn workers, hosts
+A client's JWT may be used once. Several app processes (gunicorn workers, hosts
 behind a load balancer) must agree on "once", so the memory of used ``jti`` values
 lives in the store's table ``cds_jtis`` (primary key ``iss, jti``), not in a process.
 

@@ -10,14 +10,21 @@ written in the signature's own transaction, its delivery state and what of it re
 the EHR); ``ehr_servers`` (what deliveries learned of each EHR); ``launches``
 (one row per SMART launch: the OAuth state while authorizing, then the EHR's tokens,
 sealed, and its patient and encounter: only the row's id travels in the session
-cookie); ``cds_jtis`` (the JWT ids CDS clients have used, until they expire, so a
-replayed call is refused by every process); ``audit_events`` (the audit trail, append-only).
+cookie); ``cds_jtis`` (the JWT ids CDS clients and API clients have used, until they
+expire, so a replayed call or assertion is refused by every process); ``audit_events``
+(the audit trail, append-only).
 
 Identity: ``users`` (one row per person who signs in, with an Argon2id hash and the
 lock-out state every process shares); ``sessions`` (server-side sign-ins, keyed by the
 SHA-256 of the cookie's random token, so deleting a row signs that tablet out on every
 process); ``setup_tokens`` (the one-time first-account link, hashed);
 ``login_failures`` (failed sign-ins per network address, for the address throttle).
+
+API access (SMART Backend Services): ``api_clients`` (the integrators registered with
+``python -m plugin clients add``: their public keys or JWKS URL and the scopes they may
+get); ``api_tokens`` (the access tokens issued, keyed by the SHA-256 of the token, so a
+copy of the table hands out no access). The JWT ids of their client assertions share
+``cds_jtis`` (``adapters.replay``: one replay memory per issuer, whoever the issuer is).
 """
 from __future__ import annotations
 
@@ -300,4 +307,34 @@ audit_events = Table(
     Index(None, "patient_id", "recorded"),
     Index(None, "agent", "recorded"),
     Index(None, "recorded"),
+)
+
+#: Integrators of the FHIR API (SMART Backend Services clients). ``id`` is the OAuth
+#: client_id (the ``iss`` and ``sub`` of their assertions); keys inline (``jwks``) or
+#: behind ``jwks_url``; ``scope`` the system/ scopes they may be granted.
+api_clients = Table(
+    "api_clients", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("jwks", json_type()),
+    Column("jwks_url", Text),
+    Column("scope", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("updated", UTCDateTime(), nullable=False),
+    CheckConstraint("jwks IS NOT NULL OR jwks_url IS NOT NULL", name="keys"),
+)
+
+#: Access tokens issued at ``POST /auth/token``: opaque, stored as the SHA-256 of the
+#: token, bound to the FHIR base they were issued for (``audience``) and short-lived.
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", String(64), primary_key=True),  # hex SHA-256 of the token
+    Column("client_id", String(64), ForeignKey("api_clients.id"), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("audience", Text, nullable=False),
+    Column("issued", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "client_id"),
+    Index(None, "expires_at"),
 )

@@ -44,6 +44,10 @@ SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 NETWORK_IP = "2"  # AuditEvent.agent.network.type: IP address
 #: Users are named by username in this system (the identifier of the requestor agent).
 USER_SYSTEM = f"{t.BASE}/id/user"
+#: API clients (SMART Backend Services integrators) are named by their OAuth client_id.
+CLIENT_SYSTEM = f"{t.BASE}/id/api-client"
+#: IHE's transaction codes: ITI-71 is "Get Access Token" (BALP AuditIUAgetAccessToken).
+IHE_EVENT = "urn:ihe:event-type-code"
 SERVER = "Posterior thigh exam plugin"
 
 #: BALP's RESTful profiles: interaction -> (action, client role, server role, user role).
@@ -78,12 +82,23 @@ class Actor:
     audit searches by), ``display`` (the name people read), ``practitioner_id`` (the id
     of the user's Practitioner, ``GET /fhir/Practitioner/{id}``; None for a user who
     never signs, e.g. an admin only) and ``role`` (clinician, assistant or admin).
+
+    A machine client of the FHIR API (a registered integrator calling with an access
+    token) is an Actor too, ``kind`` "client": ``username`` its client_id, ``display``
+    its registered name; events name it as the client agent (there is no user).
     """
 
     username: str
     display: str
     practitioner_id: str | None
     role: str
+    kind: Literal["user", "client"] = "user"
+
+
+def client_actor(client_id: str, name: str) -> Actor:
+    """A registered API client as the audit trail names it."""
+    return Actor(username=client_id, display=name, practitioner_id=None, role="system",
+                 kind="client")
 
 
 @dataclass(frozen=True)
@@ -104,10 +119,14 @@ def rest(interaction: str, *, actor: Actor | None, address: str | None,
     if interaction not in REST:
         raise ValueError(f"unknown interaction {interaction!r}; one of {', '.join(REST)}")
     action, client_role, server_role, user_role = REST[interaction]
-    agents = [_user(actor, user_role, address)] if actor else []
-    agents += [_agent(client_role, {"display": client}, requestor=actor is None,
-                      address=address),
-               _agent(server_role, {"display": SERVER}, requestor=False)]
+    if actor is not None and actor.kind == "client":  # the registered client asked
+        agents = [_agent(client_role, _client_who(actor.username, actor.display),
+                         requestor=True, address=address)]
+    else:
+        agents = [_user(actor, user_role, address)] if actor else []
+        agents.append(_agent(client_role, {"display": client}, requestor=actor is None,
+                             address=address))
+    agents.append(_agent(server_role, {"display": SERVER}, requestor=False))
     entities = [_patient(patient_id)] if patient_id else []
     if interaction == "search-type":
         entities.append(_query(resource or "", query or ""))
@@ -157,6 +176,24 @@ def user_administration(change: Literal["add", "disable", "set-password", "role"
     entity["description"] = change
     return _event(_coding(DCM, "110113", "Security Alert"), [subtype],
                   "C" if change == "add" else "U", recorded, agents, [entity], failure)
+
+
+def access_token(*, client_id: str, client_name: str | None, address: str | None,
+                 recorded: dt.datetime, scope: str | None = None,
+                 failure: Failure | None = None) -> dict[str, Any]:
+    """An access token asked for at the token endpoint (SMART Backend Services): issued
+    with ``scope``, or refused (``failure``). BALP's AuditIUAgetAccessToken: DCM 110114
+    User Authentication, subtype ITI-71. ``client_id`` is the one the assertion claims
+    (``client_name`` None when no such client is registered)."""
+    agents = [_agent("110153", _client_who(client_id, client_name), requestor=True,
+                     address=address),
+              _agent("110152", {"display": SERVER}, requestor=False)]
+    entities = [{"what": {"identifier": {"system": CLIENT_SYSTEM, "value": client_id}},
+                 "type": _coding(ENTITY_TYPE, "2", "System Object"),
+                 "description": f"access token for {scope}" if scope else "access token"}]
+    return _event(_coding(DCM, "110114", "User Authentication"),
+                  [_coding(IHE_EVENT, "ITI-71", "Get Access Token")], "E", recorded, agents,
+                  entities, failure)
 
 
 def delivery(*, ehr_base: str, resource: str, patient_id: str | None,
@@ -221,6 +258,13 @@ def _named_user(username: str, actor: Actor | None, role: str,
     if actor is not None:
         agent["role"] = [{"text": actor.role}]
     return agent
+
+
+def _client_who(client_id: str, name: str | None) -> dict[str, Any]:
+    who: dict[str, Any] = {"identifier": {"system": CLIENT_SYSTEM, "value": client_id}}
+    if name:
+        who["display"] = name
+    return who
 
 
 def _agent(role: str, who: dict[str, Any], *, requestor: bool,

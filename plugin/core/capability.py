@@ -6,6 +6,7 @@ added here in the same change. Built from plain data so a test can validate it.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .fhir_models import FHIR_VERSION
@@ -62,7 +63,8 @@ AUDIT_SEARCH_PARAMS = (
     {"name": "patient", "definition": _AUDIT_PARAM + "patient", "type": "reference",
      "documentation": "Patient/<id>, the id, or the absolute URL on this server; commas OR."},
     {"name": "agent", "definition": _AUDIT_PARAM + "agent", "type": "reference",
-     "documentation": "The requesting user's username; commas OR."},
+     "documentation": "The requesting user's username, or an API client's id; "
+                      "commas OR."},
     {"name": "date", "definition": _AUDIT_PARAM + "date", "type": "date",
      "documentation": "When recorded: prefixes eq, ne, lt, le, gt, ge, sa, eb (not ap); "
                       "UTC when no timezone; repeats AND."},
@@ -71,11 +73,47 @@ AUDIT_SEARCH_PARAMS = (
 )
 
 
-def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[str, Any]:
+#: SMART's extension naming the OAuth endpoints (read by clients such as fhirclient).
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str,
+          token_url: str | None = None,
+          scopes: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> dict[str, Any]:
     """A CapabilityStatement for the API at ``base_url`` serving the knowledge in ``kb``.
 
-    ``date`` is a FHIR date or dateTime; ``version`` is the plugin's.
+    ``date`` is a FHIR date or dateTime; ``version`` is the plugin's. ``token_url``: the
+    SMART Backend Services token endpoint (then ``rest.security`` names SMART-on-FHIR
+    and the endpoint); ``scopes``: per resource type, (interaction or operation, scope)
+    as the routes declare them, added to each resource's documentation.
     """
+    statement = _statement(kb, version=version, base_url=base_url, date=date)
+    rest = statement["rest"][0]
+    if token_url:
+        rest["security"] = {
+            "extension": [{"url": OAUTH_URIS,
+                           "extension": [{"url": "token", "valueUri": token_url}]}],
+            "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR",
+                                     "display": "SMART-on-FHIR"}]}],
+            "description": (
+                "A signed-in browser session, or an access token from the token endpoint "
+                "(SMART Backend Services: client_credentials with a private_key_jwt "
+                "assertion, RS384 or ES384; discovery at [base]/.well-known/"
+                "smart-configuration). A token reaches a route only with the system/ "
+                "scope it needs (SMART v2), listed per resource below.")}
+    for resource in rest["resource"]:
+        needs = (scopes or {}).get(resource["type"])
+        if needs:
+            note = "; ".join(f"{label} needs {scope}" for label, scope in needs)
+            documentation = resource.get("documentation")
+            resource["documentation"] = (f"{documentation} " if documentation else "") + \
+                f"Access tokens: {note}."
+    return statement
+
+
+def _statement(kb: KnowledgeBase, *, version: str, base_url: str,
+               date: str) -> dict[str, Any]:
     canonicals = sorted(form.canonical for form in kb.forms.values())
     return {
         "resourceType": "CapabilityStatement",
@@ -147,12 +185,13 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str) -> dict[
                      "The clinicians who sign exams (users holding the clinician role), as "
                      "named by QuestionnaireResponse.author, Provenance.agent.who and "
                      "Provenance.signature.who, with the identifier the organisation gave "
-                     "them (read only; signed-in users).")},
+                     "them (read only).")},
                 {"type": "AuditEvent",
                  "documentation": (
                      "The audit trail (IHE BALP shaped): who read or changed which "
                      "patient's record, when, from where, and the outcome; newest first. "
-                     "For the admin role only; each search or read is itself audited."),
+                     "For the admin role (a browser session) or a token with the "
+                     "AuditEvent scopes; each search or read is itself audited."),
                  "interaction": [{"code": "read"}, {"code": "search-type"}],
                  "searchParam": [dict(p) for p in AUDIT_SEARCH_PARAMS]},
             ],

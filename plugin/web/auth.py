@@ -12,6 +12,12 @@ FHIR API gets 401 with an OperationOutcome and ``WWW-Authenticate``. A signed-in
 without the role gets 403: a page saying so, or an OperationOutcome. Under ``/fhir`` a
 browser session may read; a write there with the session cookie must carry the CSRF
 token too (the API is otherwise exempt from CSRF, being meant for token clients).
+
+Token clients (SMART Backend Services integrators, ``web.api_access``): a request under
+``/fhir`` with ``Authorization: Bearer`` is judged by its access token alone, against the
+scope its view declares with ``@requires_scope(type, letter)`` beside the route (a
+view under ``/fhir`` that declares none is refused to every token). Browser sessions
+keep the role checks.
 """
 from __future__ import annotations
 
@@ -24,8 +30,9 @@ from flask import (Flask, Response, current_app, g, jsonify, redirect, render_te
                    request, session, url_for)
 
 from ..adapters import sessions, store as store_mod, users
-from ..core import outcome
+from ..core import outcome, scopes
 from ..core.audit_events import Actor
+from . import api_access
 from .audit import ACTOR_KEY
 from .errors import FHIR_PREFIX, fhir_response
 
@@ -34,7 +41,7 @@ from .errors import FHIR_PREFIX, fhir_response
 OPEN = frozenset({
     "signin.login", "signin.login_post", "signin.logout", "signin.setup",
     "signin.setup_post", "signin.health",
-    "smart.launch", "smart.callback",
+    "smart.launch", "smart.callback", "oauth.token", "oauth.smart_configuration",
     "static", "exam.static",
     "fhir.metadata", "fhir.search_questionnaires", "fhir.read_questionnaire",
     "fhir.search_code_systems", "fhir.read_code_system",
@@ -52,6 +59,18 @@ def requires(role: str) -> Callable[[View], View]:
     """Declare the role a view needs, beside its route; the guard enforces it."""
     def mark(view: View) -> View:
         view.required_role = role  # type: ignore[attr-defined]
+        return view
+    return mark
+
+
+def requires_scope(resource: str, permission: str) -> Callable[[View], View]:
+    """Declare the SMART scope a FHIR API view needs from a token (``Observation``,
+    ``s`` -> ``system/Observation.s`` or wider), beside its route; the guard enforces
+    it (``web.api_access``)."""
+    need = scopes.need(resource, permission)
+
+    def mark(view: View) -> View:
+        view.required_scope = need  # type: ignore[attr-defined]
         return view
     return mark
 
@@ -112,10 +131,14 @@ def _guard() -> Response | None:
             if g.user is not None:
                 g.setdefault(ACTOR_KEY, actor(g.user))
         return None
+    api = request.path == FHIR_PREFIX or request.path.startswith(FHIR_PREFIX + "/")
+    if api and "Authorization" in request.headers:  # a token client, never a session
+        g.user = None
+        view = current_app.view_functions[endpoint]
+        return api_access.check(getattr(view, "required_scope", None))
     g.user = user = resolve_user()
     if user is not None:  # who the audit trail (web/audit) names for this request
         g.setdefault(ACTOR_KEY, actor(user))
-    api = request.path == FHIR_PREFIX or request.path.startswith(FHIR_PREFIX + "/")
     if user is None:
         return _unauthenticated(api)
     if api and request.method not in ("GET", "HEAD") and current_app.config["WTF_CSRF_ENABLED"]:

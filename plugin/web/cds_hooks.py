@@ -39,7 +39,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
-from ..adapters import replay, store
+from ..adapters import http_json, replay, store
 from ..adapters.engine import StoreError
 from ..core import fhir_models, outcome
 from ..decision import assessment as engine
@@ -100,8 +100,8 @@ def _setup(setup_state: Any) -> None:
     timeout = float(app.config["CDS_HOOKS_FETCH_TIMEOUT_SECONDS"])
 
     def fetch_jwks(url: str) -> Any:
-        return cds_fetch.get_json(url, timeout=timeout, max_bytes=cds_fetch.MAX_JWKS_BYTES,
-                                  accept="application/jwk-set+json, application/json")
+        return http_json.fetch_json(url, timeout=timeout, max_bytes=cds_fetch.MAX_JWKS_BYTES,
+                                    accept="application/jwk-set+json, application/json")
 
     clients = cds_auth.load_clients(
         app.config.get("CDS_HOOKS_CLIENTS", {}), fetch=fetch_jwks,

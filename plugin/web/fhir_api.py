@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from .. import __version__
 from ..core import bundle, capability, fhir_models, outcome, patient as patient_mod
@@ -22,8 +22,9 @@ from ..record import pipeline
 from ..core import populate as populate_mod
 from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError
-from . import fhir_audit, fhir_practitioner, fhir_records
+from . import api_access, fhir_audit, fhir_practitioner, fhir_records, oauth_token
 from .audit import read_of
+from .auth import requires_scope
 from .errors import fhir_response
 from .fhir_rest import (base_url, bundle as make_bundle, json_body, kb, only_json,
                         parameter_parts, part_resource, patient_id, register_converter,
@@ -51,7 +52,9 @@ def metadata() -> Response:
     """The CapabilityStatement (``GET [base]/metadata``)."""
     return fhir_response(capability.build(
         kb(), version=__version__, base_url=base_url(),
-        date=dt.datetime.now(dt.timezone.utc).date().isoformat()))
+        date=dt.datetime.now(dt.timezone.utc).date().isoformat(),
+        token_url=oauth_token.token_url(),
+        scopes=api_access.documentation(current_app)))
 
 
 @bp.get("/Questionnaire")
@@ -82,6 +85,7 @@ def read_code_system(id_: str) -> Response:
 
 
 @bp.post("/QuestionnaireResponse/$extract")
+@requires_scope("QuestionnaireResponse", "c")
 def extract() -> Response:
     """SDC $extract at type level; also takes a bare QR or the plain answers format.
 
@@ -103,6 +107,7 @@ def extract() -> Response:
 
 
 @bp.post("/QuestionnaireResponse/$assess")
+@requires_scope("QuestionnaireResponse", "c")
 def assess() -> Response:
     """Decision support over an exam: the same inputs as $extract; returns Parameters
     with ``return``, a collection Bundle of the suggested Conditions and draft
@@ -120,12 +125,14 @@ def assess() -> Response:
 
 
 @bp.post("/Questionnaire/$populate")
+@requires_scope("Patient", "r")
 def populate_type() -> Response:
     """SDC $populate at type level: the Questionnaire is named in the Parameters."""
     return _populate(None)
 
 
 @bp.post("/Questionnaire/<fhir_id:id_>/$populate")
+@requires_scope("Patient", "r")
 def populate_instance(id_: str) -> Response:
     """SDC $populate of ``Questionnaire/<id>``."""
     form = kb().forms.get(id_)

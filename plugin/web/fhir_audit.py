@@ -7,8 +7,9 @@ handling=lenient``, repeated parameters AND and commas OR, newest first, paged w
 ``_count``/``_offset`` and next links. Reading the audit trail is itself audited (a
 search or read of AuditEvent by the requesting user) before anything is served.
 
-Access: the admin role, declared beside each route (``auth.requires``) and enforced by
-the one access guard.
+Access: the admin role for a browser session, the scope ``AuditEvent.r``/``.s`` for an
+access token, both declared beside each route (``auth.requires``, ``auth.requires_scope``)
+and enforced by the one access guard.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from flask import Blueprint, Response
 from ..adapters import audit
 from ..errors import NotFoundError
 from .audit import audited_read, current_actor
-from .auth import requires
+from .auth import requires, requires_scope
 from .errors import fhir_response
 from .fhir_rest import (base_url, date_ranges, paging, patient_ids, register_converter,
                         search_args, searchset, split_values, store)
@@ -31,6 +32,7 @@ PARAMETERS = ("patient", "agent", "date", "_count", "_offset", "_format")
 
 
 @bp.get(f"/{AUDIT}")
+@requires_scope("AuditEvent", "s")
 @requires("admin")
 def search_audit_events() -> Response:
     """The AuditEvents about a patient, by a user, in a time range; newest first."""
@@ -59,6 +61,7 @@ def search_audit_events() -> Response:
 
 
 @bp.get(f"/{AUDIT}/<fhir_id:id_>")
+@requires_scope("AuditEvent", "r")
 @requires("admin")
 def read_audit_event(id_: str) -> Response:
     """One AuditEvent, by the id its search entry gives."""

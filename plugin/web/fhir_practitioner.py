@@ -14,6 +14,7 @@ from flask import Blueprint, Response
 from ..adapters import users
 from ..core import practitioner
 from ..errors import NotFoundError
+from .auth import requires_scope
 from .errors import fhir_response
 from .fhir_rest import store
 
@@ -21,6 +22,7 @@ bp = Blueprint("practitioners", __name__)
 
 
 @bp.get("/Practitioner/<id_>")
+@requires_scope("Practitioner", "r")
 def read_practitioner(id_: str) -> Response:
     """The Practitioner of a user who can sign, with the organisation's identifier."""
     user = users.get(store(), id_)

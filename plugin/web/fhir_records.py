@@ -38,6 +38,7 @@ from ..core import bundle
 from ..record import pipeline
 from ..errors import InputError, NotFoundError
 from .audit import read_of, refused_read, search_of
+from .auth import requires_scope
 from .errors import fhir_response
 from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter,
                         search_args, searchset, split_values, store, token)
@@ -65,6 +66,7 @@ _OBSERVATION_ID = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 # --- Patient ----------------------------------------------------------------------------------
 
 @bp.get("/Patient/<id_>")
+@requires_scope("Patient", "r")
 def read_patient(id_: str) -> Response:
     """A stored Patient (the subject the exams' responses reference). Patients are never
     changed once stored, so each has the one version "1"."""
@@ -79,6 +81,7 @@ def read_patient(id_: str) -> Response:
 # --- QuestionnaireResponse: read, vread, history, search -------------------------------------
 
 @bp.get(f"/{QR}/<fhir_id:id_>")
+@requires_scope("QuestionnaireResponse", "r")
 def read_response(id_: str) -> Response:
     """The exam's current QuestionnaireResponse (see the module notes on versions)."""
     current = _current(id_)
@@ -87,6 +90,7 @@ def read_response(id_: str) -> Response:
 
 
 @bp.get(f"/{QR}/<fhir_id:id_>/_history/<vid>")
+@requires_scope("QuestionnaireResponse", "r")
 def vread_response(id_: str, vid: str) -> Response:
     current = _current(id_)
     try:
@@ -115,6 +119,7 @@ def _vread(current: store_mod.Current, id_: str, vid: str) -> Response:
 
 
 @bp.get(f"/{QR}/<fhir_id:id_>/_history")
+@requires_scope("QuestionnaireResponse", "r")
 def history_response(id_: str) -> Response:
     """A history Bundle, newest first: the signed revisions, or the draft of an exam never
     signed. The first version listed is shown as the create (POST), later ones as updates."""
@@ -143,6 +148,7 @@ def history_response(id_: str) -> Response:
 
 
 @bp.get(f"/{QR}")
+@requires_scope("QuestionnaireResponse", "s")
 def search_responses() -> Response:
     """Search the exams' current responses by patient/subject, status and authored (the
     signature time, or a draft's last save; a date without a zone is read as UTC).
@@ -172,6 +178,7 @@ def search_responses() -> Response:
 # --- Observation: search and read --------------------------------------------------------------
 
 @bp.get(f"/{OBS}")
+@requires_scope("Observation", "s")
 def search_observations() -> Response:
     """The Observations of the patient's signed exams (each exam's current revision),
     newest exam first and in form order within an exam; ``code`` tokens match any of an
@@ -198,6 +205,7 @@ def search_observations() -> Response:
 
 
 @bp.get(f"/{OBS}/<fhir_id:id_>")
+@requires_scope("Observation", "r")
 def read_observation(id_: str) -> Response:
     """One Observation of a signed exam's current revision, by the id search gives it."""
     unknown = NotFoundError(f"{OBS}/{id_} is not known to this server.")

@@ -9,7 +9,8 @@ and a test may both call it):
    every open form on every tablet would fail its CSRF check.
 2. **CSRF** (flask-wtf's ``CSRFProtect``) on every POST/PUT/PATCH/DELETE of the app,
    except the machine APIs (``MACHINE_PREFIXES``: the FHIR API under ``/fhir`` and the
-   CDS Hooks services under ``/cds-services``): they are called without cookies,
+   CDS Hooks services under ``/cds-services``, the token endpoint ``/auth/token``):
+   they are called without cookies,
    so a forged cross-site request carries no ambient authority there and a token would
    only break its clients. A failed check is a clear 400 - a page for a browser, JSON
    for a script - never a 500. Templates get ``csrf_token()``.
@@ -39,8 +40,9 @@ from .errors import FHIR_PREFIX
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "security"
 #: Machine APIs, authorised per call (bearer tokens), never by the session cookie: no
-#: CSRF token there. CDS Hooks clients authenticate with a signed JWT (cds_auth).
-MACHINE_PREFIXES = (FHIR_PREFIX, "/cds-services")
+#: CSRF token there. CDS Hooks clients authenticate with a signed JWT (cds_auth), API
+#: clients at the token endpoint with a signed client assertion (oauth_token).
+MACHINE_PREFIXES = (FHIR_PREFIX, "/cds-services", "/auth/token")
 SECRET_KEY_FILE = "secret_key"
 
 #: Only our own origin may supply anything; ``data:`` images for inline icons. No

@@ -60,6 +60,19 @@ EVENTS = {
                                    resource="QuestionnaireResponse/e-1", patient_id=None,
                                    recorded=WHEN, failure=ae.Failure(ae.MAJOR_FAILURE, simple(
                                        "error", "exception", "HTTP 503"))),
+    "rest-api-client": ae.rest("search-type", actor=ae.client_actor("c-1", "Lab integrator"),
+                               address="10.0.0.9", recorded=WHEN, resource="Observation",
+                               patient_id="p-1", query="patient=p-1"),
+    "rest-api-client-denied": ae.rest("read", actor=ae.client_actor("c-1", "Lab integrator"),
+                                      address="10.0.0.9", recorded=WHEN,
+                                      resource="Patient/p-1", failure=DENIED),
+    "access-token": ae.access_token(client_id="c-1", client_name="Lab integrator",
+                                    address="10.0.0.9", recorded=WHEN,
+                                    scope="system/Observation.rs"),
+    "access-token-refused": ae.access_token(
+        client_id="unknown", client_name=None, address="10.0.0.9", recorded=WHEN,
+        failure=ae.Failure(ae.MINOR_FAILURE, simple("error", "security",
+                                                    "invalid_client: unknown issuer"))),
 }
 
 

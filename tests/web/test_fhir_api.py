@@ -85,7 +85,8 @@ def test_metadata_lists_exactly_the_routes_the_app_serves(app, client) -> None:
     routed: set[tuple[str, str]] = set()
     for rule in app.url_map.iter_rules():
         path = rule.rule
-        if not path.startswith("/fhir/") or path == "/fhir/metadata":
+        if not path.startswith("/fhir/") or path == "/fhir/metadata" \
+                or path.startswith("/fhir/.well-known/"):  # SMART discovery, not FHIR
             continue
         segments = path.removeprefix("/fhir/").split("/")
         resource_type, rest = segments[0], segments[1:]
@@ -109,6 +110,22 @@ def test_metadata_lists_exactly_the_routes_the_app_serves(app, client) -> None:
         assert ("searchParam" in resource) == ("search-type" in codes), resource["type"]
         for operation in resource.get("operation", []):
             assert operation["definition"].startswith("http"), operation
+
+
+def test_metadata_names_smart_security_and_the_scope_of_each_route(client) -> None:
+    statement = _ok(client.get("/fhir/metadata"))
+    security = statement["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    assert security["extension"] == [{
+        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+        "extension": [{"url": "token", "valueUri": "http://localhost/auth/token"}]}]
+    docs = {r["type"]: r.get("documentation", "") for r in statement["rest"][0]["resource"]}
+    assert "$extract needs system/QuestionnaireResponse.c" in docs["QuestionnaireResponse"]
+    assert "$assess needs system/QuestionnaireResponse.c" in docs["QuestionnaireResponse"]
+    assert "search needs system/Observation.s; read needs system/Observation.r" in \
+        docs["Observation"]
+    assert "$populate needs system/Patient.r" in docs["Questionnaire"]
+    assert "search needs system/AuditEvent.s" in docs["AuditEvent"]
 
 
 def test_metadata_uses_the_configured_base_url(make_app) -> None:

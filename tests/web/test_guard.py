@@ -16,7 +16,7 @@ EXPECTED_OPEN = {
     "/static/<path:filename>", "/static/exam/<path:filename>", "/fhir/metadata",
     "/fhir/Questionnaire", "/fhir/Questionnaire/<fhir_id:id_>", "/fhir/CodeSystem",
     "/fhir/CodeSystem/<id_>", "/cds-services", "/cds-services/<service_id>",
-    "/cds-services/<service_id>/feedback",
+    "/cds-services/<service_id>/feedback", "/auth/token", "/fhir/.well-known/smart-configuration",
 }
 CLINICIAN_ONLY = {"exam.sign", "exam.amend", "exam.cancel_amendment", "exam.deliver_again",
                   "exam.delivery_patient"}
@@ -47,6 +47,58 @@ def test_every_rule_is_open_on_purpose_or_guarded(make_app) -> None:
     assert unguarded == []
     assert opened == EXPECTED_OPEN
     assert auth.OPEN <= set(app.view_functions)  # no stale names on the open list
+
+
+#: What a token needs per FHIR API route (SMART v2), as the issue and README promise.
+EXPECTED_SCOPES = {
+    ("POST", "/fhir/QuestionnaireResponse/$extract"): "system/QuestionnaireResponse.c",
+    ("POST", "/fhir/QuestionnaireResponse/$assess"): "system/QuestionnaireResponse.c",
+    ("POST", "/fhir/Questionnaire/$populate"): "system/Patient.r",
+    ("POST", "/fhir/Questionnaire/<fhir_id:id_>/$populate"): "system/Patient.r",
+    ("GET", "/fhir/Patient/<id_>"): "system/Patient.r",
+    ("GET", "/fhir/Practitioner/<id_>"): "system/Practitioner.r",
+    ("GET", "/fhir/QuestionnaireResponse/<fhir_id:id_>"): "system/QuestionnaireResponse.r",
+    ("GET", "/fhir/QuestionnaireResponse/<fhir_id:id_>/_history"):
+        "system/QuestionnaireResponse.r",
+    ("GET", "/fhir/QuestionnaireResponse/<fhir_id:id_>/_history/<vid>"):
+        "system/QuestionnaireResponse.r",
+    ("GET", "/fhir/QuestionnaireResponse"): "system/QuestionnaireResponse.s",
+    ("GET", "/fhir/Observation"): "system/Observation.s",
+    ("GET", "/fhir/Observation/<fhir_id:id_>"): "system/Observation.r",
+    ("GET", "/fhir/AuditEvent"): "system/AuditEvent.s",
+    ("GET", "/fhir/AuditEvent/<fhir_id:id_>"): "system/AuditEvent.r",
+}
+
+
+def test_every_api_route_declares_its_scope(app) -> None:
+    """Walks url_map: every /fhir route that is not open declares the scope a token
+    needs (an undeclared one fails here; the guard would refuse it to every token)."""
+    declared, undeclared = {}, []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/fhir") or rule.endpoint in auth.OPEN:
+            continue
+        need = getattr(app.view_functions[rule.endpoint], "required_scope", None)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            if need is None:
+                undeclared.append((method, rule.rule))
+            else:
+                declared[(method, rule.rule)] = str(need)
+    assert undeclared == []
+    assert declared == EXPECTED_SCOPES
+
+
+def test_a_token_never_reaches_a_route_without_a_declared_scope(make_app) -> None:
+    from flask import Blueprint
+
+    app = make_app()
+    extra = Blueprint("extra", __name__)
+    extra.add_url_rule("/fhir/Undeclared", "undeclared", lambda: "served")
+    app.register_blueprint(extra)
+    from tests.support.api_client import bearer, register, token
+    response = app.test_client().get("/fhir/Undeclared",
+                                     headers=bearer(token(app, register(app))))
+    assert response.status_code == 403 and "not open to access tokens" in \
+        response.get_data(as_text=True)
 
 
 def test_roles_are_declared_beside_the_routes(app) -> None:
