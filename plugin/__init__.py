@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import signing_key, store
-    from .web import auth, boundary, cds_hooks, errors, exam, fhir_api, security, signin, smart
+    from .web import auth, boundary, cds_hooks, errors, exam, fhir_api, security, signin, smart, sso
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -35,5 +35,6 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(smart.bp)
     app.register_blueprint(signin.bp)
+    app.register_blueprint(sso.bp)
     errors.init_app(app)
     return app

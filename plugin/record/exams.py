@@ -100,14 +100,17 @@ def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
 def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
-         by: By) -> signoff.Signed:
+         by: By, ehr_practitioner: str | None = None) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
-    queued for the EHR in the same transaction when delivery is on (``ehr_base``)."""
+    queued for the EHR in the same transaction when delivery is on (``ehr_base``).
+    ``ehr_practitioner`` is the signer's own Practitioner at that EHR (the fhirUser of
+    their launch), which the EHR's copy names."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
-    delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
+    delivery = (_delivery(kb, signed, patient_record, now, ehr_base, ehr_practitioner)
+                if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
@@ -117,12 +120,13 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
 
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
-              now: dt.datetime, ehr_base: str) -> dict[str, Any]:
+              now: dt.datetime, ehr_base: str,
+              ehr_practitioner: str | None = None) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
-        author=ehr_author(signed.exam.context.author)))
+        author=ehr_author(signed.exam.context.author, ehr_practitioner)))
     summary = documents.summary_document(
         kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
         assessment=pipeline.assess_exam(kb, exam).as_json(), now=now)
@@ -142,13 +146,19 @@ def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[
     return reference
 
 
-def ehr_author(author: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def ehr_author(author: Mapping[str, Any] | None,
+               ehr_practitioner: str | None = None) -> dict[str, Any] | None:
     """The signer as the EHR can know them: our ``Practitioner/<user id>`` means nothing
     there (a strict EHR refuses a reference it cannot resolve), so the EHR gets the
-    Practitioner's identifier, when the user has one, and the name."""
+    EHR's own ``Practitioner/<id>`` when the signer came from it by a launch
+    (``ehr_practitioner``, relative to the EHR's base), else the Practitioner's
+    identifier, when the user has one, and the name."""
     if author is None:
         return None
-    return {k: v for k, v in author.items() if k not in ("reference",)}
+    result = {k: v for k, v in author.items() if k not in ("reference",)}
+    if ehr_practitioner:
+        result = {"reference": ehr_practitioner, **result}
+    return result
 
 
 def amend(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
