@@ -16,10 +16,10 @@ EXPECTED_OPEN = {
     "/static/<path:filename>", "/static/exam/<path:filename>", "/fhir/metadata",
     "/fhir/Questionnaire", "/fhir/Questionnaire/<fhir_id:id_>", "/fhir/CodeSystem",
     "/fhir/CodeSystem/<id_>", "/cds-services", "/cds-services/<service_id>",
-    "/cds-services/<service_id>/feedback",
+    "/cds-services/<service_id>/feedback", "/sso/<name>", "/sso/callback",
 }
 CLINICIAN_ONLY = {"exam.sign", "exam.amend", "exam.cancel_amendment", "exam.deliver_again",
-                  "exam.delivery_patient"}
+                  "exam.delivery_patient", "sso.step_up"}
 
 
 def _url(rule) -> str:  # type: ignore[no-untyped-def]
