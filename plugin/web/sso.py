@@ -78,9 +78,9 @@ def start(name: str) -> Any:
     except oidc.OidcError as error:
         return _refused(f"Signing in with {provider.label} is not possible now: "
                         f"{error.message}.", 502)
-    return _authorize(endpoints, provider.client_id, scope=SCOPE, extra=None,
-                      pending={"purpose": "login", "provider": name,
-                               "next": signin.next_path()})
+    return redirect(_authorize(endpoints, provider.client_id, scope=SCOPE, extra=None,
+                               pending={"purpose": "login", "provider": name,
+                                        "next": signin.next_path()}), 302)
 
 
 @bp.get("/sso/callback")
@@ -167,16 +167,20 @@ def step_up(exam_id: str) -> Any:
         if kind == "provider":
             provider = providers()[key]
             endpoints = oidc.discover(provider.issuer, timeout=_timeout())
-            return _authorize(endpoints, provider.client_id, scope=SCOPE,
-                              extra=oidc.STEP_UP[provider.step_up], pending=pending)
-        client, config = _ehr(key)
-        return _authorize(oidc.from_smart(config), client.client_id,
-                          scope="openid fhirUser", extra={"prompt": "login", "aud": key},
-                          pending=pending)
+            url = _authorize(endpoints, provider.client_id, scope=SCOPE,
+                             extra=oidc.STEP_UP[provider.step_up], pending=pending)
+        else:
+            client, config = _ehr(key)
+            url = _authorize(oidc.from_smart(config), client.client_id,
+                             scope="openid fhirUser", extra={"prompt": "login", "aud": key},
+                             pending=pending)
     except (PluginError, smart.SmartError, ValueError) as error:
         words = error.message if isinstance(error, PluginError) else str(error)
         return exam_views.review_again(exam_id, "The exam was not signed: your sign-in "
                                        f"service could not be reached ({words}).", 502)
+    # a page that moves on by itself, not a redirect: the form's CSP (form-action 'self')
+    # forbids a form post to be redirected to another site
+    return render_template("auth/sso_continue.html", url=url, label=step_up_label(user))
 
 
 def step_up_label(user: users.User | None) -> str | None:
@@ -232,7 +236,8 @@ def _finish_signature(pending: Mapping[str, Any], claims: id_tokens.IdClaims) ->
 # -- the round trip ------------------------------------------------------------------------
 
 def _authorize(endpoints: oidc.Endpoints, client_id: str, *, scope: str,
-               extra: Mapping[str, str] | None, pending: dict[str, Any]) -> Any:
+               extra: Mapping[str, str] | None, pending: dict[str, Any]) -> str:
+    """Start an authorization; the URL to send the browser to."""
     started = oidc.authorization(endpoints, client_id, redirect_uri=redirect_uri(),
                                  scope=scope, extra=extra)
     waiting = dict(session.get(PENDING) or {})
@@ -242,7 +247,7 @@ def _authorize(endpoints: oidc.Endpoints, client_id: str, *, scope: str,
                                   endpoints.issuer, endpoints.authorization_endpoint,
                                   endpoints.token_endpoint, endpoints.jwks_uri]}
     session[PENDING] = dict(list(waiting.items())[-MAX_PENDING:])
-    return redirect(started.url, 302)
+    return started.url
 
 
 def _take(state: str) -> dict[str, Any] | None:
