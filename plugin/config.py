@@ -95,9 +95,9 @@ DEFAULTS: dict[str, object] = {
     # is, the patient and encounter to prefill from, and what write-back creates.
     # Many EHRs grant only what the app was registered for; adjust per EHR.
     "SMART_SCOPE": ("launch openid fhirUser online_access patient/Patient.r "
-                    "user/Practitioner.r patient/Encounter.r user/QuestionnaireResponse.c user/Observation.c "
-                    "user/Condition.c user/ServiceRequest.c user/DocumentReference.c "
-                    "user/Provenance.c user/Device.c"),
+                    "user/Practitioner.r patient/Encounter.r user/QuestionnaireResponse.c "
+                    "user/Observation.c user/Condition.c user/ServiceRequest.c "
+                    "user/DocumentReference.c user/Provenance.c user/Device.c"),
     # The public URL of the launch endpoint (registered with the EHR; the CDS Hooks card
     # links to it). Empty: <this host>/launch.
     "SMART_LAUNCH_URL": "",

@@ -63,7 +63,7 @@ def sign_in(started: launches.Launch, client: smart.Client, token: smart.Token, 
             role=role, username_hint=claims.text("preferred_username") or _attempt(fhir_user),
             now=now,
             audit=lambda new: [audit_events.user_administration(
-                "add", username=new.username, actor=None, address=request.remote_addr,
+                "add", username=new.username, actor=actor(new), address=request.remote_addr,
                 recorded=now)])
     if not user.active:
         message = "Your account here is disabled. Ask your administrator."

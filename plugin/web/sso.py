@@ -90,11 +90,15 @@ def callback() -> Any:
     if pending is None:
         return _refused(NOT_STARTED, 400)
     if request.args.get("error"):
-        return _refused("The sign-in was not completed: "
-                        f"{_words(request.args.get('error'))}.", 403)
+        what = "The exam was not signed" if pending["purpose"] == "sign" else \
+            "The sign-in was not completed"
+        return _refused(f"{what}: {_words(request.args.get('error'))}.", 403)
     code = request.args.get("code")
     if not code:
         return _refused("The sign-in's answer had no authorization code.", 400)
+    if pending["purpose"] == "sign" and not _same_signer(pending):
+        return _refused("You were signed out before the signature was confirmed; the "
+                        "exam was not signed. Sign in and sign it again.", 403)
     try:
         claims = _verified(pending, code)
     except PluginError as error:
@@ -126,14 +130,15 @@ def _sign_in(provider: oidc.Provider, claims: id_tokens.IdClaims, next_: str) ->
             store, issuer=claims.issuer, kind="oidc", subject=claims.subject,
             display_name=claims.name or attempt, role=role, username_hint=attempt, now=now,
             audit=lambda new: [audit_events.user_administration(
-                "add", username=new.username, actor=None, address=request.remote_addr,
+                "add", username=new.username, actor=actor(new), address=request.remote_addr,
                 recorded=now)])
     if not user.active:
         message = "This account is disabled. Ask your administrator."
         _audit_login(user.username, None, message)
         return _refused(message, 403)
     user = identities.set_role(store, user, role, now=now, audit=lambda changed: [
-        audit_events.user_administration("role", username=changed.username, actor=None,
+        audit_events.user_administration("role", username=changed.username,
+                                         actor=actor(changed),
                                          address=request.remote_addr, recorded=now)])
     _audit_login(user.username, user, None)
     signin.start_session(user)
@@ -216,12 +221,16 @@ def _cannot_sign(user: users.User) -> str:
             f"{user.username}.")
 
 
+def _same_signer(pending: Mapping[str, Any]) -> bool:
+    """Whether the person who asked to sign is still the one signed in here, and may."""
+    user = current_user()
+    return user is not None and user.id == pending["user_id"] and "clinician" in user.roles
+
+
 def _finish_signature(pending: Mapping[str, Any], claims: id_tokens.IdClaims) -> Any:
     user = current_user()
+    assert user is not None  # _same_signer
     exam_id = pending["exam_id"]
-    if user is None or user.id != pending["user_id"]:
-        return _refused("You were signed out before the signature was confirmed; the "
-                        "exam was not signed. Sign in and sign it again.", 403)
     subject = claims.subject if pending["kind"] == "provider" else \
         launch_signin.absolute(claims.fhir_user or "", pending["key"])
     if claims.issuer != pending["issuer"] or subject != pending["subject"]:

@@ -15,7 +15,8 @@ import urllib.parse
 import pytest
 import requests
 
-from plugin.adapters import audit, identities, signing_key, store as store_mod, users
+from plugin.adapters import (audit, identities, sessions, signing_key, store as store_mod,
+                             users)
 from plugin.core import signature
 from plugin.web.auth import SESSION_KEY
 from tests.support.ehr import running_ehr
@@ -262,3 +263,19 @@ def test_with_a_provider_that_cannot_step_up_the_local_password_signs(make_app, 
     signed = client.post(f"/exams/{exam_id}/sign", data={"version": version,
                                                          "password": PASSWORD})
     assert signed.status_code == 303
+
+
+def test_signed_out_before_coming_back_nothing_is_signed_or_shown(app, op):
+    client = app.test_client()
+    _sign_in(client, op)
+    exam_id, version = _exam_ready(client)
+    url = _continue(client.post(f"/exams/{exam_id}/sign/elsewhere", data={"version": version}))
+    back = requests.get(url, allow_redirects=False, timeout=10)
+    store = store_mod.from_app(app)
+    sessions.end_all(store, users.by_username(store, "rdiaz").id)  # e.g. the idle timeout
+    parts = urllib.parse.urlsplit(back.headers["Location"])
+    refused = client.get(f"{parts.path}?{parts.query}")
+    assert refused.status_code == 403
+    page = refused.get_data(as_text=True)
+    assert "signed out before the signature was confirmed" in page and "Silva" not in page
+    assert store_mod.from_app(app).exam(exam_id).state == "draft"
