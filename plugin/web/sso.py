@@ -19,20 +19,23 @@ version they were at travel with the round trip, so nothing is lost and a change
 meanwhile on another tablet is refused as a conflict, as with the password.
 
 Pending authorizations (state, nonce, PKCE verifier, what to do on return) wait in
-the signed session cookie as Authlib's Flask client keeps them: single use, this
-browser only, at most ``MAX_PENDING``, expired after ``SMART_AUTHORIZE_SECONDS``.
+the session cookie, as Authlib's Flask client keeps them, but sealed (``launches.Sealer``,
+a key derived from SECRET_KEY), so the browser holds them without reading them: single
+use, this browser only, at most ``MAX_PENDING``, expired after
+``SMART_AUTHORIZE_SECONDS``.
 Tokens from the provider are never kept: only the verified claims are used.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from flask import (Blueprint, abort, current_app, redirect, render_template, request,
                    session, url_for)
 
-from ..adapters import (audit, id_tokens, identities, oidc, smart, store as store_mod,
+from ..adapters import (id_tokens, identities, launches, oidc, smart, store as store_mod,
                         users)
 from ..core import audit_events
 from ..errors import PluginError
@@ -250,21 +253,23 @@ def _authorize(endpoints: oidc.Endpoints, client_id: str, *, scope: str,
     started = oidc.authorization(endpoints, client_id, redirect_uri=redirect_uri(),
                                  scope=scope, extra=extra)
     waiting = dict(session.get(PENDING) or {})
-    waiting[started.state] = {**pending, "nonce": started.nonce,
-                              "verifier": started.code_verifier,
-                              "started": _now().timestamp(), "endpoints": [
-                                  endpoints.issuer, endpoints.authorization_endpoint,
-                                  endpoints.token_endpoint, endpoints.jwks_uri]}
+    waiting[started.state] = _sealer().seal(json.dumps({
+        **pending, "nonce": started.nonce, "verifier": started.code_verifier,
+        "started": _now().timestamp(), "endpoints": [
+            endpoints.issuer, endpoints.authorization_endpoint, endpoints.token_endpoint,
+            endpoints.jwks_uri]}))
     session[PENDING] = dict(list(waiting.items())[-MAX_PENDING:])
     return started.url
 
 
 def _take(state: str) -> dict[str, Any] | None:
     waiting = dict(session.get(PENDING) or {})
-    pending = waiting.pop(state, None) if state else None
+    sealed = waiting.pop(state, None) if state else None
     session[PENDING] = waiting
-    if pending is None:
+    opened = _sealer().open(sealed) if isinstance(sealed, str) else None
+    if opened is None:
         return None
+    pending = json.loads(opened)
     age = _now().timestamp() - float(pending["started"])
     return pending if age <= float(current_app.config["SMART_AUTHORIZE_SECONDS"]) else None
 
@@ -317,6 +322,10 @@ def _refused(message: str, status: int) -> tuple[str, int]:
 
 def _words(text: Any) -> str:
     return " ".join(str(text or "an unnamed error").split())[:80]
+
+
+def _sealer() -> launches.Sealer:
+    return launches.Sealer(current_app.secret_key or "")
 
 
 def _timeout() -> float:

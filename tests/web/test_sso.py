@@ -279,3 +279,14 @@ def test_signed_out_before_coming_back_nothing_is_signed_or_shown(app, op):
     page = refused.get_data(as_text=True)
     assert "signed out before the signature was confirmed" in page and "Silva" not in page
     assert store_mod.from_app(app).exam(exam_id).state == "draft"
+
+
+def test_the_pending_sign_in_is_sealed_in_the_cookie(app):
+    client = app.test_client()
+    start = client.get("/sso/stmary")
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(start.headers["Location"]).query))
+    with client.session_transaction() as cookie:
+        held = json.dumps(dict(cookie))
+    assert query["state"] in held  # the key it is found by (the state is in URLs anyway)
+    assert query["nonce"] not in held and query["code_challenge"] not in held
+    assert "verifier" not in held
