@@ -13,7 +13,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import signing_key, store
-    from .web import auth, boundary, cds_hooks, errors, exam, fhir_api, security, signin, smart, sso
+    from .web import (auth, boundary, cds_hooks, errors, exam, fhir_api, security, signin,
+                      smart, sso)
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -35,6 +36,6 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(smart.bp)
     app.register_blueprint(signin.bp)
-    app.register_blueprint(sso.bp)
+    sso.init_app(app)  # OIDC_PROVIDERS checked here: a typo stops start-up
     errors.init_app(app)
     return app

@@ -32,7 +32,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from flask import (Blueprint, abort, current_app, redirect, render_template, request,
+from flask import (Blueprint, Flask, abort, current_app, redirect, render_template, request,
                    session, url_for)
 
 from ..adapters import (id_tokens, identities, launches, oidc, smart, store as store_mod,
@@ -53,13 +53,23 @@ NO_USER = ("Your hospital account is not set up for this app yet, and this provi
            "not create accounts. Ask your administrator to add you.")
 
 
-def providers() -> dict[str, oidc.Provider]:
-    """``OIDC_PROVIDERS``, checked (an unusable entry is logged and left out of use)."""
+class ProviderSettingError(PluginError):
+    """``OIDC_PROVIDERS`` is unusable; the message names the entry and the fault."""
+
+
+def init_app(app: Flask) -> None:
+    """Register the blueprint once ``OIDC_PROVIDERS`` is known to be usable: a typo in
+    a provider's settings stops start-up, never a clinician's sign-in."""
     try:
-        return oidc.providers_from(current_app.config.get("OIDC_PROVIDERS") or [])
+        oidc.providers_from(app.config.get("OIDC_PROVIDERS") or [])
     except ValueError as error:
-        current_app.logger.error("OIDC_PROVIDERS is unusable: %s", error)
-        return {}
+        raise ProviderSettingError(f"OIDC_PROVIDERS: {error}") from None
+    app.register_blueprint(bp)
+
+
+def providers() -> dict[str, oidc.Provider]:
+    """``OIDC_PROVIDERS`` (checked at start-up), by name."""
+    return oidc.providers_from(current_app.config.get("OIDC_PROVIDERS") or [])
 
 
 @bp.app_context_processor

@@ -18,6 +18,7 @@ import requests
 from plugin.adapters import (audit, identities, sessions, signing_key, store as store_mod,
                              users)
 from plugin.core import signature
+from plugin.web import sso
 from plugin.web.auth import SESSION_KEY
 from tests.support.ehr import running_ehr
 from tests.support.signin import PASSWORD
@@ -290,3 +291,15 @@ def test_the_pending_sign_in_is_sealed_in_the_cookie(app):
     assert query["state"] in held  # the key it is found by (the state is in URLs anyway)
     assert query["nonce"] not in held and query["code_challenge"] not in held
     assert "verifier" not in held
+
+
+@pytest.mark.parametrize(("entry", "why"), [
+    ({"client_secret": None}, "client_secret or private_key_jwt"),
+    ({"roles": {"ward-doctor": "surgeon"}}, "roles maps claim values"),
+    ({"step_up": "sometimes"}, "step_up is one of"),
+    ({"issuer": ""}, "needs issuer")])
+def test_unusable_provider_settings_stop_start_up_saying_why(make_app, op, entry, why):
+    settings = _settings(op)
+    settings["OIDC_PROVIDERS"] = [{**settings["OIDC_PROVIDERS"][0], **entry}]
+    with pytest.raises(sso.ProviderSettingError, match=why):
+        make_app(settings)
