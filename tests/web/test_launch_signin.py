@@ -5,7 +5,6 @@ EHR (tests/support/ehr.py), each hop by hand as in test_smart_launch.
 """
 from __future__ import annotations
 
-import html
 import re
 import time
 import urllib.parse
@@ -18,6 +17,7 @@ from plugin.web.auth import SESSION_KEY
 from tests.support.conformance import assert_conformant
 from tests.support.ehr import running_ehr
 from tests.support.signin import signed_in
+from tests.support.step_up import continue_url
 
 CLIENT_ID = "posterior-thigh-exam"
 CALLBACK = "http://localhost/launch/callback"
@@ -141,7 +141,8 @@ def test_a_launched_practitioner_signs_after_logging_in_again_at_the_ehr(make_ap
     version = _save(client, exam_id)
     review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
     assert "Confirm at your EHR and sign" in review
-    url = _continue(client.post(f"/exams/{exam_id}/sign/elsewhere", data={"version": version}))
+    url = continue_url(client.post(f"/exams/{exam_id}/sign/elsewhere",
+                                   data={"version": version}))
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
     assert (query["prompt"], query["aud"]) == ("login", fresh_ehr.fhir_base)
     signed = _follow(client, url)
@@ -168,22 +169,11 @@ def test_a_launched_practitioner_who_is_not_asked_again_cannot_sign(make_app, fr
     response, _ = _launch(client, fresh_ehr)
     exam_id = response.headers["Location"].split("/")[2]
     version = _save(client, exam_id)
-    refused = _follow(client, _continue(client.post(f"/exams/{exam_id}/sign/elsewhere",
+    refused = _follow(client, continue_url(client.post(f"/exams/{exam_id}/sign/elsewhere",
                                                     data={"version": version})))
     assert refused.status_code == 403
     assert "did not ask for your password again" in refused.get_data(as_text=True)
     assert store_mod.from_app(app).exam(exam_id).state == "draft"
-
-
-def _continue(response) -> str:
-    """The page that sends the browser on to confirm (a form post may not be redirected
-    off-site under our CSP): where it goes, from its link and its refresh alike."""
-    assert response.status_code == 200, response.get_data(as_text=True)
-    page = response.get_data(as_text=True)
-    link = html.unescape(re.search(r'id="continue" href="([^"]+)"', page).group(1))
-    refresh = html.unescape(re.search(r'content="0;url=([^"]+)"', page).group(1))
-    assert link == refresh
-    return link
 
 
 def _queued_bundle(store, exam_id):

@@ -6,7 +6,6 @@ client_secret_basic). The browser's hops are made by hand, as in test_smart_laun
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import re
 import time
@@ -22,6 +21,7 @@ from plugin.web import sso
 from plugin.web.auth import SESSION_KEY
 from tests.support.ehr import running_ehr
 from tests.support.signin import PASSWORD
+from tests.support.step_up import continue_url
 
 CLIENT_ID = "exam-at-st-mary"
 SECRET = "a client secret the provider issued"
@@ -184,19 +184,9 @@ def _exam_ready(client) -> tuple[str, int]:
     return exam_id, saved.get_json()["version"]
 
 
-def _continue(response) -> str:
-    """The page that sends the browser on to confirm (a form post may not be redirected
-    off-site under our CSP): where it goes, from its link and its refresh alike."""
-    assert response.status_code == 200, response.get_data(as_text=True)
-    page = response.get_data(as_text=True)
-    link = html.unescape(re.search(r'id="continue" href="([^"]+)"', page).group(1))
-    refresh = html.unescape(re.search(r'content="0;url=([^"]+)"', page).group(1))
-    assert link == refresh
-    return link
-
-
 def _step_up(client, exam_id, version):
-    url = _continue(client.post(f"/exams/{exam_id}/sign/elsewhere", data={"version": version}))
+    url = continue_url(client.post(f"/exams/{exam_id}/sign/elsewhere",
+                                   data={"version": version}))
     back = requests.get(url, allow_redirects=False, timeout=10)
     parts = urllib.parse.urlsplit(back.headers["Location"])
     return client.get(f"{parts.path}?{parts.query}"), url
@@ -270,7 +260,8 @@ def test_signed_out_before_coming_back_nothing_is_signed_or_shown(app, op):
     client = app.test_client()
     _sign_in(client, op)
     exam_id, version = _exam_ready(client)
-    url = _continue(client.post(f"/exams/{exam_id}/sign/elsewhere", data={"version": version}))
+    url = continue_url(client.post(f"/exams/{exam_id}/sign/elsewhere",
+                                   data={"version": version}))
     back = requests.get(url, allow_redirects=False, timeout=10)
     store = store_mod.from_app(app)
     sessions.end_all(store, users.by_username(store, "rdiaz").id)  # e.g. the idle timeout
@@ -303,3 +294,24 @@ def test_unusable_provider_settings_stop_start_up_saying_why(make_app, op, entry
     settings["OIDC_PROVIDERS"] = [{**settings["OIDC_PROVIDERS"][0], **entry}]
     with pytest.raises(sso.ProviderSettingError, match=why):
         make_app(settings)
+
+
+def test_a_provider_may_authenticate_us_by_private_key_jwt(make_app, op, tmp_path):
+    from joserfc.jwk import KeySet, RSAKey
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "exam-1"}, private=True)
+    key_file = tmp_path / "sso-key.jwk"
+    key_file.write_text(json.dumps(key.as_dict(private=True)), encoding="utf-8")
+    op._call(f"{op.auth_base}/_config", {"clients": {CLIENT_ID: {
+        "redirect_uris": [CALLBACK], "jwks": KeySet([key]).as_dict(private=False)}}})
+    app = make_app(_settings(op, client_secret=None, private_key_jwt=str(key_file)))
+    response, _ = _sign_in(app.test_client(), op)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert _refusals(op) == []
+
+
+def test_a_discovery_document_naming_another_issuer_is_refused(make_app, op):
+    app = make_app(_settings(op, issuer=op.auth_base + "/"))
+    response = app.test_client().get("/sso/stmary")
+    assert response.status_code == 502
+    assert "names another issuer" in response.get_data(as_text=True)
