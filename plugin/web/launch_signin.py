@@ -57,14 +57,20 @@ def sign_in(started: launches.Launch, client: smart.Client, token: smart.Token, 
                        "accounts. Ask your administrator.")
             signin.audit_login(_attempt(fhir_user), None, message)
             raise LaunchSignInRefused(message)
-        user = identities.link_new_user(
-            store, issuer=claims.issuer, kind="fhirUser", subject=fhir_user,
-            display_name=claims.name or _practitioner_name(started.iss, fhir_user, token),
-            role=role, username_hint=claims.text("preferred_username") or _attempt(fhir_user),
-            now=now,
-            audit=lambda new: [audit_events.user_administration(
-                "add", username=new.username, actor=actor(new), address=request.remote_addr,
-                recorded=now)])
+        name = claims.name or _practitioner_name(started.iss, fhir_user, token)
+        hint = claims.text("preferred_username") or _attempt(fhir_user)
+        try:
+            user = identities.link_new_user(
+                store, issuer=claims.issuer, kind="fhirUser", subject=fhir_user,
+                display_name=name, role=role, username_hint=hint, now=now,
+                audit=lambda new: [audit_events.user_administration(
+                    "add", username=new.username, actor=actor(new),
+                    address=request.remote_addr, recorded=now)])
+        except users.UserError as error:  # SMART_LAUNCH_ROLE is not a role
+            current_app.logger.error("SMART_LAUNCH_ROLE is unusable: %s", error.message)
+            raise LaunchSignInRefused("Your account could not be made here (the launch "
+                                      "role setting is wrong). Ask your administrator.") \
+                from None
     if not user.active:
         message = "Your account here is disabled. Ask your administrator."
         signin.audit_login(user.username, None, message)

@@ -116,11 +116,14 @@ def test_an_id_token_not_for_this_launch_stops_it(make_app, fresh_ehr, forged, w
     assert users.all_users(store) == [] and store.patients() == []
 
 
-def test_launching_may_be_kept_from_creating_users(make_app, fresh_ehr):
-    app = _app(make_app, fresh_ehr, SMART_LAUNCH_ROLE="")
+@pytest.mark.parametrize(("role", "why"), [("", "not set up to use this app"),
+                                         ("surgeon", "launch role setting is wrong")])
+def test_launching_may_be_kept_from_creating_users(make_app, fresh_ehr, role, why):
+    app = _app(make_app, fresh_ehr, SMART_LAUNCH_ROLE=role)
     response, _ = _launch(app.test_client(), fresh_ehr)
     assert response.status_code == 403
-    assert "not set up to use this app" in response.get_data(as_text=True)
+    assert why in response.get_data(as_text=True)
+    assert users.all_users(store_mod.from_app(app)) == []
 
 
 def _save(client, exam_id):
