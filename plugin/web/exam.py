@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
 from .. import knowledge
-from ..adapters import outbox, signing_key, store as store_mod, users
+from ..adapters import identities, outbox, signing_key, store as store_mod, users
 from ..adapters.documents import render as documents
 from ..core import drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
@@ -303,8 +303,6 @@ def complete_signature(exam_id: str, user: users.User, reauthenticated: dt.datet
                        expected: int) -> Any:
     """Sign the exam's stored working answers (version ``expected``) as ``user``, who
     re-authenticated at ``reauthenticated``; the record page, or the review with why not."""
-    from ..adapters import identities
-
     record, patient_record, _ = _load(exam_id)
     ehr_base = current_app.config.get("EHR_FHIR_BASE_URL") or None
     now = _now()
