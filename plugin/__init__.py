@@ -14,7 +14,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     from . import config, knowledge
     from .adapters import signing_key, store
     from .web import (auth, boundary, cds_hooks, errors, exam, fhir_api, oauth_token, security,
-                      signin, smart)
+                      signin, smart, sso)
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -38,5 +38,6 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(smart.bp)
     app.register_blueprint(signin.bp)
+    sso.init_app(app)  # OIDC_PROVIDERS checked here: a typo stops start-up
     errors.init_app(app)
     return app

@@ -107,9 +107,9 @@ DEFAULTS: dict[str, object] = {
     # is, the patient and encounter to prefill from, and what write-back creates.
     # Many EHRs grant only what the app was registered for; adjust per EHR.
     "SMART_SCOPE": ("launch openid fhirUser online_access patient/Patient.r "
-                    "patient/Encounter.r user/QuestionnaireResponse.c user/Observation.c "
-                    "user/Condition.c user/ServiceRequest.c user/DocumentReference.c "
-                    "user/Provenance.c user/Device.c"),
+                    "user/Practitioner.r patient/Encounter.r user/QuestionnaireResponse.c "
+                    "user/Observation.c user/Condition.c user/ServiceRequest.c "
+                    "user/DocumentReference.c user/Provenance.c user/Device.c"),
     # The public URL of the launch endpoint (registered with the EHR; the CDS Hooks card
     # links to it). Empty: <this host>/launch.
     "SMART_LAUNCH_URL": "",
@@ -117,6 +117,18 @@ DEFAULTS: dict[str, object] = {
     # take (s), and how long a started authorization stays valid (s).
     "SMART_TIMEOUT_SECONDS": 10,
     "SMART_AUTHORIZE_SECONDS": 600,
+    # Sign-in by EHR launch: a person launching for the first time (matched on the id
+    # token's issuer + fhirUser) becomes a user with this role ("" : refused instead).
+    "SMART_LAUNCH_ROLE": "clinician",
+    # Single sign-on with hospital OpenID Connect providers: a list of {"name": "stmary"
+    # (in URLs), "label": "St Mary's" (on the sign-in page), "issuer": "https://…",
+    # "client_id": "…", and "client_secret": "…" or "private_key_jwt": "path to a
+    # private JWK (RS384/ES384 with kid)"; "role_claim": "roles", "roles": {claim value:
+    # role}; "create_users": false (true: a first sign-in creates the user);
+    # "step_up": "both" | "prompt" | "max_age" | "none" (how a signature asks the
+    # provider for the password again; "none": the local password is asked instead)}.
+    # Endpoints come from {issuer}/.well-known/openid-configuration.
+    "OIDC_PROVIDERS": [],
     # SMART Backend Services, for deliveries without a valid user token: {"client_id":
     # "...", "jwk": {private JWK} or "jwk_file": "path", optionally "scope": "system/..."}.
     # The token endpoint comes from EHR_FHIR_BASE_URL/.well-known/smart-configuration.

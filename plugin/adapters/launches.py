@@ -60,6 +60,7 @@ class Launch:
     redirect_uri: str
     token_endpoint: str
     launch: str | None
+    nonce: str | None
     scope: str | None
     expires_at: dt.datetime | None
     ehr_patient: str | None
@@ -97,7 +98,7 @@ class Sealer:
 
 def begin(store: Store, *, iss: str, client_id: str, redirect_uri: str,
           token_endpoint: str, oauth_state: str, code_verifier: str,
-          launch: str | None) -> Launch:
+          launch: str | None, nonce: str | None = None) -> Launch:
     """Record a started authorization; its id goes into the session cookie."""
     now = _now()
     with engine_mod.writer(store.engine).begin() as conn:
@@ -105,7 +106,7 @@ def begin(store: Store, *, iss: str, client_id: str, redirect_uri: str,
             id=str(uuid.uuid4()), stage="authorizing", iss=iss, client_id=client_id,
             redirect_uri=redirect_uri, token_endpoint=token_endpoint,
             oauth_state=oauth_state, code_verifier=code_verifier, launch=launch,
-            version=1, created=now, updated=now).returning(*launches.c)).one()
+            nonce=nonce, version=1, created=now, updated=now).returning(*launches.c)).one()
     return _launch(row)
 
 

@@ -35,7 +35,6 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
-from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
@@ -97,6 +96,7 @@ class Authorization:
     url: str
     state: str
     code_verifier: str = field(repr=False)
+    nonce: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,8 @@ class Token:
     patient: str | None = None
     encounter: str | None = None
     fhir_user: str | None = None
+    #: the OpenID id token as received, to be verified (``id_tokens.verify``) before use
+    id_token: str | None = field(default=None, repr=False)
 
     def expired(self, now: dt.datetime | None = None) -> bool:
         return expires_soon(self.expires_at, now)
@@ -205,9 +207,12 @@ def authorization(config: Configuration, client: Client, *, redirect_uri: str,
     extra = {"aud": config.iss}
     if launch is not None:
         extra["launch"] = launch
+    nonce = None
+    if "openid" in (scope or client.scope).split():  # the id token must answer this one
+        extra["nonce"] = nonce = secrets.token_urlsafe(32)
     url, _ = session.create_authorization_url(config.authorization_endpoint, state=state,
                                               code_verifier=verifier, **extra)
-    return Authorization(url=url, state=state, code_verifier=verifier)
+    return Authorization(url=url, state=state, code_verifier=verifier, nonce=nonce)
 
 
 def exchange(config: Configuration, client: Client, *, code: str, redirect_uri: str,
@@ -245,6 +250,12 @@ def read(base: str, path: str, token: str, *, timeout: float) -> dict[str, Any]:
 
 
 # -- the token endpoint -------------------------------------------------------------------
+
+def assertion(client: Client) -> PrivateKeyJWT:
+    """The ``private_key_jwt`` client authentication of ``client`` (which has a key), for
+    other token requests than SMART's own (e.g. single sign-on, ``adapters.oidc``)."""
+    return _Assertion(client)
+
 
 class _Assertion(PrivateKeyJWT):
     """``private_key_jwt`` signed fresh each time, short-lived, RS384/ES384 with kid."""
@@ -284,11 +295,10 @@ def _token(config: Configuration, client: Client, step: str, *, timeout: float,
         raise SmartError(f"{step} failed: {http_json.network_reason(error)}") from None
     except ValueError:  # not JSON
         raise SmartError(f"{step} failed: the answer is not a token") from None
-    return _parse_token(answer, before, config, client, timeout=timeout)
+    return _parse_token(answer, before)
 
 
-def _parse_token(answer: Mapping[str, Any], before: dt.datetime, config: Configuration,
-                 client: Client, *, timeout: float) -> Token:
+def _parse_token(answer: Mapping[str, Any], before: dt.datetime) -> Token:
     access = answer.get("access_token")
     if not isinstance(access, str) or not access:
         raise SmartError("the token answer has no access_token")
@@ -305,27 +315,7 @@ def _parse_token(answer: Mapping[str, Any], before: dt.datetime, config: Configu
                  refresh_token=_string(answer.get("refresh_token")),
                  patient=_string(answer.get("patient")),
                  encounter=_string(answer.get("encounter")),
-                 fhir_user=_fhir_user(answer.get("id_token"), config, client, timeout=timeout))
-
-
-def _fhir_user(id_token: Any, config: Configuration, client: Client, *,
-               timeout: float) -> str | None:
-    """``fhirUser`` from the id_token, only when its signature verifies with the
-    issuer's published keys (an unverified claim about who the user is is worthless)."""
-    if not isinstance(id_token, str) or not config.jwks_uri or not config.issuer:
-        return None
-    try:
-        keys = KeySet.import_key_set(_get_json(config.jwks_uri, timeout=timeout,
-                                               what="the EHR's signing keys"))
-        token = jwt.decode(id_token, keys, algorithms=["RS256", "RS384", "ES384"])
-        claims = token.claims
-        jwt.JWTClaimsRegistry(iss={"essential": True, "value": config.issuer},
-                              aud={"essential": True, "value": client.client_id},
-                              exp={"essential": True}).validate(claims)
-    except (JoseError, SmartError, ValueError, TypeError, KeyError):
-        return None
-    user = claims.get("fhirUser")
-    return user if isinstance(user, str) else None
+                 id_token=_string(answer.get("id_token")))
 
 
 # -- HTTP -------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ Identity: ``users`` (one row per person who signs in, with an Argon2id hash and 
 lock-out state every process shares); ``sessions`` (server-side sign-ins, keyed by the
 SHA-256 of the cookie's random token, so deleting a row signs that tablet out on every
 process); ``setup_tokens`` (the one-time first-account link, hashed);
-``login_failures`` (failed sign-ins per network address, for the address throttle).
+``login_failures`` (failed sign-ins per network address, for the address throttle);
+``identities`` (a user's identity at a hospital identity provider or an EHR: issuer and
+subject, which single sign-on and sign-in by EHR launch match on).
 
 API access (SMART Backend Services): ``api_clients`` (the integrators registered with
 ``python -m plugin clients add``: their public keys or JWKS URL and the scopes they may
@@ -210,6 +212,8 @@ launches = Table(
     Column("oauth_state", String(64), unique=True),
     Column("code_verifier", Text),
     Column("launch", Text),
+    # The OpenID nonce sent with the authorize request (its id token must carry it).
+    Column("nonce", String(64)),
     # The tokens, sealed with a key derived from SECRET_KEY (never in the cookie, never
     # logged); ``expires_at`` is the access token's.
     Column("access_token", Text),
@@ -261,6 +265,23 @@ users = Table(
     Column("updated", UTCDateTime(), nullable=False),
     CheckConstraint("role IN ('clinician', 'assistant', 'admin')", name="role"),
     CheckConstraint("role = 'admin' OR NOT also_clinician", name="also_clinician"),
+)
+
+#: How a person is known outside: ``oidc`` (an identity provider's ``sub``) or
+#: ``fhirUser`` (an EHR's Practitioner URL, from a SMART launch's id token).
+IDENTITY_KINDS = ("oidc", "fhirUser")
+
+identities = Table(
+    "identities", metadata,
+    Column("id", _id(), primary_key=True),
+    Column("user_id", _id(), ForeignKey("users.id"), nullable=False),
+    Column("issuer", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    CheckConstraint("kind IN ('oidc', 'fhirUser')", name="kind"),
+    UniqueConstraint("issuer", "kind", "subject"),
+    Index(None, "user_id"),
 )
 
 sessions = Table(

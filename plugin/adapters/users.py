@@ -39,6 +39,10 @@ ADDRESS_WINDOW_MINUTES = 15
 USERNAME_LENGTH = 64
 NAME_LENGTH = 200
 
+#: The hash of an account without a local password (it signs in with a hospital identity
+#: provider or by EHR launch): no Argon2 hash has this form, so no password matches it.
+NO_PASSWORD = "!"
+
 _hasher = PasswordHasher()  # argon2id, t=3, m=64 MiB, p=4 (RFC 9106 low-memory)
 _DUMMY = _hasher.hash("a password no account has, verified for unknown usernames")
 
@@ -64,6 +68,8 @@ class User:
     identifier_value: str | None
     active: bool
     locked_until: dt.datetime | None
+    #: False for an account that signs in only elsewhere (``NO_PASSWORD``)
+    has_password: bool = True
 
     @property
     def roles(self) -> frozenset[str]:
@@ -209,8 +215,8 @@ def authenticate(store: Store, username: str, password: str, *, now: dt.datetime
                 conn.execute(update(users).where(users.c.id == row["id"])
                              .values(password_hash=hash_password(password)))
         return _user({**row, "failed_attempts": 0, "locked_until": None})
-    if not ok and not locked:
-        _count_failure(store, row["id"], now, address)
+    if not ok and not locked and row["password_hash"] != NO_PASSWORD:
+        _count_failure(store, row["id"], now, address)  # (no password: nothing to guess)
     _fail_address(store, address, now)
     return None
 
@@ -227,7 +233,7 @@ def verify_password(store: Store, user: User, password: str, *, now: dt.datetime
         with engine_mod.writer(store.engine).begin() as conn:
             conn.execute(update(users).where(users.c.id == user.id).values(failed_attempts=0))
         return True
-    if hashed is None:
+    if hashed is None or hashed == NO_PASSWORD:
         _verify(_DUMMY, password)
     else:
         _count_failure(store, user.id, now, address)
@@ -247,6 +253,9 @@ def address_throttled(store: Store, address: str | None, *, now: dt.datetime) ->
 
 
 def _verify(hashed: str, password: str) -> bool:
+    if hashed == NO_PASSWORD:  # the same Argon2 work, and never a match
+        _verify(_DUMMY, password)
+        return False
     try:
         return _hasher.verify(hashed, password or "")
     except (VerificationError, InvalidHashError):
@@ -307,4 +316,12 @@ def _user(row: Sequence[object] | dict[str, object] | object) -> User:
                 role=get_("role"), also_clinician=bool(get_("also_clinician")),
                 identifier_system=get_("identifier_system"),
                 identifier_value=get_("identifier_value"), active=bool(get_("active")),
-                locked_until=get_("locked_until"))
+                locked_until=get_("locked_until"),
+                has_password=_has_password(row))
+
+
+def _has_password(row: object) -> bool:
+    try:
+        return row["password_hash"] != NO_PASSWORD  # type: ignore[index]
+    except (KeyError, TypeError, IndexError):
+        return True

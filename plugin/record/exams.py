@@ -100,17 +100,21 @@ def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
 def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
-         by: By, time_zone: str = "UTC") -> signoff.Signed:
+         by: By, time_zone: str = "UTC", ehr_practitioner: str | None = None
+         ) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
     queued for the EHR in the same transaction when delivery is on (``ehr_base``); its
-    summary prints the signing time in the clinic's ``time_zone``."""
+    summary prints the signing time in the clinic's ``time_zone``. ``ehr_practitioner``
+    is the signer's own Practitioner at that EHR (the fhirUser of their launch), which
+    the EHR's copy names."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
                           revision=exam.revisions + 1, reason=exam.amend_reason,
-                          time_zone=time_zone) if ehr_base else None)
+                          time_zone=time_zone, ehr_practitioner=ehr_practitioner)
+                if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
@@ -121,12 +125,12 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime, ehr_base: str, *, revision: int, reason: str | None,
-              time_zone: str) -> dict[str, Any]:
+              time_zone: str, ehr_practitioner: str | None = None) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
-        author=ehr_author(signed.exam.context.author)))
+        author=ehr_author(signed.exam.context.author, ehr_practitioner)))
     summary = documents.summary_document(
         kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
         assessment=pipeline.assess_exam(kb, exam).as_json(), now=now, revision=revision,
@@ -147,13 +151,19 @@ def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[
     return reference
 
 
-def ehr_author(author: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def ehr_author(author: Mapping[str, Any] | None,
+               ehr_practitioner: str | None = None) -> dict[str, Any] | None:
     """The signer as the EHR can know them: our ``Practitioner/<user id>`` means nothing
     there (a strict EHR refuses a reference it cannot resolve), so the EHR gets the
-    Practitioner's identifier, when the user has one, and the name."""
+    EHR's own ``Practitioner/<id>`` when the signer came from it by a launch
+    (``ehr_practitioner``, relative to the EHR's base), else the Practitioner's
+    identifier, when the user has one, and the name."""
     if author is None:
         return None
-    return {k: v for k, v in author.items() if k not in ("reference",)}
+    result = {k: v for k, v in author.items() if k not in ("reference",)}
+    if ehr_practitioner:
+        result = {"reference": ehr_practitioner, **result}
+    return result
 
 
 def amend(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,

@@ -41,7 +41,8 @@ from .errors import FHIR_PREFIX, fhir_response
 OPEN = frozenset({
     "signin.login", "signin.login_post", "signin.logout", "signin.setup",
     "signin.setup_post", "signin.health",
-    "smart.launch", "smart.callback", "oauth.token", "oauth.smart_configuration",
+    "smart.launch", "smart.callback", "sso.start", "sso.callback", "oauth.token",
+    "oauth.smart_configuration",
     "static", "exam.static",
     "fhir.metadata", "fhir.search_questionnaires", "fhir.read_questionnaire",
     "fhir.search_code_systems", "fhir.read_code_system",

@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
 from .. import knowledge
-from ..adapters import outbox, signing_key, store as store_mod, users
+from ..adapters import identities, outbox, signing_key, store as store_mod, users
 from ..adapters.documents import render as documents
 from ..core import datetimes, drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
@@ -293,8 +293,9 @@ def review(exam_id: str) -> Any:
 @requires("clinician")
 def sign(exam_id: str) -> Any:
     """Sign as the signed-in clinician, who enters their password again (21 CFR 11.200:
-    each signing re-enters a component only its owner has); never a typed name."""
-    record, patient_record, _ = _load(exam_id)
+    each signing re-enters a component only its owner has); never a typed name. A user
+    who signs in elsewhere (single sign-on, EHR launch) re-authenticates there instead
+    (``web/sso``), which ends in ``complete_signature`` too."""
     user = current_user()
     assert user is not None  # the guard let no anonymous request through
     reauthenticated = _now()
@@ -302,10 +303,15 @@ def sign(exam_id: str) -> Any:
                                  now=reauthenticated, address=request.remote_addr):
         return _review(exam_id, password_error="The password is not right; the exam was "
                        "not signed. Enter your own password to sign.", status=422)
-    try:
-        expected = int(request.form.get("version", ""))
-    except ValueError:
-        abort(400, "The form is missing its version; reload the page.")
+    return complete_signature(exam_id, user, reauthenticated, _form_version())
+
+
+def complete_signature(exam_id: str, user: users.User, reauthenticated: dt.datetime,
+                       expected: int) -> Any:
+    """Sign the exam's stored working answers (version ``expected``) as ``user``, who
+    re-authenticated at ``reauthenticated``; the record page, or the review with why not."""
+    record, patient_record, _ = _load(exam_id)
+    ehr_base = current_app.config.get("EHR_FHIR_BASE_URL") or None
     now = _now()
     try:
         # queued with the signature (one transaction) when delivery to the EHR is on
@@ -314,9 +320,9 @@ def sign(exam_id: str) -> Any:
                        user.display_name, user.practitioner_reference, user.identifier,
                        signoff.Attestation(user.username, reauthenticated,
                                            current_app.extensions[signing_key.EXTENSION_KEY])),
-                   now=now,
-                   ehr_base=current_app.config.get("EHR_FHIR_BASE_URL") or None,
-                   by=requester(), time_zone=current_app.config["TIME_ZONE"])
+                   now=now, ehr_base=ehr_base, by=requester(),
+                   ehr_practitioner=identities.practitioner_at(_store(), user.id, ehr_base)
+                   if ehr_base else None, time_zone=current_app.config["TIME_ZONE"])
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -327,6 +333,11 @@ def sign(exam_id: str) -> Any:
         return _review(exam_id, message="Correct the problems listed before signing.",
                        status=422)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
+
+
+def review_again(exam_id: str, message: str, status: int) -> Any:
+    """The review page with why the exam was not signed (its answers untouched)."""
+    return _review(exam_id, message=message, status=status)
 
 
 def _form_version() -> int:

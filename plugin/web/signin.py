@@ -42,7 +42,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _next() -> str:
+def next_path() -> str:
     """Where to go after sign-in: a path on this site only (never ``//host``)."""
     target = request.values.get("next") or ""
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -56,23 +56,26 @@ def _failure(message: str) -> audit_events.Failure:
                                 outcome.simple("error", "security", message))
 
 
-def _audit_login(username: str, user: users.User | None, message: str | None) -> None:
+def audit_login(username: str, user: users.User | None, message: str | None) -> None:
     """The sign-in's AuditEvent, committed before anything is answered."""
     audit.write(_store().engine, audit_events.login(
         username=username, actor=actor(user) if user else None, address=request.remote_addr,
         recorded=_now(), failure=_failure(message) if message else None))
 
 
-def start_session(user: users.User) -> None:
-    """A fresh session for ``user``: whatever the cookie held before is ended."""
+def start_session(user: users.User, *, keep: tuple[str, ...] = ()) -> None:
+    """A fresh session for ``user``: whatever the cookie held before is ended (but the
+    ``keep`` keys: this browser's other pending launches)."""
+    kept = {key: session[key] for key in keep if key in session}
     sessions.end(_store(), session.get(SESSION_KEY))
     session.clear()
+    session.update(kept)
     session[SESSION_KEY] = sessions.begin(_store(), user.id, now=_now())
 
 
 @bp.get("/login")
 def login() -> Any:
-    return render_template("auth/login.html", next=_next(), message=None,
+    return render_template("auth/login.html", next=next_path(), message=None,
                            expired=request.args.get("expired") == "1", username="")
 
 
@@ -82,17 +85,17 @@ def login_post() -> Any:
     password = (request.form.get("password") or "")[:passwords.MAX_LENGTH + 1]
     address = request.remote_addr
     if users.address_throttled(_store(), address, now=_now()):
-        _audit_login(username, None, THROTTLED)
-        return render_template("auth/login.html", next=_next(), message=THROTTLED,
+        audit_login(username, None, THROTTLED)
+        return render_template("auth/login.html", next=next_path(), message=THROTTLED,
                                expired=False, username=username), 429
     user = users.authenticate(_store(), username, password, now=_now(), address=address)
     if user is None:  # the form again with its message (200: a page, not an API refusal)
-        _audit_login(username, None, FAILED)  # unknown and wrong alike; never the password
-        return render_template("auth/login.html", next=_next(), message=FAILED,
+        audit_login(username, None, FAILED)  # unknown and wrong alike; never the password
+        return render_template("auth/login.html", next=next_path(), message=FAILED,
                                expired=False, username=username), 200
-    _audit_login(user.username, user, None)
+    audit_login(user.username, user, None)
     start_session(user)
-    return redirect(_next(), 303)
+    return redirect(next_path(), 303)
 
 
 @bp.post("/logout")

@@ -11,6 +11,9 @@ Only EHRs listed in ``SMART_CLIENTS`` are contacted: a launch naming another ``i
 refused before any request leaves, so the endpoint cannot be used to make the server
 fetch arbitrary URLs. Tokens stay server-side (``adapters.launches``, sealed); the
 session cookie holds only the ids of this browser's pending launches.
+
+The launch also signs the person in (``web/launch_signin``): the EHR's id token says
+who they are, so a clinician launching from the chart never meets the password form.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from ..adapters import launches, smart, store as store_mod
 from ..errors import InputError, PluginError
 from ..record import exams
-from . import exam as exam_views
+from . import exam as exam_views, launch_signin
 
 bp = Blueprint("smart", __name__)
 
@@ -72,7 +75,8 @@ def launch() -> Any:
                              redirect_uri=_redirect_uri(),
                              token_endpoint=config.token_endpoint,
                              oauth_state=authorization.state,
-                             code_verifier=authorization.code_verifier, launch=launch_id)
+                             code_verifier=authorization.code_verifier, launch=launch_id,
+                             nonce=authorization.nonce)
     session[PENDING] = ([*session.get(PENDING, []), started.id])[-MAX_PENDING:]
     return redirect(authorization.url, 302)
 
@@ -97,6 +101,9 @@ def callback() -> Any:
         return _failed("The EHR's answer had no authorization code.", 400)
     try:
         exam = _open_exam(started, code, verifier)
+    except launch_signin.LaunchSignInRefused as error:
+        launches.fail(_store(), started.id, error.message)
+        return _failed(error.message, 403)
     except (smart.SmartError, InputError, ValueError) as error:
         words = error.message if isinstance(error, PluginError) else str(error)
         launches.fail(_store(), started.id, words)
@@ -113,6 +120,9 @@ def _open_exam(started: launches.Launch, code: str, verifier: str) -> store_mod.
     config = smart.Configuration(iss=started.iss, token_endpoint=started.token_endpoint)
     token = smart.exchange(config, client, code=code, redirect_uri=started.redirect_uri,
                            code_verifier=verifier, timeout=_timeout())
+    # who launched: the id token, verified, signs them in (a new session) before anything
+    # is written, so the audit trail and the exam name them
+    token = launch_signin.sign_in(started, client, token, keep=(PENDING,))
     if not token.patient:
         raise smart.SmartError("the EHR gave no patient context; open the exam from a "
                                "patient's chart")

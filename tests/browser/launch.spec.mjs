@@ -1,6 +1,8 @@
 // From inside the EHR to the chart: an EHR launch (SMART App Launch 2, PKCE) against the
 // test EHR (tests/support/ehr.py: an authorization server and a FHIR server, each its own
-// process), the exam prefilled from the EHR's Patient, every section by touch, sign-off,
+// process) that also signs the practitioner in (the EHR's id token: no password form),
+// the exam prefilled from the EHR's Patient, every section by touch, sign-off confirmed by
+// logging in again at the EHR,
 // and the delivery worker (`python -m plugin deliver`, run beside the service with the
 // user's launch token) putting the record in the EHR: the record page says so, and the
 // EHR holds exactly one QuestionnaireResponse and one summary for the patient and
@@ -8,7 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  baseUrl, checkA11y, clinician, collectConsoleErrors, launchBrowser, newTablet, shot,
+  baseUrl, checkA11y, collectConsoleErrors, launchBrowser, newTablet, shot,
 } from './harness.mjs';
 import { answerPageByTapping, saved, sections } from './exam-helpers.mjs';
 
@@ -29,7 +31,7 @@ after(async () => { await browser?.close(); });
 
 test('EHR launch -> prefilled exam -> sign -> delivered to the EHR', { timeout: 240000 }, async () => {
   assert.ok(FHIR && AUTH, 'EHR_FHIR_BASE and EHR_AUTH_BASE come from test_browser.py');
-  const context = await newTablet(browser, 'landscape');
+  const context = await newTablet(browser, 'landscape', { signedOut: true });
   const page = await context.newPage();
   const errors = collectConsoleErrors(page);
 
@@ -60,8 +62,9 @@ test('EHR launch -> prefilled exam -> sign -> delivered to the EHR', { timeout: 
   }
   await page.goto(`${exam}/review`);
   assert.equal(await page.locator('#errors').count(), 0);
-  await page.fill('#password', clinician().password);
-  await page.tap('button:has-text("Sign and lock")');
+  assert.equal(await page.locator('#password').count(), 0, 'signed in by the launch: no password');
+  assert.match(await page.textContent('#sign-elsewhere-form'), /Dr Lena Launch/);
+  await page.tap('button:has-text("Confirm at your EHR and sign")');
   await page.waitForURL(/\/record$/);
   assert.match(await page.textContent('#delivery'), /Waiting to send|Sending to the EHR|Sent to the EHR/);
 
@@ -87,6 +90,7 @@ test('EHR launch -> prefilled exam -> sign -> delivered to the EHR', { timeout: 
   assert.deepEqual(moreQr, []);
   assert.equal(qr.subject.reference, 'Patient/ehr-p-7');
   assert.equal(qr.encounter.reference, 'Encounter/ehr-e-7');
+  assert.equal(qr.author.reference, 'Practitioner/ehr-dr-9', 'signed as their own Practitioner');
   const docs = made('DocumentReference');
   assert.equal(docs.length, 1);
   assert.equal(docs[0].subject.reference, 'Patient/ehr-p-7');

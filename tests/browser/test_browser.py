@@ -43,6 +43,8 @@ CLIENT_ID = "posterior-thigh-exam"
 EHR_PATIENT = {"resourceType": "Patient", "id": "ehr-p-7", "birthDate": "1971-06-15",
                "name": [{"family": "Launchova", "given": ["Lea"]}],
                "identifier": [{"system": "urn:example:ehr-mrn", "value": "L-7"}]}
+EHR_PRACTITIONER = {"resourceType": "Practitioner", "id": "ehr-dr-9",
+                    "name": [{"family": "Launch", "given": ["Lena"]}]}
 EHR_ENCOUNTER = {"resourceType": "Encounter", "id": "ehr-e-7", "status": "in-progress",
                  "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
                            "code": "AMB"}, "subject": {"reference": "Patient/ehr-p-7"}}
@@ -86,8 +88,12 @@ def ehr_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         }
         served.add_user(settings)
         with served.serve(folder, settings, url_host="localhost") as base:
-            ehr.register_client(CLIENT_ID, [f"{base}/launch/callback"])
-            ehr.seed(EHR_PATIENT, EHR_ENCOUNTER)
+            # the launch signs the EHR's practitioner in; signing confirms at the EHR
+            # (its answer comes back to /sso/callback)
+            ehr.register_client(CLIENT_ID, [f"{base}/launch/callback", f"{base}/sso/callback"])
+            ehr.configure(fhir_user="Practitioner/ehr-dr-9",
+                          user_claims={"name": "Dr Lena Launch"})
+            ehr.seed(EHR_PATIENT, EHR_ENCOUNTER, EHR_PRACTITIONER)
             log = folder / "deliver.log"
             with log.open("wb") as sink:
                 worker = subprocess.Popen(

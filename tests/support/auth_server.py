@@ -15,10 +15,22 @@ Test-only control endpoints (JSON):
 - ``POST /_config``: merged into the config: ``fhir_base`` (the required ``aud``),
   ``clients`` (``{id: {"redirect_uris": [...], "jwks": {...} or absent for a public
   client}}``, merged per client id), ``token_lifetime`` (300), ``standalone_patient``,
-  ``fhir_user``, ``deny``.
+  ``fhir_user``, ``deny``; as an OpenID provider: ``subject`` (the id token's ``sub``),
+  ``user_claims`` (merged into every id token: name, roles, …), ``id_token_claims``
+  (merged last, to forge a foreign ``aud`` or a wrong ``nonce``), ``signed_in_at`` (the
+  epoch time the user last typed their password: ``auth_time`` unless the request asks
+  for a new login), ``step_up`` (False: ``prompt=login`` and ``max_age`` are ignored,
+  as by a provider that cannot re-authenticate). A client with ``"secret"`` must
+  authenticate with it (``client_secret_basic``).
 - ``POST /_launch`` ``{"patient", "encounter"}`` -> ``{"launch": "<opaque>"}``.
 - ``GET /_state``: the authorize requests, what was issued and refused, the refresh count.
 - ``POST /_reset``: forgets everything (config included) except the signing key.
+
+OpenID Connect: ``GET /.well-known/openid-configuration``; a request with scope
+``openid`` and no launch scope is a plain sign-in (no patient context); id tokens carry
+``iss``, ``sub``, ``aud``, ``exp``, ``iat``, ``auth_time``, ``nonce`` (when sent) and
+``fhirUser`` (when asked for). ``prompt=login`` or ``max_age=0`` makes the user log in
+again (``auth_time`` = now); other ``prompt`` values than login/consent are refused.
 
 Protocol: ``GET|POST /authorize`` (auto-approves, no login page), ``POST /token``
 (authorization_code with PKCE S256, rotating refresh_token, client_credentials with a
@@ -36,7 +48,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
@@ -58,7 +70,9 @@ BASE = ""  # set in main() once the port is known
 
 def _fresh_config() -> dict[str, Any]:
     return {"fhir_base": None, "clients": {}, "token_lifetime": 300,
-            "standalone_patient": None, "fhir_user": None, "deny": False}
+            "standalone_patient": None, "fhir_user": None, "deny": False,
+            "subject": None, "user_claims": {}, "id_token_claims": {},
+            "signed_in_at": None, "step_up": True}
 
 
 CONFIG: dict[str, Any] = _fresh_config()
@@ -140,9 +154,18 @@ def _approve(params: dict[str, str]) -> str:
         raise Refused("invalid_request", "code_challenge_method must be S256")
     if not params.get("code_challenge"):
         raise Refused("invalid_request", "code_challenge is required")
-    if not CONFIG["fhir_base"] or params.get("aud") != CONFIG["fhir_base"]:
-        raise Refused("invalid_request", "aud is not this EHR's FHIR base URL")
     scopes = _scopes(params.get("scope", ""))
+    smart_request = "launch" in scopes or "launch/patient" in scopes or "aud" in params
+    if smart_request and (not CONFIG["fhir_base"] or params.get("aud") != CONFIG["fhir_base"]):
+        raise Refused("invalid_request", "aud is not this EHR's FHIR base URL")
+    if params.get("prompt", "login") not in ("login", "consent"):
+        raise Refused("login_required", "the user must log in (prompt=none is not possible)")
+    max_age = params.get("max_age")
+    if max_age is not None and not max_age.isdigit():
+        raise Refused("invalid_request", "max_age must be a number of seconds")
+    relogin = CONFIG["step_up"] and (params.get("prompt") == "login" or max_age == "0")
+    auth_time = int(time.time()) if relogin or CONFIG["signed_in_at"] is None \
+        else int(CONFIG["signed_in_at"])
     if "launch" in scopes:
         if not params.get("launch"):
             raise Refused("invalid_request", "scope launch needs a launch parameter")
@@ -155,6 +178,10 @@ def _approve(params: dict[str, str]) -> str:
         if not CONFIG["standalone_patient"]:
             raise Refused("invalid_request", "no patient to choose (standalone_patient)")
         patient, encounter = CONFIG["standalone_patient"], None
+    elif "openid" in scopes:  # a sign-in only
+        if not params.get("nonce"):
+            raise Refused("invalid_request", "nonce is required for a sign-in")
+        patient, encounter = None, None
     else:
         raise Refused("invalid_scope", "scope needs launch (with launch=) or launch/patient")
     if CONFIG["deny"]:
@@ -164,7 +191,8 @@ def _approve(params: dict[str, str]) -> str:
         CODES[code] = {"client_id": params["client_id"], "redirect_uri": params["redirect_uri"],
                        "challenge": params["code_challenge"], "scope": params.get("scope", ""),
                        "patient": patient, "encounter": encounter,
-                       "nonce": params.get("nonce"), "created": time.monotonic(),
+                       "nonce": params.get("nonce"), "auth_time": auth_time,
+                       "created": time.monotonic(),
                        "used": False}
     return code
 
@@ -198,7 +226,10 @@ def _unverified(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _client_id(form: dict[str, str]) -> str:
-    """The client named by the request: ``client_id``, else the assertion's ``sub``."""
+    """The client named by the request: ``client_id``, else the assertion's ``sub``,
+    else the Basic credentials' user."""
+    if form.get("_basic"):
+        return form["_basic"].partition(":")[0]
     if form.get("client_id"):
         return form["client_id"]
     if form.get("client_assertion"):
@@ -214,6 +245,10 @@ def _authenticate(form: dict[str, str], client_id: str) -> None:
     client = CONFIG["clients"].get(client_id)
     if client is None:
         raise Refused("invalid_client", "unknown client_id")
+    if client.get("secret"):
+        if form.get("_basic") != f"{client_id}:{client['secret']}":
+            raise Refused("invalid_client", "client_secret_basic authentication failed")
+        return
     jwks = client.get("jwks")
     if not jwks:
         if form.get("client_assertion"):
@@ -326,8 +361,9 @@ def _grant(grant_type: str, client_id: str, grant: dict[str, Any]) -> dict[str, 
     scopes = _scopes(scope)
     answer: dict[str, Any] = {
         "access_token": _access_token(client_id, scope, patient, encounter, lifetime),
-        "token_type": "Bearer", "expires_in": lifetime, "scope": scope,
-        "patient": patient, "need_patient_banner": True}
+        "token_type": "Bearer", "expires_in": lifetime, "scope": scope}
+    if patient:
+        answer.update(patient=patient, need_patient_banner=True)
     if encounter:
         answer["encounter"] = encounter
     if "offline_access" in scopes or "online_access" in scopes:
@@ -337,7 +373,8 @@ def _grant(grant_type: str, client_id: str, grant: dict[str, Any]) -> dict[str, 
                                 "encounter": encounter}
         answer["refresh_token"] = refresh
     if "openid" in scopes:
-        answer["id_token"] = _id_token(client_id, grant.get("nonce"), lifetime)
+        answer["id_token"] = _id_token(client_id, grant.get("nonce"), lifetime,
+                                       grant.get("auth_time"), "fhirUser" in scopes)
     _issued(grant_type, client_id, scope, patient, encounter)
     return answer
 
@@ -367,13 +404,19 @@ def _access_token(client_id: str, scope: str, patient: str | None, encounter: st
     return _sign(claims)
 
 
-def _id_token(client_id: str, nonce: str | None, lifetime: int) -> str:
+def _id_token(client_id: str, nonce: str | None, lifetime: int, auth_time: int | None,
+              fhir_user: bool) -> str:
     now = int(time.time())
     user = CONFIG["fhir_user"] or "Practitioner/test-practitioner"
-    claims: dict[str, Any] = {"iss": BASE, "sub": user.rpartition("/")[2], "aud": client_id,
-                              "iat": now, "exp": now + lifetime, "fhirUser": user}
+    claims: dict[str, Any] = {"iss": BASE, "sub": CONFIG["subject"] or user.rpartition("/")[2],
+                              "aud": client_id, "iat": now, "exp": now + lifetime,
+                              "auth_time": auth_time or now}
+    if fhir_user:
+        claims["fhirUser"] = user
     if nonce:
         claims["nonce"] = nonce
+    claims.update(CONFIG["user_claims"])
+    claims.update(CONFIG["id_token_claims"])
     return _sign(claims)
 
 
@@ -407,6 +450,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
+        if url.path == "/.well-known/openid-configuration":
+            return self._json(200, {
+                "issuer": BASE, "authorization_endpoint": f"{BASE}/authorize",
+                "token_endpoint": f"{BASE}/token", "jwks_uri": f"{BASE}/jwks",
+                "response_types_supported": ["code"], "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS384"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic",
+                                                          "private_key_jwt", "none"],
+                "scopes_supported": ["openid", "profile", "email", "fhirUser"],
+                "claims_supported": ["sub", "name", "preferred_username", "auth_time",
+                                     "fhirUser", "roles"]})
         if url.path == "/jwks":
             return self._json(200, KeySet([KEY]).as_dict(private=False))
         if url.path == "/_state":
@@ -464,6 +519,14 @@ class Handler(BaseHTTPRequestHandler):
                               "the body must be application/x-www-form-urlencoded")
             form = {k: v[0] for k, v in
                     parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
+            form.pop("_basic", None)
+            basic = self.headers.get("Authorization") or ""
+            if basic.startswith("Basic "):
+                try:
+                    user, _, secret = base64.b64decode(basic[6:]).decode("utf-8").partition(":")
+                except ValueError:
+                    raise Refused("invalid_client", "malformed Basic credentials") from None
+                form["_basic"] = f"{unquote_plus(user)}:{unquote_plus(secret)}"
             answer = _token(form)
         except Refused as refused:
             _reject("/token", refused)

@@ -17,9 +17,10 @@ EXPECTED_OPEN = {
     "/fhir/Questionnaire", "/fhir/Questionnaire/<fhir_id:id_>", "/fhir/CodeSystem",
     "/fhir/CodeSystem/<id_>", "/cds-services", "/cds-services/<service_id>",
     "/cds-services/<service_id>/feedback", "/auth/token", "/fhir/.well-known/smart-configuration",
+    "/sso/<name>", "/sso/callback",
 }
 CLINICIAN_ONLY = {"exam.sign", "exam.amend", "exam.cancel_amendment", "exam.deliver_again",
-                  "exam.delivery_patient"}
+                  "exam.delivery_patient", "sso.step_up"}
 
 
 def _url(rule) -> str:  # type: ignore[no-untyped-def]

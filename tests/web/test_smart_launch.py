@@ -325,7 +325,9 @@ def test_a_launch_audits_the_patient_brought_and_refreshed_and_the_exam_begun(ap
               and json.loads(t)["subtype"][0]["code"] in ("create", "update")]
     [patient_id] = [p.id for p in store_mod.from_app(app).patients()]
     facts = [audit.facts(e) for e in events]
+    # the launch signed in the EHR's practitioner (its id token's fhirUser): they act
+    launched = "test-practitioner"
     assert [(f.action, f.resource, f.patient_id, f.agent) for f in facts] == [
-        ("C", f"Patient/{patient_id}", patient_id, "test-clinician"),
-        ("C", f"QuestionnaireResponse/{first}", patient_id, "test-clinician"),
-        ("U", f"Patient/{patient_id}", patient_id, "test-clinician")]
+        ("C", f"Patient/{patient_id}", patient_id, launched),
+        ("C", f"QuestionnaireResponse/{first}", patient_id, launched),
+        ("U", f"Patient/{patient_id}", patient_id, launched)]
