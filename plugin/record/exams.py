@@ -22,7 +22,7 @@ from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
 from ..core.responses import Context
-from . import pipeline, signoff, trail
+from . import observations, pipeline, signoff, trail
 from .trail import By
 
 
@@ -102,15 +102,21 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
          by: By) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
-    queued for the EHR in the same transaction when delivery is on (``ehr_base``)."""
+    queued for the EHR in the same transaction when delivery is on (``ehr_base``), with
+    its Observations as the FHIR API serves them (``observations``), stored in that same
+    transaction: from then on they are the patient's current ones."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
+    served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
+                                      number=exam.revisions + 1, response=signed.response,
+                                      signed_at=now)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
+               observations=served,
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
                                       else "signed", revision=True))
     return signed
