@@ -308,7 +308,7 @@ class Store:
                 response=response, reason=row.amend_reason, **signature))
             if observations is not None:
                 observation_store.insert_revision(conn, key, row.revisions, row.patient_id,
-                                                  observations)
+                                                  observations, latest=row.revisions)
             if payload is not None:
                 now = _now()
                 conn.execute(insert(outbox).values(
@@ -417,14 +417,15 @@ class Store:
         process got there first) or the revision does not exist."""
         key = _key(exam_id, "exam")
         with self._writer.begin() as conn:
-            found = conn.execute(select(exams.c.patient_id).select_from(
+            found = conn.execute(select(exams.c.patient_id, exams.c.revisions).select_from(
                 exams.join(revisions, revisions.c.exam_id == exams.c.id))
-                .where(exams.c.id == key, revisions.c.number == revision)).scalar()
+                .where(exams.c.id == key, revisions.c.number == revision)).one_or_none()
             if found is None:
                 return False
             try:
                 with conn.begin_nested():
-                    observation_store.insert_revision(conn, key, revision, found, records)
+                    observation_store.insert_revision(conn, key, revision, found.patient_id,
+                                                      records, latest=found.revisions)
             except exc.IntegrityError:
                 return False
         return True

@@ -227,9 +227,9 @@ launches = Table(
 
 #: The signed revisions' Observations, materialised at signature exactly as the FHIR API
 #: serves them (``resource``: the JSON text as written, so every read serves the same
-#: bytes), one row per Observation per revision; never updated. The current ones are those
-#: of the exam's latest revision (``revision = exams.revisions``): an amendment's
-#: signature adds its own rows and the earlier revision's stay, no longer current.
+#: bytes), one row per Observation per revision. ``current`` marks those of the exam's
+#: latest revision: an amendment's signature adds its own rows and, in the same
+#: transaction, unmarks the earlier revision's, which stay stored (the only update).
 #: ``patient_id`` and ``date`` (effective) are copied out for search; ``position`` keeps
 #: the form order within a revision.
 observations = Table(
@@ -240,10 +240,10 @@ observations = Table(
     Column("position", Integer, nullable=False),
     Column("patient_id", _id(), ForeignKey("patients.id"), nullable=False),
     Column("date", UTCDateTime(), nullable=False),
+    Column("current", Boolean, nullable=False),
     Column("resource", Text, nullable=False),
-    # covers the search's filter and its join to the current revision: counting a
-    # patient's Observations never reads the resources
-    Index(None, "patient_id", "date", "exam_id", "revision"),
+    # the search: a patient's current Observations by date, counted from the index alone
+    Index(None, "patient_id", "current", "date"),
     Index(None, "exam_id", "id"),
 )
 

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("patient_id", sa.Uuid(as_uuid=False), nullable=False),
         sa.Column("date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("current", sa.Boolean(), nullable=False),
         sa.Column("resource", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["exam_id"], ["exams.id"],
                                 name="fk_observations_exam_id_exams"),
@@ -44,8 +45,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("exam_id", "revision", "id", name="pk_observations"),
     )
     op.create_index("ix_observations_exam_id_id", "observations", ["exam_id", "id"])
-    op.create_index("ix_observations_patient_id_date_exam_id_revision", "observations",
-                    ["patient_id", "date", "exam_id", "revision"])
+    op.create_index("ix_observations_patient_id_current_date", "observations",
+                    ["patient_id", "current", "date"])
     op.create_table(
         "observation_codes",
         sa.Column("exam_id", sa.Uuid(as_uuid=False), nullable=False),
@@ -67,7 +68,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_observation_codes_code_system", table_name="observation_codes")
     op.drop_table("observation_codes")
-    op.drop_index("ix_observations_patient_id_date_exam_id_revision",
-                  table_name="observations")
+    op.drop_index("ix_observations_patient_id_current_date", table_name="observations")
     op.drop_index("ix_observations_exam_id_id", table_name="observations")
     op.drop_table("observations")
