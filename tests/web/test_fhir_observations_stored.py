@@ -273,3 +273,33 @@ def test_a_signature_refuses_observations_of_another_revision(sqlite_store, kb, 
                    signed_by="Dr Lee", signed_at=MAY, observations=wrong)
     assert store.exam(exam.id).state == "draft" and store.exam(exam.id).revisions == 0
     assert store.search_observations(patient_ids=[ana.id]) == (0, [])
+
+
+def test_db_upgrade_backfills_when_the_service_does_not_upgrade(tmp_path: Path, kb,
+                                                                form) -> None:
+    """With DATABASE_UPGRADE off the operator's ``db upgrade`` is the upgrade: it
+    migrates and fills the Observations of what was signed before."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'exam.sqlite3'}"
+    _at_0006(url)
+    old = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "DATABASE_URL": url,
+                      "DATABASE_UPGRADE": False})
+    ana = tablet.patient(old)
+    exam = tablet.sign(old, kb, tablet.draft(old, form, ana), ana, MAY, materialise=False)
+    store_mod.from_app(old).dispose()
+    result = subprocess.run([sys.executable, "-m", "plugin", "db", "upgrade"],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                            text=True, timeout=120,
+                            env={**os.environ, "PLUGIN_DATABASE_URL": url,
+                                 "PLUGIN_DATABASE_UPGRADE": "false"})
+    assert result.returncode == 0, result.stderr
+    store = Store(url)
+    try:
+        assert store.revisions_without_observations() == []
+        total, page = store.search_observations(patient_ids=[ana.id])
+        assert total == len(ANSWERS) and {o.exam_id for o in page} == {exam.id}
+    finally:
+        store.dispose()
