@@ -185,7 +185,52 @@ def measure(backend: str, url: str, kb: Any, runs: int, pdf_runs: int,
         documents = interleaved({"ours": summary, "weasyprint": lambda: weasyprint_alone(html)},
                                 pdf_runs, warmups=2)
     return {"backend": backend, "observations": data["observations"], "requests": requests,
-            "documents": documents}
+            "documents": documents, "url": url, "extract": data["extract"]}
+
+
+def extract_gc(url: str, body: dict[str, Any], runs: int) -> None:
+    """Why (e) misses, shown in this process (Flask's test client, no network): the same
+    ``$extract`` with the heap as start-up leaves it, then after ``gc.freeze()`` (the
+    knowledge, modules and app moved out of the collector's reach, as a gunicorn master
+    can do before it forks). Printed, not judged."""
+    import gc
+
+    from tests.support.signin import signed_in
+
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "SIGNING_KEY": SIGNING_KEY,
+                      "TESTING": True})
+    client, data = signed_in(app), json.dumps(body)
+    full: list[float] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                watch.started = time.perf_counter()  # type: ignore[attr-defined]
+            else:
+                full.append((time.perf_counter() - watch.started) * 1000)  # type: ignore
+
+    def extract() -> None:
+        response = client.post("/fhir/QuestionnaireResponse/$extract", data=data,
+                               content_type="application/fhir+json")
+        assert response.status_code == 200
+
+    gc.callbacks.append(watch)
+    try:
+        for label in ("as started", "after gc.freeze()"):
+            if label != "as started":
+                gc.collect()
+                gc.freeze()
+            full.clear()
+            samples = interleaved({"extract": extract}, runs)["extract"]
+            p50, p99 = statistics.median(samples), _percentile(samples, 0.99)
+            print(f"  in process, {label}: $extract p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                  f"({p99 / p50:.2f}x); {len(full)} full collections, "
+                  f"{max(full, default=0):.0f} ms the longest; "
+                  f"{len(gc.get_objects())} objects tracked")
+    finally:
+        gc.callbacks.remove(watch)
+        gc.unfreeze()
+        storage.from_app(app).dispose()
 
 
 def report(result: dict[str, Any], runs: int, pdf_runs: int) -> list[str]:
@@ -238,9 +283,13 @@ def main() -> None:
                 try:
                     result = measure(backend, server.url(server.create_database()), kb,
                                      args.runs, args.pdf_runs, folder)
+                    misses += report(result, args.runs, args.pdf_runs)
+                    extract_gc(result["url"], result["extract"], args.runs)
                 finally:
                     server.stop()
+                continue
             misses += report(result, args.runs, args.pdf_runs)
+            extract_gc(result["url"], result["extract"], args.runs)
     print("targets: " + ("OK" if not misses else "MISSED: " + "; ".join(misses)))
     sys.exit(1 if misses else 0)
 
