@@ -27,6 +27,10 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     config.check(app.config)
     knowledge.init_app(app)
     store.init_app(app)
+    if app.config.get("DATABASE_UPGRADE", True):  # the data step of the upgrade
+        from .record import observations
+
+        observations.backfill(store.from_app(app), app.extensions[knowledge.EXTENSION_KEY])
     # once per process; every worker reads the same key (SIGNING_KEY or the instance file)
     app.extensions[signing_key.EXTENSION_KEY] = signing_key.load(app.config, app.instance_path)
     boundary.init_app(app)  # first: its checks run before any other hook reads the request

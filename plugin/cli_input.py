@@ -44,14 +44,17 @@ def prepared_app(prefix: str = "", *, migrate: bool = False) -> tuple[Any, int]:
     is off), or None and an exit code after one line saying why: a broken data file (3),
     an unusable database or signing key (4). Every command that needs the service's
     configuration opens it here, so none of them can end in a traceback."""
-    from . import create_app
+    from . import create_app, knowledge
     from .adapters import signing_key, store as storage
     from .errors import KnowledgeError
+    from .record import observations
 
     try:
         app = create_app()
         if migrate and not app.config.get("DATABASE_UPGRADE", True):
-            storage.from_app(app).upgrade()  # else create_app has just done it
+            storage.from_app(app).upgrade()  # else create_app has just done it (and this)
+            observations.backfill(storage.from_app(app),
+                                  app.extensions[knowledge.EXTENSION_KEY])
     except KnowledgeError as exc:
         say(f"error: {prefix}broken data file: {exc}")
         return None, EXIT_KNOWLEDGE

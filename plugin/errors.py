@@ -55,6 +55,11 @@ class NotFoundError(PluginError):
     """A resource the caller named does not exist (unknown Questionnaire, CodeSystem...)."""
 
 
+class GoneError(NotFoundError):
+    """The resource existed and was served, but is no longer current (an amendment
+    removed it); its earlier versions stay readable. HTTP 410."""
+
+
 class ConflictError(PluginError):
     """A write was based on a version that is no longer current (optimistic locking).
 

@@ -27,13 +27,14 @@ from sqlalchemy import (Connection, Engine, Row, and_, case, exc, false, func, i
                         select, type_coerce, update)
 
 from ..errors import ConflictError, InputError, LockedError, NotFoundError, PluginError
-from . import engine as engine_mod, migrations
+from . import engine as engine_mod, migrations, observation_store
 from .engine import StoreError
+from .observation_store import ObservationRecord
 from .tables import EDITABLE, STATES, UTCDateTime, exams, outbox, patients, revisions
 
-__all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord", "PatientRecord",
-           "Revision", "Store", "StoreError", "TimeRange", "database_url", "from_app",
-           "init_app"]
+__all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord",
+           "ObservationRecord", "PatientRecord", "Revision", "Store", "StoreError",
+           "TimeRange", "database_url", "from_app", "init_app"]
 
 log = logging.getLogger(__name__)
 EXTENSION_KEY = "store"
@@ -278,12 +279,17 @@ class Store:
     def sign(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
              response: Mapping[str, Any], provenance: Mapping[str, Any], signed_by: str,
              signed_at: dt.datetime, delivery: Mapping[str, Any] | None = None,
+             observations: Sequence[ObservationRecord] | None = None,
              audit: Audit | None = None) -> ExamRecord:
         """Lock the answers as the next revision; the amendment's reason goes with it.
 
         ``delivery``: the revision's transaction Bundle for the EHR, queued in the outbox
         in this same transaction, so a signed revision never lacks its delivery (and a
-        failed signature queues nothing). ``outbox.py`` delivers it."""
+        failed signature queues nothing). ``outbox.py`` delivers it.
+
+        ``observations``: the revision's Observations as the FHIR API serves them, stored
+        in this same transaction (``observation_store``): once signed they are current,
+        and the earlier revision's are no longer found by search."""
         key = _key(exam_id, "exam")
         answers, response = _json(answers, "answers"), _json(response, "response")
         payload = None if delivery is None else _json(delivery, "delivery")
@@ -300,6 +306,9 @@ class Store:
             conn.execute(insert(revisions).values(
                 exam_id=key, number=row.revisions, status=status, answers=answers,
                 response=response, reason=row.amend_reason, **signature))
+            if observations is not None:
+                observation_store.insert_revision(conn, key, row.revisions, row.patient_id,
+                                                  observations, latest=row.revisions)
             if payload is not None:
                 now = _now()
                 conn.execute(insert(outbox).values(
@@ -398,6 +407,48 @@ class Store:
             total = conn.execute(counted).scalar_one()
             rows = conn.execute(page).all() if limit > 0 else []
         return total, [self._current(row) for row in rows]
+
+    # -- the signed revisions' Observations (``observation_store``) --------------------
+
+    def add_observations(self, exam_id: str, revision: int,
+                         records: Sequence[ObservationRecord]) -> bool:
+        """Store the Observations of a revision signed before they were kept (the
+        backfill). False, with nothing written, when they are already stored (another
+        process got there first) or the revision does not exist."""
+        key = _key(exam_id, "exam")
+        with self._writer.begin() as conn:
+            found = conn.execute(select(exams.c.patient_id, exams.c.revisions).select_from(
+                exams.join(revisions, revisions.c.exam_id == exams.c.id))
+                .where(exams.c.id == key, revisions.c.number == revision)).one_or_none()
+            if found is None:
+                return False
+            try:
+                with conn.begin_nested():
+                    observation_store.insert_revision(conn, key, revision, found.patient_id,
+                                                      records, latest=found.revisions)
+            except exc.IntegrityError:
+                return False
+        return True
+
+    def search_observations(self, *, patient_ids: Collection[str],
+                            codes: Sequence[Sequence[observation_store.Token]] = (),
+                            dates: Sequence[Sequence[TimeRange]] = (), sort: str = "-date",
+                            limit: int = 50, offset: int = 0
+                            ) -> tuple[int, list[ObservationRecord]]:
+        """(total, page) of the patients' current Observations (``observation_store
+        .search``); a malformed patient id matches nothing."""
+        keys = [k for k in map(_maybe_key, patient_ids) if k is not None]
+        return observation_store.search(self._engine, patient_ids=keys, codes=codes,
+                                        dates=dates, sort=sort, limit=limit, offset=offset)
+
+    def observation_versions(self, exam_id: str,
+                             observation_id: str) -> observation_store.Versions:
+        """Every stored revision of one Observation; NotFoundError for an unknown exam."""
+        return observation_store.versions(self._engine, _key(exam_id, "exam"), observation_id)
+
+    def revisions_without_observations(self) -> list[tuple[str, int]]:
+        """(exam id, number) of the revisions signed before Observations were kept."""
+        return observation_store.unmaterialised(self._engine)
 
     # -- rows to records --------------------------------------------------------------
 

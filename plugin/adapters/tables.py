@@ -1,11 +1,13 @@
 """The exam store's tables, defined once: the Store queries them, and a test compares
 them with what the Alembic migrations build, so the two can never drift apart.
 
-Eight tables: ``patients`` (linked to the EHR's Patient when launched from it);
+Ten tables: ``patients`` (linked to the EHR's Patient when launched from it);
 ``exams`` (one row per exam holding its working answers and
 its single draft, with a ``version`` that is the ETag); ``revisions`` (one row per
 signature, never updated, so the history of a signed record stays as it was signed);
-``outbox`` (one row per signed revision to deliver to the EHR: the transaction Bundle,
+``observations`` and ``observation_codes`` (each signed revision's Observations as
+served, with their codes, for search); ``outbox`` (one row per signed revision to
+deliver to the EHR: the transaction Bundle,
 written in the signature's own transaction, its delivery state and what of it reached
 the EHR); ``ehr_servers`` (what deliveries learned of each EHR); ``launches``
 (one row per SMART launch: the OAuth state while authorizing, then the EHR's tokens,
@@ -33,9 +35,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Index,
-                        Integer, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint,
-                        Uuid)
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, DateTime, Dialect, ForeignKey,
+                        ForeignKeyConstraint, Index, Integer, MetaData, String, Table, Text,
+                        TypeDecorator, UniqueConstraint, Uuid)
 from sqlalchemy.dialects.postgresql import JSONB
 
 STATES = ("draft", "signed", "amending")
@@ -232,6 +234,42 @@ launches = Table(
     Column("updated", UTCDateTime(), nullable=False),
     CheckConstraint("stage IN ('authorizing', 'active', 'failed')", name="stage"),
     Index(None, "created"),
+)
+
+#: The signed revisions' Observations, materialised at signature exactly as the FHIR API
+#: serves them (``resource``: the JSON text as written, so every read serves the same
+#: bytes), one row per Observation per revision. ``current`` marks those of the exam's
+#: latest revision: an amendment's signature adds its own rows and, in the same
+#: transaction, unmarks the earlier revision's, which stay stored (the only update).
+#: ``patient_id`` and ``date`` (effective) are copied out for search; ``position`` keeps
+#: the form order within a revision.
+observations = Table(
+    "observations", metadata,
+    Column("exam_id", _id(), ForeignKey("exams.id"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("id", String(64), primary_key=True),  # "<exam id>-<16 hex>"
+    Column("position", Integer, nullable=False),
+    Column("patient_id", _id(), ForeignKey("patients.id"), nullable=False),
+    Column("date", UTCDateTime(), nullable=False),
+    Column("current", Boolean, nullable=False),
+    Column("resource", Text, nullable=False),
+    # the search: a patient's current Observations by date, counted from the index alone
+    Index(None, "patient_id", "current", "date"),
+    Index(None, "exam_id", "id"),
+)
+
+#: Each materialised Observation's codings (``system`` "" for a coding without one), for
+#: the ``code`` token search.
+observation_codes = Table(
+    "observation_codes", metadata,
+    Column("exam_id", _id(), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("observation_id", String(64), primary_key=True),
+    Column("system", Text, primary_key=True),
+    Column("code", Text, primary_key=True),
+    ForeignKeyConstraint(["exam_id", "revision", "observation_id"],
+                         ["observations.exam_id", "observations.revision", "observations.id"]),
+    Index(None, "code", "system"),
 )
 
 cds_jtis = Table(

@@ -53,6 +53,13 @@ OBSERVATION_SEARCH_PARAMS = (
     {"name": "code", "definition": _OBS_PARAM + "clinical-code", "type": "token",
      "documentation": "code, system|code, |code (no system) or system|; matches any coding; "
                       "commas OR, repeats AND."},
+    {"name": "date", "definition": _OBS_PARAM + "clinical-date", "type": "date",
+     "documentation": "The effective time (the exam's signature): prefixes eq, ne, lt, le, "
+                      "gt, ge, sa, eb (not ap); UTC when no timezone; commas OR, repeats AND "
+                      "(e.g. date=ge2026-01-01&date=le2026-06-30)."},
+    {"name": "_sort", "type": "string",  # a result parameter, like _count
+     "documentation": "date (oldest first) or -date (newest first, the default); then by "
+                      "exam and in form order."},
     {"name": "_count", "type": "number",  # a result parameter: R4 defines no SearchParameter
      "documentation": "Page size (default 50, at most 200); next links page."},
 )
@@ -172,13 +179,18 @@ def _statement(kb: KnowledgeBase, *, version: str, base_url: str,
                 {"type": "Observation",
                  "documentation": (
                      "The coded findings of the signed exams, exactly as sent to the EHR in "
-                     "the record Bundle (derived from each exam's current signed revision: "
-                     "drafts have none, an amended exam shows the amended revision's), with "
-                     "references to QuestionnaireResponse/<exam id> and Patient/<id> here. "
-                     "id = <exam id>-<16 hex digits>, stable across amendments. Search needs "
-                     "patient or subject; unsupported parameters are refused unless Prefer: "
+                     "the record Bundle, stored as each revision was signed (search and read "
+                     "find each exam's current signed revision's: drafts have none, an "
+                     "amended exam shows the amended revision's), with references to "
+                     "QuestionnaireResponse/<exam id> and Patient/<id> here. id = <exam id>-"
+                     "<16 hex digits>, stable across amendments; versionId = the revision "
+                     "number, every revision's version kept (vread); read of an id the "
+                     "current revision no longer records is 410. Search needs patient or "
+                     "subject; unsupported parameters are refused unless Prefer: "
                      "handling=lenient."),
-                 "interaction": [{"code": "read"}, {"code": "search-type"}],
+                 "interaction": [{"code": "read"}, {"code": "vread"},
+                                 {"code": "search-type"}],
+                 "versioning": "versioned",
                  "searchParam": [dict(p) for p in OBSERVATION_SEARCH_PARAMS]},
                 {"type": "Practitioner", "interaction": [{"code": "read"}],
                  "documentation": (

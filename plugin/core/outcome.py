@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..errors import AnswerError, InputError, NotFoundError, PluginError, UnavailableError
+from ..errors import (AnswerError, GoneError, InputError, NotFoundError, PluginError,
+                      UnavailableError)
 
 Severity = Literal["fatal", "error", "warning", "information"]
 
@@ -22,6 +23,8 @@ def from_error(error: PluginError) -> dict[str, Any]:
     elif isinstance(error, InputError):
         issues = [issue("error", error.code, message, expression)
                   for expression, message in error.issues]
+    elif isinstance(error, GoneError):
+        issues = [issue("error", "deleted", error.message)]
     elif isinstance(error, NotFoundError):
         issues = [issue("error", "not-found", error.message)]
     elif isinstance(error, UnavailableError):

@@ -8,6 +8,8 @@ absent if tested negative and positive nowhere.
 """
 from __future__ import annotations
 
+import weakref
+
 from dataclasses import dataclass
 
 from . import predicates as p
@@ -36,7 +38,12 @@ class Findings:
         self.symptomatic = p.SIDES if side in (None, "bilateral") else (side,)
         self._side_known = side is not None
         self._values: dict[tuple[str, str | None], p.Result] = {}
-        self.env = p.Env(facts.answers, knowledge.not_done, finding=self.result)
+        # the Env reaches back to this object weakly: a strong reference (the bound
+        # method) would make every assessment a reference cycle, freed only by the
+        # cyclic GC, whose full collections were the slow tail (p99) of ``$extract``
+        this = weakref.ref(self)
+        self.env = p.Env(facts.answers, knowledge.not_done,
+                         finding=lambda *args: this().result(*args))  # type: ignore[union-attr]
         for definition in knowledge.findings.values():  # dependencies come first
             for s in (p.SIDES if definition.sided else (None,)):
                 self._values[(definition.id, s)] = definition.when.evaluate(self.env, s)

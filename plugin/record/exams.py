@@ -22,7 +22,7 @@ from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
 from ..core.responses import Context
-from . import pipeline, signoff, trail
+from . import observations, pipeline, signoff, trail
 from .trail import By
 
 
@@ -103,10 +103,12 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          by: By, time_zone: str = "UTC", ehr_practitioner: str | None = None
          ) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
-    queued for the EHR in the same transaction when delivery is on (``ehr_base``); its
-    summary prints the signing time in the clinic's ``time_zone``. ``ehr_practitioner``
-    is the signer's own Practitioner at that EHR (the fhirUser of their launch), which
-    the EHR's copy names."""
+    queued for the EHR in the same transaction when delivery is on (``ehr_base``), with
+    its Observations as the FHIR API serves them, stored in that same transaction:
+    from then on they are the patient's current ones. Its summary prints the signing
+    time in the clinic's ``time_zone``. ``ehr_practitioner`` is the signer's own
+    Practitioner at that EHR (the fhirUser of their launch), which the EHR's copy
+    names."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
@@ -115,9 +117,13 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                           revision=exam.revisions + 1, reason=exam.amend_reason,
                           time_zone=time_zone, ehr_practitioner=ehr_practitioner)
                 if ehr_base else None)
+    served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
+                                      number=exam.revisions + 1, response=signed.response,
+                                      signed_at=now)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
+               observations=served,
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
                                       else "signed", revision=True))
     return signed

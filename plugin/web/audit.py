@@ -100,12 +100,13 @@ def search_of(resource_type: str, patient_ids: Iterable[str | None]) -> None:
 
 
 def refused_read(resource: str, patient_id: str, message: str, *,
-                 interaction: str = "read") -> None:
+                 interaction: str = "read", code: str = "not-found") -> None:
     """Audit a read of a named patient's data that is refused as not found (a revision,
-    version or Observation that a known exam does not have): BALP's failure pattern,
-    outcome 4 (minor failure) with the OperationOutcome the refusal carries. The caller
-    then answers its 404; if even this cannot be written, 503."""
+    version or Observation that a known exam does not have; ``code`` "deleted" for one an
+    amendment removed): BALP's failure pattern, outcome 4 (minor failure) with the
+    OperationOutcome the refusal carries. The caller then answers its 404 (or 410); if
+    even this cannot be written, 503."""
     audited_read(interaction, actor=current_actor(), resource=resource,
                  patient_id=patient_id,
                  failure=Failure(audit_events.MINOR_FAILURE,
-                                 outcome.simple("error", "not-found", message)))
+                                 outcome.simple("error", code, message)))

@@ -17,7 +17,8 @@ from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
 
 from ..core import outcome
-from ..errors import AnswerError, InputError, NotFoundError, PluginError, UnavailableError
+from ..errors import (AnswerError, GoneError, InputError, NotFoundError, PluginError,
+                      UnavailableError)
 
 log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
@@ -39,6 +40,8 @@ def status_of(error: PluginError) -> int:
         return 422
     if isinstance(error, InputError):
         return error.status
+    if isinstance(error, GoneError):
+        return 410
     if isinstance(error, NotFoundError):
         return 404
     if isinstance(error, UnavailableError):

@@ -1,5 +1,5 @@
 """The stored exams on the FHIR API: QuestionnaireResponse read, vread, history and search,
-Patient read, and the signed exams' Observations (search and read).
+Patient read, and the signed exams' Observations (search, read and vread).
 
 A blueprint nested in ``fhir_api.bp`` (so under ``/fhir``, with its ``_format`` check);
 the request conventions come from ``fhir_rest``. Nothing here writes.
@@ -11,16 +11,14 @@ in-progress draft as ``draft-<n>``, n the store's write counter, so the ETag cha
 every autosave; drafts are not kept, so vread of a draft version answers only while it is
 current. An amendment in progress is not shown: the latest signed revision stays current.
 
-Observations are not stored: they are derived from the current signed revision's
-response by the code that builds the record Bundle sent to the EHR (``pipeline.exam_from
-_input`` then ``bundle.extraction``), so they are exactly what the EHR receives, with the
-Bundle's ``urn:uuid`` references made resolvable here (``QuestionnaireResponse/<exam>``,
-``Patient/<id>``). Drafts have none; an amended exam shows only its amended revision's.
-An Observation's id is ``<exam id>-<16 hex digits of the urn:uuid it has in the Bundle>``
-(that urn:uuid is a uuid5 of its identifier ``<exam id>/<linkId>[/<code>]``): the exam id
-finds the record without an index or a scan, and the rest names the finding, so the id
-stays the same across amendments for as long as the finding is recorded (a position
-number would point at another finding after an amendment).
+Observations are stored with the revision that recorded them, at its signature
+(``record.observations``: exactly the Observations of the record Bundle the EHR
+receives, with references that resolve here), and read from there, never derived again:
+search and read find those of each exam's current signed revision (drafts have none; an
+amended exam shows only its amended revision's). An id is ``<exam id>-<16 hex digits>``,
+stable across amendments while the finding is recorded; an id the current revision no
+longer records (an amendment removed the finding) is 410 Gone on read, and every
+revision's version stays readable by vread (``Observation/<id>/_history/<revision>``).
 """
 from __future__ import annotations
 
@@ -32,15 +30,12 @@ from typing import Any
 from flask import Blueprint, Response
 from werkzeug.http import http_date
 
-from .. import __version__
 from ..adapters import store as store_mod
-from ..core import bundle
-from ..record import pipeline
-from ..errors import InputError, NotFoundError
+from ..errors import GoneError, InputError, NotFoundError
 from .audit import read_of, refused_read, search_of
 from .auth import requires_scope
 from .errors import fhir_response
-from .fhir_rest import (base_url, date_ranges, kb, paging, patient_ids, register_converter,
+from .fhir_rest import (base_url, date_ranges, paging, patient_ids, register_converter,
                         search_args, searchset, split_values, store, token)
 
 bp = Blueprint("records", __name__)
@@ -50,7 +45,10 @@ bp.record_once(register_converter)
 RECORD_PARAMETERS = ("patient", "subject", "status", "authored", "_count", "_offset",
                      "_format")
 #: Observation search: ``patient`` or ``subject`` is required (no unbounded scans).
-OBSERVATION_PARAMETERS = ("patient", "subject", "code", "_count", "_offset", "_format")
+OBSERVATION_PARAMETERS = ("patient", "subject", "code", "date", "_sort", "_count", "_offset",
+                          "_format")
+#: Observation search orders: by date (the effective time), oldest or newest first.
+OBSERVATION_SORTS = ("date", "-date")
 QR_STATUS_SYSTEM = "http://hl7.org/fhir/questionnaire-answers-status"
 #: Every R4 QuestionnaireResponse status: the last two are valid but never stored here.
 QR_STATUSES = ("in-progress", "completed", "amended", "entered-in-error", "stopped")
@@ -175,14 +173,16 @@ def search_responses() -> Response:
                                    entries=entries, ignored=ignored))
 
 
-# --- Observation: search and read --------------------------------------------------------------
+# --- Observation: search, read and vread ------------------------------------------------------
 
 @bp.get(f"/{OBS}")
 @requires_scope("Observation", "s")
 def search_observations() -> Response:
-    """The Observations of the patient's signed exams (each exam's current revision),
-    newest exam first and in form order within an exam; ``code`` tokens match any of an
-    Observation's codings. Repeated parameters AND, commas OR; paged by _count."""
+    """The Observations of the patient's signed exams (each exam's current revision), as
+    stored at signature. Newest first (``_sort=-date``, the default; ``_sort=date`` oldest
+    first), then by exam and in form order; ``code`` tokens match any of an Observation's
+    codings; ``date`` (the effective time, the signature's) takes the date prefixes.
+    Repeated parameters AND, commas OR; paged by _count."""
     args, ignored = search_args(OBSERVATION_PARAMETERS, OBS)
     patients = patient_ids(args)
     if patients is None:
@@ -190,88 +190,79 @@ def search_observations() -> Response:
                          "not search every patient's Observations at once.",
                          expression="patient", code="required")
     codes = [[token(v) for v in split_values(value)] for name, value in args if name == "code"]
+    dates = [[r for v in split_values(value) for r in date_ranges(v, "date")]
+             for name, value in args if name == "date"]
     count, offset = paging(args)
-    _, exams = store().search_current(patient_ids=patients, statuses=SIGNED, limit=10_000)
-    found = [(current.exam.patient_id, o) for current in exams for o in observations(current)
-             if all(any(_has_code(o, system, code) for system, code in alternatives)
-                    for alternatives in codes)]
-    served = found[offset:offset + count]
-    search_of(OBS, (patient for patient, _ in served))
+    total, page = store().search_observations(patient_ids=patients, codes=codes, dates=dates,
+                                              sort=_sort(args), limit=count, offset=offset)
+    search_of(OBS, (o.patient_id for o in page))
     base = base_url()
-    entries = [{"fullUrl": f"{base}/{OBS}/{o['id']}", "resource": o,
-                "search": {"mode": "match"}} for _, o in served]
-    return fhir_response(searchset(OBS, args, total=len(found), count=count, offset=offset,
+    entries = [{"fullUrl": f"{base}/{OBS}/{o.id}", "resource": o.resource,
+                "search": {"mode": "match"}} for o in page]
+    return fhir_response(searchset(OBS, args, total=total, count=count, offset=offset,
                                    entries=entries, ignored=ignored))
 
 
 @bp.get(f"/{OBS}/<fhir_id:id_>")
 @requires_scope("Observation", "r")
 def read_observation(id_: str) -> Response:
-    """One Observation of a signed exam's current revision, by the id search gives it."""
-    unknown = NotFoundError(f"{OBS}/{id_} is not known to this server.")
+    """One Observation of a signed exam's current revision, by the id search gives it.
+    An id the current revision no longer records (an amendment dropped the finding) is
+    410 Gone: it was served once and its revisions stay readable by vread."""
+    versions = _observation_versions(id_)
+    current = versions.current
+    if current is None:
+        if versions.records:
+            gone = GoneError(f"{OBS}/{id_} is not in the exam's current revision "
+                             f"({versions.current_revision}): an amendment removed it. "
+                             f"Earlier versions: " + ", ".join(
+                                 f"{OBS}/{id_}/_history/{r.revision}"
+                                 for r in versions.records) + ".")
+            refused_read(f"{OBS}/{id_}", versions.patient_id, gone.message, code="deleted")
+            raise gone
+        unknown = NotFoundError(f"{OBS}/{id_} is not known to this server.")
+        refused_read(f"{OBS}/{id_}", versions.patient_id, unknown.message)
+        raise unknown
+    read_of(f"{OBS}/{id_}", versions.patient_id)
+    return _versioned(dict(current.resource))
+
+
+@bp.get(f"/{OBS}/<fhir_id:id_>/_history/<vid>")
+def vread_observation(id_: str, vid: str) -> Response:
+    """One Observation as a signed revision recorded it (versionId = revision number),
+    current or not."""
+    versions = _observation_versions(id_)
+    found = next((r for r in versions.records if str(r.revision) == vid), None)
+    if found is None:
+        missing = NotFoundError(f"{OBS}/{id_} has no version {vid}.")
+        refused_read(f"{OBS}/{id_}/_history/{vid}", versions.patient_id, missing.message,
+                     interaction="vread")
+        raise missing
+    read_of(f"{OBS}/{id_}/_history/{vid}", versions.patient_id, interaction="vread")
+    return _versioned(dict(found.resource))
+
+
+def _observation_versions(id_: str) -> store_mod.observation_store.Versions:
+    """What is stored under an Observation id; 404 (not audited: it names no stored exam,
+    so nobody) when the id cannot be ours or its exam is unknown."""
     match = _OBSERVATION_ID.fullmatch(id_)
-    if match is None:
-        raise unknown
     try:
-        current = store().current(match.group(1))
+        if match is None:
+            raise NotFoundError("malformed")
+        return store().observation_versions(match.group(1), id_)
     except NotFoundError:
-        raise unknown from None
-    found = next((o for o in observations(current) if o["id"] == id_), None)
-    if found is None:  # the exam is known, so is its patient: a refused read of their data
-        refused_read(f"{OBS}/{id_}", current.exam.patient_id, unknown.message)
-        raise unknown
-    read_of(f"{OBS}/{id_}", current.exam.patient_id)
-    return _versioned(found)
+        raise NotFoundError(f"{OBS}/{id_} is not known to this server.") from None
 
 
-def observations(current: store_mod.Current) -> list[dict[str, Any]]:
-    """The Observations the EHR received for the exam's current signed revision (none
-    for a draft), as served here: our ids, meta, and references that resolve here."""
-    revision = current.revision
-    if revision is None:
-        return []
-    knowledge = kb()
-    exam = pipeline.exam_from_input(knowledge, dict(revision.response),
-                                    now=revision.signed_at)
-    record = bundle.extraction(exam, knowledge.mappings_for(exam.form),
-                               plugin_version=__version__,
-                               recorded=revision.signed_at.isoformat(timespec="seconds"))
-    exam_id = current.exam.id
-    local = {e["fullUrl"]: f"{QR}/{exam_id}" for e in record["entry"]
-             if e["resource"]["resourceType"] == QR}
-    found = [e for e in record["entry"] if e["resource"]["resourceType"] == OBS]
-    local.update({e["fullUrl"]: f"{OBS}/{_observation_id(exam_id, e['fullUrl'])}"
-                  for e in found})
-    result = []
-    for entry in found:
-        resource = _localised(entry["resource"], local)
-        if isinstance(resource.get("subject"), Mapping):
-            resource["subject"] = {**resource["subject"],
-                                   "reference": f"Patient/{current.exam.patient_id}"}
-        result.append(_with_meta(resource, _observation_id(exam_id, entry["fullUrl"]),
-                                 str(revision.number), revision.signed_at))
-    return result
-
-
-def _observation_id(exam_id: str, full_url: str) -> str:
-    return f"{exam_id}-{full_url.removeprefix('urn:uuid:').replace('-', '')[:16]}"
-
-
-def _localised(value: Any, local: Mapping[str, str]) -> Any:
-    """``value`` with every reference to a Bundle entry served here rewritten to its
-    address on this server."""
-    if isinstance(value, Mapping):
-        return {k: (local.get(v, v) if k == "reference" and isinstance(v, str)
-                    else _localised(v, local)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_localised(v, local) for v in value]
-    return value
-
-
-def _has_code(observation: Mapping[str, Any], system: str | None, code: str | None) -> bool:
-    return any((system is None or c.get("system", "") == system)
-               and (code is None or c.get("code") == code)
-               for c in observation["code"].get("coding", []))
+def _sort(args: list[tuple[str, str]]) -> str:
+    values = [v for k, v in args if k == "_sort"]
+    if len(values) > 1:
+        raise InputError("_sort may be given only once.", expression="_sort")
+    if values and values[0] not in OBSERVATION_SORTS:
+        raise InputError(f"_sort={values[0]!r} is not supported; Observation search sorts "
+                         f"by {' or '.join(OBSERVATION_SORTS)}.", expression="_sort",
+                         code="not-supported")
+    return values[0] if values else "-date"
 
 
 def _read_version(current: store_mod.Current, vid: str) -> None:

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from plugin.adapters import audit, outbox
 from plugin.adapters.ehr_http import Result
 from plugin.adapters.store import Store
-from plugin.adapters.tables import audit_events, outbox as outbox_table, patients, revisions
+from plugin.adapters.tables import (audit_events, observations as observations_table,
+                                   outbox as outbox_table, patients, revisions)
 from plugin.core import audit_events as ae
-from plugin.record import exams, signoff, trail
+from plugin.record import exams, observations, signoff, trail
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.tablet import ANSWERS, AMENDED
 
@@ -110,7 +111,9 @@ def test_a_write_whose_audit_cannot_be_appended_changes_nothing(store, kb) -> No
     def broken(_):
         return [taken]
 
-    counts = {t.name: _count(store, t) for t in (patients, revisions, audit_events)}
+    tables = (patients, revisions, audit_events, observations_table)
+    counts = {t.name: _count(store, t) for t in tables}
+    assert counts["observations"] > 0  # the first signature stored its Observations
     with pytest.raises(audit.AuditUnavailable):
         store.add_patient(PATIENT, audit=broken)
     with pytest.raises(audit.AuditUnavailable):
@@ -129,10 +132,13 @@ def test_a_write_whose_audit_cannot_be_appended_changes_nothing(store, kb) -> No
         store.sign(exam.id, expected_version=amending.version, answers=AMENDED,
                    response=signed.response, provenance=signed.provenance,
                    signed_by="Dr Ann Lee", signed_at=NOW, audit=broken,
-                   delivery={"resourceType": "Bundle", "type": "transaction"})
+                   delivery={"resourceType": "Bundle", "type": "transaction"},
+                   observations=observations.of_revision(
+                       kb, exam_id=exam.id, patient_id=record.id, number=2,
+                       response=signed.response, signed_at=NOW))
     assert store.exam(exam.id) == amending and len(store.revisions(exam.id)) == 1
     assert _count(store, outbox_table) == 0  # no delivery queued either
-    assert {t.name: _count(store, t) for t in (patients, revisions, audit_events)} == \
+    assert {t.name: _count(store, t) for t in tables} == \
         {**counts, "audit_events": counts["audit_events"] + 1}  # the amendment's event
 
 

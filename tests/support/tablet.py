@@ -7,7 +7,7 @@ from typing import Any
 
 from plugin.adapters import store as store_mod
 from plugin.core import drafts, patient as patient_mod
-from plugin.record import signoff
+from plugin.record import observations, signoff
 from plugin.core.responses import Context
 
 ANSWERS = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee",
@@ -43,13 +43,20 @@ def draft(app: Any, form: Any, patient: store_mod.PatientRecord,
 
 
 def sign(app: Any, kb: Any, exam: store_mod.ExamRecord, patient: store_mod.PatientRecord,
-         when: dt.datetime, answers: dict[str, Any] = ANSWERS) -> store_mod.ExamRecord:
+         when: dt.datetime, answers: dict[str, Any] = ANSWERS, *,
+         materialise: bool = True) -> store_mod.ExamRecord:
+    """Sign as ``record.exams.sign`` does: the revision with its Observations (none with
+    ``materialise=False``: a revision signed before they were stored)."""
     signed = signoff.sign(kb, answers, record_id=exam.id, patient=patient.resource,
-                          signer=signoff.Signer("Dr Lee"), signed_at=when, revision=exam.revisions + 1,
-                          reason=exam.amend_reason)
+                          signer=signoff.Signer("Dr Lee"), signed_at=when,
+                          revision=exam.revisions + 1, reason=exam.amend_reason)
+    served = observations.of_revision(kb, exam_id=exam.id, patient_id=patient.id,
+                                      number=exam.revisions + 1, response=signed.response,
+                                      signed_at=when) if materialise else None
     return store_mod.from_app(app).sign(
         exam.id, expected_version=exam.version, answers=answers, response=signed.response,
-        provenance=signed.provenance, signed_by="Dr Lee", signed_at=when)
+        provenance=signed.provenance, signed_by="Dr Lee", signed_at=when,
+        observations=served)
 
 
 def begin_amendment(app: Any, form: Any, exam: store_mod.ExamRecord,

@@ -185,15 +185,22 @@ def test_patient_is_required_and_unknown_parameters_are_refused(make_app, kb, fo
     for query in ("", "code=1234-5", "patient=", "_count=5"):
         refused(client.get(f"{OBS}?{query}"), validator, 400, "needs patient (or subject)")
     for query in (f"patient={ana.id}&status=final", f"patient={ana.id}&code:text=angle",
-                  f"patient={ana.id}&_sort=date"):
+                  f"patient={ana.id}&_elements=code"):
         refused(client.get(f"{OBS}?{query}"), validator, 400, "Unsupported search parameter")
-    lenient = valid(client.get(f"{OBS}?patient={ana.id}&_sort=date",
+    lenient = valid(client.get(f"{OBS}?patient={ana.id}&_elements=code",
                                headers={"Prefer": "handling=lenient"}), validator)
     assert lenient["total"] > 0
     warning = [e for e in lenient["entry"] if e["search"]["mode"] == "outcome"]
-    assert "_sort" in warning[0]["resource"]["issue"][0]["details"]["text"]
-    for query in (f"patient={ana.id}&_count=x", f"patient={ana.id}&code=a|b|c"):
+    assert "_elements" in warning[0]["resource"]["issue"][0]["details"]["text"]
+    for query in (f"patient={ana.id}&_sort=code", f"patient={ana.id}&_sort=date,code"):
+        refused(client.get(f"{OBS}?{query}"), validator, 400, "sorts by date or -date")
+    refused(client.get(f"{OBS}?patient={ana.id}&_sort=date&_sort=-date"), validator, 400,
+            "only once")
+    for query in (f"patient={ana.id}&_count=x", f"patient={ana.id}&code=a|b|c",
+                  f"patient={ana.id}&date=2026-13-01", f"patient={ana.id}&date=yesterday"):
         refused(client.get(f"{OBS}?{query}"), validator, 400, "")
+    refused(client.get(f"{OBS}?patient={ana.id}&date=ap2026-05-01"), validator, 400,
+            "'ap' prefix is not supported")
     # the records blueprint is nested in the API's: its _format check applies here too
     refused(client.get(f"{OBS}?patient={ana.id}&_format=xml"), validator, 406,
             "_format=xml is not served")
