@@ -22,6 +22,8 @@ from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
 from ..core.responses import Context
+from ..decision import impression as impression_mod
+from ..errors import InputError
 from . import pipeline, signoff, trail
 from .trail import By
 
@@ -97,6 +99,23 @@ def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
     return saved, checked
 
 
+def save_impression(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord, *,
+                    expected_version: int, impression: Any, by: By) -> store_mod.ExamRecord:
+    """Store the clinician's working impression and plan (autosaved like the answers,
+    refused on a stale version). Anything outside the decision vocabulary is refused,
+    by field, and nothing is saved; a missing reason is kept and asked for at signing."""
+    decided = impression_mod.load(kb.decision, impression)
+    return store.save_impression(exam.id, expected_version=expected_version,
+                                 impression=decided.as_json() or None,
+                                 audit=trail.exam_write(by, "update", "impression saved"))
+
+
+def impression_of(kb: Any, stored: Mapping[str, Any] | None) -> impression_mod.Impression:
+    """A stored impression and plan, read back (checked again: the vocabulary may have
+    changed since it was saved)."""
+    return impression_mod.load(kb.decision, stored)
+
+
 def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
@@ -107,17 +126,25 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
-    delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
+    impression = impression_of(kb, exam.impression)
+    missing = impression_mod.missing_reasons(impression, pipeline.suggested_referrals(
+        pipeline.assess_exam(kb, signed.exam)))
+    if missing:
+        raise InputError(missing[0][1], issues=missing, status=422, code="required")
+    delivery = (_delivery(kb, signed, patient_record, now, ehr_base, impression)
+                if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
-                                      else "signed", revision=True))
+                                      else "signed", revision=True),
+               impression=impression.as_json() or None)
     return signed
 
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
-              now: dt.datetime, ehr_base: str) -> dict[str, Any]:
+              now: dt.datetime, ehr_base: str,
+              impression: impression_mod.Impression = impression_mod.NONE) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
     exam = replace(signed.exam, context=replace(
@@ -125,9 +152,10 @@ def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.Patient
         author=ehr_author(signed.exam.context.author)))
     summary = documents.summary_document(
         kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
-        assessment=pipeline.assess_exam(kb, exam).as_json(), now=now)
+        assessment=pipeline.assess_exam(kb, exam).as_json(), now=now,
+        impression=impression)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
-                           documents=[summary])
+                           documents=[summary], impression=impression)
 
 
 def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from ..record.trail import By
 from ..core.responses import Exam
 from ..decision import sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
-from . import boundary
+from . import boundary, impression_form
 from .audit import read_of, refused_read, search_of
 from .auth import current_user, requires
 from .patient_form import PatientInput
@@ -261,18 +261,26 @@ def _decision_support(valid: Any) -> dict[str, Any]:
 
 
 def _review(exam_id: str, *, message: str | None = None, status: int = 200,
-            password_error: str | None = None) -> Any:
+            password_error: str | None = None,
+            impression: tuple[Mapping[str, Any] | None, Mapping[str, str]] | None = None
+            ) -> Any:
+    """The review page; ``impression``: the panel's values and field errors to show
+    instead of the stored ones (a refused save keeps what was typed)."""
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
         return redirect(url_for("exam.record", exam_id=exam_id))
     _read_exam(record)  # also when re-shown after a refused signing: it is seen again
     checked = drafts.check(form, record.answers)
+    support = _decision_support(checked.valid)
+    values, field_errors = impression if impression else (record.impression, {})
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
-        errors=checked.errors, **_decision_support(checked.valid), message=message,
+        errors=checked.errors, **support, message=message,
         password_error=password_error,
+        plan=impression_form.panel(_kb().decision, values, support["assessment"],
+                                   field_errors),
         layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
@@ -315,11 +323,54 @@ def sign(exam_id: str) -> Any:
     except LockedError:
         return redirect(url_for("exam.record", exam_id=exam_id), 303)
     except InputError as exc:
+        if any((e or "").startswith("impression.") for e, _ in exc.issues):
+            return _review(exam_id, message="Complete your impression and plan before "
+                           "signing: " + exc.message, status=422, impression=(
+                               record.impression, impression_form.field_errors(exc.issues)))
         return _review(exam_id, message=exc.message, status=422)
     except AnswerError:
         return _review(exam_id, message="Correct the problems listed before signing.",
                        status=422)
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
+
+
+@bp.post("/exams/<exam_id>/impression")
+@requires("clinician")
+def save_impression(exam_id: str) -> Any:
+    """Save the clinician's impression and plan from the review page: a form post
+    (back to the review) or the page's autosave (``Accept: application/json``, the
+    version in If-Match), refused on a stale version like the answers."""
+    record, _, form = _load(exam_id)
+    wants_json = request.accept_mimetypes.best == "application/json"
+    expected = _if_match() if wants_json else _form_version()
+    assessment = _assessment(drafts.check(form, record.answers).valid)
+    suggested = {r["service"]: r["priority"] for r in assessment["referrals"]}
+    values = impression_form.from_form(request.form, suggested)
+    try:
+        saved = exams.save_impression(_store(), _kb(), record, expected_version=expected,
+                                      impression=values, by=requester())
+    except ConflictError as exc:
+        if wants_json:
+            return _json_error(412, "conflict", CONFLICT, version=exc.current)
+        return _review(exam_id, message=CONFLICT, status=409, impression=(values, {}))
+    except LockedError:
+        if wants_json:
+            return _json_error(409, "locked", LOCKED)
+        return redirect(url_for("exam.record", exam_id=exam_id), 303)
+    except InputError as exc:
+        errors = impression_form.field_errors(exc.issues)
+        added = request.form.get("add.service") or ""
+        errors = {("add" + k[len(f"referral.{added}"):] if added and
+                   k.startswith(f"referral.{added}") else k): v for k, v in errors.items()}
+        if wants_json:
+            return _json_error(422, "invalid", "Not saved: " + exc.message, errors=errors)
+        return _review(exam_id, message="Your impression and plan was not saved: "
+                       + exc.message, status=422, impression=(values, errors))
+    if wants_json:
+        response = jsonify(version=saved.version)
+        response.headers["ETag"] = f'"{saved.version}"'
+        return response
+    return redirect(url_for("exam.review", exam_id=exam_id) + "#impression", 303)
 
 
 def _form_version() -> int:

@@ -19,7 +19,7 @@ EXPECTED_OPEN = {
     "/cds-services/<service_id>/feedback",
 }
 CLINICIAN_ONLY = {"exam.sign", "exam.amend", "exam.cancel_amendment", "exam.deliver_again",
-                  "exam.delivery_patient"}
+                  "exam.delivery_patient", "exam.save_impression"}
 
 
 def _url(rule) -> str:  # type: ignore[no-untyped-def]

@@ -19,7 +19,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from ...core import answers, layout, patient as patient_mod, responses
 from ...core.documents import Document
 from ...core.responses import Exam
-from ...decision import sources as sources_mod
+from ...decision import impression as impression_mod, sources as sources_mod
+from ...decision.impression import Impression
 from . import pdf
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -51,7 +52,8 @@ def _environment() -> Environment:
     return env
 
 
-def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit) -> str:
+def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
+                 impression: Impression = impression_mod.NONE) -> str:
     """The clinician summary: header, red flags, findings left | right, body map,
     differential with its evidence, referrals, PT focus, the disclaimer and sources."""
     form = exam.form
@@ -68,17 +70,24 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         lateral=_condensed([(p, rows) for p, rows in sections if layout.lateral(form, p.item)]),
         sites=sites if any(p.sites for p, _ in sections) else [], assessment=assessment,
         sources=sources_mod.numbered(assessment, kb.decision.citations),
-        shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version)
+        shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version,
+        decided=impression_mod.view(kb.decision, impression, assessment))
 
 
-def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False) -> str:
+def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
+                 impression: Impression = impression_mod.NONE) -> str:
     """The patient handout. Routine: the most likely condition in plain words, first
     exercises, when to come back, and the emergency box whenever the spine or a nerve
     may be involved. Under a red flag the urgency's own content replaces all of that
-    (``urgent_content``): nothing that could delay care."""
+    (``urgent_content``): nothing that could delay care.
+
+    It follows the clinician's plan: their working diagnosis, when they recorded one,
+    is the condition explained. The urgency stays the assessment's: a plan that drops
+    the emergency referral never turns an emergency handout into a routine one."""
     handouts = kb.handouts
     suggested = [c for c in assessment["differential"] if c["suggested"]]
-    top = handouts.for_condition(suggested[0]["condition"]) if suggested else None
+    chosen = impression.condition or (suggested[0]["condition"] if suggested else None)
+    top = handouts.for_condition(chosen) if chosen else None
     nerve = any(handouts.for_condition(c["condition"]).spine_or_nerve for c in suggested)
     return _environment().get_template("handout.html").render(
         title=HANDOUT_TITLE, handouts=handouts, top=top, urgency=assessment["urgency"],
@@ -120,27 +129,32 @@ def urgent_content(handouts: Any, assessment: Mapping[str, Any]) -> UrgentConten
 
 
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
-                variant: str | None = "pdf/a-3a") -> bytes:
-    return pdf.render(summary_html(kb, exam, assessment, visit), variant=variant,
+                variant: str | None = "pdf/a-3a",
+                impression: Impression = impression_mod.NONE) -> bytes:
+    return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression),
+                      variant=variant,
                       title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"])
 
 
 def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
-                variant: str | None = "pdf/a-3a") -> bytes:
-    return pdf.render(handout_html(kb, assessment, large_print=large_print), variant=variant,
+                variant: str | None = "pdf/a-3a",
+                impression: Impression = impression_mod.NONE) -> bytes:
+    return pdf.render(handout_html(kb, assessment, large_print=large_print,
+                                   impression=impression), variant=variant,
                       title=HANDOUT_TITLE, stylesheets=STYLESHEETS["handout"])
 
 
 def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
                      assessment: Mapping[str, Any], clinician: str | None,
-                     now: dt.datetime) -> Document:
+                     now: dt.datetime,
+                     impression: Impression = impression_mod.NONE) -> Document:
     """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
     unless the response is completed or amended."""
     visit = Visit(patient=patient or {}, clinician=clinician,
                   exam_date=exam_date(exam.context.authored, now), identifier=exam.exam_id,
                   signed=exam.context.status in responses.FINISHED)
-    pdf = summary_pdf(kb, exam, assessment, visit)
+    pdf = summary_pdf(kb, exam, assessment, visit, impression=impression)
     return Document("summary", SUMMARY_TITLE, pdf)
 
 
