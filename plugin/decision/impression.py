@@ -145,6 +145,17 @@ def load(knowledge: DecisionKnowledge, data: Any, *, prefix: str = "impression")
     return Impression(condition, status, tuple(referrals), note)
 
 
+def read(stored: Mapping[str, Any] | None) -> Impression:
+    """A signed impression as it was stored, unchecked: a frozen record shows what was
+    signed even after a knowledge release renamed or retired a code."""
+    if not stored:
+        return NONE
+    diagnosis = stored.get("diagnosis") or {}
+    return Impression(diagnosis.get("condition"), diagnosis.get("status"), tuple(
+        ReferralDecision(service, bool(d.get("order")), d.get("priority"), d.get("reason"))
+        for service, d in (stored.get("referrals") or {}).items()), stored.get("note"))
+
+
 def _text(value: Any, limit: int, where: str, issues: list[tuple[str, str]]) -> str | None:
     if value is None:
         return None
@@ -172,13 +183,18 @@ def referral_outcomes(knowledge: DecisionKnowledge, impression: Impression,
         else:
             outcome = "accepted" if d.priority == priority else "changed"
             chosen, reason = d.priority, d.reason
-        result.append(Outcome(service, knowledge.services[service].display, outcome,
+        result.append(Outcome(service, _service(knowledge, service), outcome,
                               priority, chosen, reason))
     for d in impression.referrals:
         if d.service not in suggested_ids and d.order:
-            result.append(Outcome(d.service, knowledge.services[d.service].display, "added",
+            result.append(Outcome(d.service, _service(knowledge, d.service), "added",
                                   None, d.priority, d.reason))
     return result
+
+
+def _service(knowledge: DecisionKnowledge, service: str) -> str:
+    known = knowledge.services.get(service)
+    return known.display if known else f"{service} (no longer in the vocabulary)"
 
 
 def missing_reasons(impression: Impression, suggested: Sequence[tuple[str, str]]
@@ -227,7 +243,10 @@ def view(knowledge: DecisionKnowledge, impression: Impression,
     diagnosis = None
     if impression.condition is not None:
         outcome = diagnosis_outcome(impression, conditions)
-        diagnosis = {"display": knowledge.condition(impression.condition).display,
+        known = {c.id: c.display for c in knowledge.conditions}
+        display = known.get(impression.condition,
+                            f"{impression.condition} (no longer in the vocabulary)")
+        diagnosis = {"display": display,
                      "status": impression.status, "outcome": DIAGNOSIS_WORDS[outcome]}
     referrals = [{"display": o.display, "outcome": o.outcome,
                   "words": OUTCOME_WORDS[o.outcome], "priority": o.priority,

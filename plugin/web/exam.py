@@ -23,7 +23,7 @@ from ..core import drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
 from ..record.trail import By
 from ..core.responses import Exam
-from ..decision import sources
+from ..decision import impression as impression_mod, sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
 from . import boundary, impression_form
 from .audit import read_of, refused_read, search_of
@@ -412,10 +412,13 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     number, audited as that version's read; else the exam's)."""
     _read_exam(record_, revision=version)
     checked = drafts.check(form, shown.answers)
+    support = _decision_support(checked.valid)
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
-        **_decision_support(checked.valid), history=_store().revisions(record_.id), message=message, layout=layout,
+        decided=impression_mod.view(_kb().decision, impression_mod.read(shown.impression),
+                                    support["assessment"]),
+        **support, history=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
 
@@ -495,19 +498,22 @@ def cancel_amendment(exam_id: str) -> Any:
 
 # --- documents -----------------------------------------------------------------------
 
-def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | None]:
+def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord, str | None,
+                                          impression_mod.Impression]:
     """The exam a document prints: the latest signed revision, else the draft's valid
-    answers (printed as a draft); with the signer's name when signed. The document is about
-    to be served: its read is audited now."""
+    answers (printed as a draft); with the signer's name when signed, and the
+    clinician's impression and plan that goes with it. The document is about to be
+    served: its read is audited now."""
     record_, patient_record, form = _load(exam_id)
     _read_exam(record_)
     if record_.revisions:
         latest = _store().revision(exam_id, record_.revisions)
-        return responses.read(form, latest.response), patient_record, latest.signed_by
+        return (responses.read(form, latest.response), patient_record, latest.signed_by,
+                impression_mod.read(latest.impression))
     checked = drafts.check(form, record_.answers)
     return (Exam(form, checked.valid, exams.draft_context(record_.id, record_.encounter,
                                                           patient_record, record_.updated)),
-            patient_record, None)
+            patient_record, None, impression_mod.read(record_.impression))
 
 
 def _pdf_response(document: bytes, name: str) -> Response:
@@ -520,17 +526,19 @@ def _pdf_response(document: bytes, name: str) -> Response:
 @bp.get("/exams/<exam_id>/summary.pdf")
 def summary_pdf(exam_id: str) -> Response:
     """The clinician summary of the signed record (or of the draft, marked as such)."""
-    exam_, patient_record, signer = _document_exam(exam_id)
+    exam_, patient_record, signer, impression = _document_exam(exam_id)
     summary = documents.summary_document(_kb(), exam_, patient_record.resource,
                                          clinician=signer, now=_now(),
-                                         assessment=_assessment(exam_.answers))
+                                         assessment=_assessment(exam_.answers),
+                                         impression=impression)
     return _pdf_response(summary.pdf, "clinician-summary.pdf")
 
 
 @bp.get("/exams/<exam_id>/handout.pdf")
 def handout_pdf(exam_id: str) -> Response:
     """The patient handout; ``?large=1`` for large print."""
-    exam_, _, _ = _document_exam(exam_id)
+    exam_, _, _, impression = _document_exam(exam_id)
     large = request.args.get("large") in ("1", "true", "yes")
     return _pdf_response(documents.handout_pdf(_kb(), _assessment(exam_.answers),
-                                               large_print=large), "patient-handout.pdf")
+                                               large_print=large, impression=impression),
+                         "patient-handout.pdf")

@@ -87,7 +87,8 @@ def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = 
     handouts = kb.handouts
     suggested = [c for c in assessment["differential"] if c["suggested"]]
     chosen = impression.condition or (suggested[0]["condition"] if suggested else None)
-    top = handouts.for_condition(chosen) if chosen else None
+    top = (handouts.for_condition(chosen)
+           if chosen and chosen in handouts.conditions else None)
     nerve = any(handouts.for_condition(c["condition"]).spine_or_nerve for c in suggested)
     return _environment().get_template("handout.html").render(
         title=HANDOUT_TITLE, handouts=handouts, top=top, urgency=assessment["urgency"],
