@@ -97,7 +97,7 @@ def load(knowledge: DecisionKnowledge, data: Any, *, prefix: str = "impression")
     issues: list[tuple[str, str]] = []
     if not isinstance(data, Mapping):
         raise InputError("The impression must be an object.", expression=prefix, status=422)
-    unknown = set(data) - {"diagnosis", "referrals", "note"}
+    unknown = set(data) - {"diagnosis", "referrals", "note", "outcomes"}  # outcomes: signed
     for key in sorted(unknown):
         issues.append((f"{prefix}.{key}", f"Unknown field {key!r}."))
     condition = status = None
@@ -216,6 +216,22 @@ def diagnosis_outcome(impression: Impression, suggested: Sequence[str]) -> str:
     if suggested and impression.condition == suggested[0]:
         return "accepted"
     return "other-suggestion" if impression.condition in suggested else "changed"
+
+
+def signed(knowledge: DecisionKnowledge, impression: Impression,
+           suggested_referrals: Sequence[tuple[str, str]],
+           suggested_conditions: Sequence[str]) -> dict[str, Any]:
+    """What a revision keeps: the decision and how it read against the suggestions at
+    the signature (``outcomes``), so the record and the decisions report never depend
+    on a later knowledge release re-ranking the same answers. Kept also when nothing
+    was decided: every suggestion then reads "undecided"."""
+    return {**impression.as_json(), "outcomes": {
+        "diagnosis": diagnosis_outcome(impression, suggested_conditions),
+        "suggested_conditions": list(suggested_conditions),
+        "referrals": [{"service": o.service, "outcome": o.outcome,
+                       "suggested_priority": o.suggested_priority, "priority": o.priority,
+                       "reason": o.reason}
+                      for o in referral_outcomes(knowledge, impression, suggested_referrals)]}}
 
 
 def orders(impression: Impression) -> list[ReferralDecision]:

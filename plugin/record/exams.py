@@ -127,8 +127,9 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
     impression = impression_of(kb, exam.impression)
-    missing = impression_mod.missing_reasons(impression, pipeline.suggested_referrals(
-        pipeline.assess_exam(kb, signed.exam)))
+    assessed = pipeline.assess_exam(kb, signed.exam)
+    suggested = pipeline.suggested_referrals(assessed)
+    missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
         raise InputError(missing[0][1], issues=missing, status=422, code="required")
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base, impression)
@@ -138,7 +139,9 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                signed_by=signer.display, signed_at=now, delivery=delivery,
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
                                       else "signed", revision=True),
-               impression=impression.as_json() or None)
+               impression=impression_mod.signed(
+                   kb.decision, impression, suggested,
+                   [c.condition.id for c in assessed.differential if c.suggested]))
     return signed
 
 

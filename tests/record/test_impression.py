@@ -9,6 +9,7 @@ import base64
 import pytest
 
 from plugin.core import terminology as t
+from plugin.decision import impression
 from plugin.errors import ConflictError, InputError
 from plugin.record import exams
 from tests.record.test_write_audit import BY, NOW, PATIENT, SIGNER
@@ -21,6 +22,11 @@ PLAN = {"diagnosis": {"condition": "lumbar-radiculopathy", "status": "provisiona
                       "mri-lumbar-spine": {"order": True, "priority": "routine",
                                            "reason": "Pain for twelve weeks despite care."}},
         "note": "Reassess after six weeks of physiotherapy."}
+
+
+def _decided(stored):
+    """The clinician's decision as stored, without how it read at the signature."""
+    return {k: v for k, v in (stored or {}).items() if k != "outcomes"}
 
 
 def _draft(store, kb):
@@ -46,9 +52,17 @@ def test_the_plan_is_saved_with_the_draft_and_signed_with_the_revision(store, kb
     with pytest.raises(ConflictError):  # a second tablet, one version behind
         exams.save_impression(store, kb, exam, expected_version=exam.version,
                               impression={}, by=BY)
-    signed = _sign(store, kb, saved, patient)
-    assert store.revision(exam.id, 1).impression == PLAN
-    assert signed.impression == PLAN
+    _sign(store, kb, saved, patient)
+    kept = store.revision(exam.id, 1).impression
+    assert _decided(kept) == PLAN
+    # how it read against the suggestions, frozen with the signature
+    assert kept["outcomes"] == {
+        "diagnosis": "accepted", "suggested_conditions": ["lumbar-radiculopathy"],
+        "referrals": [
+            {"service": "physiotherapy", "outcome": "accepted", "suggested_priority": "routine",
+             "priority": "routine", "reason": None},
+            {"service": "mri-lumbar-spine", "outcome": "added", "suggested_priority": None,
+             "priority": "routine", "reason": "Pain for twelve weeks despite care."}]}
 
 
 def test_an_amendment_carries_the_plan_and_can_clear_it(store, kb) -> None:
@@ -58,15 +72,15 @@ def test_an_amendment_carries_the_plan_and_can_clear_it(store, kb) -> None:
     exam = _sign(store, kb, exam, patient)
     exam = exams.amend(store, form, exam, patient, expected_version=exam.version,
                        reason="re-measured", now=NOW, by=BY)
-    assert exam.impression == PLAN  # carried: the clinician starts from what was signed
+    assert _decided(exam.impression) == PLAN  # carried: the clinician starts from it
     exam = exams.save_impression(store, kb, exam, expected_version=exam.version,
                                  impression={"note": ""}, by=BY)
     assert exam.impression is None
     exam, _ = exams.save_draft(store, form, exam, patient, expected_version=exam.version,
                                answers=AMENDED, now=NOW, by=BY)
     _sign(store, kb, exam, patient)
-    assert store.revision(exam.id, 1).impression == PLAN  # the first revision unchanged
-    assert store.revision(exam.id, 2).impression is None
+    assert _decided(store.revision(exam.id, 1).impression) == PLAN  # kept unchanged
+    assert _decided(store.revision(exam.id, 2).impression) == {}
 
 
 def test_dropping_an_amendment_restores_the_signed_plan(sqlite_store, kb) -> None:
@@ -80,7 +94,7 @@ def test_dropping_an_amendment_restores_the_signed_plan(sqlite_store, kb) -> Non
     exam = exams.save_impression(store, kb, exam, expected_version=exam.version,
                                  impression={"note": "changed my mind"}, by=BY)
     exams.cancel_amendment(store, exam, expected_version=exam.version, by=BY)
-    assert store.exam(exam.id).impression == PLAN
+    assert _decided(store.exam(exam.id).impression) == PLAN
 
 
 @pytest.mark.parametrize("impression, field", [
@@ -122,7 +136,9 @@ def test_signing_asks_why_a_suggestion_is_dropped_or_a_referral_added(sqlite_sto
 def test_signing_without_an_impression_is_allowed_and_records_none(sqlite_store, kb) -> None:
     patient, exam, _ = _draft(sqlite_store, kb)
     _sign(sqlite_store, kb, exam, patient)
-    assert sqlite_store.revision(exam.id, 1).impression is None
+    kept = sqlite_store.revision(exam.id, 1).impression
+    assert impression.read(kept).empty and kept["outcomes"]["diagnosis"] == "none"
+    assert [r["outcome"] for r in kept["outcomes"]["referrals"]] == ["undecided"]
 
 
 def test_the_delivery_carries_the_clinicians_resources(sqlite_store, kb) -> None:
