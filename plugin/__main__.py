@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cli_audit, cli_verify
+from . import cli_audit, cli_report, cli_verify
 from .cli_input import UsageError as _UsageError, prepared_app as _prepared_app, \
     read_json as _read_json, say as _say
 from . import users_cli
@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_verify.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
+        if args.command == "report":
+            return cli_report.run(args)
         if args.command == "users":
             return _users(args)
         return _extract(args) if args.command == "extract" else _assess(args)
@@ -129,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
                               "EHR goes; exit 2 when there is nothing to send again")
     cli_verify.add_parser(commands)
     cli_audit.add_parser(commands)
+    cli_report.add_parser(commands)
     users_cli.add_parser(commands)
     return parser
 

@@ -378,6 +378,18 @@ class Store:
                 f"exam {key} has no revision {number}")
         return self._revision(row)
 
+    def signed_impressions(self, since: dt.datetime | None = None
+                           ) -> list[Mapping[str, Any] | None]:
+        """The impression column of each exam's latest revision (signed at or after
+        ``since``), nothing else: what the decisions report counts."""
+        statement = (select(_LATEST.c.impression).select_from(exams.join(_LATEST, and_(
+            _LATEST.c.exam_id == exams.c.id, _LATEST.c.number == exams.c.revisions)))
+            .order_by(_LATEST.c.signed_at))
+        if since is not None:
+            statement = statement.where(_LATEST.c.signed_at >= _aware(since))
+        with self._engine.connect() as conn:
+            return [row.impression for row in conn.execute(statement)]
+
     # -- current versions (read-only queries) ------------------------------------------
 
     def current(self, exam_id: str) -> Current:
