@@ -72,7 +72,8 @@ def test_signing_without_an_impression_says_so_on_the_record(client) -> None:
 @pytest.mark.parametrize("fields, field, message", [
     ({"diagnosis.condition": "gout", "diagnosis.status": "confirmed"}, "diagnosis-condition",
      "unknown condition"),
-    ({"diagnosis.condition": "hamstring-strain"}, "diagnosis-status", "provisional or confirmed"),
+    ({"diagnosis.condition": "hamstring-strain", "diagnosis.status": "maybe"}, "diagnosis-status",
+     "provisional or confirmed"),
     ({"add.service": "acupuncture", "add.reason": "x"}, "add", "Not a referral"),
     ({"note": "x" * 1001}, "note", "At most 1000 characters"),
 ])

@@ -8,14 +8,16 @@
   if (!form) { return; }
   var status = document.getElementById("impression-status");
   var pending = Promise.resolve(true);
+  var saving = 0;
   var versions = function () { return document.querySelectorAll('input[name="version"]'); };
 
   function say(text) { status.textContent = text; }
 
   function save() {
     var body = new URLSearchParams(new FormData(form));
-    var version = form.querySelector('input[name="version"]').value;
+    saving += 1;
     pending = pending.then(function () {
+      var version = form.querySelector('input[name="version"]').value;  // after the last save
       say("Saving…");
       return fetch(form.action, {
         method: "POST", credentials: "same-origin", body: body,
@@ -33,7 +35,8 @@
           say(data.message || "Not saved.");
           return false;
         });
-      }).catch(function () { say("Not saved: no connection. Use Save."); return false; });
+      }).catch(function () { say("Not saved: no connection. Use Save."); return false; })
+        .finally(function () { saving -= 1; });
     });
     return pending;
   }
@@ -42,12 +45,9 @@
   var sign = document.getElementById("sign-form");
   if (sign) {
     sign.addEventListener("submit", function (event) {
-      if (sign.dataset.ready === "1") { return; }
+      if (!saving) { return; }  // nothing in flight: the version fields are current
       event.preventDefault();
-      pending.then(function () {
-        sign.dataset.ready = "1";
-        sign.requestSubmit ? sign.requestSubmit() : sign.submit();
-      });
+      pending.then(function () { sign.submit(); });  // submit(): no second event
     });
   }
 }());
