@@ -133,7 +133,9 @@ def clinician_resources(impression: Impression, assessment: Assessment,
     requested by the signer, ``basedOn`` the suggestion it takes up). Other identifier
     systems than the suggestions': a clinician's Condition never merges with the
     engine's differential one. A dropped suggestion sends nothing (R4 has no reason for
-    a declined proposal; ``doNotPerform`` would mean "must not be done")."""
+    a declined proposal; ``doNotPerform`` would mean "must not be done"). Identifier
+    values differ from the suggestions' too (``/impression/``, ``/plan/``), for an EHR
+    that matches a conditional create on the value alone."""
     result: list[dict[str, Any]] = []
     condition_url = None
     candidates = {c.condition.id: c for c in assessment.differential}
@@ -151,7 +153,7 @@ def clinician_resources(impression: Impression, assessment: Assessment,
         resource: dict[str, Any] = {
             "resourceType": "ServiceRequest",
             "identifier": [{"system": t.ID_CLINICIAN_REFERRAL,
-                            "value": f"{exam_id}/{service.id}"}],
+                            "value": f"{exam_id}/plan/{service.id}"}],
         }
         if proposal is not None:
             resource["basedOn"] = [{"reference": full_url(
@@ -191,7 +193,7 @@ def _clinician_condition(impression: Impression, knowledge: DecisionKnowledge,
     resource: dict[str, Any] = {
         "resourceType": "Condition",
         "identifier": [{"system": t.ID_CLINICIAN_CONDITION,
-                        "value": f"{exam_id}/{definition.id}"}],
+                        "value": f"{exam_id}/impression/{definition.id}"}],
         "clinicalStatus": {"coding": [{"system": t.CONDITION_CLINICAL, "code": "active",
                                        "display": "Active"}]},
         "verificationStatus": {"coding": [{"system": t.CONDITION_VERIFICATION,

@@ -151,7 +151,7 @@ def test_the_delivery_carries_the_clinicians_resources(sqlite_store, kb) -> None
     from plugin.adapters.tables import outbox
     with store.engine.connect() as conn:
         payload = conn.execute(select(outbox.c.payload)).scalar_one()
-    mine = {e["resource"]["identifier"][0]["value"].split("/", 1)[1]: e
+    mine = {e["resource"]["identifier"][0]["value"].rsplit("/", 1)[1]: e
             for e in payload["entry"] if isinstance(e["resource"].get("identifier"), list)
             and e["resource"]["identifier"][0]["system"] in (t.ID_CLINICIAN_CONDITION,
                                                              t.ID_CLINICIAN_REFERRAL)}
