@@ -123,9 +123,9 @@ def test_the_clinicians_resources_are_valid_and_safe_to_post_again(kb, path) -> 
     case = _case(path)
     bundle = signed_bundle(kb, case)
     assert signed_bundle(kb, case) == bundle
-    identifiers = [(e["resource"]["identifier"][0]["system"], e["resource"]["identifier"][0]["value"])
-                   for e in bundle["entry"] if "identifier" in e["resource"]
-                   and isinstance(e["resource"]["identifier"], list)]
+    identifiers = [(i[0]["system"], i[0]["value"]) for i in
+                   (e["resource"].get("identifier") for e in bundle["entry"])
+                   if isinstance(i, list)]
     assert len(identifiers) == len(set(identifiers))
     for entry in bundle["entry"]:
         assert fhir_models.validate(entry["resource"]) == []

@@ -83,7 +83,7 @@ def test_bad_input_is_a_field_message_and_keeps_what_was_typed(client, fields, f
     response = client.post(f"/exams/{exam_id}/impression", data={"version": version, **fields})
     page = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert re.search(rf'id="{field}-err">[^<]*{message}', page), page[page.find("impression-title"):][:3000]
+    assert re.search(rf'id="{field}-err">[^<]*{message}', page)
     if "note" in fields:
         assert "x" * 1001 in page
     assert client.post(f"/exams/{exam_id}/impression", data={
