@@ -251,22 +251,32 @@ NOT_RECORDED = "No impression recorded by the clinician."
 
 
 def view(knowledge: DecisionKnowledge, impression: Impression,
-         assessment: Mapping[str, Any]) -> dict[str, Any]:
+         assessment: Mapping[str, Any],
+         outcomes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the record page and the summary print under "Clinician's impression": in
-    words (displays, never ids), read against the assessment's JSON."""
-    suggested = [(r["service"], r["priority"]) for r in assessment["referrals"]]
-    conditions = [c["condition"] for c in assessment["differential"] if c["suggested"]]
+    words (displays, never ids). ``outcomes``: how a signed revision read against the
+    suggestions at its signature (``signed``), used as frozen; without them (a draft)
+    the decision is read against the assessment's JSON now."""
+    if outcomes:
+        diagnosis_read = outcomes.get("diagnosis", "none")
+        read = [Outcome(r["service"], _service(knowledge, r["service"]), r["outcome"],
+                        r.get("suggested_priority"), r.get("priority"), r.get("reason"))
+                for r in outcomes.get("referrals", [])]
+    else:
+        suggested = [(r["service"], r["priority"]) for r in assessment["referrals"]]
+        conditions = [c["condition"] for c in assessment["differential"] if c["suggested"]]
+        diagnosis_read = diagnosis_outcome(impression, conditions)
+        read = referral_outcomes(knowledge, impression, suggested)
     diagnosis = None
     if impression.condition is not None:
-        outcome = diagnosis_outcome(impression, conditions)
         known = {c.id: c.display for c in knowledge.conditions}
         display = known.get(impression.condition,
                             f"{impression.condition} (no longer in the vocabulary)")
-        diagnosis = {"display": display,
-                     "status": impression.status, "outcome": DIAGNOSIS_WORDS[outcome]}
+        diagnosis = {"display": display, "status": impression.status,
+                     "outcome": DIAGNOSIS_WORDS.get(diagnosis_read, diagnosis_read)}
     referrals = [{"display": o.display, "outcome": o.outcome,
                   "words": OUTCOME_WORDS[o.outcome], "priority": o.priority,
                   "suggested_priority": o.suggested_priority, "reason": o.reason}
-                 for o in referral_outcomes(knowledge, impression, suggested)]
+                 for o in read]
     return {"recorded": not impression.empty, "diagnosis": diagnosis,
             "referrals": referrals, "note": impression.note, "not_recorded": NOT_RECORDED}

@@ -417,7 +417,8 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
         decided=impression_mod.view(_kb().decision, impression_mod.read(shown.impression),
-                                    support["assessment"]),
+                                    support["assessment"],
+                                    (shown.impression or {}).get("outcomes")),
         **support, history=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
