@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cli_audit, cli_verify
+from . import cli_audit, cli_report, cli_verify
 from .cli_input import UsageError as _UsageError, prepared_app as _prepared_app, \
     read_json as _read_json, say as _say
 from . import clients_cli, users_cli
@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_verify.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
+        if args.command == "report":
+            return cli_report.run(args)
         if args.command == "users":
             return _users(args)
         if args.command == "clients":
@@ -132,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
                               "EHR goes; exit 2 when there is nothing to send again")
     cli_verify.add_parser(commands)
     cli_audit.add_parser(commands)
+    cli_report.add_parser(commands)
     users_cli.add_parser(commands)
     clients_cli.add_parser(commands)
     return parser

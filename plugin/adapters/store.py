@@ -66,6 +66,8 @@ class Revision:
     signed_by: str
     signed_at: dt.datetime
     reason: str | None
+    #: The clinician's impression and plan as signed (None: none recorded).
+    impression: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class ExamRecord:
     #: The EHR encounter (a FHIR Reference) and the SMART launch the exam started from.
     encounter: Mapping[str, Any] | None = None
     launch_id: str | None = None
+    #: The working impression and plan (``decision/impression``'s JSON), None: none yet.
+    impression: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -276,11 +280,23 @@ class Store:
             row = _bump(conn, key, expected_version, EDITABLE, **values)
             return _audited(conn, audit, self._exam(row))
 
+    def save_impression(self, exam_id: str, *, expected_version: int,
+                        impression: Mapping[str, Any] | None,
+                        audit: Audit | None = None) -> ExamRecord:
+        """Replace the working impression and plan of a draft or amending exam (None or
+        empty: none recorded)."""
+        key = _key(exam_id, "exam")
+        value = _json(impression, "impression") if impression else None
+        with self._writer.begin() as conn:
+            row = _bump(conn, key, expected_version, EDITABLE, impression=value)
+            return _audited(conn, audit, self._exam(row))
+
     def sign(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
              response: Mapping[str, Any], provenance: Mapping[str, Any], signed_by: str,
              signed_at: dt.datetime, delivery: Mapping[str, Any] | None = None,
              observations: Sequence[ObservationRecord] | None = None,
-             audit: Audit | None = None) -> ExamRecord:
+             audit: Audit | None = None,
+             impression: Mapping[str, Any] | None = None) -> ExamRecord:
         """Lock the answers as the next revision; the amendment's reason goes with it.
 
         ``delivery``: the revision's transaction Bundle for the EHR, queued in the outbox
@@ -289,8 +305,12 @@ class Store:
 
         ``observations``: the revision's Observations as the FHIR API serves them, stored
         in this same transaction (``observation_store``): once signed they are current,
-        and the earlier revision's are no longer found by search."""
+        and the earlier revision's are no longer found by search.
+
+        ``impression``: the clinician's impression and plan signed with it (kept with the
+        revision; the exam keeps it too, so an amendment starts from it)."""
         key = _key(exam_id, "exam")
+        decided = _json(impression, "impression") if impression else None
         answers, response = _json(answers, "answers"), _json(response, "response")
         payload = None if delivery is None else _json(delivery, "delivery")
         signature = {"provenance": _json(provenance, "provenance"),
@@ -298,14 +318,16 @@ class Store:
         status = response.get("status")
         with self._writer.begin() as conn:
             row = _bump(conn, key, expected_version, EDITABLE, state="signed",
-                        answers=answers, draft=None, revisions=exams.c.revisions + 1)
+                        answers=answers, draft=None, revisions=exams.c.revisions + 1,
+                        impression=decided)
             # a response built for another revision number: refused, nothing written
             if status != ("completed" if row.revisions == 1 else "amended"):
                 raise InputError(f"revision {row.revisions} cannot have status {status!r}",
                                  expression="status", status=422)
             conn.execute(insert(revisions).values(
                 exam_id=key, number=row.revisions, status=status, answers=answers,
-                response=response, reason=row.amend_reason, **signature))
+                response=response, reason=row.amend_reason, impression=decided,
+                **signature))
             if observations is not None:
                 observation_store.insert_revision(conn, key, row.revisions, row.patient_id,
                                                   observations, latest=row.revisions)
@@ -336,13 +358,14 @@ class Store:
                          audit: Audit | None = None) -> ExamRecord:
         """Drop an amendment in progress: back to the answers of the latest revision."""
         key = _key(exam_id, "exam")
-        latest = (select(revisions.c.answers)
-                  .where(revisions.c.exam_id == exams.c.id,
-                         revisions.c.number == exams.c.revisions)
-                  .scalar_subquery())
+        def latest(column: Any) -> Any:
+            return (select(column).where(revisions.c.exam_id == exams.c.id,
+                                         revisions.c.number == exams.c.revisions)
+                    .scalar_subquery())
         with self._writer.begin() as conn:
             row = _bump(conn, key, expected_version, ("amending",), state="signed",
-                        answers=latest, draft=None, amend_reason=None)
+                        answers=latest(revisions.c.answers), draft=None, amend_reason=None,
+                        impression=latest(revisions.c.impression))
             return _audited(conn, audit, self._exam(row))
 
     def revisions(self, exam_id: str) -> list[Revision]:
@@ -364,6 +387,18 @@ class Store:
                 revisions.c.exam_id == key, revisions.c.number == number),
                 f"exam {key} has no revision {number}")
         return self._revision(row)
+
+    def signed_impressions(self, since: dt.datetime | None = None
+                           ) -> list[Mapping[str, Any] | None]:
+        """The impression column of each exam's latest revision (signed at or after
+        ``since``), nothing else: what the decisions report counts."""
+        statement = (select(_LATEST.c.impression).select_from(exams.join(_LATEST, and_(
+            _LATEST.c.exam_id == exams.c.id, _LATEST.c.number == exams.c.revisions)))
+            .order_by(_LATEST.c.signed_at))
+        if since is not None:
+            statement = statement.where(_LATEST.c.signed_at >= _aware(since))
+        with self._engine.connect() as conn:
+            return [row.impression for row in conn.execute(statement)]
 
     # -- current versions (read-only queries) ------------------------------------------
 
@@ -465,7 +500,8 @@ class Store:
             state=row.state, version=row.version, answers=row.answers,
             draft=None if row.draft is None else self._resource(row.draft),
             amend_reason=row.amend_reason, revisions=row.revisions, created=row.created,
-            updated=row.updated, encounter=row.encounter, launch_id=row.launch_id)
+            updated=row.updated, encounter=row.encounter, launch_id=row.launch_id,
+            impression=row.impression)
 
     def _current(self, row: Row[Any]) -> Current:
         values = row._mapping
@@ -476,14 +512,15 @@ class Store:
                 answers=values["r_answers"], response=self._resource(values["r_response"]),
                 provenance=self._resource(values["r_provenance"]),
                 signed_by=values["r_signed_by"], signed_at=values["r_signed_at"],
-                reason=values["r_reason"])
+                reason=values["r_reason"], impression=values["r_impression"])
         return Current(self._exam(row), revision)
 
     def _revision(self, row: Row[Any]) -> Revision:
         return Revision(
             exam_id=row.exam_id, number=row.number, status=row.status, answers=row.answers,
             response=self._resource(row.response), provenance=self._resource(row.provenance),
-            signed_by=row.signed_by, signed_at=row.signed_at, reason=row.reason)
+            signed_by=row.signed_by, signed_at=row.signed_at, reason=row.reason,
+            impression=row.impression)
 
 
 #: Each exam's latest revision, in the current-version queries.

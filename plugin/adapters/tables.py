@@ -138,6 +138,9 @@ exams = Table(
     # The SMART launch the exam was started from: its user token delivers the record
     # while it is valid (backend services otherwise). No foreign key: see 0003.
     Column("launch_id", _id()),
+    # The clinician's working impression and plan (decision/impression), saved like the
+    # answers; copied into the revision at signing. NULL: none recorded (0011).
+    Column("impression", json_type()),
     CheckConstraint("state IN ('draft', 'signed', 'amending')", name="state"),
     CheckConstraint("version >= 1", name="version"),
     Index(None, "patient_id", "created"),
@@ -154,6 +157,8 @@ revisions = Table(
     Column("signed_by", Text, nullable=False),
     Column("signed_at", UTCDateTime(), nullable=False),
     Column("reason", Text),
+    # The impression and plan as signed with this revision (0011).
+    Column("impression", json_type()),
     CheckConstraint("status IN ('completed', 'amended')", name="status"),
 )
 

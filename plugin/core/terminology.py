@@ -46,6 +46,10 @@ EXT_STRUCTURE_LATERALITY = "http://hl7.org/fhir/StructureDefinition/observation-
 DECISION_SUPPORT = f"{BASE}/CodeSystem/decision-support"
 ID_CONDITION = f"{BASE}/id/suggested-condition"
 ID_SERVICE_REQUEST = f"{BASE}/id/suggested-referral"
+#: The clinician's own working diagnosis and referrals (``decision/impression``): other
+#: identifier systems than the suggestions', so the two never meet in a conditional create.
+ID_CLINICIAN_CONDITION = f"{BASE}/id/clinician-condition"
+ID_CLINICIAN_REFERRAL = f"{BASE}/id/clinician-referral"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"

@@ -1,5 +1,6 @@
 """The Assessment as FHIR R4: a Condition per suggested condition, a ServiceRequest per
-referral, both plainly marked as decision-support suggestions.
+referral, both plainly marked as decision-support suggestions; and the clinician's own
+impression and plan (``clinician_resources``) apart from them.
 
 Conditions carry ``verificationStatus = differential`` and cite the Observations behind
 their supporting findings as evidence; ServiceRequests are ``status = draft``,
@@ -14,7 +15,8 @@ from typing import Any
 
 from ..core import terminology as t
 from .assessment import Assessment, Candidate, Referral
-from .catalogue import ServiceDef
+from .catalogue import DecisionKnowledge, ServiceDef
+from .impression import Impression, orders
 from .predicates import Source
 
 #: Resolves an answer to the reference of its Observation (None when not extracted).
@@ -116,4 +118,104 @@ def _service_request(r: Referral, exam_id: str, subject: Mapping[str, Any],
     if reasons:
         resource["reasonReference"] = reasons
     resource["note"] = [{"text": f"Timing: {r.timing} {SUGGESTION}"}]
+    return resource
+
+
+def clinician_resources(impression: Impression, assessment: Assessment,
+                        knowledge: DecisionKnowledge, *, exam_id: str,
+                        subject: Mapping[str, Any], encounter: Mapping[str, Any] | None,
+                        authored: str | None, author: Mapping[str, Any] | None,
+                        resolve: Resolver, full_url: Callable[[Mapping[str, str]], str]
+                        ) -> list[dict[str, Any]]:
+    """The clinician's decision: the working diagnosis as a Condition (provisional or
+    confirmed, asserted by the signer, the note in ``Condition.note``) and each referral
+    the clinician makes as an *order* (``status = active``, ``intent = order``,
+    requested by the signer, ``basedOn`` the suggestion it takes up). Other identifier
+    systems than the suggestions': a clinician's Condition never merges with the
+    engine's differential one. A dropped suggestion sends nothing (R4 has no reason for
+    a declined proposal; ``doNotPerform`` would mean "must not be done"). Identifier
+    values differ from the suggestions' too (``/impression/``, ``/plan/``), for an EHR
+    that matches a conditional create on the value alone."""
+    result: list[dict[str, Any]] = []
+    condition_url = None
+    candidates = {c.condition.id: c for c in assessment.differential}
+    if impression.condition is not None:
+        condition = _clinician_condition(impression, knowledge, candidates.get(
+            impression.condition), exam_id, subject, encounter, authored, author, resolve)
+        condition_url = full_url(condition["identifier"][0])
+        result.append(condition)
+    suggested = {r.service.id: r for r in assessment.referrals}
+    side = assessment.facts.affected_side
+    for decision in orders(impression):
+        service = knowledge.services[decision.service]
+        proposal = suggested.get(service.id)
+        side_code = side if service.category == "imaging" else None
+        resource: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "identifier": [{"system": t.ID_CLINICIAN_REFERRAL,
+                            "value": f"{exam_id}/plan/{service.id}"}],
+        }
+        if proposal is not None:
+            resource["basedOn"] = [{"reference": full_url(
+                {"system": t.ID_SERVICE_REQUEST, "value": f"{exam_id}/{service.id}"}),
+                "type": "ServiceRequest"}]
+        resource.update({
+            "status": "active", "intent": "order", "priority": decision.priority,
+            "code": {"coding": [*(dict(x) for x in _service_codes(service, side_code)),
+                                {"system": t.DECISION_SUPPORT, "code": service.id,
+                                 "display": service.display}], "text": service.display},
+            "subject": dict(subject)})
+        if encounter:
+            resource["encounter"] = dict(encounter)
+        if authored:
+            resource["authoredOn"] = authored
+        if author:
+            resource["requester"] = dict(author)
+        reason = decision.reason or (proposal.reason if proposal else None)
+        if reason:
+            resource["reasonCode"] = [{"text": reason}]
+        reasons = [{"reference": condition_url, "type": "Condition"}] if condition_url else []
+        if proposal is not None:
+            reasons += _references(proposal.sources, resolve)
+        if reasons:
+            resource["reasonReference"] = reasons
+        result.append(resource)
+    return result
+
+
+def _clinician_condition(impression: Impression, knowledge: DecisionKnowledge,
+                         candidate: Candidate | None, exam_id: str,
+                         subject: Mapping[str, Any], encounter: Mapping[str, Any] | None,
+                         authored: str | None, author: Mapping[str, Any] | None,
+                         resolve: Resolver) -> dict[str, Any]:
+    definition = knowledge.condition(impression.condition or "")
+    status = impression.status or "provisional"
+    resource: dict[str, Any] = {
+        "resourceType": "Condition",
+        "identifier": [{"system": t.ID_CLINICIAN_CONDITION,
+                        "value": f"{exam_id}/impression/{definition.id}"}],
+        "clinicalStatus": {"coding": [{"system": t.CONDITION_CLINICAL, "code": "active",
+                                       "display": "Active"}]},
+        "verificationStatus": {"coding": [{"system": t.CONDITION_VERIFICATION,
+                                           "code": status, "display": status.capitalize()}]},
+        "category": [{"coding": [{"system": t.CONDITION_CATEGORY, "code": "encounter-diagnosis",
+                                  "display": "Encounter Diagnosis"}]}],
+        "code": {"coding": [*(dict(x) for x in definition.codes),
+                            {"system": t.DECISION_SUPPORT, "code": definition.id,
+                             "display": definition.display}], "text": definition.display},
+        "subject": dict(subject),
+    }
+    if encounter:
+        resource["encounter"] = dict(encounter)
+    if authored:
+        resource["recordedDate"] = authored
+    if author:
+        resource["asserter"] = dict(author)
+    if candidate is not None:  # the findings that support it, when the engine weighed it
+        sources = frozenset().union(*(e.finding.sources for e in candidate.for_ if e.weight > 0))
+        detail = _references(sources, resolve)
+        if detail:
+            resource["evidence"] = [{"detail": detail}]
+    if impression.note:
+        resource["note"] = [{"text": impression.note}]
     return resource

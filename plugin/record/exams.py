@@ -22,6 +22,8 @@ from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
 from ..core.responses import Context
+from ..decision import impression as impression_mod
+from ..errors import InputError
 from . import observations, pipeline, signoff, trail
 from .trail import By
 
@@ -97,6 +99,23 @@ def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
     return saved, checked
 
 
+def save_impression(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord, *,
+                    expected_version: int, impression: Any, by: By) -> store_mod.ExamRecord:
+    """Store the clinician's working impression and plan (autosaved like the answers,
+    refused on a stale version). Anything outside the decision vocabulary is refused,
+    by field, and nothing is saved; a missing reason is kept and asked for at signing."""
+    decided = impression_mod.load(kb.decision, impression)
+    return store.save_impression(exam.id, expected_version=expected_version,
+                                 impression=decided.as_json() or None,
+                                 audit=trail.exam_write(by, "update", "impression saved"))
+
+
+def impression_of(kb: Any, stored: Mapping[str, Any] | None) -> impression_mod.Impression:
+    """A stored impression and plan, read back (checked again: the vocabulary may have
+    changed since it was saved)."""
+    return impression_mod.load(kb.decision, stored)
+
+
 def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
@@ -113,9 +132,16 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
+    impression = impression_of(kb, exam.impression)
+    assessed = pipeline.assess_exam(kb, signed.exam)
+    suggested = pipeline.suggested_referrals(assessed)
+    missing = impression_mod.missing_reasons(impression, suggested)
+    if missing:
+        raise InputError(missing[0][1], issues=missing, status=422, code="required")
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
                           revision=exam.revisions + 1, reason=exam.amend_reason,
-                          time_zone=time_zone, ehr_practitioner=ehr_practitioner)
+                          time_zone=time_zone, ehr_practitioner=ehr_practitioner,
+                          impression=impression)
                 if ehr_base else None)
     served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
                                       number=exam.revisions + 1, response=signed.response,
@@ -125,13 +151,17 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                signed_by=signer.display, signed_at=now, delivery=delivery,
                observations=served,
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
-                                      else "signed", revision=True))
+                                      else "signed", revision=True),
+               impression=impression_mod.signed(
+                   kb.decision, impression, suggested,
+                   [c.condition.id for c in assessed.differential if c.suggested]))
     return signed
 
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime, ehr_base: str, *, revision: int, reason: str | None,
-              time_zone: str, ehr_practitioner: str | None = None) -> dict[str, Any]:
+              time_zone: str, ehr_practitioner: str | None = None,
+              impression: impression_mod.Impression = impression_mod.NONE) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
     exam = replace(signed.exam, context=replace(
@@ -140,9 +170,9 @@ def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.Patient
     summary = documents.summary_document(
         kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
         assessment=pipeline.assess_exam(kb, exam).as_json(), now=now, revision=revision,
-        reason=reason, signed_at=now, time_zone=time_zone)
+        reason=reason, signed_at=now, time_zone=time_zone, impression=impression)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
-                           documents=[summary])
+                           documents=[summary], impression=impression)
 
 
 def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[str, Any]:

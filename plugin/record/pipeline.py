@@ -15,8 +15,9 @@ from typing import Any
 from ..core import answers, bundle, json_input, patient as patient_mod, responses
 from ..core.documents import Document
 from ..core.responses import Context, Exam
-from ..decision import assessment, facts, fhir as decision_fhir
+from ..decision import assessment, facts, fhir as decision_fhir, impression as impression_mod
 from ..decision.assessment import Assessment
+from ..decision.impression import Impression
 from ..errors import InputError
 
 #: The Questionnaire the plain format answers (the product has one exam).
@@ -36,18 +37,21 @@ def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
 
 
 def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime,
-           documents: Sequence[Document] = ()) -> dict[str, Any]:
-    """The exam, its assessment and its rendered documents (each as a
-    DocumentReference) as one transaction Bundle."""
+           documents: Sequence[Document] = (),
+           impression: Impression = impression_mod.NONE) -> dict[str, Any]:
+    """The exam, its assessment, the clinician's impression and plan (signed with it)
+    and its rendered documents (each as a DocumentReference) as one transaction
+    Bundle."""
     result = assess_exam(kb, exam)
 
     def derived(resolve: bundle.Resolve) -> list[dict[str, Any]]:
         assert exam.context.subject is not None  # bundle derives only for a subject
-        return decision_fhir.resources(result, exam_id=exam.exam_id,
-                                       subject=exam.context.subject,
-                                       encounter=exam.context.encounter,
-                                       authored=exam.context.authored, resolve=resolve,
-                                       full_url=bundle.full_url)
+        context = {"exam_id": exam.exam_id, "subject": exam.context.subject,
+                   "encounter": exam.context.encounter, "authored": exam.context.authored,
+                   "resolve": resolve, "full_url": bundle.full_url}
+        return (decision_fhir.resources(result, **context)
+                + decision_fhir.clinician_resources(impression, result, kb.decision,
+                                                    author=exam.context.author, **context))
     return bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=plugin_version,
                              recorded=recorded.isoformat(timespec="seconds"),
                              derived=derived, documents=documents)
@@ -62,6 +66,12 @@ def assess_exam(kb: Any, exam: Exam) -> Assessment:
 def assess_answers(kb: Any, typed: answers.Answers) -> Assessment:
     """The decision engine over validated answers (a draft's valid part, for review)."""
     return assessment.assess(kb.decision, facts.from_answers(typed))
+
+
+def suggested_referrals(result: Assessment) -> list[tuple[str, str]]:
+    """The suggested referrals as ``(service, priority)``, in the assessment's order:
+    what the clinician's referral decisions are read against."""
+    return [(r.service.id, r.priority) for r in result.referrals]
 
 
 #: Why an exam without a subject carries no Conditions or ServiceRequests.

@@ -23,9 +23,9 @@ from ..core import datetimes, drafts, layout, patient as patient_mod, responses
 from ..record import exams, pipeline, signoff
 from ..record.trail import By
 from ..core.responses import Exam
-from ..decision import sources
+from ..decision import impression as impression_mod, sources
 from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
-from . import boundary
+from . import boundary, impression_form
 from .audit import read_of, refused_read, search_of
 from .auth import current_user, requires
 from .patient_form import PatientInput
@@ -268,18 +268,26 @@ def _decision_support(valid: Any) -> dict[str, Any]:
 
 
 def _review(exam_id: str, *, message: str | None = None, status: int = 200,
-            password_error: str | None = None) -> Any:
+            password_error: str | None = None,
+            impression: tuple[Mapping[str, Any] | None, Mapping[str, str]] | None = None
+            ) -> Any:
+    """The review page; ``impression``: the panel's values and field errors to show
+    instead of the stored ones (a refused save keeps what was typed)."""
     record, patient_record, form = _load(exam_id)
     if record.state == "signed":
         return redirect(url_for("exam.record", exam_id=exam_id))
     _read_exam(record)  # also when re-shown after a refused signing: it is seen again
     checked = drafts.check(form, record.answers)
+    support = _decision_support(checked.valid)
+    values, field_errors = impression if impression else (record.impression, {})
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
-        errors=checked.errors, **_decision_support(checked.valid), message=message,
+        errors=checked.errors, **support, message=message,
         password_error=password_error,
+        plan=impression_form.panel(_kb().decision, values, support["assessment"],
+                                   field_errors),
         layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
@@ -328,6 +336,10 @@ def complete_signature(exam_id: str, user: users.User, reauthenticated: dt.datet
     except LockedError:
         return redirect(url_for("exam.record", exam_id=exam_id), 303)
     except InputError as exc:
+        if any((e or "").startswith("impression.") for e, _ in exc.issues):
+            return _review(exam_id, message="Complete your impression and plan before "
+                           "signing: " + exc.message, status=422, impression=(
+                               record.impression, impression_form.field_errors(exc.issues)))
         return _review(exam_id, message=exc.message, status=422)
     except AnswerError:
         return _review(exam_id, message="Correct the problems listed before signing.",
@@ -338,6 +350,45 @@ def complete_signature(exam_id: str, user: users.User, reauthenticated: dt.datet
 def review_again(exam_id: str, message: str, status: int) -> Any:
     """The review page with why the exam was not signed (its answers untouched)."""
     return _review(exam_id, message=message, status=status)
+
+
+@bp.post("/exams/<exam_id>/impression")
+@requires("clinician")
+def save_impression(exam_id: str) -> Any:
+    """Save the clinician's impression and plan from the review page: a form post
+    (back to the review) or the page's autosave (``Accept: application/json``, the
+    version in If-Match), refused on a stale version like the answers."""
+    record, _, form = _load(exam_id)
+    wants_json = request.accept_mimetypes.best == "application/json"
+    expected = _if_match() if wants_json else _form_version()
+    assessment = _assessment(drafts.check(form, record.answers).valid)
+    suggested = {r["service"]: r["priority"] for r in assessment["referrals"]}
+    values = impression_form.from_form(request.form, suggested)
+    try:
+        saved = exams.save_impression(_store(), _kb(), record, expected_version=expected,
+                                      impression=values, by=requester())
+    except ConflictError as exc:
+        if wants_json:
+            return _json_error(412, "conflict", CONFLICT, version=exc.current)
+        return _review(exam_id, message=CONFLICT, status=409, impression=(values, {}))
+    except LockedError:
+        if wants_json:
+            return _json_error(409, "locked", LOCKED)
+        return redirect(url_for("exam.record", exam_id=exam_id), 303)
+    except InputError as exc:
+        errors = impression_form.field_errors(exc.issues)
+        added = request.form.get("add.service") or ""
+        errors = {("add" + k[len(f"referral.{added}"):] if added and
+                   k.startswith(f"referral.{added}") else k): v for k, v in errors.items()}
+        if wants_json:
+            return _json_error(422, "invalid", "Not saved: " + exc.message, errors=errors)
+        return _review(exam_id, message="Your impression and plan was not saved: "
+                       + exc.message, status=422, impression=(values, errors))
+    if wants_json:
+        response = jsonify(version=saved.version)
+        response.headers["ETag"] = f'"{saved.version}"'
+        return response
+    return redirect(url_for("exam.review", exam_id=exam_id) + "#impression", 303)
 
 
 def _form_version() -> int:
@@ -379,11 +430,14 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     number, audited as that version's read; else the exam's)."""
     _read_exam(record_, revision=version)
     checked = drafts.check(form, shown.answers)
+    support = _decision_support(checked.valid)
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
-        **_decision_support(checked.valid), revisions=_store().revisions(record_.id),
-        message=message, layout=layout,
+        decided=impression_mod.view(_kb().decision, impression_mod.read(shown.impression),
+                                    support["assessment"],
+                                    (shown.impression or {}).get("outcomes")),
+        **support, revisions=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
 
@@ -464,19 +518,22 @@ def cancel_amendment(exam_id: str) -> Any:
 # --- documents -----------------------------------------------------------------------
 
 def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord,
-                                          store_mod.Revision | None]:
+                                          store_mod.Revision | None,
+                                          impression_mod.Impression]:
     """The exam a document prints: the latest signed revision (with it: number, signer,
-    signing time, the amendment's reason), else the draft's valid answers (printed as a
-    draft). The document is about to be served: its read is audited now."""
+    signing time, the amendment's reason, the clinician's impression and plan), else the
+    draft's valid answers (printed as a draft). The document is about to be served: its
+    read is audited now."""
     record_, patient_record, form = _load(exam_id)
     _read_exam(record_)
     if record_.revisions:
         latest = _store().revision(exam_id, record_.revisions)
-        return responses.read(form, latest.response), patient_record, latest
+        return (responses.read(form, latest.response), patient_record, latest,
+                impression_mod.read(latest.impression))
     checked = drafts.check(form, record_.answers)
     return (Exam(form, checked.valid, exams.draft_context(record_.id, record_.encounter,
                                                           patient_record, record_.updated)),
-            patient_record, None)
+            patient_record, None, impression_mod.read(record_.impression))
 
 
 def _pdf_response(document: bytes, name: str) -> Response:
@@ -489,26 +546,27 @@ def _pdf_response(document: bytes, name: str) -> Response:
 @bp.get("/exams/<exam_id>/summary.pdf")
 def summary_pdf(exam_id: str) -> Response:
     """The clinician summary of the signed record (or of the draft, marked as such)."""
-    exam_, patient_record, signed = _document_exam(exam_id)
+    exam_, patient_record, signed, impression = _document_exam(exam_id)
     summary = documents.summary_document(
         _kb(), exam_, patient_record.resource, now=_now(),
         assessment=_assessment(exam_.answers),
         clinician=signed.signed_by if signed else None,
         revision=signed.number if signed else None, reason=signed.reason if signed else None,
         signed_at=signed.signed_at if signed else None,
-        time_zone=current_app.config["TIME_ZONE"])
+        time_zone=current_app.config["TIME_ZONE"], impression=impression)
     return _pdf_response(summary.pdf, "clinician-summary.pdf")
 
 
 @bp.get("/exams/<exam_id>/handout.pdf")
 def handout_pdf(exam_id: str) -> Response:
     """The patient handout; ``?large=1`` for large print."""
-    exam_, patient_record, _ = _document_exam(exam_id)
+    exam_, patient_record, _, impression = _document_exam(exam_id)
     large = request.args.get("large") in ("1", "true", "yes")
     header = documents.handout_header(
         exam_, patient_record.resource, now=_now(),
         time_zone=current_app.config["TIME_ZONE"],
         clinic_contact=current_app.config["CLINIC_CONTACT"])
     return _pdf_response(documents.handout_pdf(_kb(), _assessment(exam_.answers),
-                                               large_print=large, header=header),
+                                               large_print=large, header=header,
+                                               impression=impression),
                          "patient-handout.pdf")

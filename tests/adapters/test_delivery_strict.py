@@ -19,6 +19,7 @@ import pytest
 from plugin.adapters import ehr_servers, outbox
 from plugin.adapters.store import Store
 from plugin.core import documents, patient as patient_mod
+from plugin.decision import impression as impression_mod
 from plugin.record import pipeline, signoff
 from tests.adapters.test_delivery import CASE, MRN, NOW, QUESTIONNAIRE, FhirServer, copies, \
     fhir_server, free_port, wait_for, worker  # noqa: F401 (fhir_server: a fixture)
@@ -48,7 +49,8 @@ def validator():
 
 
 def queue_typed(store: Store, kb, *, with_document: bool = True, mrn: str = "MRN-7",
-                birth_date: str = "1974-01-08") -> tuple[str, dict]:
+                birth_date: str = "1974-01-08",
+                impression: Any = impression_mod.NONE) -> tuple[str, dict]:
     """A signed exam of a patient typed on the tablet, queued as the tablet queues it:
     the record names the patient by the organisation's MRN, not by a literal reference
     (the local id means nothing to the EHR)."""
@@ -63,7 +65,8 @@ def queue_typed(store: Store, kb, *, with_document: bool = True, mrn: str = "MRN
     exam = replace(signed.exam, context=replace(signed.exam.context, subject=subject))
     docs = [documents.Document("summary", "Clinician summary", MINIMAL_PDF)] \
         if with_document else []
-    bundle = pipeline.record(kb, exam, plugin_version="test", recorded=NOW, documents=docs)
+    bundle = pipeline.record(kb, exam, plugin_version="test", recorded=NOW, documents=docs,
+                             impression=impression)
     store.sign(record.id, expected_version=record.version, answers=record.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by="Dr Ana Costa", signed_at=NOW, delivery=bundle)
@@ -153,6 +156,32 @@ def test_auto_delivers_every_exam_complete_once_to_a_strict_ehr(sqlite_store, kb
         status = outbox.status_for(sqlite_store, exam_id)
         assert len(status.sent) == len(bundle["entry"]) and status.missing() == {}
         assert status.unsent == ()
+
+
+def test_the_clinicians_decision_arrives_once_beside_the_suggestions(sqlite_store, kb, server,
+                                                                    validator) -> None:
+    """The working diagnosis and the referrals made reach the strictest EHR exactly once
+    through faults and retries, each resolvable there, apart from the suggestions."""
+    server.strict(**ALL)
+    without_tag(server)
+    decided = impression_mod.load(kb.decision, {
+        "diagnosis": {"condition": "lumbar-radiculopathy", "status": "confirmed"},
+        "referrals": {"physiotherapy": {"order": True, "priority": "routine"},
+                      "spine-surgeon": {"order": True, "priority": "urgent",
+                                        "reason": "Second opinion asked for."}},
+        "note": "Discussed with the patient."})
+    queued = [queue_typed(sqlite_store, kb, impression=decided)]
+    server.faults({"status": 503}, {"drop": True}, {"delay": 0.8})
+    until_delivered(sqlite_store, server.url, [e for e, _ in queued])
+    assert_arrived_complete_once(server, [b for _, b in queued], validator)
+    held = server.state()["resources"]
+    orders = [r for r in held if r["resourceType"] == "ServiceRequest" and r["intent"] == "order"]
+    assert sorted(r["code"]["text"] for r in orders) == ["Physiotherapy", "Spine surgeon"]
+    condition = next(r for r in held if r["resourceType"] == "Condition"
+                     and r["verificationStatus"]["coding"][0]["code"] == "confirmed")
+    assert condition["note"] == [{"text": "Discussed with the patient."}]
+    assert all(ref["reference"] == f"Condition/{condition['id']}"
+               for r in orders for ref in r["reasonReference"] if ref["type"] == "Condition")
 
 
 def test_the_entry_limit_is_learned_once_and_kept_per_ehr(sqlite_store, kb, server) -> None:

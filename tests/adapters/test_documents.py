@@ -59,7 +59,8 @@ def test_summary_of_every_case(kb, form, path) -> None:
     markers = ["clinician summary", family, "Exam date", "Findings"]
     if assessment["red_flags"]:
         markers.insert(3, "Red flags")
-    markers += ["Differential", "not a diagnosis", "Referral plan", "Sources"]
+    markers += ["Clinician's impression", "No impression recorded", "Differential",
+                "not a diagnosis", "Suggested referrals (decision support)", "Sources"]
     _in_order(flat, *markers)
     suggested = [c["display"] for c in assessment["differential"] if c["suggested"]]
     for display in suggested:

@@ -106,3 +106,37 @@ def test_a_routine_handout_is_unchanged_by_the_red_flag_content(kb) -> None:
     assert "What we think is going on" in text and "first exercises" in text
     for lead in kb.handouts.urgency.values():
         assert lead.lead not in text
+
+
+def test_a_plan_that_drops_the_urgent_referral_keeps_the_red_flag_handout(kb, form) -> None:
+    """The handout follows the clinician's plan, never away from urgent care: with a
+    routine working diagnosis and every suggested referral dropped, a red-flag exam's
+    handout is the same red-flag handout, word for word."""
+    from plugin.decision import impression
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(exams(form), st.sampled_from(RAISERS), st.integers(0, 100),
+           st.sampled_from([c.id for c in kb.decision.conditions]))
+    def check(exam: answers.Answers, raise_: dict[str, Any], age: int, condition: str) -> None:
+        result = assessment.assess(kb.decision, facts.from_answers({**exam, **raise_}, age=age))
+        plan = impression.load(kb.decision, {
+            "diagnosis": {"condition": condition, "status": "confirmed"},
+            "referrals": {r.service.id: {"order": False, "reason": "declined"}
+                          for r in result.referrals}})
+        suggested = render.handout_html(kb, result.as_json())
+        followed = render.handout_html(kb, result.as_json(), impression=plan)
+        assert _text(followed) == _text(suggested)
+        assert _text(followed).startswith(kb.handouts.urgency[result.urgency].lead)
+    check()
+
+
+def test_a_routine_handout_explains_the_clinicians_working_diagnosis(kb) -> None:
+    from plugin.decision import impression
+    result = assessment.assess(kb.decision, facts.from_answers({
+        "history.onset": ("sudden",), "history.pop": (False,)}, age=30))
+    assert result.urgency == "routine"
+    plan = impression.load(kb.decision, {"diagnosis": {"condition": "sacroiliac-joint-pain",
+                                                       "status": "provisional"}})
+    text = _text(render.handout_html(kb, result.as_json(), impression=plan))
+    assert kb.handouts.for_condition("sacroiliac-joint-pain").what in text

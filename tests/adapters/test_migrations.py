@@ -44,7 +44,7 @@ def differences(store: Store) -> list:
 
 
 def test_there_is_one_head() -> None:
-    assert HEAD == "0010"
+    assert HEAD == "0011"
 
 
 def test_upgrade_builds_the_tables_on_an_empty_database(store) -> None:

@@ -19,7 +19,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from ...core import answers, datetimes, layout, patient as patient_mod, responses
 from ...core.documents import Document
 from ...core.responses import Exam
-from ...decision import sources as sources_mod
+from ...decision import impression as impression_mod, sources as sources_mod
+from ...decision.impression import Impression
 from . import pdf
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -96,7 +97,8 @@ def plain_date(iso: str) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
-def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit) -> str:
+def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
+                 impression: Impression = impression_mod.NONE) -> str:
     """The clinician summary: header, red flags, findings left | right, body map,
     differential with its evidence, referrals, PT focus, the disclaimer and sources."""
     form = exam.form
@@ -114,18 +116,26 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         sites=sites if any(p.sites for p, _ in sections) else [], assessment=assessment,
         sources=sources_mod.numbered(assessment, kb.decision.citations),
         shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version,
-        abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK)
+        abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK,
+        decided=impression_mod.view(kb.decision, impression, assessment))
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
-                 header: HandoutHeader | None = None) -> str:
+                 header: HandoutHeader | None = None,
+                 impression: Impression = impression_mod.NONE) -> str:
     """The patient handout. Routine: the most likely condition in plain words, first
     exercises, when to come back, and the emergency box whenever the spine or a nerve
     may be involved. Under a red flag the urgency's own content replaces all of that
-    (``urgent_content``): nothing that could delay care."""
+    (``urgent_content``): nothing that could delay care.
+
+    It follows the clinician's plan: their working diagnosis, when they recorded one,
+    is the condition explained. The urgency stays the assessment's: a plan that drops
+    the emergency referral never turns an emergency handout into a routine one."""
     handouts = kb.handouts
     suggested = [c for c in assessment["differential"] if c["suggested"]]
-    top = handouts.for_condition(suggested[0]["condition"]) if suggested else None
+    chosen = impression.condition or (suggested[0]["condition"] if suggested else None)
+    top = (handouts.for_condition(chosen)
+           if chosen and chosen in handouts.conditions else None)
     nerve = any(handouts.for_condition(c["condition"]).spine_or_nerve for c in suggested)
     return _environment().get_template("handout.html").render(
         title=HANDOUT_TITLE, handouts=handouts, top=top, urgency=assessment["urgency"],
@@ -167,16 +177,20 @@ def urgent_content(handouts: Any, assessment: Mapping[str, Any]) -> UrgentConten
 
 
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
-                variant: str | None = "pdf/a-3a") -> bytes:
-    return pdf.render(summary_html(kb, exam, assessment, visit), variant=variant,
+                variant: str | None = "pdf/a-3a",
+                impression: Impression = impression_mod.NONE) -> bytes:
+    return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression),
+                      variant=variant,
                       title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"],
                       refits=REFITS["summary"], min_last_page=MIN_LAST_PAGE)
 
 
 def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
                 header: HandoutHeader | None = None,
-                variant: str | None = "pdf/a-3a") -> bytes:
-    return pdf.render(handout_html(kb, assessment, large_print=large_print, header=header),
+                variant: str | None = "pdf/a-3a",
+                impression: Impression = impression_mod.NONE) -> bytes:
+    return pdf.render(handout_html(kb, assessment, large_print=large_print, header=header,
+                                   impression=impression),
                       variant=variant, title=HANDOUT_TITLE, stylesheets=STYLESHEETS["handout"],
                       refits=REFITS["handout"], min_last_page=MIN_LAST_PAGE)
 
@@ -204,7 +218,8 @@ def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
                      assessment: Mapping[str, Any], clinician: str | None,
                      now: dt.datetime, revision: int | None = None,
                      reason: str | None = None, signed_at: dt.datetime | None = None,
-                     time_zone: str = "UTC") -> Document:
+                     time_zone: str = "UTC",
+                     impression: Impression = impression_mod.NONE) -> Document:
     """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
     unless the response is completed or amended; with the revision, the amendment's
@@ -215,7 +230,7 @@ def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
                   identifier=exam.exam_id, signed=status in responses.FINISHED,
                   revision=revision, amended=status == "amended", reason=reason,
                   signed_at=signed_at, time_zone=time_zone)
-    pdf = summary_pdf(kb, exam, assessment, visit)
+    pdf = summary_pdf(kb, exam, assessment, visit, impression=impression)
     return Document("summary", SUMMARY_TITLE, pdf)
 
 
