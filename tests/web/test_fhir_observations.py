@@ -23,6 +23,9 @@ OBS = "/fhir/Observation"
 #: A finding tablet.ANSWERS records (40°) and AMENDED changes (55°).
 ANGLE = "slr.left.onset-angle"
 
+#: An id no record has (fixed: parametrized ids must be the same in every test worker).
+UNKNOWN = "5fc870c7-6a43-49c4-b5d4-a8f03d42cff4"
+
 
 @pytest.fixture()
 def records(make_app, database_url, kb, form):
@@ -207,7 +210,7 @@ def test_patient_is_required_and_unknown_parameters_are_refused(make_app, kb, fo
 
 
 @pytest.mark.parametrize("id_", [
-    f"{uuid.uuid4()}-0123456789abcdef", "not-an-id", f"{uuid.uuid4()}", "x" * 64,
+    f"{UNKNOWN}-0123456789abcdef", "not-an-id", f"{UNKNOWN}", "x" * 64,
 ])
 def test_unknown_observations_are_404(client, validator, id_: str) -> None:
     refused(client.get(f"{OBS}/{id_}"), validator, 404, "is not known to this server")

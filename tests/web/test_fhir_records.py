@@ -17,6 +17,9 @@ from tests.support.signin import signed_in
 
 QR = "/fhir/QuestionnaireResponse"
 
+#: An id no record has (fixed: parametrized ids must be the same in every test worker).
+UNKNOWN = "5fc870c7-6a43-49c4-b5d4-a8f03d42cff4"
+
 
 @pytest.fixture()
 def app(make_app):
@@ -114,8 +117,8 @@ def test_a_signed_exam_reads_as_its_latest_revision_and_keeps_every_one(
 
 
 @pytest.mark.parametrize("path", [
-    f"{QR}/{uuid.uuid4()}", f"{QR}/not-an-id", f"{QR}/{uuid.uuid4()}/_history",
-    f"{QR}/{uuid.uuid4()}/_history/1", f"/fhir/Patient/{uuid.uuid4()}", "/fhir/Patient/nope",
+    f"{QR}/{UNKNOWN}", f"{QR}/not-an-id", f"{QR}/{UNKNOWN}/_history",
+    f"{QR}/{UNKNOWN}/_history/1", f"/fhir/Patient/{UNKNOWN}", "/fhir/Patient/nope",
 ])
 def test_unknown_ids_are_404_operation_outcomes(client, validator, path) -> None:
     refused(client.get(path), validator, 404, "is not known to this server")
