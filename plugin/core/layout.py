@@ -188,16 +188,21 @@ def display(item: Item, value: Any) -> str:
     if isinstance(value, bool):
         return "Yes" if value else "No"
     if isinstance(value, Mapping) and "value" in value:
-        return f"{value.get('value')} {unit_word(str(value.get('unit', '')))}".strip()
-    unit = unit_word((item.unit or {}).get("code", ""))
-    if unit == "°":
-        return f"{value}°"
-    return f"{value} {unit}" if unit else str(value)
+        return with_unit(value.get("value"), str(value.get("unit", "")))
+    return with_unit(value, (item.unit or {}).get("code", ""))
 
 
 def unit_word(code: str) -> str:
     """A UCUM unit code as a word (``wk`` -> ``weeks``); unknown codes as they are."""
     return UNIT_WORDS.get(code, code)
+
+
+def with_unit(value: Any, code: str) -> str:
+    """A number with its UCUM unit as clinicians write it: ``70°``, ``6 weeks``, ``40``."""
+    unit = unit_word(code)
+    if unit == "°":
+        return f"{value}°"
+    return f"{value} {unit}" if unit else str(value)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ EXT_ITEM_CONTROL = "http://hl7.org/fhir/StructureDefinition/questionnaire-itemCo
 ITEM_CONTROL = "http://hl7.org/fhir/questionnaire-item-control"
 EXT_SLIDER_STEP = "http://hl7.org/fhir/StructureDefinition/questionnaire-sliderStepValue"
 EXT_ENTRY_FORMAT = "http://hl7.org/fhir/StructureDefinition/entryFormat"
+#: On an answerOption of a repeating choice ("None"): chosen, it excludes every other option.
+EXT_OPTION_EXCLUSIVE = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
 EXT_STRUCTURE_LATERALITY = "http://hl7.org/fhir/StructureDefinition/observation-structureLaterality"
 
 #: Decision support: our codes for conditions, red flags and services without a verified
