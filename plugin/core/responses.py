@@ -57,6 +57,9 @@ class Exam:
     answers: Answers
     context: Context
     source: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: Sections whose screen was recorded negative in one tap: their item carries
+    #: EXT_RECORDED_IN_ONE_STEP (a fact about how it was recorded, never an answer).
+    one_step: frozenset[str] = frozenset()
 
     @cached_property
     def exam_id(self) -> str:
@@ -125,7 +128,16 @@ def read(form: Form, qr: Any) -> Exam:
                       status=qr["status"], based_on=tuple(qr.get("basedOn") or ()),
                       part_of=tuple(qr.get("partOf") or ()),
                       identifier=ours[0] if ours else None)
-    return Exam(form, loaded, context, source=qr)
+    return Exam(form, loaded, context, source=qr, one_step=one_step_of(qr))
+
+
+def one_step_of(qr: Mapping[str, Any] | None) -> frozenset[str]:
+    """The sections a QuestionnaireResponse marks as recorded in one step."""
+    return frozenset(
+        node.get("linkId") for node in (qr or {}).get("item") or []
+        if isinstance(node, Mapping) and any(
+            isinstance(e, Mapping) and e.get("url") == t.EXT_RECORDED_IN_ONE_STEP
+            and e.get("valueBoolean") is True for e in node.get("extension") or []))
 
 
 def build(exam: Exam) -> dict[str, Any]:
@@ -158,6 +170,9 @@ def build(exam: Exam) -> dict[str, Any]:
         if value:
             qr[key] = value
     items = [node for node in (_node(exam, i) for i in exam.form.items) if node]
+    for node in items:
+        if node["linkId"] in exam.one_step:
+            node["extension"] = [{"url": t.EXT_RECORDED_IN_ONE_STEP, "valueBoolean": True}]
     if items:
         qr["item"] = items
     return qr

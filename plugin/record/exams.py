@@ -21,6 +21,7 @@ from .. import __version__
 from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
+from ..core import responses
 from ..core.responses import Context
 from . import pipeline, signoff, trail
 from .trail import By
@@ -37,9 +38,17 @@ def draft_context(exam_id: str, encounter: Mapping[str, Any] | None,
 
 def draft_response(form: Any, checked: drafts.Checked, exam_id: str,
                    encounter: Mapping[str, Any] | None,
-                   patient_record: store_mod.PatientRecord, now: dt.datetime) -> dict[str, Any]:
-    """The in-progress QuestionnaireResponse stored with every save."""
-    return drafts.response(form, checked, draft_context(exam_id, encounter, patient_record, now))
+                   patient_record: store_mod.PatientRecord, now: dt.datetime,
+                   one_step: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The in-progress QuestionnaireResponse stored with every save (with the sections
+    recorded in one step marked on it: that is where the fact is kept)."""
+    return drafts.response(form, checked, draft_context(exam_id, encounter, patient_record, now),
+                           one_step)
+
+
+def one_step_sections(exam: store_mod.ExamRecord) -> frozenset[str]:
+    """The sections of the exam's draft recorded in one step (none once signed)."""
+    return responses.one_step_of(exam.draft)
 
 
 def add_patient(store: store_mod.Store, resource: Mapping[str, Any], *,
@@ -85,14 +94,18 @@ def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientReco
 
 def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
                patient_record: store_mod.PatientRecord, *, expected_version: int,
-               answers: Mapping[str, Any], now: dt.datetime, by: By
+               answers: Mapping[str, Any], now: dt.datetime, by: By,
+               one_step: frozenset[str] | None = None
                ) -> tuple[store_mod.ExamRecord, drafts.Checked]:
     """Store the working answers exactly as entered (a wrong value is kept and reported,
-    never dropped) with their in-progress response; refused on a stale version."""
+    never dropped) with their in-progress response; refused on a stale version.
+    ``one_step``: the sections recorded in one step (default: as the draft had them)."""
     checked = drafts.check(form, answers)
+    if one_step is None:
+        one_step = one_step_sections(exam)
     saved = store.save_draft(exam.id, expected_version=expected_version, answers=answers,
                              draft=draft_response(form, checked, exam.id, exam.encounter,
-                                                  patient_record, now),
+                                                  patient_record, now, one_step),
                              audit=trail.exam_write(by, "update", "draft saved"))
     return saved, checked
 
@@ -106,7 +119,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
-                          reason=exam.amend_reason)
+                          reason=exam.amend_reason, one_step=one_step_sections(exam))
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
@@ -158,9 +171,11 @@ def amend(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
     signature."""
     reason = signoff.text(reason, "reason", "An amendment needs a reason.")
     checked = drafts.check(form, exam.answers)
+    signed = (responses.one_step_of(store.revision(exam.id, exam.revisions).response)
+              if exam.revisions else frozenset())
     return store.begin_amendment(exam.id, expected_version=expected_version, reason=reason,
                                  draft=draft_response(form, checked, exam.id, exam.encounter,
-                                                      patient_record, now),
+                                                      patient_record, now, signed),
                                  audit=trail.exam_write(by, "update", "amendment begun"))
 
 

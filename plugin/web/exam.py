@@ -176,15 +176,19 @@ def page(exam_id: str, section: str) -> Any:
     checked = drafts.check(form, record.answers)  # a value of the wrong shape: a problem
     pages = layout.pages(form)
     _read_exam(record)
+    alert = pipeline.red_flag_alert(_kb(), checked.valid)  # on every page, until answered no
     return render_template(
         "exam/page.html", exam=record, patient=patient_record, form=form, page=current,
         pages=pages, progress=drafts.progress(form, checked.valid), raw=checked.raw,
-        errors=checked.errors, layout=layout,
+        errors=checked.errors, layout=layout, red_flag_alert=alert,
         previous=pages[current.number - 2] if current.number > 1 else None,
         next=pages[current.number] if current.number < len(pages) else None,
         client_data={"examId": record.id, "version": record.version, "section": section,
                      "linkIds": list(current.link_ids), "answers": checked.raw,
-                     "errors": checked.errors,
+                     "errors": checked.errors, "redFlags": alert,
+                     "screen": [list(pair) for pair in current.screen],
+                     "oneStep": current.item.link_id in exams.one_step_sections(record),
+                     "redFlagTriggers": pipeline.red_flag_triggers(_kb(), form, current.link_ids),
                      "saveUrl": url_for("exam.save_draft", exam_id=exam_id)})
 
 
@@ -209,15 +213,20 @@ def save_draft(exam_id: str) -> Response:
         return _json_error(422, "invalid", "Not saved: an answer has the wrong shape for "
                            "its question.", errors=wrong)
     raw = drafts.merge(record.answers, current.link_ids, page_answers)
+    # the page says whether its screen stands as recorded with its one tap
+    one_step = exams.one_step_sections(record) - {current.item.link_id}
+    if body.get("oneStep") is True:
+        one_step |= {current.item.link_id}
     try:
         saved, checked = exams.save_draft(_store(), form, record, patient_record,
                                           expected_version=expected, answers=raw, now=_now(),
-                                          by=requester())
+                                          by=requester(), one_step=one_step)
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:
         return _json_error(409, "locked", LOCKED)
     response = jsonify(version=saved.version, errors=checked.errors,
+                       redFlags=pipeline.red_flag_alert(_kb(), checked.valid),
                        progress={k: list(v) for k, v in drafts.progress(form, checked.valid).items()})
     response.headers["ETag"] = f'"{saved.version}"'
     return response
