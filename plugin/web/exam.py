@@ -280,10 +280,16 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
+        one_step_pages=_one_step_pages(form, exams.one_step_sections(record)),
         errors=checked.errors, **_decision_support(checked.valid), message=message,
         password_error=password_error,
         layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
+
+
+def _one_step_pages(form: Any, sections: frozenset[str]) -> list[layout.Page]:
+    """The pages (in exam order) whose screen was recorded in one step."""
+    return [p for p in layout.pages(form) if p.item.link_id in sections]
 
 
 @bp.get("/exams/<exam_id>/review")
@@ -373,6 +379,7 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
+        one_step_pages=_one_step_pages(form, responses.one_step_of(shown.response)),
         **_decision_support(checked.valid), history=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
