@@ -23,6 +23,7 @@ from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
 from ..core import responses
 from ..core.responses import Context
+from ..errors import DuplicatePatientError
 from . import pipeline, signoff, trail
 from .trail import By
 
@@ -52,8 +53,18 @@ def one_step_sections(exam: store_mod.ExamRecord) -> frozenset[str]:
 
 
 def add_patient(store: store_mod.Store, resource: Mapping[str, Any], *,
-                by: By) -> store_mod.PatientRecord:
-    """Register a patient typed on the tablet (a FHIR Patient)."""
+                by: By, confirmed: bool = False) -> store_mod.PatientRecord:
+    """Register a patient typed on the tablet (a FHIR Patient). Never a second record
+    for one person: an identifier already on file is refused, and the same name with the
+    same birth date needs ``confirmed`` (the person at the tablet says it is someone
+    else); ``DuplicatePatientError`` names the patients on file."""
+    same_identifier, same_person = store.same_patients(resource)
+    if same_identifier:
+        raise DuplicatePatientError("A patient with this identifier is already on file.",
+                                    same_identifier=same_identifier)
+    if same_person and not confirmed:
+        raise DuplicatePatientError("A patient with the same name and birth date is already "
+                                    "on file.", same_person=same_person)
     return store.add_patient(resource, audit=lambda record: [trail.event(
         by, "create", resource=f"Patient/{record.id}", patient_id=record.id,
         what="patient registered")])

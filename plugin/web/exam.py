@@ -24,7 +24,8 @@ from ..record import exams, pipeline, signoff
 from ..record.trail import By
 from ..core.responses import Exam
 from ..decision import sources
-from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
+from ..errors import (AnswerError, ConflictError, DuplicatePatientError, InputError,
+                      LockedError, NotFoundError)
 from . import boundary
 from .audit import read_of, refused_read, search_of
 from .auth import current_user, requires
@@ -122,8 +123,17 @@ def add_patient() -> Any:
         search_of("Patient", (p.id for p in found))
         return render_template("exam/patients.html", patients=found,
                                search="", values=values, errors=result.errors), 422
-    record = exams.add_patient(_store(), result.resource(
-        current_app.config["PATIENT_IDENTIFIER_SYSTEM"]), by=requester())
+    try:
+        record = exams.add_patient(_store(), result.resource(
+            current_app.config["PATIENT_IDENTIFIER_SYSTEM"]), by=requester(),
+            confirmed=request.form.get("confirm") == "different-person")
+    except DuplicatePatientError as exc:  # shown with a link to the patient on file
+        found = _store().patients()
+        on_file = [*exc.same_identifier, *exc.same_person]
+        search_of("Patient", [*(p.id for p in found), *(p.id for p in on_file)])
+        errors = {"identifier": [exc.message]} if exc.same_identifier else {}
+        return render_template("exam/patients.html", patients=found, search="",
+                               values=values, errors=errors, duplicate=exc), 409
     return redirect(url_for("exam.patient", patient_id=record.id), 303)
 
 
