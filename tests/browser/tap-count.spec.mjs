@@ -27,7 +27,10 @@ test(`a complete typical exam takes at most ${LIMIT} touches`, { timeout: 240000
   const type = async (id, text) => { taps += 1; typed += 1; await page.fill(`[id="in-${id}"]`, text); };
   const next = async () => {
     taps += 1;
-    await Promise.all([page.waitForURL(/\/(pages\/[^/]+|review)$/), page.locator('.pager a[rel=next], .pager a.primary').last().tap()]);
+    const from = page.url();
+    await Promise.all([page.waitForURL((url) => url.href !== from),
+      page.locator('.pager a[rel=next], .pager a.primary').last().tap()]);
+    await page.waitForLoadState('load');
   };
   /** One tap on the scale where ``value`` lies, then the stepper for what the finger
    * missed (each step a tap): what a clinician does. */
@@ -89,6 +92,7 @@ test(`a complete typical exam takes at most ${LIMIT} touches`, { timeout: 240000
   for (const side of ['left', 'right']) {
     await option(`slump.${side}.response`, 'Stretch only');
     await option(`slump.${side}.neck-release`, 'No change');
+    await tap(`${q(`slump.${side}.knee-extension-deficit`)} button.step >> nth=1`);  // 0°
   }
   await next();
   // palpation: the body map, then the rest not tender in one tap
