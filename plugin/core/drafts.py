@@ -98,11 +98,16 @@ def merge(stored: Mapping[str, Any], link_ids: Iterable[str],
 
 
 def response(form: Form, checked: Checked, context: Context,
-             one_step: frozenset[str] = frozenset()) -> dict[str, Any]:
+             one_step: frozenset[str] = frozenset(),
+             carried: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The in-progress QuestionnaireResponse of the valid answers; ``one_step``: the
-    sections whose screen was recorded in one tap (kept only while it still holds)."""
-    return responses.build(Exam(form, checked.valid, context, one_step=frozenset(
-        s for s in one_step if layout.one_step_holds(form, s, checked.valid))))
+    sections whose screen was recorded in one tap (kept only while it still holds);
+    ``carried``: answers carried from an earlier exam (linkId -> its response)."""
+    return responses.build(Exam(
+        form, checked.valid, context,
+        one_step=frozenset(s for s in one_step
+                           if layout.one_step_holds(form, s, checked.valid)),
+        carried={k: v for k, v in (carried or {}).items() if k in checked.valid}))
 
 
 def section_of(form: Form, link_id: str) -> Item:

@@ -60,6 +60,9 @@ class Exam:
     #: Sections whose screen was recorded negative in one tap: their item carries
     #: EXT_RECORDED_IN_ONE_STEP (a fact about how it was recorded, never an answer).
     one_step: frozenset[str] = frozenset()
+    #: Answers carried from an earlier exam and not changed since: linkId -> a Reference
+    #: to that exam's response (EXT_CARRIED_FORWARD on the item; ``carry_forward``).
+    carried: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @cached_property
     def exam_id(self) -> str:
@@ -128,7 +131,25 @@ def read(form: Form, qr: Any) -> Exam:
                       status=qr["status"], based_on=tuple(qr.get("basedOn") or ()),
                       part_of=tuple(qr.get("partOf") or ()),
                       identifier=ours[0] if ours else None)
-    return Exam(form, loaded, context, source=qr, one_step=one_step_of(qr))
+    return Exam(form, loaded, context, source=qr, one_step=one_step_of(qr),
+                carried=carried_of(qr))
+
+
+def carried_of(qr: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The answers a QuestionnaireResponse marks as carried, with their source."""
+    found: dict[str, Mapping[str, Any]] = {}
+
+    def walk(nodes: Any) -> None:
+        for node in nodes or []:
+            if not isinstance(node, Mapping):
+                continue
+            for e in node.get("extension") or []:
+                if isinstance(e, Mapping) and e.get("url") == t.EXT_CARRIED_FORWARD \
+                        and isinstance(e.get("valueReference"), Mapping):
+                    found[node.get("linkId")] = e["valueReference"]
+            walk(node.get("item"))
+    walk((qr or {}).get("item"))
+    return found
 
 
 def one_step_of(qr: Mapping[str, Any] | None) -> frozenset[str]:
@@ -202,8 +223,12 @@ def _node(exam: Exam, item: Item) -> dict[str, Any] | None:
     values = exam.answers.get(item.link_id)
     if not values:
         return None
-    return {"linkId": item.link_id, "text": item.text,
+    node = {"linkId": item.link_id, "text": item.text,
             "answer": [answer_value(item, v) for v in values]}
+    if item.link_id in exam.carried:
+        node["extension"] = [{"url": t.EXT_CARRIED_FORWARD,
+                              "valueReference": dict(exam.carried[item.link_id])}]
+    return node
 
 
 def _walk(form: Form, items: list[Any], parent: str | None, plain: dict[str, Any],

@@ -20,7 +20,7 @@ from typing import Any
 from .. import __version__
 from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
-from ..core import drafts, patient as patient_mod, populate
+from ..core import carry_forward, drafts, patient as patient_mod, populate
 from ..core import responses
 from ..core.responses import Context
 from ..errors import DuplicatePatientError
@@ -40,11 +40,26 @@ def draft_context(exam_id: str, encounter: Mapping[str, Any] | None,
 def draft_response(form: Any, checked: drafts.Checked, exam_id: str,
                    encounter: Mapping[str, Any] | None,
                    patient_record: store_mod.PatientRecord, now: dt.datetime,
-                   one_step: frozenset[str] = frozenset()) -> dict[str, Any]:
+                   one_step: frozenset[str] = frozenset(),
+                   carried: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The in-progress QuestionnaireResponse stored with every save (with the sections
-    recorded in one step marked on it: that is where the fact is kept)."""
+    recorded in one step and the answers carried from an earlier exam marked on it:
+    that is where those facts are kept)."""
     return drafts.response(form, checked, draft_context(exam_id, encounter, patient_record, now),
-                           one_step)
+                           one_step, carried)
+
+
+def carried_answers(exam: store_mod.ExamRecord) -> dict[str, Mapping[str, Any]]:
+    """The draft's answers still marked as carried from an earlier exam."""
+    return responses.carried_of(exam.draft)
+
+
+def _previous_signed(store: store_mod.Store, patient_id: str
+                     ) -> tuple[store_mod.ExamRecord, store_mod.Revision] | None:
+    """The patient's most recently signed exam and its latest revision, if any."""
+    signed = [(e, store.revision(e.id, e.revisions)) for e in store.exams_for(patient_id)
+              if e.revisions]
+    return max(signed, key=lambda pair: pair[1].signed_at, default=None)
 
 
 def one_step_sections(exam: store_mod.ExamRecord) -> frozenset[str]:
@@ -95,18 +110,35 @@ def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientReco
                 return existing
     form = kb.forms[pipeline.DEFAULT_FORM]
     # SDC $populate's own work: the same prefill the FHIR API offers integrators
-    raw = populate.populate(form, patient_record.resource, on=now.date()).answers
+    raw = dict(populate.populate(form, patient_record.resource, on=now.date()).answers)
+    # the history from the last signed exam, marked as carried (carry_forward)
+    previous = _previous_signed(store, patient_record.id)
+    carried: dict[str, Mapping[str, Any]] = {}
+    read: list[Mapping[str, Any]] = []
+    if previous is not None:
+        exam, revision = previous
+        taken = carry_forward.carry(form, revision.answers)
+        ref = carry_forward.source(exam.id, revision.signed_at.date().isoformat())
+        carried = {k: ref for k in taken}
+        raw.update(taken)
+        if taken:  # its answers were read to begin this one: in the trail too
+            read = [trail.event(by, "vread", resource=f"QuestionnaireResponse/{exam.id}/"
+                                f"_history/{revision.number}", patient_id=patient_record.id,
+                                what="history carried to a new exam")]
     exam_id = str(uuid.uuid4())  # chosen here: the draft response names it (one write)
-    draft = draft_response(form, drafts.check(form, raw), exam_id, encounter, patient_record, now)
+    draft = draft_response(form, drafts.check(form, raw), exam_id, encounter, patient_record,
+                           now, carried=carried)
+    begun = trail.exam_write(by, "create", "exam begun")
     return store.create_exam(patient_record.id, form.canonical, answers=raw, draft=draft,
                              encounter=encounter, launch_id=launch_id, exam_id=exam_id,
-                             audit=trail.exam_write(by, "create", "exam begun"))
+                             audit=lambda record: [*begun(record), *read])
 
 
 def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
                patient_record: store_mod.PatientRecord, *, expected_version: int,
                answers: Mapping[str, Any], now: dt.datetime, by: By,
-               one_step: frozenset[str] | None = None
+               one_step: frozenset[str] | None = None,
+               carried: Mapping[str, Mapping[str, Any]] | None = None
                ) -> tuple[store_mod.ExamRecord, drafts.Checked]:
     """Store the working answers exactly as entered (a wrong value is kept and reported,
     never dropped) with their in-progress response; refused on a stale version.
@@ -114,9 +146,12 @@ def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
     checked = drafts.check(form, answers)
     if one_step is None:
         one_step = one_step_sections(exam)
+    before = carried_answers(exam)  # a mark may be dropped here, never added
+    carried = {k: v for k, v in (before if carried is None else carried).items()
+               if k in before}
     saved = store.save_draft(exam.id, expected_version=expected_version, answers=answers,
                              draft=draft_response(form, checked, exam.id, exam.encounter,
-                                                  patient_record, now, one_step),
+                                                  patient_record, now, one_step, carried),
                              audit=trail.exam_write(by, "update", "draft saved"))
     return saved, checked
 

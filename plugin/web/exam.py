@@ -187,10 +187,11 @@ def page(exam_id: str, section: str) -> Any:
     pages = layout.pages(form)
     _read_exam(record)
     alert = pipeline.red_flag_alert(_kb(), checked.valid)  # on every page, until answered no
+    carried = exams.carried_answers(record)
     return render_template(
         "exam/page.html", exam=record, patient=patient_record, form=form, page=current,
         pages=pages, progress=drafts.progress(form, checked.valid), raw=checked.raw,
-        errors=checked.errors, layout=layout, red_flag_alert=alert,
+        errors=checked.errors, layout=layout, red_flag_alert=alert, carried=carried,
         previous=pages[current.number - 2] if current.number > 1 else None,
         next=pages[current.number] if current.number < len(pages) else None,
         client_data={"examId": record.id, "version": record.version, "section": section,
@@ -198,6 +199,7 @@ def page(exam_id: str, section: str) -> Any:
                      "errors": checked.errors, "redFlags": alert,
                      "screen": [list(pair) for pair in current.screen],
                      "oneStep": current.item.link_id in exams.one_step_sections(record),
+                     "carried": sorted(k for k in carried if k in current.link_ids),
                      "redFlagTriggers": pipeline.red_flag_triggers(_kb(), form, current.link_ids),
                      "saveUrl": url_for("exam.save_draft", exam_id=exam_id)})
 
@@ -227,10 +229,15 @@ def save_draft(exam_id: str) -> Response:
     one_step = exams.one_step_sections(record) - {current.item.link_id}
     if body.get("oneStep") is True:
         one_step |= {current.item.link_id}
+    # a carried answer stays marked while the page still shows it as carried
+    still = body.get("carried") if isinstance(body.get("carried"), list) else []
+    carried = {k: v for k, v in exams.carried_answers(record).items()
+               if k not in current.link_ids or k in still}
     try:
         saved, checked = exams.save_draft(_store(), form, record, patient_record,
                                           expected_version=expected, answers=raw, now=_now(),
-                                          by=requester(), one_step=one_step)
+                                          by=requester(), one_step=one_step,
+                                          carried=carried)
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:

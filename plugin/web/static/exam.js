@@ -118,7 +118,8 @@
     try {
       localStorage.setItem(storageKey, JSON.stringify({
         version: version, section: payload.section, answers: payload.answers,
-        oneStep: !!payload.oneStep, at: new Date().toISOString() }));
+        oneStep: !!payload.oneStep, carried: payload.carried || [],
+        at: new Date().toISOString() }));
       keptLocally = true;
     } catch (e) {
       keptLocally = false;  // storage full or disabled: only the server copy is safe
@@ -134,7 +135,7 @@
   function schedule(delay) {
     if (stopped) { return; }
     dirty = true;
-    remember({ section: data.section, answers: collect(), oneStep: oneStep });
+    remember({ section: data.section, answers: collect(), oneStep: oneStep, carried: carried });
     setStatus("Saving…");
     clearTimeout(timer);
     timer = setTimeout(save, delay === undefined ? 700 : delay);
@@ -155,14 +156,15 @@
     var stored = pending();
     if (!stored) { dirty = false; return Promise.resolve(true); }
     dirty = false;
-    var payload = { section: stored.section, answers: stored.answers, oneStep: !!stored.oneStep };
+    var payload = { section: stored.section, answers: stored.answers, oneStep: !!stored.oneStep,
+                    carried: stored.carried || [] };
     inFlight = send(payload, keepalive).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         if (response.ok) {
           version = body.version;
           retryDelay = 2000;
           if (!dirty) { forget(); }
-          else { remember({ section: data.section, answers: collect(), oneStep: oneStep }); }
+          else { remember({ section: data.section, answers: collect(), oneStep: oneStep, carried: carried }); }
           showErrors(body.errors || {});
           if (body.redFlags) { serverFlags = body.redFlags.flags || []; showRedFlags(); }
           showProgress(body.progress || {});
@@ -372,8 +374,25 @@
     changed(q);
   }
 
+  /* Answers carried from the previous exam keep their mark until changed here. */
+  var carried = (data.carried || []).slice();
+  var carriedValues = {};
+
+  function uncarry() {
+    carried = carried.filter(function (id) {
+      var q = document.getElementById("q-" + id);
+      var same = q && JSON.stringify(valueOf(q)) === carriedValues[id];
+      if (!same) {
+        var mark = form.querySelector('[data-carried-for="' + id + '"]');
+        if (mark) { mark.hidden = true; }
+      }
+      return same;
+    });
+  }
+
   function changed(node, delay) {
     applyEnableWhen();
+    uncarry();
     if (oneStep && node && node.closest && !screening) { oneStep = screenHolds(); }
     showRedFlags();
     schedule(delay);
@@ -550,6 +569,10 @@
   /* --- start ----------------------------------------------------------------------- */
 
   data.amending = statusNode.textContent.indexOf("Amending") === 0;
+  carried.forEach(function (id) {
+    var q = document.getElementById("q-" + id);
+    carriedValues[id] = q ? JSON.stringify(valueOf(q)) : "";
+  });
   questions().forEach(syncRadios);
   applyEnableWhen();
   showErrors(data.errors || {});
@@ -560,6 +583,7 @@
       if (unsent.section === data.section) {
         Object.keys(unsent.answers).forEach(function (id) { restore(id, unsent.answers[id]); });
         oneStep = !!unsent.oneStep;
+        if (Array.isArray(unsent.carried)) { carried = carried.filter(function (id) { return unsent.carried.indexOf(id) >= 0; }); }
         data.linkIds.forEach(function (id) { if (!(id in unsent.answers)) { restore(id, undefined); } });
         questions().forEach(syncRadios);
         applyEnableWhen();
