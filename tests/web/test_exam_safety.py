@@ -6,10 +6,12 @@ beside another option. The browser specs (tests/browser/one-tap.spec.mjs) tap th
 flows in Chromium."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from plugin.adapters import audit, store as store_mod
 from plugin.core import layout, terminology as t
 from tests.conformance.test_signoff_emitted import validator  # noqa: F401  (fixture)
 from tests.support.conformance import assert_conformant
@@ -17,8 +19,13 @@ from tests.support.signin import PASSWORD, signed_in
 
 
 @pytest.fixture()
-def client(make_app, database_url):
-    return signed_in(make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database_url}))
+def app(make_app, database_url):
+    return make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database_url})
+
+
+@pytest.fixture()
+def client(app):
+    return signed_in(app)
 
 
 def _exam(client) -> tuple[str, int]:
@@ -120,3 +127,60 @@ def test_none_beside_another_option_is_flagged_on_the_page(client) -> None:
         '"None" excludes every other answer; choose it alone or leave it out.']}
     page = client.get(f"/exams/{exam_id}/pages/history").get_data(as_text=True)
     assert re.search(r'value="none" data-exclusive checked', page)
+
+
+def test_a_new_exam_carries_the_history_of_the_last_signed_one(app, client, form,
+                                                               validator) -> None:  # noqa: F811
+    exam_id, version = _exam(client)
+    body = _save(client, exam_id, version, "history", {
+        "history.affected-side": "right", "history.onset": "gradual",
+        "history.imaging": ["mri-pelvis-hamstring"], "history.pt-weeks": 4,
+        "history.pain-location": ["sit-bone"]})
+    body = _save(client, exam_id, body["version"], "red-flags", {"red-flags.fever": False})
+    body = _save(client, exam_id, body["version"], "slr", {"slr.right.onset-angle": 70})
+    assert client.post(f"/exams/{exam_id}/sign", data={
+        "version": body["version"], "password": PASSWORD}).status_code == 303
+    patient = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
+    patient_id = re.search(r'href="/patients/([0-9a-f-]+)"', patient).group(1)
+    second = client.post(f"/patients/{patient_id}/exams").headers["Location"].split("/")[2]
+    draft = client.get(f"/fhir/QuestionnaireResponse/{second}").get_json()
+    assert_conformant(validator, draft)
+    answered = {}
+
+    def walk(items):
+        for i in items:
+            if "answer" in i:
+                answered[i["linkId"]] = i
+            walk(i.get("item", []))
+    walk(draft["item"])
+    # the story is carried and marked with its source; nothing else is
+    assert set(answered) == {"patient.age-years", "history.affected-side", "history.onset",
+                             "history.imaging"}
+    assert answered["history.onset"]["extension"][0]["url"] == t.EXT_CARRIED_FORWARD
+    assert answered["history.onset"]["extension"][0]["valueReference"]["identifier"][
+        "value"] == exam_id
+    assert "extension" not in answered["patient.age-years"]
+    page = client.get(f"/exams/{second}/pages/history").get_data(as_text=True)
+    assert page.count('class="carried"') == 3 and "Carried from the exam signed on" in page
+    # its read is in the trail, as the user's
+    events = [json.loads(e) for e in audit.events_since(store_mod.from_app(app).engine, None)]
+    carried = [e for e in events if any(x.get("description") == "history carried to a new exam"
+                                        for x in e.get("entity", []))]
+    assert len(carried) == 1
+    assert carried[0]["subtype"][0]["code"] == "vread"
+    assert any(x["what"].get("reference") == f"QuestionnaireResponse/{exam_id}/_history/1"
+               for x in carried[0]["entity"])
+    assert_conformant(validator, carried[0])
+    # changed on the page (it no longer says carried), the mark goes; never comes back
+    version = int(re.search(r'"version": (\d+)', page).group(1))
+    body = _save(client, second, version, "history", {
+        "history.affected-side": "left", "history.onset": "gradual",
+        "history.imaging": ["mri-pelvis-hamstring"]},
+        carried=["history.onset", "history.imaging"])
+    _save(client, second, body["version"], "history", {
+        "history.affected-side": "left", "history.onset": "gradual",
+        "history.imaging": ["mri-pelvis-hamstring"]},
+        carried=["history.affected-side", "history.onset", "history.imaging"])
+    page = client.get(f"/exams/{second}/pages/history").get_data(as_text=True)
+    assert page.count('class="carried"') == 2
+    assert 'data-carried-for="history.affected-side"' not in page
