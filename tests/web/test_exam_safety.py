@@ -13,9 +13,14 @@ import pytest
 
 from plugin.adapters import audit, store as store_mod
 from plugin.core import layout, terminology as t
-from tests.conformance.test_signoff_emitted import validator  # noqa: F401  (fixture)
-from tests.support.conformance import assert_conformant
+from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.signin import PASSWORD, signed_in
+
+
+@pytest.fixture(scope="module")
+def validator():
+    with IndependentValidator() as v:
+        yield v
 
 
 @pytest.fixture()
@@ -74,7 +79,7 @@ def test_a_red_flag_yes_alerts_on_its_page_and_every_later_one(client, kb) -> No
 
 
 def test_a_one_tap_screen_is_kept_as_every_no_and_the_fact_it_was_one_step(
-        client, form, validator) -> None:  # noqa: F811
+        client, form, validator) -> None:
     exam_id, version = _exam(client)
     body = _save(client, exam_id, version, "red-flags", _all_no(form), oneStep=True)
     draft = client.get(f"/fhir/QuestionnaireResponse/{exam_id}").get_json()
@@ -130,7 +135,7 @@ def test_none_beside_another_option_is_flagged_on_the_page(client) -> None:
 
 
 def test_a_new_exam_carries_the_history_of_the_last_signed_one(app, client, form,
-                                                               validator) -> None:  # noqa: F811
+                                                               validator) -> None:
     exam_id, version = _exam(client)
     body = _save(client, exam_id, version, "history", {
         "history.affected-side": "right", "history.onset": "gradual",
