@@ -101,6 +101,13 @@ def test_a_one_tap_screen_is_kept_as_every_no_and_the_fact_it_was_one_step(
     assert next(i for i in completed["item"] if i["linkId"] == "red-flags")["extension"] == [
         {"url": t.EXT_RECORDED_IN_ONE_STEP, "valueBoolean": True}]
     assert_conformant(validator, completed)
+    # an amendment starts from the record as signed: the fact comes along
+    amended = client.post(f"/exams/{exam_id}/amend", data={
+        "version": re.search(r'name="version" value="(\d+)"', record).group(1),
+        "reason": "Pain score corrected"})
+    assert amended.status_code == 303, amended.get_data(as_text=True)
+    assert "Red flags: all negative, recorded in one step." in client.get(
+        f"/exams/{exam_id}/review").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("change", [{"red-flags.fever": True}, {"red-flags.fever": None}])
