@@ -34,7 +34,7 @@ def complete_answers(form: Any) -> dict[str, Any]:
         elif item.type == "quantity":
             value = {"value": 6, "unit": item.unit_options[0] if item.unit_options else "wk"}
         elif item.type == "choice":
-            codes = [o.code for o in item.options]
+            codes = [o.code for o in item.options if not (item.repeats and o.exclusive)]
             value = codes[:3] if item.repeats else codes[-1]
         else:
             value = "x"

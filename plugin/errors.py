@@ -6,6 +6,7 @@ FHIR API, a message and a non-zero exit for the CLI, field messages for the tabl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class PluginError(Exception):
@@ -70,6 +71,19 @@ class ConflictError(PluginError):
     def __init__(self, message: str, *, current: int | None = None) -> None:
         super().__init__(message)
         self.current = current
+
+
+class DuplicatePatientError(PluginError):
+    """A new patient looks like one already on file. ``same_identifier``: patients with
+    the identifier (always refused: an MRN names one person); ``same_person``: patients
+    with the same name and birth date (added only once the person at the tablet
+    confirms it is someone else)."""
+
+    def __init__(self, message: str, *, same_identifier: Sequence[Any] = (),
+                 same_person: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.same_identifier = tuple(same_identifier)
+        self.same_person = tuple(same_person)
 
 
 class LockedError(PluginError):

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -222,15 +223,37 @@ class Store:
 
     def patients(self, search: str | None = None, limit: int = 200) -> list[PatientRecord]:
         """Patients whose family name, given names or identifier contain ``search``
-        (any case), ordered by family then given name."""
+        (any case), or born on it (``1986-03-14``, ``14/03/1986``, ``1986-03``, ``1986``),
+        ordered by family then given name."""
         stmt = select(patients).order_by(patients.c.family.asc().nulls_last(),
                                          patients.c.given.asc().nulls_last(), patients.c.id)
         term = (search or "").strip().casefold()
         if term:
-            stmt = stmt.where(patients.c.search.contains(term, autoescape=True))
+            matches = patients.c.search.contains(term, autoescape=True)
+            born = _birth_date_term(term)
+            if born:
+                matches = or_(matches, patients.c.birth_date.startswith(born, autoescape=True))
+            stmt = stmt.where(matches)
         with self._engine.connect() as conn:
             rows = conn.execute(stmt.limit(min(max(0, int(limit)), 10_000))).all()
         return [self._patient(row) for row in rows]
+
+    def same_patients(self, resource: Mapping[str, Any]) -> tuple[list[PatientRecord],
+                                                                  list[PatientRecord]]:
+        """Patients already on file that a new ``resource`` may be: those with its
+        identifier value (exact), and those with its family and given names (any case)
+        and birth date."""
+        family, given, birth_date, identifier = _patient_columns(resource)
+        with self._engine.connect() as conn:
+            by_identifier = conn.execute(select(patients).where(
+                patients.c.identifier == identifier)).all() if identifier else []
+            by_person = conn.execute(select(patients).where(
+                patients.c.birth_date == birth_date,
+                func.lower(patients.c.family) == (family or "").casefold())).all() \
+                if family and birth_date else []
+        same = [r for r in by_person
+                if (r.given or "").casefold() == (given or "").casefold()]
+        return [self._patient(r) for r in by_identifier], [self._patient(r) for r in same]
 
     # -- exams ------------------------------------------------------------------------
 
@@ -674,6 +697,23 @@ def _aware(value: Any) -> dt.datetime:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+#: A birth date as people type it in the search box: ISO (or its year / year-month), or
+#: day/month/year as written in the UK.
+_ISO_PREFIX = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+_DMY = re.compile(r"(\d{1,2})[/.](\d{1,2})[/.](\d{4})")
+
+
+def _birth_date_term(term: str) -> str | None:
+    """The ISO birth date (or its prefix) a search term stands for, else None."""
+    if _ISO_PREFIX.fullmatch(term):
+        return term
+    dmy = _DMY.fullmatch(term)
+    if dmy:
+        day, month, year = dmy.groups()
+        return f"{year}-{int(month):02d}-{int(day):02d}"
+    return None
 
 
 def _patient_values(patient_id: str, resource: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields
 
 from ..errors import AnswerError
 from .datetimes import parse_aware
+from .layout import with_unit
 from .questionnaire import Condition, Form, Item, Quantity, seconds
 
 #: Typed answers: linkId -> its values (one unless the item repeats), in form order.
@@ -179,9 +180,9 @@ class _ItemField(fields.Field):
     def _range(self, value: int | Decimal) -> None:
         low, high = self.item.min_value, self.item.max_value
         if (low is not None and value < low) or (high is not None and value > high):
-            unit = f" {self.item.unit['code']}" if self.item.unit else ""
+            unit = self.item.unit["code"] if self.item.unit else ""
             raise ValidationError(f"{_fmt(value)} is out of range: must be between "
-                                  f"{_fmt(low)} and {_fmt(high)}{unit}.")
+                                  f"{_fmt(low)} and {with_unit(_fmt(high), unit)}.")
 
 
 class _Boolean(_ItemField):
@@ -267,10 +268,10 @@ class _QuantityField(_ItemField):
         low, high = self.item.min_quantity, self.item.max_quantity
         if ((low is not None and seconds(quantity) < seconds(low))
                 or (high is not None and seconds(quantity) > seconds(high))):
-            raise ValidationError(f"{_fmt(quantity.value)} {unit} is out of range: must be "
-                                  f"between {_fmt(low.value) if low else '-'} and "
-                                  f"{_fmt(high.value) if high else '-'} "
-                                  f"{(high or low).unit}.")  # type: ignore[union-attr]
+            raise ValidationError(f"{with_unit(_fmt(quantity.value), unit)} is out of range: "
+                                  f"must be between {_fmt(low.value) if low else '-'} and "
+                                  + with_unit(_fmt(high.value) if high else '-',
+                                              (high or low).unit) + ".")  # type: ignore[union-attr]
         return quantity
 
 
@@ -294,6 +295,12 @@ class _Repeats(_ItemField):
             raise ValidationError(problems)
         if len(set(map(repr, result))) != len(result):
             raise ValidationError("The same answer is given more than once.")
+        alone = [v for v in result if isinstance(v, str) and self.item.option(v) is not None
+                 and self.item.option(v).exclusive]  # type: ignore[union-attr]
+        if alone and len(result) > 1:
+            # keyed by linkId (the API names it first; the tablet shows it by the field)
+            raise ValidationError(f'"{self.item.option(alone[0]).display}" excludes '  # type: ignore[union-attr]
+                                  "every other answer; choose it alone or leave it out.")
         return result
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import answers as answers_mod
-from . import responses
+from . import layout, responses
 from .answers import Answers
 from .questionnaire import Form, Item
 from .responses import Context, Exam
@@ -97,9 +97,17 @@ def merge(stored: Mapping[str, Any], link_ids: Iterable[str],
     return merged
 
 
-def response(form: Form, checked: Checked, context: Context) -> dict[str, Any]:
-    """The in-progress QuestionnaireResponse of the valid answers."""
-    return responses.build(Exam(form, checked.valid, context))
+def response(form: Form, checked: Checked, context: Context,
+             one_step: frozenset[str] = frozenset(),
+             carried: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The in-progress QuestionnaireResponse of the valid answers; ``one_step``: the
+    sections whose screen was recorded in one tap (kept only while it still holds);
+    ``carried``: answers carried from an earlier exam (linkId -> its response)."""
+    return responses.build(Exam(
+        form, checked.valid, context,
+        one_step=frozenset(s for s in one_step
+                           if layout.one_step_holds(form, s, checked.valid)),
+        carried={k: v for k, v in (carried or {}).items() if k in checked.valid}))
 
 
 def section_of(form: Form, link_id: str) -> Item:

@@ -33,6 +33,16 @@ SITE_POSITIONS = {
     "hamstring-distal": (50, 330),
 }
 MIDLINE = 150
+#: The short name the body map writes beside each site (the question's text is longer).
+SITE_NAMES = {
+    "lumbar-spine": "Lumbar spine", "psis": "PSIS (Fortin point)",
+    "sciatic-notch": "Sciatic notch", "greater-trochanter": "Greater trochanter",
+    "ischial-tuberosity": "Ischial tuberosity", "hamstring-proximal": "Proximal hamstring",
+    "hamstring-mid": "Mid hamstring", "hamstring-distal": "Distal hamstring",
+}
+#: What a one-tap screen records for a question it covers: a test "negative", a site
+#: "not tender"; a page of yes/no questions only (the red-flag screen) records "no".
+SCREEN_NEGATIVE = ("negative", "not-tender")
 #: The body-map outline (SVG paths in the same viewBox): lower back, buttocks and thighs
 #: seen from behind, then the midline and the gluteal folds.
 BODY_OUTLINE = ("M95 10 L205 10 L212 80 Q260 95 258 160 L246 370 L168 370 L158 215 L150 205 "
@@ -51,6 +61,7 @@ class Site:
     left: Item
     right: Item
     positions: tuple[tuple[int, int], tuple[int, int]] | None
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,18 @@ class Page:
     link_ids: tuple[str, ...]
     sites: tuple[Site, ...]
     normal_rows: int
+    #: The one-tap screen: (linkId, negative answer) for each question it records when
+    #: still unanswered; empty when the page has none (``screen``).
+    screen: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def screen_label(self) -> str:
+        """The button's words: what the tap records, as a clinician says it."""
+        if all(value is False for _, value in self.screen):
+            return "Screen negative: all no"
+        if all(value == "not-tender" for _, value in self.screen):
+            return "Remaining sites not tender"
+        return "Remaining tests negative"
 
 
 def pages(form: Form) -> tuple[Page, ...]:
@@ -81,8 +104,53 @@ def _pages(form: Form) -> tuple[Page, ...]:
                       if pair(form, g) and _graded(pair(form, g)[0]))  # type: ignore[index]
         rows = sum(1 for g in _descendants(form, section)
                    if pair(form, g) and normal_value(pair(form, g)[0]) is not None)  # type: ignore[index]
-        result.append(Page(section, number, ids, sites, rows))
+        result.append(Page(section, number, ids, sites, rows, screen(form, section)))
     return tuple(result)
+
+
+def screen(form: Form, section: Item) -> tuple[tuple[str, Any], ...]:
+    """The questions of a section one tap can record as negative, with that answer:
+    every question when all are yes/no (a screen such as the red flags: all "no"), else
+    each choice offering a ``SCREEN_NEGATIVE`` option (tests "negative", sites "not
+    tender"). Derived from the Questionnaire, never a list of linkIds; fewer than two
+    questions is no screen."""
+    items = [i for i in _descendants(form, section) if i.answerable]
+    if items and all(i.type == "boolean" for i in items):
+        found: list[tuple[str, Any]] = [(i.link_id, False) for i in items]
+    else:
+        found = [(i.link_id, code) for i in items if i.type == "choice" and not i.repeats
+                 for code in SCREEN_NEGATIVE if i.option(code) is not None]
+    return tuple(found) if len(found) > 1 else ()
+
+
+def one_step_holds(form: Form, section: str, answers: Mapping[str, Any]) -> bool:
+    """Whether a section may say its screen was recorded in one step: it has a screen and
+    every question of it holds the screen's negative answer (typed answers: one-value
+    tuples). A "yes" given later, or a question cleared, ends the claim."""
+    found = page(form, section)
+    return bool(found and found.screen) and all(
+        tuple(answers.get(link_id, ())) == (value,) for link_id, value in found.screen)
+
+
+def scale(item: Item) -> bool:
+    """Whether a number gets a scale to tap or drag (one gesture to any value): a
+    slider control, or an angle."""
+    return item.type == "integer" and (item.control == "slider" or (
+        (item.unit or {}).get("code") == "deg" and item.max_value is not None
+        and item.min_value is not None))
+
+
+def start_value(item: Item) -> Any:
+    """Where the first tap of a stepper on an empty field lands: the middle of a slider
+    (an SLR angle starts at 45°), else the minimum (a deficit starts at 0°); never the
+    maximum."""
+    low, high = item.min_value, item.max_value
+    if low is None:
+        return 0
+    if high is None or item.control != "slider":
+        return low
+    step = item.step or 1
+    return low + ((high - low) // 2 // step) * step
 
 
 def pair(form: Form, item: Item) -> tuple[Item, Item] | None:
@@ -168,7 +236,7 @@ def _site(form: Form, group: Item) -> Site:
     key = group.link_id.rsplit(".", 1)[-1]
     where = SITE_POSITIONS.get(key)
     positions = ((MIDLINE - where[0], where[1]), (MIDLINE + where[0], where[1])) if where else None
-    return Site(group.text, left, right, positions)
+    return Site(group.text, left, right, positions, SITE_NAMES.get(key, group.text))
 
 
 def _descendants(form: Form, item: Item) -> list[Item]:
@@ -188,16 +256,21 @@ def display(item: Item, value: Any) -> str:
     if isinstance(value, bool):
         return "Yes" if value else "No"
     if isinstance(value, Mapping) and "value" in value:
-        return f"{value.get('value')} {unit_word(str(value.get('unit', '')))}".strip()
-    unit = unit_word((item.unit or {}).get("code", ""))
-    if unit == "°":
-        return f"{value}°"
-    return f"{value} {unit}" if unit else str(value)
+        return with_unit(value.get("value"), str(value.get("unit", "")))
+    return with_unit(value, (item.unit or {}).get("code", ""))
 
 
 def unit_word(code: str) -> str:
     """A UCUM unit code as a word (``wk`` -> ``weeks``); unknown codes as they are."""
     return UNIT_WORDS.get(code, code)
+
+
+def with_unit(value: Any, code: str) -> str:
+    """A number with its UCUM unit as clinicians write it: ``70°``, ``6 weeks``, ``40``."""
+    unit = unit_word(code)
+    if unit == "°":
+        return f"{value}°"
+    return f"{value} {unit}" if unit else str(value)
 
 
 @dataclass(frozen=True)

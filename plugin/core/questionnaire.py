@@ -31,6 +31,9 @@ class Option:
     code: str
     coding: Mapping[str, str]
     label: str = ""
+    #: Chosen, it excludes every other option of the item ("None": the
+    #: questionnaire-optionExclusive extension).
+    exclusive: bool = False
 
     @property
     def display(self) -> str:
@@ -203,6 +206,9 @@ def _parse_item(raw: Mapping[str, Any], path: str, parent: str | None, source: s
     if type_ == "choice" and not options:
         raise KnowledgeError(source, path, f"{link_id}: a choice item needs answerOption")
     codes = [o.code for o in options]
+    if any(o.exclusive for o in options) and not raw.get("repeats"):
+        raise KnowledgeError(source, f"{path}.answerOption", f"{link_id}: an exclusive option "
+                                                             "only makes sense on a repeating choice")
     if len(set(codes)) != len(codes):
         raise KnowledgeError(source, f"{path}.answerOption", f"{link_id}: duplicate answer codes")
     min_value = ext.get(t.EXT_MIN_VALUE, {}).get("valueInteger",
@@ -274,14 +280,15 @@ def _parse_option(raw: Mapping[str, Any], path: str, link_id: str, source: str,
     if not isinstance(coding, Mapping) or not coding.get("code") or not coding.get("system"):
         raise KnowledgeError(source, path, f"{link_id}: answerOption needs valueCoding "
                                            "with system and code")
+    exclusive = _extensions(raw).get(t.EXT_OPTION_EXCLUSIVE, {}).get("valueBoolean") is True
     if coding["system"] == t.EXAM_ANSWERS:
-        return Option(coding["code"], MappingProxyType(dict(coding)))
+        return Option(coding["code"], MappingProxyType(dict(coding)), exclusive=exclusive)
     plain = equivalents.get((coding["system"], coding["code"]))
     if plain is None:
         raise KnowledgeError(source, path, f"{link_id}: option {coding['system']}|{coding['code']}"
                                            " has no plain code; add it to the exam-answers "
                                            "CodeSystem with an 'equivalent' property")
-    return Option(plain[0], MappingProxyType(dict(coding)), plain[1])
+    return Option(plain[0], MappingProxyType(dict(coding)), plain[1], exclusive)
 
 
 def _parse_condition(raw: Mapping[str, Any], path: str, link_id: str, source: str) -> Condition:

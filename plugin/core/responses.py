@@ -57,6 +57,12 @@ class Exam:
     answers: Answers
     context: Context
     source: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: Sections whose screen was recorded negative in one tap: their item carries
+    #: EXT_RECORDED_IN_ONE_STEP (a fact about how it was recorded, never an answer).
+    one_step: frozenset[str] = frozenset()
+    #: Answers carried from an earlier exam and not changed since: linkId -> a Reference
+    #: to that exam's response (EXT_CARRIED_FORWARD on the item; ``carry_forward``).
+    carried: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @cached_property
     def exam_id(self) -> str:
@@ -125,7 +131,34 @@ def read(form: Form, qr: Any) -> Exam:
                       status=qr["status"], based_on=tuple(qr.get("basedOn") or ()),
                       part_of=tuple(qr.get("partOf") or ()),
                       identifier=ours[0] if ours else None)
-    return Exam(form, loaded, context, source=qr)
+    return Exam(form, loaded, context, source=qr, one_step=one_step_of(qr),
+                carried=carried_of(qr))
+
+
+def carried_of(qr: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The answers a QuestionnaireResponse marks as carried, with their source."""
+    found: dict[str, Mapping[str, Any]] = {}
+
+    def walk(nodes: Any) -> None:
+        for node in nodes or []:
+            if not isinstance(node, Mapping):
+                continue
+            for e in node.get("extension") or []:
+                if isinstance(e, Mapping) and e.get("url") == t.EXT_CARRIED_FORWARD \
+                        and isinstance(e.get("valueReference"), Mapping):
+                    found[node.get("linkId")] = e["valueReference"]
+            walk(node.get("item"))
+    walk((qr or {}).get("item"))
+    return found
+
+
+def one_step_of(qr: Mapping[str, Any] | None) -> frozenset[str]:
+    """The sections a QuestionnaireResponse marks as recorded in one step."""
+    return frozenset(
+        node.get("linkId") for node in (qr or {}).get("item") or []
+        if isinstance(node, Mapping) and any(
+            isinstance(e, Mapping) and e.get("url") == t.EXT_RECORDED_IN_ONE_STEP
+            and e.get("valueBoolean") is True for e in node.get("extension") or []))
 
 
 def build(exam: Exam) -> dict[str, Any]:
@@ -158,6 +191,9 @@ def build(exam: Exam) -> dict[str, Any]:
         if value:
             qr[key] = value
     items = [node for node in (_node(exam, i) for i in exam.form.items) if node]
+    for node in items:
+        if node["linkId"] in exam.one_step:
+            node["extension"] = [{"url": t.EXT_RECORDED_IN_ONE_STEP, "valueBoolean": True}]
     if items:
         qr["item"] = items
     return qr
@@ -187,8 +223,12 @@ def _node(exam: Exam, item: Item) -> dict[str, Any] | None:
     values = exam.answers.get(item.link_id)
     if not values:
         return None
-    return {"linkId": item.link_id, "text": item.text,
+    node = {"linkId": item.link_id, "text": item.text,
             "answer": [answer_value(item, v) for v in values]}
+    if item.link_id in exam.carried:
+        node["extension"] = [{"url": t.EXT_CARRIED_FORWARD,
+                              "valueReference": dict(exam.carried[item.link_id])}]
+    return node
 
 
 def _walk(form: Form, items: list[Any], parent: str | None, plain: dict[str, Any],

@@ -39,6 +39,14 @@ EXT_ITEM_CONTROL = "http://hl7.org/fhir/StructureDefinition/questionnaire-itemCo
 ITEM_CONTROL = "http://hl7.org/fhir/questionnaire-item-control"
 EXT_SLIDER_STEP = "http://hl7.org/fhir/StructureDefinition/questionnaire-sliderStepValue"
 EXT_ENTRY_FORMAT = "http://hl7.org/fhir/StructureDefinition/entryFormat"
+#: On an answerOption of a repeating choice ("None"): chosen, it excludes every other option.
+EXT_OPTION_EXCLUSIVE = "http://hl7.org/fhir/StructureDefinition/questionnaire-optionExclusive"
+#: Ours, on a section's item of a QuestionnaireResponse (valueBoolean true): the section's
+#: screen was recorded negative with one tap (each question still carries its own "no").
+EXT_RECORDED_IN_ONE_STEP = f"{BASE}/StructureDefinition/recorded-in-one-step"
+#: Ours, on an item of an in-progress QuestionnaireResponse (valueReference: the earlier
+#: exam's response): the answer was carried from that exam and not yet changed.
+EXT_CARRIED_FORWARD = f"{BASE}/StructureDefinition/carried-forward"
 EXT_STRUCTURE_LATERALITY = "http://hl7.org/fhir/StructureDefinition/observation-structureLaterality"
 
 #: Decision support: our codes for conditions, red flags and services without a verified

@@ -135,8 +135,7 @@ def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
     """Red flags, then the ranked differential, then referrals and caveats."""
     findings = Findings(knowledge, facts)
     env = findings.env
-    flags = tuple(_raise(r, findings) for r in knowledge.red_flags
-                  if r.when.evaluate(env, None).truth)
+    flags = _red_flags(knowledge, findings)
     urgency = min((f.definition.urgency for f in flags), key=URGENCY_ORDER.index,
                   default="routine")
     differential = _differential(knowledge, findings)
@@ -157,6 +156,17 @@ def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
     caveats += _completeness_caveats(differential)
     return Assessment(urgency, flags, differential, factors, referrals, focus, tuple(caveats),
                       knowledge.version, knowledge.disclaimer, findings)
+
+
+def red_flags(knowledge: DecisionKnowledge, facts: Facts) -> tuple[RaisedFlag, ...]:
+    """Only the red flags the facts raise: what the exam pages alert on while the
+    clinician is still answering (the same rules as ``assess``, without the rest)."""
+    return _red_flags(knowledge, Findings(knowledge, facts))
+
+
+def _red_flags(knowledge: DecisionKnowledge, findings: Findings) -> tuple[RaisedFlag, ...]:
+    return tuple(_raise(r, findings) for r in knowledge.red_flags
+                 if r.when.evaluate(findings.env, None).truth)
 
 
 def _raise(definition: RedFlagDef, findings: Findings) -> RaisedFlag:

@@ -20,10 +20,11 @@ from typing import Any
 from .. import __version__
 from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
-from ..core import drafts, patient as patient_mod, populate
+from ..core import carry_forward, drafts, patient as patient_mod, populate
+from ..core import responses
 from ..core.responses import Context
 from ..decision import impression as impression_mod
-from ..errors import InputError
+from ..errors import DuplicatePatientError, InputError
 from . import observations, pipeline, signoff, trail
 from .trail import By
 
@@ -39,14 +40,47 @@ def draft_context(exam_id: str, encounter: Mapping[str, Any] | None,
 
 def draft_response(form: Any, checked: drafts.Checked, exam_id: str,
                    encounter: Mapping[str, Any] | None,
-                   patient_record: store_mod.PatientRecord, now: dt.datetime) -> dict[str, Any]:
-    """The in-progress QuestionnaireResponse stored with every save."""
-    return drafts.response(form, checked, draft_context(exam_id, encounter, patient_record, now))
+                   patient_record: store_mod.PatientRecord, now: dt.datetime,
+                   one_step: frozenset[str] = frozenset(),
+                   carried: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The in-progress QuestionnaireResponse stored with every save (with the sections
+    recorded in one step and the answers carried from an earlier exam marked on it:
+    that is where those facts are kept)."""
+    return drafts.response(form, checked, draft_context(exam_id, encounter, patient_record, now),
+                           one_step, carried)
+
+
+def carried_answers(exam: store_mod.ExamRecord) -> dict[str, Mapping[str, Any]]:
+    """The draft's answers still marked as carried from an earlier exam."""
+    return responses.carried_of(exam.draft)
+
+
+def _previous_signed(store: store_mod.Store, patient_id: str
+                     ) -> tuple[store_mod.ExamRecord, store_mod.Revision] | None:
+    """The patient's most recently signed exam and its latest revision, if any."""
+    signed = [(e, store.revision(e.id, e.revisions)) for e in store.exams_for(patient_id)
+              if e.revisions]
+    return max(signed, key=lambda pair: pair[1].signed_at, default=None)
+
+
+def one_step_sections(exam: store_mod.ExamRecord) -> frozenset[str]:
+    """The sections of the exam's draft recorded in one step (none once signed)."""
+    return responses.one_step_of(exam.draft)
 
 
 def add_patient(store: store_mod.Store, resource: Mapping[str, Any], *,
-                by: By) -> store_mod.PatientRecord:
-    """Register a patient typed on the tablet (a FHIR Patient)."""
+                by: By, confirmed: bool = False) -> store_mod.PatientRecord:
+    """Register a patient typed on the tablet (a FHIR Patient). Never a second record
+    for one person: an identifier already on file is refused, and the same name with the
+    same birth date needs ``confirmed`` (the person at the tablet says it is someone
+    else); ``DuplicatePatientError`` names the patients on file."""
+    same_identifier, same_person = store.same_patients(resource)
+    if same_identifier:
+        raise DuplicatePatientError("A patient with this identifier is already on file.",
+                                    same_identifier=same_identifier)
+    if same_person and not confirmed:
+        raise DuplicatePatientError("A patient with the same name and birth date is already "
+                                    "on file.", same_person=same_person)
     return store.add_patient(resource, audit=lambda record: [trail.event(
         by, "create", resource=f"Patient/{record.id}", patient_id=record.id,
         what="patient registered")])
@@ -77,24 +111,48 @@ def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientReco
                 return existing
     form = kb.forms[pipeline.DEFAULT_FORM]
     # SDC $populate's own work: the same prefill the FHIR API offers integrators
-    raw = populate.populate(form, patient_record.resource, on=now.date()).answers
+    raw = dict(populate.populate(form, patient_record.resource, on=now.date()).answers)
+    # the history from the last signed exam, marked as carried (carry_forward)
+    previous = _previous_signed(store, patient_record.id)
+    carried: dict[str, Mapping[str, Any]] = {}
+    read: list[Mapping[str, Any]] = []
+    if previous is not None:
+        exam, revision = previous
+        taken = carry_forward.carry(form, revision.answers)
+        ref = carry_forward.source(exam.id, revision.signed_at.date().isoformat())
+        carried = {k: ref for k in taken}
+        raw.update(taken)
+        if taken:  # its answers were read to begin this one: in the trail too
+            read = [trail.event(by, "vread", resource=f"QuestionnaireResponse/{exam.id}/"
+                                f"_history/{revision.number}", patient_id=patient_record.id,
+                                what="history carried to a new exam")]
     exam_id = str(uuid.uuid4())  # chosen here: the draft response names it (one write)
-    draft = draft_response(form, drafts.check(form, raw), exam_id, encounter, patient_record, now)
+    draft = draft_response(form, drafts.check(form, raw), exam_id, encounter, patient_record,
+                           now, carried=carried)
+    begun = trail.exam_write(by, "create", "exam begun")
     return store.create_exam(patient_record.id, form.canonical, answers=raw, draft=draft,
                              encounter=encounter, launch_id=launch_id, exam_id=exam_id,
-                             audit=trail.exam_write(by, "create", "exam begun"))
+                             audit=lambda record: [*begun(record), *read])
 
 
 def save_draft(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
                patient_record: store_mod.PatientRecord, *, expected_version: int,
-               answers: Mapping[str, Any], now: dt.datetime, by: By
+               answers: Mapping[str, Any], now: dt.datetime, by: By,
+               one_step: frozenset[str] | None = None,
+               carried: Mapping[str, Mapping[str, Any]] | None = None
                ) -> tuple[store_mod.ExamRecord, drafts.Checked]:
     """Store the working answers exactly as entered (a wrong value is kept and reported,
-    never dropped) with their in-progress response; refused on a stale version."""
+    never dropped) with their in-progress response; refused on a stale version.
+    ``one_step``: the sections recorded in one step (default: as the draft had them)."""
     checked = drafts.check(form, answers)
+    if one_step is None:
+        one_step = one_step_sections(exam)
+    before = carried_answers(exam)  # a mark may be dropped here, never added
+    carried = {k: v for k, v in (before if carried is None else carried).items()
+               if k in before}
     saved = store.save_draft(exam.id, expected_version=expected_version, answers=answers,
                              draft=draft_response(form, checked, exam.id, exam.encounter,
-                                                  patient_record, now),
+                                                  patient_record, now, one_step, carried),
                              audit=trail.exam_write(by, "update", "draft saved"))
     return saved, checked
 
@@ -131,7 +189,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
-                          reason=exam.amend_reason)
+                          reason=exam.amend_reason, one_step=one_step_sections(exam))
     impression = impression_of(kb, exam.impression)
     assessed = pipeline.assess_exam(kb, signed.exam)
     suggested = pipeline.suggested_referrals(assessed)
@@ -209,9 +267,11 @@ def amend(store: store_mod.Store, form: Any, exam: store_mod.ExamRecord,
     signature."""
     reason = signoff.text(reason, "reason", "An amendment needs a reason.")
     checked = drafts.check(form, exam.answers)
+    signed = (responses.one_step_of(store.revision(exam.id, exam.revisions).response)
+              if exam.revisions else frozenset())
     return store.begin_amendment(exam.id, expected_version=expected_version, reason=reason,
                                  draft=draft_response(form, checked, exam.id, exam.encounter,
-                                                      patient_record, now),
+                                                      patient_record, now, signed),
                                  audit=trail.exam_write(by, "update", "amendment begun"))
 
 

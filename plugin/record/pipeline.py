@@ -7,6 +7,7 @@ Patient supplies the subject and, through birthDate, the age. Edges call this an
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from types import MappingProxyType
@@ -72,6 +73,51 @@ def suggested_referrals(result: Assessment) -> list[tuple[str, str]]:
     """The suggested referrals as ``(service, priority)``, in the assessment's order:
     what the clinician's referral decisions are read against."""
     return [(r.service.id, r.priority) for r in result.referrals]
+
+
+def red_flag_alert(kb: Any, typed: answers.Answers) -> dict[str, Any]:
+    """The red flags the answers raise, as the exam pages show them at once: the
+    assessment's urgency and each flag's display and action (the review banner's words,
+    from ``mappings/decision/red-flags.json``)."""
+    return _alert(assessment.red_flags(kb.decision, facts.from_answers(typed)))
+
+
+def _alert(raised: Sequence[Any]) -> dict[str, Any]:
+    urgency = min((f.definition.urgency for f in raised), key=assessment.URGENCY_ORDER.index,
+                  default="routine")
+    return {"urgency": urgency, "flags": [
+        {"id": f.definition.id, "display": f.definition.display,
+         "urgency": f.definition.urgency, "action": f.definition.action} for f in raised]}
+
+
+_TRIGGERS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def red_flag_triggers(kb: Any, form: Any, link_ids: Sequence[str]) -> dict[str, Any]:
+    """For the questions of one page: which single answer raises which red flag
+    (``{linkId: {answer: [flag id]}}``, answers as the page sends them: ``"true"`` or an
+    option code) and each flag's words, so the page alerts the moment it is tapped,
+    offline too. Derived by running the red-flag rules on each answer alone; what only
+    a combination raises is alerted after the autosave (``red_flag_alert``)."""
+    cache = _TRIGGERS.setdefault(form, {})
+    key = "\x1f".join(link_ids)
+    if key not in cache:
+        triggers: dict[str, dict[str, list[str]]] = {}
+        flags: dict[str, Any] = {}
+        for link_id in link_ids:
+            item = form.item(link_id)
+            if item is None or item.type not in ("boolean", "choice"):
+                continue
+            values = [True] if item.type == "boolean" else [o.code for o in item.options]
+            for value in values:
+                typed = MappingProxyType({link_id: (value,)})
+                alert = _alert(assessment.red_flags(kb.decision, facts.from_answers(typed)))
+                if alert["flags"]:
+                    shown = "true" if value is True else value
+                    triggers.setdefault(link_id, {})[shown] = [f["id"] for f in alert["flags"]]
+                    flags.update({f["id"]: f for f in alert["flags"]})
+        cache[key] = {"triggers": triggers, "flags": flags}
+    return cache[key]
 
 
 #: Why an exam without a subject carries no Conditions or ServiceRequests.

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..core import responses, signature
+from ..core import layout, responses, signature
 from ..core import terminology as t
 from ..core.responses import Exam
 from ..errors import InputError
@@ -73,9 +73,11 @@ class Signed:
 
 def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[str, Any],
          signer: Signer, signed_at: dt.datetime, revision: int,
-         reason: str | None = None, encounter: Mapping[str, Any] | None = None) -> Signed:
+         reason: str | None = None, encounter: Mapping[str, Any] | None = None,
+         one_step: frozenset[str] = frozenset()) -> Signed:
     """Validate ``raw`` strictly and sign it as revision ``revision`` (1 = first), in
-    ``encounter`` (a Reference) when the exam belongs to one."""
+    ``encounter`` (a Reference) when the exam belongs to one; ``one_step``: sections
+    recorded in one step, marked on the signed response while they still hold."""
     signer = replace(signer, display=text(signer.display, "signer", "Enter your name to sign."))
     if revision > 1:
         reason = text(reason, "reason", "An amendment needs a reason.")
@@ -84,7 +86,9 @@ def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[st
     exam = replace(exam, context=replace(
         exam.context, status="completed" if revision == 1 else "amended", authored=when,
         author=signer.as_reference(), identifier=record_id,
-        encounter=dict(encounter) if encounter else exam.context.encounter))
+        encounter=dict(encounter) if encounter else exam.context.encounter),
+        one_step=frozenset(s for s in one_step
+                           if layout.one_step_holds(exam.form, s, exam.answers)))
     qr = responses.build(exam)
     prov = provenance(record_id, signer=signer, recorded=when, revision=revision,
                       reason=reason)

@@ -24,7 +24,8 @@ from ..record import exams, pipeline, signoff
 from ..record.trail import By
 from ..core.responses import Exam
 from ..decision import impression as impression_mod, sources
-from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
+from ..errors import (AnswerError, ConflictError, DuplicatePatientError, InputError,
+                      LockedError, NotFoundError)
 from . import boundary, impression_form
 from .audit import read_of, refused_read, search_of
 from .auth import current_user, requires
@@ -129,8 +130,17 @@ def add_patient() -> Any:
         search_of("Patient", (p.id for p in found))
         return render_template("exam/patients.html", patients=found,
                                search="", values=values, errors=result.errors), 422
-    record = exams.add_patient(_store(), result.resource(
-        current_app.config["PATIENT_IDENTIFIER_SYSTEM"]), by=requester())
+    try:
+        record = exams.add_patient(_store(), result.resource(
+            current_app.config["PATIENT_IDENTIFIER_SYSTEM"]), by=requester(),
+            confirmed=request.form.get("confirm") == "different-person")
+    except DuplicatePatientError as exc:  # shown with a link to the patient on file
+        found = _store().patients()
+        on_file = [*exc.same_identifier, *exc.same_person]
+        search_of("Patient", [*(p.id for p in found), *(p.id for p in on_file)])
+        errors = {"identifier": [exc.message]} if exc.same_identifier else {}
+        return render_template("exam/patients.html", patients=found, search="",
+                               values=values, errors=errors, duplicate=exc), 409
     return redirect(url_for("exam.patient", patient_id=record.id), 303)
 
 
@@ -183,15 +193,21 @@ def page(exam_id: str, section: str) -> Any:
     checked = drafts.check(form, record.answers)  # a value of the wrong shape: a problem
     pages = layout.pages(form)
     _read_exam(record)
+    alert = pipeline.red_flag_alert(_kb(), checked.valid)  # on every page, until answered no
+    carried = exams.carried_answers(record)
     return render_template(
         "exam/page.html", exam=record, patient=patient_record, form=form, page=current,
         pages=pages, progress=drafts.progress(form, checked.valid), raw=checked.raw,
-        errors=checked.errors, layout=layout,
+        errors=checked.errors, layout=layout, red_flag_alert=alert, carried=carried,
         previous=pages[current.number - 2] if current.number > 1 else None,
         next=pages[current.number] if current.number < len(pages) else None,
         client_data={"examId": record.id, "version": record.version, "section": section,
                      "linkIds": list(current.link_ids), "answers": checked.raw,
-                     "errors": checked.errors,
+                     "errors": checked.errors, "redFlags": alert,
+                     "screen": [list(pair) for pair in current.screen],
+                     "oneStep": current.item.link_id in exams.one_step_sections(record),
+                     "carried": sorted(k for k in carried if k in current.link_ids),
+                     "redFlagTriggers": pipeline.red_flag_triggers(_kb(), form, current.link_ids),
                      "saveUrl": url_for("exam.save_draft", exam_id=exam_id)})
 
 
@@ -216,15 +232,25 @@ def save_draft(exam_id: str) -> Response:
         return _json_error(422, "invalid", "Not saved: an answer has the wrong shape for "
                            "its question.", errors=wrong)
     raw = drafts.merge(record.answers, current.link_ids, page_answers)
+    # the page says whether its screen stands as recorded with its one tap
+    one_step = exams.one_step_sections(record) - {current.item.link_id}
+    if body.get("oneStep") is True:
+        one_step |= {current.item.link_id}
+    # a carried answer stays marked while the page still shows it as carried
+    still = body.get("carried") if isinstance(body.get("carried"), list) else []
+    carried = {k: v for k, v in exams.carried_answers(record).items()
+               if k not in current.link_ids or k in still}
     try:
         saved, checked = exams.save_draft(_store(), form, record, patient_record,
                                           expected_version=expected, answers=raw, now=_now(),
-                                          by=requester())
+                                          by=requester(), one_step=one_step,
+                                          carried=carried)
     except ConflictError as exc:
         return _json_error(412, "conflict", CONFLICT, version=exc.current)
     except LockedError:
         return _json_error(409, "locked", LOCKED)
     response = jsonify(version=saved.version, errors=checked.errors,
+                       redFlags=pipeline.red_flag_alert(_kb(), checked.valid),
                        progress={k: list(v) for k, v in drafts.progress(form, checked.valid).items()})
     response.headers["ETag"] = f'"{saved.version}"'
     return response
@@ -284,12 +310,18 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
         summary=layout.summary(form, _signable(record.answers, checked)),
+        one_step_pages=_one_step_pages(form, exams.one_step_sections(record)),
         errors=checked.errors, **support, message=message,
         password_error=password_error,
         plan=impression_form.panel(_kb().decision, values, support["assessment"],
                                    field_errors),
         layout=layout,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
+
+
+def _one_step_pages(form: Any, sections: frozenset[str]) -> list[layout.Page]:
+    """The pages (in exam order) whose screen was recorded in one step."""
+    return [p for p in layout.pages(form) if p.item.link_id in sections]
 
 
 @bp.get("/exams/<exam_id>/review")
@@ -437,6 +469,7 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
         decided=impression_mod.view(_kb().decision, impression_mod.read(shown.impression),
                                     support["assessment"],
                                     (shown.impression or {}).get("outcomes")),
+        one_step_pages=_one_step_pages(form, responses.one_step_of(shown.response)),
         **support, revisions=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 

@@ -25,12 +25,12 @@ async function freshExam(orientation = 'landscape') {
 test('autosave, then reload, restores the answers', async () => {
   const { context, page } = await freshExam();
   const errors = collectConsoleErrors(page);
-  await plus(page).tap();
+  await plus(page).tap();  // an empty angle starts at the scale's middle, 45°
   await plus(page).tap();
   await page.locator('[id="q-slr.right.response"] label.opt', { hasText: 'Familiar leg pain below the knee' }).tap();
   await saved(page);
   await page.reload();
-  assert.equal(await page.inputValue(ANGLE), '10');
+  assert.equal(await page.inputValue(ANGLE), '50');
   assert.ok(await page.isChecked('[id="q-slr.right.response"] input[value="leg-pain-below-knee"]'));
   // a second tap on a chosen option clears it, and that is saved too
   await page.locator('[id="q-slr.right.response"] label.opt', { hasText: 'Familiar leg pain below the knee' }).tap();
@@ -55,9 +55,9 @@ test('offline changes are kept on the tablet and sent when the network returns',
   const again = await context.newPage();
   await again.goto(`${exam}/pages/slr`);
   await saved(again);
-  assert.equal(await again.inputValue(ANGLE), '10');
+  assert.equal(await again.inputValue(ANGLE), '50');
   await again.reload();
-  assert.equal(await again.inputValue(ANGLE), '10', 'the resent change reached the server');
+  assert.equal(await again.inputValue(ANGLE), '50', 'the resent change reached the server');
   await context.close();
 });
 
@@ -78,7 +78,7 @@ test('a second tab cannot silently overwrite the first', async () => {
   await checkA11y(second, 'conflict message');
   await second.locator('#conflict button:has-text("Reload")').tap();
   await second.waitForLoadState('load');
-  assert.equal(await second.inputValue(ANGLE), '5', "the first tab's save stands");
+  assert.equal(await second.inputValue(ANGLE), '45', "the first tab's save stands");
   await context.close();
 });
 

@@ -22,6 +22,7 @@ for (const orientation of ['landscape', 'portrait']) {
       const errors = collectConsoleErrors(page);
 
       await addPatient(page, `Flow${orientation}${Date.now()}`);
+      assert.deepEqual(await smallTargets(page), [], 'touch targets under 44 px: patient');
       await checkA11y(page, 'patient page');
       const exam = await startExam(page);
       const order = await sections(page);
@@ -72,6 +73,7 @@ for (const orientation of ['landscape', 'portrait']) {
       await page.waitForURL(/\/record$/);
       assert.match(await page.textContent('#signed'), /Revision 1 \(completed\), signed by Dr Ann Lee/);
       assert.equal(await page.locator('#exam-form').count(), 0, 'the record is read-only');
+      assert.deepEqual(await smallTargets(page), [], 'touch targets under 44 px: record');
       await shot(page, `${orientation}-record`);
       await checkA11y(page, `record (${orientation})`);
 

@@ -96,7 +96,8 @@ export async function smallTargets(page) {
   return page.$$eval(
     '#exam-form button, #exam-form .opt span, #exam-form input[type=text], #exam-form select, '
     + '#exam-form textarea, #exam-form input[type=range], #exam-form [data-site], '
-    + 'nav.sections a, .pager a, #sign-form button, #amend-form button',
+    + 'nav.sections a, .pager a, #sign-form button, #amend-form button, #history a, '
+    + '.tap-link a, button[data-screen]',
     (nodes) => nodes.filter((n) => n.getClientRects().length > 0 && !n.closest('[hidden]'))
       .map((n) => ({ n, r: n.getBoundingClientRect() }))
       .filter(({ r }) => r.width < 44 || r.height < 44)

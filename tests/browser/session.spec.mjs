@@ -46,13 +46,13 @@ test('a change made after the session ended is kept, and sent after signing in a
   await addPatient(page, `Session${Date.now()}`);
   const exam = await startExam(page);
   await page.goto(`${exam}/pages/slr`);
-  await plus(page).tap();
+  await plus(page).tap();  // an empty angle starts at 45°
   await saved(page);
   // the tablet is left alone longer than the idle timeout: the session ends
   await page.waitForTimeout((idle + 1.5) * 1000);
   await plus(page).tap();
   await page.waitForFunction(() => /sign in again/i.test(document.getElementById('save-status').textContent));
-  assert.equal(await page.inputValue(ANGLE), '10', 'the change is still on the page');
+  assert.equal(await page.inputValue(ANGLE), '50', 'the change is still on the page');
   await checkA11y(page, 'session ended on an exam page');
   await shot(page, 'session-ended');
   await Promise.all([page.waitForURL(/\/login\?/), page.tap('a:has-text("Sign in again")')]);
@@ -62,7 +62,7 @@ test('a change made after the session ended is kept, and sent after signing in a
   await Promise.all([page.waitForURL(/\/pages\/slr$/), page.tap('#login button[type=submit]')]);
   await saved(page);  // the kept change was sent
   await page.reload();
-  assert.equal(await page.inputValue(ANGLE), '10', 'the change reached the server');
+  assert.equal(await page.inputValue(ANGLE), '50', 'the change reached the server');
   assert.deepEqual(errors.filter((e) => !/401|UNAUTHORIZED/.test(e)), []);
   await context.close();
 });

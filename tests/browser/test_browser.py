@@ -140,3 +140,4 @@ def test_spec(spec: Path | None, request: pytest.FixtureRequest) -> None:
     if process.returncode != 0:
         pytest.fail(f"{spec.name} failed (node exit {process.returncode}):\n"
                     f"{output.decode(errors='replace')}", pytrace=False)
+    print(output.decode(errors="replace"))  # shown with -s or -rP (the tap count, ...)

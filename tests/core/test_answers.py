@@ -7,13 +7,14 @@ never clamped, coerced from strings or guessed (``"40"`` is not an integer, ``1`
 """
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 
-from plugin.core import answers
+from plugin.core import answers, questionnaire, terminology
 from plugin.core.questionnaire import Quantity
-from plugin.errors import AnswerError
+from plugin.errors import AnswerError, KnowledgeError
 
 #: Answers that enable the dependent questions, added where a row needs them.
 ENABLING = {"history.mechanism": {"history.onset": "sudden"},
@@ -49,6 +50,8 @@ GOOD = [
     ("history.pain-location", ["sit-bone", "foot"], ("sit-bone", "foot")),
     ("history.pain-location", ["foot"], ("foot",)),
     ("history.imaging", ["mri-lumbar", "xray", "ultrasound"], ("mri-lumbar", "xray", "ultrasound")),
+    ("history.imaging", ["none"], ("none",)),
+    ("history.injections", ["none"], ("none",)),
     # quantities: the bound is 520 wk whatever the unit the clinician used
     ("history.duration", {"value": 6, "unit": "wk"}, (Quantity(6, "wk"),)),
     ("history.duration", {"value": 0, "unit": "d"}, (Quantity(0, "d"),)),
@@ -71,15 +74,15 @@ BAD = [
     ("slr.left.onset-angle", True, "Expected a whole number, got True."),
     ("slr.left.onset-angle", [40], "Expected a whole number, got [40]."),
     # out of range, both ends, message naming the range (and unit where there is one)
-    ("slr.left.onset-angle", 91, "91 is out of range: must be between 0 and 90 deg."),
-    ("slr.left.onset-angle", -1, "-1 is out of range: must be between 0 and 90 deg."),
+    ("slr.left.onset-angle", 91, "91 is out of range: must be between 0 and 90°."),
+    ("slr.left.onset-angle", -1, "-1 is out of range: must be between 0 and 90°."),
     ("pain.current", 11, "11 is out of range: must be between 0 and 10."),
     ("pain.worst-week", -1, "-1 is out of range: must be between 0 and 10."),
     ("neuro.power.l5.right", 6, "6 is out of range: must be between 0 and 5."),
-    ("hip-drop.trendelenburg-hold.left", 31, "31 is out of range: must be between 0 and 30 s."),
-    ("sitting.tolerance-minutes", 241, "241 is out of range: must be between 0 and 240 min."),
-    ("history.pt-weeks", 261, "261 is out of range: must be between 0 and 260 wk."),
-    ("patient.age-years", 121, "121 is out of range: must be between 0 and 120 a."),
+    ("hip-drop.trendelenburg-hold.left", 31, "31 is out of range: must be between 0 and 30 seconds."),
+    ("sitting.tolerance-minutes", 241, "241 is out of range: must be between 0 and 240 minutes."),
+    ("history.pt-weeks", 261, "261 is out of range: must be between 0 and 260 weeks."),
+    ("patient.age-years", 121, "121 is out of range: must be between 0 and 120 years."),
     # choices name the allowed codes
     ("history.onset", "slow", '"slow" is not an answer option; expected one of: sudden, gradual.'),
     ("history.affected-side", "7771000",
@@ -94,18 +97,23 @@ BAD = [
     ("history.pain-location", ["foot", "foot"], "The same answer is given more than once."),
     ("history.pain-location", ["foot", "knee"], '[1] "knee" is not an answer option'),
     ("history.pain-location", [None], "[0] Must not be null"),
+    # "None" is exclusive (questionnaire-optionExclusive): never stored beside another
+    ("history.imaging", ["none", "xray"],
+     '"None" excludes every other answer; choose it alone or leave it out.'),
+    ("history.injections", ["prp", "none"], '"None" excludes every other answer'),
+    ("history.relieving", ["rest", "none", "sitting"], '"None" excludes every other answer'),
     # quantities: the unit is one of the offered UCUM codes, the value in range in any unit
     ("history.duration", {"value": 6, "unit": "yr"},
      'Unit "yr" is not allowed; expected one of: d, wk, mo.'),
     ("history.duration", {"value": 6, "unit": "weeks"}, 'Unit "weeks" is not allowed'),
     ("history.duration", {"value": 521, "unit": "wk"},
-     "521 wk is out of range: must be between 0 and 520 wk."),
+     "521 weeks is out of range: must be between 0 and 520 weeks."),
     ("history.duration", {"value": -1, "unit": "wk"},
-     "-1 wk is out of range: must be between 0 and 520 wk."),
+     "-1 weeks is out of range: must be between 0 and 520 weeks."),
     ("history.duration", {"value": 120, "unit": "mo"},
-     "120 mo is out of range: must be between 0 and 520 wk."),
+     "120 months is out of range: must be between 0 and 520 weeks."),
     ("history.duration", {"value": 3641, "unit": "d"},
-     "3641 d is out of range: must be between 0 and 520 wk."),
+     "3641 days is out of range: must be between 0 and 520 weeks."),
     ("history.duration", {"value": "6", "unit": "wk"}, 'Expected a number for value, got "6".'),
     ("history.duration", {"value": True, "unit": "wk"}, "Expected a number for value, got True."),
     ("history.duration", {"value": 6, "unit": "wk", "system": "http://unitsofmeasure.org"},
@@ -214,3 +222,44 @@ def test_answers_come_back_in_questionnaire_order(form) -> None:
     loaded = answers.load_plain(form, {"pain.current": 3, "history.onset": "gradual",
                                        "slr.left.onset-angle": 50})
     assert list(loaded) == ["history.onset", "slr.left.onset-angle", "pain.current"]
+
+
+def _exclusive_items(form) -> list:
+    return [i for i in form.answerable if any(o.exclusive for o in i.options)]
+
+
+def test_every_none_of_a_multi_select_is_exclusive(form) -> None:
+    """The Questionnaire marks "None" of each multi-select with optionExclusive."""
+    assert {i.link_id for i in _exclusive_items(form)} == {
+        "history.relieving", "history.imaging", "history.injections"}
+    assert all([o.code for o in i.options if o.exclusive] == ["none"]
+               for i in _exclusive_items(form))
+
+
+def test_an_exclusive_option_with_any_other_is_refused_for_every_item(form) -> None:
+    for item in _exclusive_items(form):
+        alone = next(o for o in item.options if o.exclusive)
+        for other in (o for o in item.options if not o.exclusive):
+            with pytest.raises(AnswerError) as caught:
+                answers.load_plain(form, {item.link_id: [other.code, alone.code]})
+            assert caught.value.errors == {item.link_id: [
+                f'"{alone.display}" excludes every other answer; choose it '
+                "alone or leave it out."]}
+            assert answers.load_plain(form, {item.link_id: [other.code]})[item.link_id] == (
+                other.code,)
+
+
+def test_an_exclusive_option_on_a_single_choice_stops_loading(form) -> None:
+    """A definition error, caught at start-up: "exclusive" means nothing on a radio."""
+    resource = json.loads(json.dumps(form.resource))
+    history = next(i for i in resource["item"] if i["linkId"] == "history")
+    onset = next(i for i in history["item"] if i["linkId"] == "history.onset")
+    onset["answerOption"][0]["extension"] = [
+        {"url": terminology.EXT_OPTION_EXCLUSIVE, "valueBoolean": True}]
+    with pytest.raises(KnowledgeError, match="history.onset: an exclusive option"):
+        questionnaire.parse(resource, source="test", equivalents=_EQUIVALENTS)
+
+
+#: The standard codes offered as options, as the knowledge loader reads them.
+_EQUIVALENTS = {("http://snomed.info/sct", c): (p, p) for c, p in
+                (("7771000", "left"), ("24028007", "right"), ("51440002", "bilateral"))}

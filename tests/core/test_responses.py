@@ -81,7 +81,7 @@ BAD = [
     ("unknown linkId", slr_left({"valueInteger": 40}, link_id="slr.left.angle"),
      "slr.left.angle", "Unknown linkId"),
     ("out of range", slr_left({"valueInteger": 95}), "slr.left.onset-angle",
-     "95 is out of range: must be between 0 and 90 deg."),
+     "95 is out of range: must be between 0 and 90°."),
     ("duplicate group", pain({"valueInteger": 3}) + pain({"valueInteger": 4}), "pain",
      "Appears more than once."),
     ("duplicate question", [{"linkId": "pain", "item": [

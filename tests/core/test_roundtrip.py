@@ -53,7 +53,11 @@ def valid_answers(item: Item) -> list[Any]:
         return [item.min_value, item.max_value]
     if item.type == "choice":
         codes = [o.code for o in item.options]
-        return [codes] if item.repeats else codes
+        if not item.repeats:
+            return codes
+        # every option the item allows together, and each exclusive one ("None") alone
+        return [[o.code for o in item.options if not o.exclusive],
+                *([o.code] for o in item.options if o.exclusive)]
     if item.type == "quantity":
         high = item.max_quantity.value * SECONDS[item.max_quantity.unit]
         return [v for unit in item.unit_options

@@ -28,8 +28,11 @@ def _value(item: Item) -> st.SearchStrategy[Any]:
         return st.builds(lambda v, u: {"value": v, "unit": u}, st.integers(0, 50),
                          st.sampled_from(item.unit_options or ("wk",)))
     codes = [o.code for o in item.options]
-    if item.repeats:
-        return st.lists(st.sampled_from(codes), min_size=1, max_size=3, unique=True)
+    if item.repeats:  # an exclusive option ("None") is only ever given alone
+        alone = [[o.code] for o in item.options if o.exclusive]
+        together = [o.code for o in item.options if not o.exclusive]
+        return st.lists(st.sampled_from(together), min_size=1, max_size=3, unique=True) | (
+            st.sampled_from(alone) if alone else st.nothing())
     return st.sampled_from(codes)
 
 

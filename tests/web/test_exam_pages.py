@@ -283,3 +283,42 @@ def test_documents_of_a_signed_exam_and_of_a_draft(client) -> None:
     assert handout.mimetype == large.mimetype == "application/pdf"
     assert pdfs.page_count(large.data) > pdfs.page_count(handout.data)
     assert client.get("/exams/nope/summary.pdf").status_code == 404
+
+
+def test_an_identifier_already_on_file_is_refused_with_a_link_to_that_patient(client) -> None:
+    first = _patient(client, family="Silva", identifier="MRN-9")
+    response = client.post("/patients", data={"family": "Other", "birth_date": "1990-01-01",
+                                              "identifier": "MRN-9"})
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert "A patient with this identifier is already on file." in page
+    assert f'href="/patients/{first}"' in page and "different person" not in page
+    # even "confirmed", an MRN names one person: still refused
+    again = client.post("/patients", data={"family": "Other", "birth_date": "1990-01-01",
+                                           "identifier": "MRN-9", "confirm": "different-person"})
+    assert again.status_code == 409
+    assert client.get("/patients?q=other").get_data(as_text=True).count("/patients/") == 0
+
+
+def test_the_same_name_and_birth_date_asks_for_confirmation(client) -> None:
+    first = _patient(client, family="Silva", given="Ana", identifier="")
+    data = {"family": "SILVA", "given": "ana", "birth_date": "1986-03-14"}
+    response = client.post("/patients", data=data)
+    assert response.status_code == 409
+    page = response.get_data(as_text=True)
+    assert "same name and birth date is already on file" in page
+    assert f'href="/patients/{first}"' in page and 'value="different-person"' in page
+    assert 'value="SILVA"' in page  # what was typed is kept
+    confirmed = client.post("/patients", data={**data, "confirm": "different-person"})
+    assert confirmed.status_code == 303
+    assert confirmed.headers["Location"].rsplit("/", 1)[-1] != first
+    # another birth date is another person: no question asked
+    assert client.post("/patients", data={**data, "birth_date": "1986-03-15"}).status_code == 303
+
+
+@pytest.mark.parametrize("term", ["1986-03-14", "14/03/1986", "1986-03", "1986"])
+def test_patients_are_found_by_birth_date(client, term) -> None:
+    _patient(client, family="Silva", birth_date="1986-03-14", identifier="B-1")
+    _patient(client, family="Okafor", birth_date="1990-07-01", identifier="B-2")
+    page = client.get(f"/patients?q={term}").get_data(as_text=True)
+    assert "Silva" in page and "Okafor" not in page

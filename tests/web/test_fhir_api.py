@@ -346,6 +346,21 @@ def test_every_answer_error_is_reported_at_once(client) -> None:
     assert named == {"slr.left.onset-angle", "pain.current", "history.onset", "red-flags.fever"}
 
 
+def test_extract_refuses_none_beside_another_option(client) -> None:
+    """The QuestionnaireResponse runs through the same answers schema: "None" with
+    "X-ray" is refused, naming the linkId, and nothing is extracted."""
+    qr = _qr(item=[{"linkId": "history", "item": [{"linkId": "history.imaging", "answer": [
+        {"valueCoding": {"system": "http://posterior-thigh-exam.org/fhir/CodeSystem/exam-answers",
+                         "code": code}} for code in ("none", "xray")]}]}])
+    response = client.post(EXTRACT, json=_params(_response_part(qr)))
+    assert response.status_code == 422, response.get_data(as_text=True)
+    outcome = response.get_json()
+    assert validate(outcome) == []
+    assert [i["details"]["text"] for i in outcome["issue"]] == [
+        'history.imaging: "None" excludes every other answer; choose it '
+        "alone or leave it out."]
+
+
 def test_a_405_says_which_methods_are_allowed(client) -> None:
     assert "POST" in client.get(EXTRACT).headers["Allow"]
 

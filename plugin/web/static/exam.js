@@ -15,6 +15,15 @@
 (function () {
   "use strict";
 
+  /* The section bar scrolls sideways: keep the current section in view (Review stays
+   * pinned at its end by the style sheet), on every page including the review. */
+  var bar = document.querySelector("nav.sections ol");
+  var here = bar && bar.querySelector("a[aria-current]");
+  if (bar && here) {
+    var item = here.parentNode;
+    bar.scrollLeft = Math.max(0, item.offsetLeft - (bar.clientWidth - item.offsetWidth) / 2);
+  }
+
   var dataNode = document.getElementById("exam-data");
   var form = document.getElementById("exam-form");
   if (!dataNode || !form) { return; }
@@ -118,6 +127,7 @@
     try {
       localStorage.setItem(storageKey, JSON.stringify({
         version: version, section: payload.section, answers: payload.answers,
+        oneStep: !!payload.oneStep, carried: payload.carried || [],
         at: new Date().toISOString() }));
       keptLocally = true;
     } catch (e) {
@@ -134,7 +144,7 @@
   function schedule(delay) {
     if (stopped) { return; }
     dirty = true;
-    remember({ section: data.section, answers: collect() });
+    remember({ section: data.section, answers: collect(), oneStep: oneStep, carried: carried });
     setStatus("Saving…");
     clearTimeout(timer);
     timer = setTimeout(save, delay === undefined ? 700 : delay);
@@ -155,15 +165,17 @@
     var stored = pending();
     if (!stored) { dirty = false; return Promise.resolve(true); }
     dirty = false;
-    var payload = { section: stored.section, answers: stored.answers };
+    var payload = { section: stored.section, answers: stored.answers, oneStep: !!stored.oneStep,
+                    carried: stored.carried || [] };
     inFlight = send(payload, keepalive).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         if (response.ok) {
           version = body.version;
           retryDelay = 2000;
           if (!dirty) { forget(); }
-          else { remember({ section: data.section, answers: collect() }); }
+          else { remember({ section: data.section, answers: collect(), oneStep: oneStep, carried: carried }); }
           showErrors(body.errors || {});
+          if (body.redFlags) { serverFlags = body.redFlags.flags || []; showRedFlags(); }
           showProgress(body.progress || {});
           return true;
         }
@@ -296,7 +308,10 @@
     var max = input.dataset.max === undefined ? Infinity : Number(input.dataset.max);
     var current = Number(input.value);
     if (input.value.trim() === "" || isNaN(current)) {
-      current = delta > 0 ? (isFinite(min) ? min : 0) + delta : (isFinite(max) ? max : 0);
+      // an empty field starts from a sensible value (the scale's middle, or its
+      // minimum), never the maximum
+      current = input.dataset.start === undefined ? (isFinite(min) ? min : 0)
+        : Number(input.dataset.start);
     } else {
       current += delta;
     }
@@ -368,10 +383,119 @@
     changed(q);
   }
 
+  /* Answers carried from the previous exam keep their mark until changed here. */
+  var carried = (data.carried || []).slice();
+  var carriedValues = {};
+
+  function uncarry() {
+    carried = carried.filter(function (id) {
+      var q = document.getElementById("q-" + id);
+      var same = q && JSON.stringify(valueOf(q)) === carriedValues[id];
+      if (!same) {
+        var mark = form.querySelector('[data-carried-for="' + id + '"]');
+        if (mark) { mark.hidden = true; }
+      }
+      return same;
+    });
+  }
+
   function changed(node, delay) {
     applyEnableWhen();
+    uncarry();
+    if (oneStep && node && node.closest && !screening) { oneStep = screenHolds(); }
+    showRedFlags();
     schedule(delay);
     return node;
+  }
+
+  /* "None" (an exclusive option) and the other options of a multi-select exclude each
+   * other: choosing one clears the rest, as the server's schema requires. */
+  function exclusive(input) {
+    var q = input.closest(".q");
+    if (!input.checked || !q.hasAttribute("data-repeats")) { return; }
+    var alone = input.hasAttribute("data-exclusive");
+    q.querySelectorAll("input[type=checkbox]").forEach(function (other) {
+      if (other !== input && (alone || other.hasAttribute("data-exclusive"))) { other.checked = false; }
+    });
+  }
+
+  /* The one-tap screen: every question of it not yet answered gets its negative answer
+   * ("no", "negative", "not tender"); an answer already given is kept. The page then
+   * says the screen was recorded in one step, until one of its answers changes. */
+  var screen = data.screen || [];
+  var oneStep = !!data.oneStep, screening = false;
+
+  function screenHolds() {
+    var now = collect();
+    return screen.length > 0 && screen.every(function (pair) { return now[pair[0]] === pair[1]; });
+  }
+
+  function runScreen() {
+    screening = true;
+    screen.forEach(function (pair) {
+      var q = document.getElementById("q-" + pair[0]);
+      if (!q || !enabledQuestion(q) || valueOf(q) !== undefined) { return; }
+      setChoice(q, pair[1]);
+      syncRadios(q);
+    });
+    oneStep = screenHolds();
+    changed(form);
+    screening = false;
+  }
+
+  /* --- red flags: shown the moment a "yes" is tapped, in the review banner's words -- */
+
+  var URGENCY = ["emergency", "urgent", "routine"];
+  var serverFlags = (data.redFlags || {}).flags || [];
+  var triggers = (data.redFlagTriggers || {}).triggers || {};
+  var flagWords = (data.redFlagTriggers || {}).flags || {};
+  var alertNode = document.getElementById("red-flag-alert");
+  var shownFlags = serverFlags.map(function (f) { return f.id; }).join(" ");
+
+  function tappedFlags() {
+    var found = [];
+    data.linkIds.forEach(function (id) {
+      var rule = triggers[id], q = document.getElementById("q-" + id);
+      if (!rule || !q || !enabledQuestion(q)) { return; }
+      q.querySelectorAll("input:checked").forEach(function (i) {
+        (rule[i.value] || []).forEach(function (flag) { if (found.indexOf(flag) < 0) { found.push(flag); } });
+      });
+    });
+    return found;
+  }
+
+  function showRedFlags() {
+    if (!alertNode) { return; }
+    var flags = serverFlags.slice();
+    var ids = flags.map(function (f) { return f.id; });
+    tappedFlags().forEach(function (id) {
+      if (ids.indexOf(id) < 0 && flagWords[id]) { flags.push(flagWords[id]); ids.push(id); }
+    });
+    flags.sort(function (a, b) { return URGENCY.indexOf(a.urgency) - URGENCY.indexOf(b.urgency); });
+    var key = flags.map(function (f) { return f.id; }).join(" ");
+    if (key === shownFlags) { return; }
+    shownFlags = key;
+    alertNode.textContent = "";
+    if (!flags.length) { return; }
+    var urgency = flags[0].urgency;
+    var banner = document.createElement("div");
+    banner.id = "red-flags";
+    banner.className = "banner " + (urgency === "emergency" ? "emergency" : "urgent");
+    banner.setAttribute("role", "alert");
+    var heading = document.createElement("h2");
+    heading.textContent = "Red flags: " + urgency;
+    var list = document.createElement("ul");
+    flags.forEach(function (f) {
+      var li = document.createElement("li");
+      var name = document.createElement("strong");
+      name.textContent = f.display + ".";
+      li.appendChild(name);
+      li.appendChild(document.createTextNode(" " + f.action));
+      list.appendChild(li);
+    });
+    banner.appendChild(heading);
+    banner.appendChild(list);
+    alertNode.appendChild(banner);
   }
 
   form.addEventListener("click", function (event) {
@@ -387,6 +511,7 @@
       return;
     }
     var button = target.closest("button");
+    if (button && button.hasAttribute("data-screen")) { runScreen(); return; }
     if (button && button.dataset.step) { step(q, Number(button.dataset.step)); }
     else if (button && button.hasAttribute("data-clear")) {
       inputsOf(q).forEach(function (i) { if (i.type === "text") { i.value = ""; } });
@@ -412,6 +537,7 @@
   form.addEventListener("change", function (event) {
     var q = event.target.closest(".q");
     if (event.target.matches("input[type=radio]")) { syncRadios(q); }
+    if (event.target.matches("input[type=checkbox]")) { exclusive(event.target); }
     if (event.target.matches("input[type=range]")) {
       numberInput(q).value = event.target.value;
       event.target.classList.remove("unset");
@@ -452,6 +578,10 @@
   /* --- start ----------------------------------------------------------------------- */
 
   data.amending = statusNode.textContent.indexOf("Amending") === 0;
+  carried.forEach(function (id) {
+    var q = document.getElementById("q-" + id);
+    carriedValues[id] = q ? JSON.stringify(valueOf(q)) : "";
+  });
   questions().forEach(syncRadios);
   applyEnableWhen();
   showErrors(data.errors || {});
@@ -461,9 +591,12 @@
       // A change that never reached the server (the tablet slept or went offline).
       if (unsent.section === data.section) {
         Object.keys(unsent.answers).forEach(function (id) { restore(id, unsent.answers[id]); });
+        oneStep = !!unsent.oneStep;
+        if (Array.isArray(unsent.carried)) { carried = carried.filter(function (id) { return unsent.carried.indexOf(id) >= 0; }); }
         data.linkIds.forEach(function (id) { if (!(id in unsent.answers)) { restore(id, undefined); } });
         questions().forEach(syncRadios);
         applyEnableWhen();
+        showRedFlags();
       }
       dirty = true;
       setStatus("Sending changes kept on this tablet…");
