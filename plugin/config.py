@@ -135,6 +135,14 @@ DEFAULTS: dict[str, object] = {
     "DELIVERY_LEASE_SECONDS": 120,
     # How long one POST to the EHR may take (s) before it counts as failed (retried).
     "DELIVERY_TIMEOUT_SECONDS": 20,
+    # Signed records' documents (summary, handout, large print) are rendered once, after
+    # the signature, outside the request workers: `serve` runs one renderer process
+    # beside them (False: none; then `python -m plugin documents --pending` or the
+    # `deliver` worker renders them). A renderer that dies mid-render loses its claim
+    # after DOCUMENTS_LEASE_SECONDS and the render is picked up again.
+    "DOCUMENTS_RENDERER": True,
+    "DOCUMENTS_LEASE_SECONDS": 120,
+    "DOCUMENTS_POLL_SECONDS": 0.5,
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.

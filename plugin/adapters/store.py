@@ -29,7 +29,8 @@ from sqlalchemy import (Connection, Engine, Row, and_, case, exc, false, func, i
 from ..errors import ConflictError, InputError, LockedError, NotFoundError, PluginError
 from . import engine as engine_mod, migrations
 from .engine import StoreError
-from .tables import EDITABLE, STATES, UTCDateTime, exams, outbox, patients, revisions
+from .tables import (EDITABLE, STATES, UTCDateTime, exams, frozen_inputs, outbox, patients,
+                     revisions)
 
 __all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord", "PatientRecord",
            "Revision", "Store", "StoreError", "TimeRange", "database_url", "from_app",
@@ -278,12 +279,18 @@ class Store:
     def sign(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
              response: Mapping[str, Any], provenance: Mapping[str, Any], signed_by: str,
              signed_at: dt.datetime, delivery: Mapping[str, Any] | None = None,
+             frozen: tuple[str, Mapping[str, Any]] | None = None,
              audit: Audit | None = None) -> ExamRecord:
         """Lock the answers as the next revision; the amendment's reason goes with it.
 
         ``delivery``: the revision's transaction Bundle for the EHR, queued in the outbox
         in this same transaction, so a signed revision never lacks its delivery (and a
-        failed signature queues nothing). ``outbox.py`` delivers it."""
+        failed signature queues nothing). ``outbox.py`` delivers it.
+
+        ``frozen``: (knowledge version, inputs), what the revision's views and documents
+        are made from (``record.freeze``), written in this same transaction: a signed
+        revision never exists without them. Its documents are then rendered outside the
+        request (``adapters.frozen``)."""
         key = _key(exam_id, "exam")
         answers, response = _json(answers, "answers"), _json(response, "response")
         payload = None if delivery is None else _json(delivery, "delivery")
@@ -300,6 +307,12 @@ class Store:
             conn.execute(insert(revisions).values(
                 exam_id=key, number=row.revisions, status=status, answers=answers,
                 response=response, reason=row.amend_reason, **signature))
+            if frozen is not None:
+                version, inputs = frozen
+                conn.execute(insert(frozen_inputs).values(
+                    exam_id=key, revision=row.revisions, knowledge_version=_text(
+                        version, "knowledge_version"), inputs=_json(inputs, "frozen"),
+                    created=_now(), render_attempts=0))
             if payload is not None:
                 now = _now()
                 conn.execute(insert(outbox).values(

@@ -22,7 +22,8 @@ from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import drafts, patient as patient_mod, populate
 from ..core.responses import Context
-from . import pipeline, signoff, trail
+from ..core.documents import Document
+from . import freeze, pipeline, signoff, trail
 from .trail import By
 
 
@@ -102,18 +103,33 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
          by: By) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
-    queued for the EHR in the same transaction when delivery is on (``ehr_base``)."""
+    frozen (``freeze``: the assessment as reviewed, what the documents are made from)
+    and queued for the EHR (when delivery is on, ``ehr_base``) in the same transaction.
+    The documents are rendered after, outside the request (``freeze.render_pending``):
+    signing never waits for a PDF, and the delivery waits for its documents."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason)
+    assessment = pipeline.assess_exam(kb, signed.exam).as_json()
+    frozen = freeze.freeze(kb, signed.exam, assessment=assessment,
+                           patient=patient_record.resource,
+                           clinician=signed.response["author"]["display"], now=now)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base) if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
+               frozen=(frozen.knowledge_version, frozen.as_json()),
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
                                       else "signed", revision=True))
     return signed
+
+
+#: The summary's place in the delivery until it is rendered: its DocumentReference
+#: (identifier, date, context, place in the Provenance) is made with the signature and
+#: its attachment filled with the rendered bytes (``freeze.render_pending``) before the
+#: outbox may send it (``adapters.frozen.pending_for``).
+PENDING_PDF = b"%PDF-1.7\n% the clinician summary, rendered after the signature\n"
 
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
@@ -123,9 +139,7 @@ def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.Patient
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
         author=ehr_author(signed.exam.context.author)))
-    summary = documents.summary_document(
-        kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
-        assessment=pipeline.assess_exam(kb, exam).as_json(), now=now)
+    summary = Document("summary", documents.SUMMARY_TITLE, PENDING_PDF)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
                            documents=[summary])
 

@@ -137,11 +137,25 @@ def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
     """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
     unless the response is completed or amended."""
-    visit = Visit(patient=patient or {}, clinician=clinician,
-                  exam_date=exam_date(exam.context.authored, now), identifier=exam.exam_id,
-                  signed=exam.context.status in responses.FINISHED)
-    pdf = summary_pdf(kb, exam, assessment, visit)
+    pdf = summary_pdf(kb, exam, assessment, visit_of(exam, patient, clinician, now))
     return Document("summary", SUMMARY_TITLE, pdf)
+
+
+def visit_of(exam: Exam, patient: Mapping[str, Any] | None, clinician: str | None,
+             now: dt.datetime) -> Visit:
+    """The summary's who and when for ``exam``: dated by the exam, marked as a draft
+    unless the response is completed or amended."""
+    return Visit(patient=patient or {}, clinician=clinician,
+                 exam_date=exam_date(exam.context.authored, now), identifier=exam.exam_id,
+                 signed=exam.context.status in responses.FINISHED)
+
+
+def pdf_from_html(template: str, html: str) -> bytes:
+    """The PDF of a document's HTML made earlier by ``summary_html`` (``template``
+    "summary") or ``handout_html`` ("handout"): a signed revision's documents are
+    rendered from the HTML frozen at its signature."""
+    return pdf.render(html, title=SUMMARY_TITLE if template == "summary" else HANDOUT_TITLE,
+                      stylesheets=STYLESHEETS[template])
 
 
 def exam_date(authored: str | None, fallback: dt.datetime) -> str:
