@@ -391,6 +391,7 @@ def _deliver(args: argparse.Namespace) -> int:
     from .adapters import backend, outbox, store as storage
     from .adapters.ehr_capability import Capabilities
     from .adapters.ehr_profiles import SETTINGS
+    from .record import freeze
 
     app, code = _prepared_app("cannot deliver, ", migrate=False)
     if app is None:
@@ -431,8 +432,12 @@ def _deliver(args: argparse.Namespace) -> int:
     # auto: the CapabilityStatement is read with the first job's token and kept a few
     # minutes for every batch of this worker
     capabilities = Capabilities(base_url, timeout=timeout) if profile == "auto" else None
+    render_lease = float(config.get("DOCUMENTS_LEASE_SECONDS") or 120)
     while True:
         try:
+            # a signed revision's delivery waits for its documents: render any that
+            # are pending (none is, while `serve` runs its renderer)
+            freeze.render_pending(store, worker_id=worker_id, lease_seconds=render_lease)
             counts = outbox.work(store, worker_id=worker_id, batch=args.batch,
                                  lease_seconds=lease, base_url=base_url, profile=profile,
                                  timeout=timeout, policy=policy, token=tokens,
