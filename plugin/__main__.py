@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cli_audit, cli_verify
+from . import cli_audit, cli_documents, cli_verify
 from .cli_input import UsageError as _UsageError, prepared_app as _prepared_app, \
     read_json as _read_json, say as _say
 from . import users_cli
@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_verify.run(args)
         if args.command == "audit":
             return cli_audit.run(args)
+        if args.command == "documents":
+            return cli_documents.run(args)
         if args.command == "users":
             return _users(args)
         return _extract(args) if args.command == "extract" else _assess(args)
@@ -129,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
                               "EHR goes; exit 2 when there is nothing to send again")
     cli_verify.add_parser(commands)
     cli_audit.add_parser(commands)
+    cli_documents.add_parser(commands)
     users_cli.add_parser(commands)
     return parser
 
@@ -331,6 +334,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .adapters import store as storage
     _print_setup_link(app, args)
     storage.from_app(app).dispose()
+    serving.preload()  # WeasyPrint and fonts in the master; gc.freeze() what it holds
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         """gunicorn hosting the already-built app: its checks ran before binding, and the
@@ -342,6 +346,14 @@ def _serve(args: argparse.Namespace) -> int:
 
         def load(self) -> Any:
             return app
+
+        def run(self) -> None:
+            # gunicorn's own run(), with the master that also keeps the renderer alive
+            try:
+                serving.Arbiter(self, serving.renderer_for(app)).run()
+            except RuntimeError as error:
+                _say(f"error: {error}")
+                sys.exit(1)
 
     _Gunicorn().run()
     return EXIT_OK
