@@ -185,3 +185,22 @@ def test_the_documents_command_renders_what_is_pending(make_app, tmp_path) -> No
     assert result.returncode == 0, result.stderr
     assert "documents rendered for 1 signed revisions" in result.stderr
     assert frozen.rendered(store_mod.from_app(app), exam_id, 1) is True
+
+
+def test_serve_alone_renders_a_signed_record_s_documents(make_app, tmp_path) -> None:
+    """`scripts/serve` (gunicorn) is all a newcomer starts: its renderer process makes
+    the documents of a signature, no other process needed."""
+    import time
+
+    from tests.support import served
+
+    database = f"sqlite:///{tmp_path / 'exam.sqlite3'}"  # the one `served.serve` uses
+    with served.serve(tmp_path):
+        app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database})
+        exam_id = _signed(signed_in(app))
+        store = store_mod.from_app(app)
+        deadline = time.monotonic() + 60
+        while not frozen.rendered(store, exam_id, 1):
+            assert time.monotonic() < deadline, "the service rendered nothing"
+            time.sleep(0.2)
+    assert "Silva" in pdfs.text_of(frozen.document(store, exam_id, 1, "summary").content)
