@@ -42,12 +42,22 @@ def _signed(client) -> str:
     return exam_id
 
 
+def _versions(tmp_path: Path) -> tuple[str, str]:
+    """The running knowledge version and the one the updated copy gets."""
+    root = knowledge_copies.copy(tmp_path / "current")
+    old = json.loads((root / "mappings" / "decision" / "differential.json").read_text())["version"]
+    major, minor, _ = old.split(".")
+    return old, f"{major}.{int(minor) + 1}.0"
+
+
 def _updated_knowledge(tmp_path: Path) -> dict[str, str]:
     """A copy of the knowledge, one version on, where the condition the exam suggests
     has another name: settings for an app that loads it."""
+    old, new = _versions(tmp_path)
     root = knowledge_copies.copy(tmp_path / "knowledge")
     for path in (root / "mappings" / "decision").glob("*.json"):
-        text = path.read_text(encoding="utf-8").replace('"version": "1.1.0"', '"version": "1.2.0"', 1)
+        text = path.read_text(encoding="utf-8")
+        text = text.replace(f'"version": "{old}"', f'"version": "{new}"', 1)
         text = text.replace('"Lumbar radiculopathy (disc-related sciatica)"', json.dumps(RENAMED))
         path.write_text(text, encoding="utf-8")
     return {"QUESTIONNAIRES_DIR": str(root / "questionnaires"),
@@ -98,7 +108,8 @@ def test_a_signed_record_stays_byte_identical_after_a_knowledge_update(
     page = after.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert _signed_support(page) == _signed_support(signed_page)
     notice = re.search(r'id="newer-knowledge">(.*?)</p>', page, re.S).group(1)
-    assert "knowledge version 1.1.0" in notice and "now version 1.2.0" in notice
+    old, new = _versions(tmp_path / "versions")
+    assert f"knowledge version {old}" in notice and f"now version {new}" in notice
     assert "does not change" in notice and "Re-assess with current knowledge" in notice
     assert 'id="reassessed"' not in page
     # re-assessed: a new, unsigned suggestion beside the signed one
