@@ -16,7 +16,15 @@ from plugin.adapters import frozen, outbox, store as store_mod
 from plugin.record import freeze
 from tests.support import knowledge_copies, pdfs, rendering
 from tests.support.cli import run
+from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.signin import PASSWORD, signed_in
+
+@pytest.fixture(scope="module")
+def validator():
+    """The independent FHIR validator, one process for the module."""
+    with IndependentValidator() as v:
+        yield v
+
 
 RADICULAR = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee"}
 RENAMED = "Disc-related sciatica, renamed by a knowledge update"
@@ -121,7 +129,7 @@ def test_a_signed_record_stays_byte_identical_after_a_knowledge_update(
 
 
 def test_documents_are_prepared_after_the_signature_then_served_and_delivered_as_stored(
-        make_app, database_url) -> None:
+        make_app, database_url, validator) -> None:
     app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database_url,
                     "EHR_FHIR_BASE_URL": "https://ehr.example.org/fhir"})
     client = signed_in(app)
@@ -161,6 +169,7 @@ def test_documents_are_prepared_after_the_signature_then_served_and_delivered_as
     assert delivered == served.data and attachment["size"] == len(served.data)
     assert attachment["hash"] == base64.b64encode(hashlib.sha1(served.data).digest()).decode()
     assert hashlib.sha256(delivered).hexdigest() == stored.sha256
+    assert_conformant(validator, note)
 
 
 def test_a_render_left_by_a_dead_renderer_is_picked_up_again(make_app, database_url) -> None:
@@ -215,3 +224,37 @@ def test_serve_alone_renders_a_signed_record_s_documents(make_app, tmp_path) -> 
             assert time.monotonic() < deadline, "the service rendered nothing"
             time.sleep(0.2)
     assert "Silva" in pdfs.text_of(frozen.document(store, exam_id, 1, "summary").content)
+
+
+def test_a_renderer_that_dies_is_started_again_by_the_service(make_app, tmp_path) -> None:
+    """Every child of the gunicorn master killed (the web workers and the renderer):
+    the master starts them again, and a signature made after still gets its documents."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.support import served
+
+    database = f"sqlite:///{tmp_path / 'exam.sqlite3'}"
+    with served.serve(tmp_path) as base:
+        port = base.rsplit(":", 1)[1]
+        found = subprocess.run(["pgrep", "-f", f"plugin serve --host 127.0.0.1 --port {port}"],
+                               capture_output=True, text=True).stdout.split()
+        children = [int(p) for p in found
+                    if int(p) != os.getpid() and _parent(int(p)) != os.getpid()]
+        assert len(children) == 3  # two web workers and the renderer
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database})
+        exam_id = _signed(signed_in(app))
+        store = store_mod.from_app(app)
+        deadline = time.monotonic() + 60
+        while not frozen.rendered(store, exam_id, 1):
+            assert time.monotonic() < deadline, "no renderer came back"
+            time.sleep(0.2)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
