@@ -14,6 +14,7 @@ import argparse
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .cli_input import say as _say
@@ -56,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def loop(store: Any, config: Any, *, worker_id: str, watch: bool) -> int:
+def loop(store: Any, config: Any, *, worker_id: str, watch: bool,
+         alive: Callable[[], bool] | None = None) -> int:
     """Render what is pending; with ``watch``, then poll every DOCUMENTS_POLL_SECONDS
-    for ever (the renderer process ``serve`` runs). How many revisions were rendered."""
+    for ever (the renderer process ``serve`` runs), or until ``alive()`` says the
+    process that started it is gone. How many revisions were rendered."""
     from .record import freeze
 
     lease = float(config.get("DOCUMENTS_LEASE_SECONDS") or 120)
@@ -66,6 +69,6 @@ def loop(store: Any, config: Any, *, worker_id: str, watch: bool) -> int:
     count = 0
     while True:
         count += freeze.render_pending(store, worker_id=worker_id, lease_seconds=lease)
-        if not watch:
+        if not watch or (alive is not None and not alive()):
             return count
         time.sleep(poll)

@@ -199,8 +199,11 @@ def renderer_for(app: Any) -> Callable[[], None] | None:
         from .. import cli_documents
         from ..adapters import store as storage
 
+        master = os.getppid()
         store = storage.from_app(app)
         store.dispose()  # no connection shared with the master or a worker
+        # ends with its master (even one killed outright): never an orphan renderer
         cli_documents.loop(store, app.config, worker_id=f"{socket.gethostname()}:"
-                           f"{os.getpid()}:renderer", watch=True)
+                           f"{os.getpid()}:renderer", watch=True,
+                           alive=lambda: os.getppid() == master)
     return run
