@@ -239,10 +239,15 @@ def test_a_renderer_that_dies_is_started_again_by_the_service(make_app, tmp_path
     database = f"sqlite:///{tmp_path / 'exam.sqlite3'}"
     with served.serve(tmp_path) as base:
         port = base.rsplit(":", 1)[1]
-        found = subprocess.run(["pgrep", "-f", f"plugin serve --host 127.0.0.1 --port {port}"],
-                               capture_output=True, text=True).stdout.split()
-        children = [int(p) for p in found
-                    if int(p) != os.getpid() and _parent(int(p)) != os.getpid()]
+        deadline = time.monotonic() + 20
+        while True:  # the renderer is forked just after the workers: wait for it
+            found = subprocess.run(["pgrep", "-f", f"plugin serve --host 127.0.0.1 "
+                                    f"--port {port}"], capture_output=True, text=True)
+            children = [int(p) for p in found.stdout.split()
+                        if int(p) != os.getpid() and _parent(int(p)) not in (os.getpid(), -1)]
+            if len(children) == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert len(children) == 3  # two web workers and the renderer
         for pid in children:
             os.kill(pid, signal.SIGKILL)
@@ -256,5 +261,8 @@ def test_a_renderer_that_dies_is_started_again_by_the_service(make_app, tmp_path
 
 
 def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[1])
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except FileNotFoundError:  # gone meanwhile (pgrep's own shell, say)
+        return -1
