@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cli_audit, cli_report, cli_verify
+from . import cli_audit, cli_documents, cli_report, cli_verify
 from .cli_input import UsageError as _UsageError, prepared_app as _prepared_app, \
     read_json as _read_json, say as _say
 from . import clients_cli, users_cli
@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_audit.run(args)
         if args.command == "report":
             return cli_report.run(args)
+        if args.command == "documents":
+            return cli_documents.run(args)
         if args.command == "users":
             return _users(args)
         if args.command == "clients":
@@ -135,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_verify.add_parser(commands)
     cli_audit.add_parser(commands)
     cli_report.add_parser(commands)
+    cli_documents.add_parser(commands)
     users_cli.add_parser(commands)
     clients_cli.add_parser(commands)
     return parser
@@ -339,6 +342,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .adapters import store as storage
     _print_setup_link(app, args)
     storage.from_app(app).dispose()
+    serving.preload()  # WeasyPrint and fonts in the master; gc.freeze() what it holds
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         """gunicorn hosting the already-built app: its checks ran before binding, and the
@@ -350,6 +354,14 @@ def _serve(args: argparse.Namespace) -> int:
 
         def load(self) -> Any:
             return app
+
+        def run(self) -> None:
+            # gunicorn's own run(), with the master that also keeps the renderer alive
+            try:
+                serving.Arbiter(self, serving.renderer_for(app)).run()
+            except RuntimeError as error:
+                _say(f"error: {error}")
+                sys.exit(1)
 
     _Gunicorn().run()
     return EXIT_OK
@@ -407,6 +419,7 @@ def _deliver(args: argparse.Namespace) -> int:
     from .adapters import backend, outbox, store as storage
     from .adapters.ehr_capability import Capabilities
     from .adapters.ehr_profiles import SETTINGS
+    from .record import freeze
 
     app, code = _prepared_app("cannot deliver, ", migrate=False)
     if app is None:
@@ -447,8 +460,12 @@ def _deliver(args: argparse.Namespace) -> int:
     # auto: the CapabilityStatement is read with the first job's token and kept a few
     # minutes for every batch of this worker
     capabilities = Capabilities(base_url, timeout=timeout) if profile == "auto" else None
+    render_lease = float(config.get("DOCUMENTS_LEASE_SECONDS") or 120)
     while True:
         try:
+            # a signed revision's delivery waits for its documents: render any that
+            # are pending (none is, while `serve` runs its renderer)
+            freeze.render_pending(store, worker_id=worker_id, lease_seconds=render_lease)
             counts = outbox.work(store, worker_id=worker_id, batch=args.batch,
                                  lease_seconds=lease, base_url=base_url, profile=profile,
                                  timeout=timeout, policy=policy, token=tokens,

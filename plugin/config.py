@@ -168,6 +168,14 @@ DEFAULTS: dict[str, object] = {
     # question), e.g. "Physiotherapy clinic, 01234 567890, Monday to Friday 8am to 6pm".
     # Empty: the handout says to contact the clinic that examined them.
     "CLINIC_CONTACT": "",
+    # Signed records' documents (summary, handout, large print) are rendered once, after
+    # the signature, outside the request workers: `serve` runs one renderer process
+    # beside them (False: none; then `python -m plugin documents --pending` or the
+    # `deliver` worker renders them). A renderer that dies mid-render loses its claim
+    # after DOCUMENTS_LEASE_SECONDS and the render is picked up again.
+    "DOCUMENTS_RENDERER": True,
+    "DOCUMENTS_LEASE_SECONDS": 120,
+    "DOCUMENTS_POLL_SECONDS": 0.5,
     # Timing thresholds of the decision rules (mappings/decision/*.json name them). Each
     # is a local policy choice within the range its evidence allows (shared/clinical.md
     # section 5); override one with e.g. PLUGIN_DECISION_THRESHOLDS__PHT_LOADING_TRIAL_WEEKS=16.

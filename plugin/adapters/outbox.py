@@ -42,7 +42,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from ..core import audit_events, outcome as outcomes
-from . import ehr, ehr_patient, ehr_servers
+from . import ehr, ehr_patient, ehr_servers, frozen
 from . import engine as engine_mod
 from .ehr_capability import Capabilities
 from .ehr_http import Result
@@ -143,8 +143,11 @@ def claim(store: Store, worker_id: str, limit: int, lease_seconds: float, *,
                 outbox.c.attempts >= max_attempts).values(
                     state="dead", last_error=ABANDONED, claimed_by=None,
                     claimed_until=None, updated=now))
-    due = or_(and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
-              and_(outbox.c.state == "in-flight", outbox.c.claimed_until < now))
+    # a revision whose documents are still being rendered waits: the EHR gets the
+    # stored bytes (``frozen.finish`` fills the attachments), never a placeholder
+    due = and_(or_(and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
+                   and_(outbox.c.state == "in-flight", outbox.c.claimed_until < now)),
+               ~frozen.pending_for())
     pick = (select(outbox.c.id).where(due)
             .order_by(outbox.c.next_attempt_at, outbox.c.created, outbox.c.id)
             .limit(max(0, int(limit)))

@@ -31,7 +31,8 @@ from ..errors import ConflictError, InputError, LockedError, NotFoundError, Plug
 from . import engine as engine_mod, migrations, observation_store
 from .engine import StoreError
 from .observation_store import ObservationRecord
-from .tables import EDITABLE, STATES, UTCDateTime, exams, outbox, patients, revisions
+from .tables import (EDITABLE, STATES, UTCDateTime, exams, frozen_inputs, outbox, patients,
+                     revisions)
 
 __all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord",
            "ObservationRecord", "PatientRecord", "Revision", "Store", "StoreError",
@@ -318,6 +319,7 @@ class Store:
              response: Mapping[str, Any], provenance: Mapping[str, Any], signed_by: str,
              signed_at: dt.datetime, delivery: Mapping[str, Any] | None = None,
              observations: Sequence[ObservationRecord] | None = None,
+             frozen: tuple[str, Mapping[str, Any]] | None = None,
              audit: Audit | None = None,
              impression: Mapping[str, Any] | None = None) -> ExamRecord:
         """Lock the answers as the next revision; the amendment's reason goes with it.
@@ -331,7 +333,12 @@ class Store:
         and the earlier revision's are no longer found by search.
 
         ``impression``: the clinician's impression and plan signed with it (kept with the
-        revision; the exam keeps it too, so an amendment starts from it)."""
+        revision; the exam keeps it too, so an amendment starts from it).
+
+        ``frozen``: (knowledge version, inputs), what the revision's views and documents
+        are made from (``record.freeze``), written in this same transaction: a signed
+        revision never exists without them. Its documents are then rendered outside the
+        request (``adapters.frozen``)."""
         key = _key(exam_id, "exam")
         decided = _json(impression, "impression") if impression else None
         answers, response = _json(answers, "answers"), _json(response, "response")
@@ -354,6 +361,12 @@ class Store:
             if observations is not None:
                 observation_store.insert_revision(conn, key, row.revisions, row.patient_id,
                                                   observations, latest=row.revisions)
+            if frozen is not None:
+                version, inputs = frozen
+                conn.execute(insert(frozen_inputs).values(
+                    exam_id=key, revision=row.revisions, knowledge_version=_text(
+                        version, "knowledge_version"), inputs=_json(inputs, "frozen"),
+                    created=_now(), render_attempts=0))
             if payload is not None:
                 now = _now()
                 conn.execute(insert(outbox).values(

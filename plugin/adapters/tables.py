@@ -36,8 +36,8 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, DateTime, Dialect, ForeignKey,
-                        ForeignKeyConstraint, Index, Integer, MetaData, String, Table, Text,
-                        TypeDecorator, UniqueConstraint, Uuid)
+                        ForeignKeyConstraint, Index, Integer, LargeBinary, MetaData, String,
+                        Table, Text, TypeDecorator, UniqueConstraint, Uuid)
 from sqlalchemy.dialects.postgresql import JSONB
 
 STATES = ("draft", "signed", "amending")
@@ -160,6 +160,44 @@ revisions = Table(
     # The impression and plan as signed with this revision (0011).
     Column("impression", json_type()),
     CheckConstraint("status IN ('completed', 'amended')", name="status"),
+)
+
+#: What a signed revision's views and documents are made from, fixed in the signature's
+#: own transaction (``record.freeze``): the assessment as shown at review, its numbered
+#: sources, each document's HTML. Never updated but for the render bookkeeping:
+#: ``rendered_at`` NULL means its documents are still to be rendered (a renderer claims
+#: the row under a lease, ``claimed_by``/``claimed_until``, so a dead renderer's claim
+#: runs out and another picks the render up again).
+frozen_inputs = Table(
+    "frozen_inputs", metadata,
+    Column("exam_id", _id(), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("knowledge_version", Text, nullable=False),
+    Column("inputs", json_type(), nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("rendered_at", UTCDateTime()),
+    Column("render_attempts", Integer, nullable=False),
+    Column("claimed_by", Text),
+    Column("claimed_until", UTCDateTime()),
+    Column("last_error", Text),
+    ForeignKeyConstraint(["exam_id", "revision"], ["revisions.exam_id", "revisions.number"]),
+    Index(None, "rendered_at", "claimed_until"),
+)
+
+#: Each signed revision's documents, rendered once from its frozen inputs and served
+#: (and delivered) byte for byte: ``kind`` summary, handout or handout-large;
+#: ``sha256`` (hex) is the strong ETag.
+documents = Table(
+    "documents", metadata,
+    Column("exam_id", _id(), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("media_type", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(["exam_id", "revision"],
+                         ["frozen_inputs.exam_id", "frozen_inputs.revision"]),
 )
 
 outbox = Table(

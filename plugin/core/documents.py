@@ -113,13 +113,33 @@ def document_reference(exam: Exam, document: Document, *, created: str,
 
 
 def _attachment(document: Document, created: str) -> dict[str, Any]:
-    # R4 Attachment.hash is the base64 of the SHA-1 digest of the data (not of its
-    # base64 text); size is the number of bytes before base64.
-    digest = hashlib.sha1(document.pdf, usedforsecurity=False).digest()
-    return {"contentType": PDF,
-            "language": document.language,
-            "data": base64.b64encode(document.pdf).decode("ascii"),
-            "size": len(document.pdf),
-            "hash": base64.b64encode(digest).decode("ascii"),
-            "title": document.title,
-            "creation": created}
+    return {"contentType": PDF, "language": document.language, **content(document.pdf),
+            "title": document.title, "creation": created}
+
+
+def content(pdf: bytes) -> dict[str, Any]:
+    """An Attachment's ``data``, ``size`` and ``hash`` for ``pdf``. R4 Attachment.hash is
+    the base64 of the SHA-1 digest of the data (not of its base64 text); size is the
+    number of bytes before base64."""
+    digest = hashlib.sha1(pdf, usedforsecurity=False).digest()
+    return {"data": base64.b64encode(pdf).decode("ascii"), "size": len(pdf),
+            "hash": base64.b64encode(digest).decode("ascii")}
+
+
+def with_content(bundle: Mapping[str, Any], identifier_value: str,
+                 pdf: bytes) -> dict[str, Any]:
+    """``bundle`` (a transaction) with the DocumentReference identified by
+    ``identifier_value`` (``<exam>/<kind>``) carrying ``pdf``: a signed record's
+    DocumentReference is made at the signature, its bytes once they are rendered."""
+    entries = []
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "DocumentReference" and any(
+                i.get("system") == t.ID_DOCUMENT_REFERENCE and i.get("value") == identifier_value
+                for i in resource.get("identifier") or []):
+            resource = {**resource, "content": [
+                {**c, "attachment": {**c["attachment"], **content(pdf)}}
+                for c in resource["content"]]}
+            entry = {**entry, "resource": resource}
+        entries.append(entry)
+    return {**bundle, "entry": entries}

@@ -23,9 +23,10 @@ from ..adapters.documents import render as documents
 from ..core import carry_forward, drafts, patient as patient_mod, populate
 from ..core import responses
 from ..core.responses import Context
+from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
-from . import observations, pipeline, signoff, trail
+from . import freeze, observations, pipeline, signoff, trail
 from .trail import By
 
 
@@ -177,15 +178,18 @@ def impression_of(kb: Any, stored: Mapping[str, Any] | None) -> impression_mod.I
 def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
-         by: By, time_zone: str = "UTC", ehr_practitioner: str | None = None
-         ) -> signoff.Signed:
+         by: By, time_zone: str = "UTC", clinic_contact: str = "",
+         ehr_practitioner: str | None = None) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
-    queued for the EHR in the same transaction when delivery is on (``ehr_base``), with
-    its Observations as the FHIR API serves them, stored in that same transaction:
-    from then on they are the patient's current ones. Its summary prints the signing
-    time in the clinic's ``time_zone``. ``ehr_practitioner`` is the signer's own
-    Practitioner at that EHR (the fhirUser of their launch), which the EHR's copy
-    names."""
+    frozen (``freeze``: the assessment as reviewed, what the documents are made from,
+    the clinician's impression and plan) and queued for the EHR (when delivery is on,
+    ``ehr_base``) in the same transaction, with its Observations as the FHIR API serves
+    them: from then on they are the patient's current ones. The documents are rendered
+    after, outside the request (``freeze.render_pending``): signing never waits for a
+    PDF, and the delivery waits for its documents. They print times in the clinic's
+    ``time_zone`` and the handout the ``clinic_contact`` line. ``ehr_practitioner`` is
+    the signer's own Practitioner at that EHR (the fhirUser of their launch), which the
+    EHR's copy names."""
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
@@ -196,10 +200,14 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
         raise InputError(missing[0][1], issues=missing, status=422, code="required")
+    frozen = freeze.freeze(kb, signed.exam, assessment=assessed.as_json(),
+                           patient=patient_record.resource,
+                           clinician=signed.response["author"]["display"], now=now,
+                           revision=exam.revisions + 1, reason=exam.amend_reason,
+                           time_zone=time_zone, clinic_contact=clinic_contact,
+                           impression=impression)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
-                          revision=exam.revisions + 1, reason=exam.amend_reason,
-                          time_zone=time_zone, ehr_practitioner=ehr_practitioner,
-                          impression=impression)
+                          ehr_practitioner=ehr_practitioner, impression=impression)
                 if ehr_base else None)
     served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
                                       number=exam.revisions + 1, response=signed.response,
@@ -207,7 +215,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
-               observations=served,
+               observations=served, frozen=(frozen.knowledge_version, frozen.as_json()),
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
                                       else "signed", revision=True),
                impression=impression_mod.signed(
@@ -216,19 +224,22 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     return signed
 
 
+#: The summary's place in the delivery until it is rendered: its DocumentReference
+#: (identifier, date, context, place in the Provenance) is made with the signature and
+#: its attachment filled with the rendered bytes (``freeze.render_pending``) before the
+#: outbox may send it (``adapters.frozen.pending_for``).
+PENDING_PDF = b"%PDF-1.7\n% the clinician summary, rendered after the signature\n"
+
+
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
-              now: dt.datetime, ehr_base: str, *, revision: int, reason: str | None,
-              time_zone: str, ehr_practitioner: str | None = None,
+              now: dt.datetime, ehr_base: str, *, ehr_practitioner: str | None = None,
               impression: impression_mod.Impression = impression_mod.NONE) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
     as a DocumentReference (the part every EHR accepts, whatever its profile)."""
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
         author=ehr_author(signed.exam.context.author, ehr_practitioner)))
-    summary = documents.summary_document(
-        kb, exam, patient_record.resource, clinician=signed.response["author"]["display"],
-        assessment=pipeline.assess_exam(kb, exam).as_json(), now=now, revision=revision,
-        reason=reason, signed_at=now, time_zone=time_zone, impression=impression)
+    summary = Document("summary", documents.SUMMARY_TITLE, PENDING_PDF)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
                            documents=[summary], impression=impression)
 

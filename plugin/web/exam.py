@@ -18,11 +18,9 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 
 from .. import knowledge
 from ..adapters import identities, outbox, signing_key, store as store_mod, users
-from ..adapters.documents import render as documents
 from ..core import datetimes, drafts, layout, patient as patient_mod, responses
-from ..record import exams, pipeline, signoff
+from ..record import exams, freeze, pipeline, signoff
 from ..record.trail import By
-from ..core.responses import Exam
 from ..decision import impression as impression_mod, sources
 from ..errors import (AnswerError, ConflictError, DuplicatePatientError, InputError,
                       LockedError, NotFoundError)
@@ -362,7 +360,8 @@ def complete_signature(exam_id: str, user: users.User, reauthenticated: dt.datet
                                            current_app.extensions[signing_key.EXTENSION_KEY])),
                    now=now, ehr_base=ehr_base, by=requester(),
                    ehr_practitioner=identities.practitioner_at(_store(), user.id, ehr_base)
-                   if ehr_base else None, time_zone=current_app.config["TIME_ZONE"])
+                   if ehr_base else None, time_zone=current_app.config["TIME_ZONE"],
+                   clinic_contact=current_app.config["CLINIC_CONTACT"])
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -459,10 +458,22 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
                    message: str | None = None, status: int = 200,
                    version: int | None = None) -> Any:
     """The record page; its read audited first (``version``: a revision asked for by
-    number, audited as that version's read; else the exam's)."""
+    number, audited as that version's read; else the exam's). The decision support is
+    the one frozen at the signature; with ``?reassess=1`` and newer knowledge, a new,
+    unsigned suggestion with the current knowledge is shown beside it."""
     _read_exam(record_, revision=version)
     checked = drafts.check(form, shown.answers)
-    support = _decision_support(checked.valid)
+    frozen = freeze.read(_store(), record_.id, shown.number)
+    if frozen is None:  # signed before freezing existed: made as it was then
+        support, newer, ready, reassessed = _decision_support(checked.valid), None, True, None
+    else:
+        inputs, ready = frozen
+        support = {"assessment": inputs.assessment, "sources": inputs.numbered(),
+                   "shown": sources.shown_evidence}
+        running = _kb().decision.version
+        newer = running if running != inputs.knowledge_version else None
+        reassessed = (_decision_support(checked.valid)
+                      if newer and request.args.get("reassess") == "1" else None)
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current, summary=layout.summary(form, shown.answers),
@@ -470,7 +481,8 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
                                     support["assessment"],
                                     (shown.impression or {}).get("outcomes")),
         one_step_pages=_one_step_pages(form, responses.one_step_of(shown.response)),
-        **support, revisions=_store().revisions(record_.id), message=message, layout=layout,
+        **support, newer_knowledge=newer, reassessed=reassessed, documents_ready=ready,
+        revisions=_store().revisions(record_.id), message=message, layout=layout,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
 
@@ -548,58 +560,5 @@ def cancel_amendment(exam_id: str) -> Any:
     return redirect(url_for("exam.record", exam_id=exam_id), 303)
 
 
-# --- documents -----------------------------------------------------------------------
-
-def _document_exam(exam_id: str) -> tuple[Exam, store_mod.PatientRecord,
-                                          store_mod.Revision | None,
-                                          impression_mod.Impression]:
-    """The exam a document prints: the latest signed revision (with it: number, signer,
-    signing time, the amendment's reason, the clinician's impression and plan), else the
-    draft's valid answers (printed as a draft). The document is about to be served: its
-    read is audited now."""
-    record_, patient_record, form = _load(exam_id)
-    _read_exam(record_)
-    if record_.revisions:
-        latest = _store().revision(exam_id, record_.revisions)
-        return (responses.read(form, latest.response), patient_record, latest,
-                impression_mod.read(latest.impression))
-    checked = drafts.check(form, record_.answers)
-    return (Exam(form, checked.valid, exams.draft_context(record_.id, record_.encounter,
-                                                          patient_record, record_.updated)),
-            patient_record, None, impression_mod.read(record_.impression))
-
-
-def _pdf_response(document: bytes, name: str) -> Response:
-    response = Response(document, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
-    response.headers["Cache-Control"] = "no-store"  # patient data
-    return response
-
-
-@bp.get("/exams/<exam_id>/summary.pdf")
-def summary_pdf(exam_id: str) -> Response:
-    """The clinician summary of the signed record (or of the draft, marked as such)."""
-    exam_, patient_record, signed, impression = _document_exam(exam_id)
-    summary = documents.summary_document(
-        _kb(), exam_, patient_record.resource, now=_now(),
-        assessment=_assessment(exam_.answers),
-        clinician=signed.signed_by if signed else None,
-        revision=signed.number if signed else None, reason=signed.reason if signed else None,
-        signed_at=signed.signed_at if signed else None,
-        time_zone=current_app.config["TIME_ZONE"], impression=impression)
-    return _pdf_response(summary.pdf, "clinician-summary.pdf")
-
-
-@bp.get("/exams/<exam_id>/handout.pdf")
-def handout_pdf(exam_id: str) -> Response:
-    """The patient handout; ``?large=1`` for large print."""
-    exam_, patient_record, _, impression = _document_exam(exam_id)
-    large = request.args.get("large") in ("1", "true", "yes")
-    header = documents.handout_header(
-        exam_, patient_record.resource, now=_now(),
-        time_zone=current_app.config["TIME_ZONE"],
-        clinic_contact=current_app.config["CLINIC_CONTACT"])
-    return _pdf_response(documents.handout_pdf(_kb(), _assessment(exam_.answers),
-                                               large_print=large, header=header,
-                                               impression=impression),
-                         "patient-handout.pdf")
+# the documents' routes (PDFs) live in their own module, on this blueprint
+from . import exam_documents  # noqa: E402,F401  (imported last: it uses the helpers above)

@@ -14,13 +14,35 @@ HTML page, which no FHIR or CDS Hooks client can read. So:
 
 The access log records the path only (``%(U)s``: no query string, it may identify a
 patient); control characters in it are escaped by ``web.boundary``'s log hook.
+
+**Loaded once, before the fork** (``preload``): the knowledge is loaded by
+``create_app`` in the master; WeasyPrint, its fonts and our stylesheets are loaded there
+too (one small warm-up render), and everything the master holds is exempted from garbage
+collection (``gc.freeze()``), so no worker's first request pays for them, and the
+collector's full passes no longer walk the knowledge on every request's allocations.
+
+**The renderer** (``Arbiter``): signed records' documents are rendered after the
+signature, outside the request workers, by one more child of the master, forked like
+them (WeasyPrint already loaded), at a lower CPU priority (nice +10) so that autosaves
+and page loads on other tablets always come first. Its own process, not a thread of a
+web worker: a render holds the GIL for hundreds of milliseconds, which would stall the
+requests of that worker. The master starts it again within a second if it dies; a render
+it left half-done is picked up again when its lease runs out (``adapters.frozen``).
 """
 from __future__ import annotations
 
+import gc
 import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn import util
+from gunicorn.arbiter import Arbiter as GunicornArbiter
 from gunicorn.http import errors as http_errors
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.workers.sync import SyncWorker
@@ -89,3 +111,99 @@ def response(status: int, reason: str, message: str) -> bytes:
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/fhir+json\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("latin-1") + body
+
+
+def preload() -> None:
+    """Load WeasyPrint, its fonts and our stylesheets now (in the master, before the
+    fork), then freeze what the master holds out of the garbage collector's reach."""
+    from ..adapters.documents import pdf, render
+
+    pdf.render('<html lang="en"><title>warm-up</title><p>warm-up</p></html>',
+               stylesheets=render.STYLESHEETS["summary"])
+    for names in render.STYLESHEETS.values():
+        for name in names:
+            pdf.stylesheet(name)
+    gc.collect()
+    gc.freeze()
+
+
+#: Nice increment of the renderer: the request workers go first on a busy machine.
+RENDERER_NICENESS = 10
+
+
+class Arbiter(GunicornArbiter):  # type: ignore[misc]
+    """gunicorn's master, also keeping one renderer process alive (``renderer``: the
+    loop it runs, in the forked child; None: no renderer)."""
+
+    def __init__(self, app: Any, renderer: Callable[[], None] | None = None) -> None:
+        super().__init__(app)
+        self.renderer = renderer
+        self.renderer_pid: int | None = None
+
+    def manage_workers(self) -> None:
+        super().manage_workers()
+        self.keep_renderer()
+
+    def keep_renderer(self) -> None:
+        """Start the renderer, or start it again when it has stopped (gunicorn's reaper
+        collects every child, so a stopped one is simply no longer there)."""
+        if self.renderer is None:
+            return
+        if self.renderer_pid is not None and self.renderer_pid not in self.WORKERS:
+            try:
+                os.kill(self.renderer_pid, 0)
+                return
+            except ProcessLookupError:
+                self.log.warning("the document renderer stopped; starting another")
+        pid = os.fork()
+        if pid:
+            self.renderer_pid = pid
+            return
+        self._run_renderer()
+
+    def _run_renderer(self) -> None:  # pragma: no cover - runs in the forked child
+        for number in (*self.SIGNALS, signal.SIGCHLD):
+            signal.signal(number, signal.SIG_DFL)
+        for listener in self.LISTENERS:
+            listener.close()
+        os.nice(RENDERER_NICENESS)
+        util._setproctitle(f"renderer [{self.proc_name}]")
+        code = 0
+        try:
+            assert self.renderer is not None
+            self.renderer()
+        except Exception as error:  # noqa: BLE001 - the class only: never PHI in logs
+            logging.getLogger(__name__).error("the document renderer failed: %s",
+                                              type(error).__name__)
+            code = 1
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+
+    def stop(self, graceful: bool = True) -> None:
+        if self.renderer_pid is not None:
+            try:
+                os.kill(self.renderer_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self.renderer_pid = None
+        super().stop(graceful)
+
+
+def renderer_for(app: Any) -> Callable[[], None] | None:
+    """The renderer's loop for ``app`` (None when DOCUMENTS_RENDERER is off)."""
+    if not app.config.get("DOCUMENTS_RENDERER", True):
+        return None
+
+    def run() -> None:
+        from .. import cli_documents
+        from ..adapters import store as storage
+
+        master = os.getppid()
+        store = storage.from_app(app)
+        store.dispose()  # no connection shared with the master or a worker
+        # ends with its master (even one killed outright): never an orphan renderer
+        cli_documents.loop(store, app.config, worker_id=f"{socket.gethostname()}:"
+                           f"{os.getpid()}:renderer", watch=True,
+                           alive=lambda: os.getppid() == master)
+    return run

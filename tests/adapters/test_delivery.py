@@ -22,6 +22,7 @@ from plugin.adapters.store import Store
 from plugin.core import documents
 from plugin.record import pipeline, signoff
 from tests.core.test_documents import MINIMAL_PDF
+from tests.support import rendering
 from tests.support.signin import PASSWORD, signed_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -404,6 +405,7 @@ def _sign_on_the_tablet(client, identifier: str = "MRN-1") -> str:
                        headers={"If-Match": f'"{version}"'}).get_json()["version"]
     signed = client.post(f"/exams/{exam_id}/sign", data={"version": saved, "password": PASSWORD})
     assert signed.status_code == 303, signed.get_data(as_text=True)
+    rendering.render_pending(client.application)  # the renderer beside the web workers
     return exam_id
 
 

@@ -16,7 +16,7 @@ from plugin.adapters.store import Store
 from plugin.adapters.tables import (audit_events, observations as observations_table,
                                    outbox as outbox_table, patients, revisions)
 from plugin.core import audit_events as ae
-from plugin.record import exams, observations, signoff, trail
+from plugin.record import exams, freeze, observations, signoff, trail
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.tablet import ANSWERS, AMENDED
 
@@ -144,6 +144,7 @@ def test_a_write_whose_audit_cannot_be_appended_changes_nothing(store, kb) -> No
 
 def test_send_again_and_choosing_the_ehr_patient_are_audited(store, kb) -> None:
     record, exam, _ = _signed_exam(store, kb, ehr_base="https://ehr.example/fhir")
+    freeze.render_pending(store, worker_id="renderer", lease_seconds=60)  # delivery waits
     before = len(_trail(store))
     assert exams.send_again(store, exam.id, by=BY) is None  # pending: nothing to do
     assert len(_trail(store)) == before  # and nothing audited

@@ -15,6 +15,7 @@ from plugin.adapters import outbox, signing_key, store as store_mod, users
 from plugin.core import signature
 from tests.support.cli import run, write
 from tests.support.conformance import assert_conformant
+from tests.support import rendering
 from tests.support.signin import PASSWORD, signed_in, user
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
@@ -45,6 +46,7 @@ def _signed_exam(client) -> tuple[str, int]:
     signed = client.post(f"/exams/{exam_id}/sign", data={"version": version,
                                                          "password": PASSWORD})
     assert signed.status_code == 303, signed.get_data(as_text=True)
+    rendering.render_pending(client.application)  # the renderer beside the web workers
     return exam_id, version + 1
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from plugin.core import fhir_models
 from plugin.core import layout
+from tests.support import rendering
 from tests.support.signin import PASSWORD, signed_in
 
 SLR = "slr"
@@ -262,7 +263,7 @@ def test_pages_carry_no_inline_script_or_handlers(client, form) -> None:
         assert "style=" not in page, path
 
 
-def test_documents_of_a_signed_exam_and_of_a_draft(client) -> None:
+def test_documents_of_a_signed_exam_and_of_a_draft(app, client) -> None:
     from tests.support import pdfs
 
     exam_id, version = _exam(client)
@@ -274,6 +275,7 @@ def test_documents_of_a_signed_exam_and_of_a_draft(client) -> None:
     assert draft.headers["Cache-Control"] == "no-store"
     assert "draft, not signed" in pdfs.text_of(draft.data)
     client.post(f"/exams/{exam_id}/sign", data={"version": version, "password": PASSWORD})
+    assert rendering.render_pending(app) == 1
     record = client.get(f"/exams/{exam_id}/record").get_data(as_text=True)
     assert f"/exams/{exam_id}/summary.pdf" in record and "large=1" in record
     text = pdfs.text_of(client.get(f"/exams/{exam_id}/summary.pdf").data)

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from plugin.adapters import audit, store as store_mod
 from plugin.core import audit_events as ae
 from tests.support.conformance import assert_conformant
+from tests.support import rendering
 from tests.support.signin import PASSWORD, signed_in
 
 QR = "QuestionnaireResponse"
@@ -86,6 +87,7 @@ def record(app, client):
     patient_id = _patient(client, "Silva")
     signed = _exam(client, patient_id, sign=True)
     draft = _exam(client, patient_id, sign=False)
+    rendering.render_pending(app)
     observations = client.get(f"/fhir/Observation?patient={patient_id}").get_json()
     observation = observations["entry"][0]["resource"]["id"]
     return {"patient": patient_id, "signed": signed, "draft": draft,

@@ -224,14 +224,34 @@ def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
     unless the response is completed or amended; with the revision, the amendment's
     reason, the signer and the signing time when the caller knows them."""
-    status = exam.context.status
-    visit = Visit(patient=patient or {}, clinician=clinician,
-                  exam_date=exam_date(exam.context.authored, now, time_zone),
-                  identifier=exam.exam_id, signed=status in responses.FINISHED,
-                  revision=revision, amended=status == "amended", reason=reason,
-                  signed_at=signed_at, time_zone=time_zone)
+    visit = visit_of(exam, patient, clinician, now, revision=revision, reason=reason,
+                     signed_at=signed_at, time_zone=time_zone)
     pdf = summary_pdf(kb, exam, assessment, visit, impression=impression)
     return Document("summary", SUMMARY_TITLE, pdf)
+
+
+def visit_of(exam: Exam, patient: Mapping[str, Any] | None, clinician: str | None,
+             now: dt.datetime, *, revision: int | None = None, reason: str | None = None,
+             signed_at: dt.datetime | None = None, time_zone: str = "UTC") -> Visit:
+    """The summary's who and when for ``exam``: dated by the exam in the clinic's zone,
+    marked as a draft unless the response is completed or amended, with the revision,
+    the amendment's reason and the signing time when the caller knows them."""
+    status = exam.context.status
+    return Visit(patient=patient or {}, clinician=clinician,
+                 exam_date=exam_date(exam.context.authored, now, time_zone),
+                 identifier=exam.exam_id, signed=status in responses.FINISHED,
+                 revision=revision, amended=status == "amended", reason=reason,
+                 signed_at=signed_at, time_zone=time_zone)
+
+
+def pdf_from_html(template: str, html: str) -> bytes:
+    """The PDF of a document's HTML made earlier by ``summary_html`` (``template``
+    "summary") or ``handout_html`` ("handout"): a signed revision's documents are
+    rendered from the HTML frozen at its signature (laid out again like any other, so
+    the last page is never near-empty)."""
+    return pdf.render(html, title=SUMMARY_TITLE if template == "summary" else HANDOUT_TITLE,
+                      stylesheets=STYLESHEETS[template], refits=REFITS[template],
+                      min_last_page=MIN_LAST_PAGE)
 
 
 def exam_date(authored: str | None, fallback: dt.datetime, time_zone: str = "UTC") -> str:

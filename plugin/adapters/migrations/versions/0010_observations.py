@@ -2,7 +2,7 @@
 ``observation_codes``.
 
 Revision ID: 0010
-Revises: 0008 (identities)
+Revises: 0009 (frozen documents)
 Create Date: 2026-12-06
 
 The Observation search and read served what they derived, on every request, from each
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
