@@ -8,10 +8,10 @@ import pytest
 
 from plugin.adapters.store import Store
 from plugin.record import exams
-from tests.record.test_impression import PLAN, _draft, _sign
+from tests.record.test_impression import PLAN, _sign
 from tests.record.test_write_audit import BY, NOW, PATIENT
 from tests.support.cli import run
-from tests.support.tablet import AMENDED
+from tests.support.tablet import AMENDED, ANSWERS
 
 DECLINED = {"referrals": {"physiotherapy": {"order": False,
                                             "reason": "Already sees a physiotherapist."}}}
@@ -23,8 +23,12 @@ def database(tmp_path, kb):
     store = Store(url)
     store.upgrade()
     ids = []
+    patient = exams.add_patient(store, PATIENT, by=BY)  # one patient, three records
     for plan in (PLAN, DECLINED, None):
-        patient, exam, form = _draft(store, kb)
+        exam = exams.begin(store, kb, patient, now=NOW, by=BY)
+        form = kb.form_for(exam.questionnaire)
+        exam, _ = exams.save_draft(store, form, exam, patient, expected_version=exam.version,
+                                   answers=ANSWERS, now=NOW, by=BY)
         if plan is not None:
             exam = exams.save_impression(store, kb, exam, expected_version=exam.version,
                                          impression=plan, by=BY)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -350,7 +350,7 @@ def abnormal(item: Item, value: Any) -> bool:
     return judged(item) and not unremarkable(item, value)
 
 
-def screen(form: Form, section: Item) -> bool:
+def yes_no_screen(form: Form, section: Item) -> bool:
     """A section made only of yes/no questions, none of them per side (the red-flag
     screen; not inspection, which is read left | right): when every
     answer is "no" it reads as one line (``negative_screen``)."""
@@ -359,17 +359,20 @@ def screen(form: Form, section: Item) -> bool:
             and not lateral(form, section))
 
 
-def negative_screen(form: Form, section: Item, raw: Mapping[str, Any]) -> str | None:
+def negative_screen(form: Form, section: Item, raw: Mapping[str, Any],
+                    one_step: bool = False) -> str | None:
     """``"Red-flag screen negative: 12 of 12 asked"`` when ``section`` is a screen and
     every question asked was answered "no", counting the questions actually asked out
-    of the screen's; else None (a positive answer is shown row by row, marked)."""
-    if not screen(form, section):
+    of the screen's, adding "in one step" when it was recorded with the one-tap screen
+    (``one_step``); else None (a positive answer is shown row by row, marked)."""
+    if not yes_no_screen(form, section):
         return None
     questions = [i for i in _descendants(form, section) if i.answerable]
     asked = [raw[i.link_id] for i in questions if i.link_id in raw]
     if not asked or any(v is not False for v in asked):
         return None
-    return f"{screen_name(section.text)} negative: {len(asked)} of {len(questions)} asked"
+    line = f"{screen_name(section.text)} negative: {len(asked)} of {len(questions)} asked"
+    return line + " in one step" if one_step else line
 
 
 def screen_name(text: str) -> str:
@@ -390,11 +393,13 @@ def row_label(left_text: str) -> str:
     return label[:1].upper() + label[1:]
 
 
-def summary(form: Form, raw: Mapping[str, Any]) -> list[tuple[Page, list[Row]]]:
-    """Answered findings per page, sided ones as left | right rows, for review and record."""
+def summary(form: Form, raw: Mapping[str, Any],
+            one_step: Collection[str] = frozenset()) -> list[tuple[Page, list[Row]]]:
+    """Answered findings per page, sided ones as left | right rows, for review and record
+    (``one_step``: the sections whose screen was recorded with its one tap)."""
     result = []
     for p in _pages(form):
-        line = negative_screen(form, p.item, raw)
+        line = negative_screen(form, p.item, raw, p.item.link_id in one_step)
         if line:
             result.append((p, [Row(line, link_id=p.item.link_id, unremarkable=True,
                                    whole=True)]))

@@ -307,7 +307,8 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
-        summary=layout.summary(form, _signable(record.answers, checked)),
+        summary=layout.summary(form, _signable(record.answers, checked),
+                               exams.one_step_sections(record)),
         one_step_pages=_one_step_pages(form, exams.one_step_sections(record)),
         errors=checked.errors, **support, message=message,
         password_error=password_error,
@@ -476,7 +477,8 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
                       if newer and request.args.get("reassess") == "1" else None)
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
-        revision=shown, current=current, summary=layout.summary(form, shown.answers),
+        revision=shown, current=current,
+        summary=layout.summary(form, shown.answers, responses.one_step_of(shown.response)),
         decided=impression_mod.view(_kb().decision, impression_mod.read(shown.impression),
                                     support["assessment"],
                                     (shown.impression or {}).get("outcomes")),

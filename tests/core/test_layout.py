@@ -157,4 +157,4 @@ def test_a_negative_screen_is_one_whole_row(form) -> None:
     assert len(rows) == 3 and [r.abnormal for r in rows].count({"value"}) == 1
     # inspection (all yes/no but read left | right) is never condensed to a line
     inspection = next(p.item for p in layout.pages(form) if p.item.link_id == "inspection")
-    assert not layout.screen(form, inspection)
+    assert not layout.yes_no_screen(form, inspection)

@@ -105,7 +105,7 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
     raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
              for p in layout.pages(form) for site in p.sites]
-    sections = layout.summary(form, raw)
+    sections = layout.summary(form, raw, exam.one_step)
     return _environment().get_template("summary.html").render(
         title=SUMMARY_TITLE, visit=visit, form=form,
         name=patient_mod.display_name(visit.patient, family_first=True) or "(no name recorded)",
