@@ -228,6 +228,7 @@ def read_observation(id_: str) -> Response:
 
 
 @bp.get(f"/{OBS}/<fhir_id:id_>/_history/<vid>")
+@requires_scope("Observation", "r")
 def vread_observation(id_: str, vid: str) -> Response:
     """One Observation as a signed revision recorded it (versionId = revision number),
     current or not."""

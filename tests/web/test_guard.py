@@ -66,6 +66,7 @@ EXPECTED_SCOPES = {
     ("GET", "/fhir/QuestionnaireResponse"): "system/QuestionnaireResponse.s",
     ("GET", "/fhir/Observation"): "system/Observation.s",
     ("GET", "/fhir/Observation/<fhir_id:id_>"): "system/Observation.r",
+    ("GET", "/fhir/Observation/<fhir_id:id_>/_history/<vid>"): "system/Observation.r",
     ("GET", "/fhir/AuditEvent"): "system/AuditEvent.s",
     ("GET", "/fhir/AuditEvent/<fhir_id:id_>"): "system/AuditEvent.r",
 }
