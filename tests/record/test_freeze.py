@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,10 @@ RENAMED = "Disc-related sciatica, renamed by a knowledge update"
 
 def _start(client) -> tuple[str, int]:
     patient = client.post("/patients", data={"family": "Silva", "given": "Ana",
-                                             "birth_date": "1986-03-14", "identifier": "MRN-1"})
+                                             "birth_date": "1986-03-14",
+                                             # an MRN is on file once: a new one each time
+                                             "identifier": f"MRN-{uuid.uuid4().hex[:8]}",
+                                             "confirm": "different-person"})
     started = client.post(f"/patients/{patient.headers['Location'].rsplit('/', 1)[-1]}/exams")
     exam_id = started.headers["Location"].split("/")[2]
     page = client.get(started.headers["Location"]).get_data(as_text=True)

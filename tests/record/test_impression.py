@@ -149,6 +149,9 @@ def test_the_delivery_carries_the_clinicians_resources(sqlite_store, kb) -> None
     _sign(store, kb, exam, patient, ehr_base="http://ehr.test/fhir")
     from sqlalchemy import select
     from plugin.adapters.tables import outbox
+    from plugin.record import freeze
+    # the summary is rendered after the signature; the delivery carries those bytes
+    assert freeze.render_pending(store, worker_id="tests", lease_seconds=60) == 1
     with store.engine.connect() as conn:
         payload = conn.execute(select(outbox.c.payload)).scalar_one()
     mine = {e["resource"]["identifier"][0]["value"].rsplit("/", 1)[1]: e
