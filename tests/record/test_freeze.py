@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import re
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from tests.support import knowledge_copies, pdfs, rendering
 from tests.support.cli import run
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.signin import PASSWORD, signed_in
+from tests.support import pages
 
 @pytest.fixture(scope="module")
 def validator():
@@ -27,28 +27,13 @@ def validator():
         yield v
 
 
-RADICULAR = {"slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee"}
 RENAMED = "Disc-related sciatica, renamed by a knowledge update"
 
 
-def _start(client) -> tuple[str, int]:
-    patient = client.post("/patients", data={"family": "Silva", "given": "Ana",
-                                             "birth_date": "1986-03-14",
-                                             # an MRN is on file once: a new one each time
-                                             "identifier": f"MRN-{uuid.uuid4().hex[:8]}",
-                                             "confirm": "different-person"})
-    started = client.post(f"/patients/{patient.headers['Location'].rsplit('/', 1)[-1]}/exams")
-    exam_id = started.headers["Location"].split("/")[2]
-    page = client.get(started.headers["Location"]).get_data(as_text=True)
-    version = int(re.search(r'"version": (\d+)', page).group(1))
-    saved = client.put(f"/exams/{exam_id}/draft", json={"section": "slr", "answers": RADICULAR},
-                       headers={"If-Match": f'"{version}"'})
-    assert saved.status_code == 200
-    return exam_id, saved.get_json()["version"]
 
 
 def _signed(client) -> str:
-    exam_id, version = _start(client)
+    exam_id, version = pages.ready_exam(client)
     signed = client.post(f"/exams/{exam_id}/sign", data={"version": version, "password": PASSWORD})
     assert signed.status_code == 303, signed.get_data(as_text=True)
     return exam_id
@@ -99,7 +84,7 @@ def test_a_signed_record_stays_byte_identical_after_a_knowledge_update(
     before_app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database_url})
     before = signed_in(before_app)
     exam_id = _signed(before)
-    draft_id, _ = _start(before)
+    draft_id, _ = pages.ready_exam(before)
     assert rendering.render_pending(before_app) == 1
     documents = _documents(before, exam_id)
     signed_page = before.get(f"/exams/{exam_id}/record").get_data(as_text=True)

@@ -15,6 +15,7 @@ from plugin.adapters import audit, store as store_mod
 from plugin.core import layout, terminology as t
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.signin import PASSWORD, signed_in
+from tests.support import pages
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,6 @@ def client(app):
     return signed_in(app)
 
 
-def _exam(client) -> tuple[str, int]:
-    response = client.post("/patients", data={"family": "Okoye", "given": "Ada",
-                                              "birth_date": "1979-02-03", "identifier": "S-1"})
-    response = client.post(response.headers["Location"] + "/exams")
-    exam_id = response.headers["Location"].split("/")[2]
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    return exam_id, int(re.search(r'"version": (\d+)', page).group(1))
 
 
 def _save(client, exam_id, version, section, answers, **extra):
@@ -54,7 +48,7 @@ def _all_no(form) -> dict:
 
 
 def test_a_red_flag_yes_alerts_on_its_page_and_every_later_one(client, kb) -> None:
-    exam_id, version = _exam(client)
+    exam_id, version = pages.start_exam(client, family="Okoye", given="Ada", birth_date="1979-02-03")
     # the page carries the words each "yes" raises, to show them the moment it is tapped
     page = client.get(f"/exams/{exam_id}/pages/red-flags").get_data(as_text=True)
     assert '"red-flags.saddle-numbness": {"true": ["cauda-equina-syndrome"]}' in page
@@ -80,7 +74,7 @@ def test_a_red_flag_yes_alerts_on_its_page_and_every_later_one(client, kb) -> No
 
 def test_a_one_tap_screen_is_kept_as_every_no_and_the_fact_it_was_one_step(
         client, form, validator) -> None:
-    exam_id, version = _exam(client)
+    exam_id, version = pages.start_exam(client, family="Okoye", given="Ada", birth_date="1979-02-03")
     body = _save(client, exam_id, version, "red-flags", _all_no(form), oneStep=True)
     draft = client.get(f"/fhir/QuestionnaireResponse/{exam_id}").get_json()
     section = next(i for i in draft["item"] if i["linkId"] == "red-flags")
@@ -113,7 +107,7 @@ def test_a_one_tap_screen_is_kept_as_every_no_and_the_fact_it_was_one_step(
 @pytest.mark.parametrize("change", [{"red-flags.fever": True}, {"red-flags.fever": None}])
 def test_a_screen_answer_changed_afterwards_ends_the_one_step_claim(client, form,
                                                                    change) -> None:
-    exam_id, version = _exam(client)
+    exam_id, version = pages.start_exam(client, family="Okoye", given="Ada", birth_date="1979-02-03")
     body = _save(client, exam_id, version, "red-flags", _all_no(form), oneStep=True)
     answers = {k: v for k, v in {**_all_no(form), **change}.items() if v is not None}
     # even if a page claimed it still held, a "yes" or a question left out ends it
@@ -126,14 +120,14 @@ def test_a_screen_answer_changed_afterwards_ends_the_one_step_claim(client, form
 
 
 def test_the_same_answers_tapped_one_by_one_are_not_one_step(client, form) -> None:
-    exam_id, version = _exam(client)
+    exam_id, version = pages.start_exam(client, family="Okoye", given="Ada", birth_date="1979-02-03")
     _save(client, exam_id, version, "red-flags", _all_no(form))
     draft = client.get(f"/fhir/QuestionnaireResponse/{exam_id}").get_json()
     assert "extension" not in next(i for i in draft["item"] if i["linkId"] == "red-flags")
 
 
 def test_none_beside_another_option_is_flagged_on_the_page(client) -> None:
-    exam_id, version = _exam(client)
+    exam_id, version = pages.start_exam(client, family="Okoye", given="Ada", birth_date="1979-02-03")
     body = _save(client, exam_id, version, "history", {"history.imaging": ["none", "xray"]})
     assert body["errors"] == {"history.imaging": [
         '"None" excludes every other answer; choose it alone or leave it out.']}
@@ -143,7 +137,7 @@ def test_none_beside_another_option_is_flagged_on_the_page(client) -> None:
 
 def test_a_new_exam_carries_the_history_of_the_last_signed_one(app, client, form,
                                                                validator) -> None:
-    exam_id, version = _exam(client)
+    exam_id, version = pages.start_exam(client, family="Okoye", given="Ada", birth_date="1979-02-03")
     body = _save(client, exam_id, version, "history", {
         "history.affected-side": "right", "history.onset": "gradual",
         "history.imaging": ["mri-pelvis-hamstring"], "history.pt-weeks": 4,
@@ -184,7 +178,7 @@ def test_a_new_exam_carries_the_history_of_the_last_signed_one(app, client, form
                for x in carried[0]["entity"])
     assert_conformant(validator, carried[0])
     # changed on the page (it no longer says carried), the mark goes; never comes back
-    version = int(re.search(r'"version": (\d+)', page).group(1))
+    version = pages.version_of(page)
     body = _save(client, second, version, "history", {
         "history.affected-side": "left", "history.onset": "gradual",
         "history.imaging": ["mri-pelvis-hamstring"]},

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 import urllib.parse
 
@@ -22,6 +21,7 @@ from plugin.web.auth import SESSION_KEY
 from tests.support.ehr import running_ehr
 from tests.support.signin import PASSWORD
 from tests.support.step_up import continue_url
+from tests.support import pages
 
 CLIENT_ID = "exam-at-st-mary"
 SECRET = "a client secret the provider issued"
@@ -171,17 +171,6 @@ def test_a_callback_is_used_once_and_a_wrong_client_secret_is_refused(make_app, 
 
 # -- re-authentication before a signature -------------------------------------------------
 
-def _exam_ready(client) -> tuple[str, int]:
-    patient = client.post("/patients", data={"family": "Silva", "given": "Ana",
-                                             "birth_date": "1986-03-14", "identifier": "MRN-1"})
-    exam = client.post(f"/patients/{patient.headers['Location'].rsplit('/', 1)[-1]}/exams")
-    exam_id = exam.headers["Location"].split("/")[2]
-    page = client.get(exam.headers["Location"]).get_data(as_text=True)
-    version = int(re.search(r'"version": (\d+)', page).group(1))
-    saved = client.put(f"/exams/{exam_id}/draft", json={"section": "slr", "answers": {
-        "slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee"}},
-        headers={"If-Match": f'"{version}"'})
-    return exam_id, saved.get_json()["version"]
 
 
 def _step_up(client, exam_id, version):
@@ -196,7 +185,7 @@ def test_an_sso_user_signs_after_logging_in_again_at_the_provider(app, op):
     op.configure(signed_in_at=int(time.time()) - 3600)  # the sign-in an hour ago
     client = app.test_client()
     _sign_in(client, op)
-    exam_id, version = _exam_ready(client)
+    exam_id, version = pages.ready_exam(client)
     review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
     assert "Confirm at St Mary&#39;s and sign" in review and 'name="password"' not in review
     before = int(time.time())
@@ -219,7 +208,7 @@ def test_a_provider_that_does_not_ask_again_cannot_confirm_a_signature(app, op):
     op.configure(signed_in_at=int(time.time()) - 3600, step_up=False)
     client = app.test_client()
     _sign_in(client, op)
-    exam_id, version = _exam_ready(client)
+    exam_id, version = pages.ready_exam(client)
     refused, _ = _step_up(client, exam_id, version)
     assert refused.status_code == 403
     assert "did not ask for your password again" in refused.get_data(as_text=True)
@@ -231,7 +220,7 @@ def test_a_user_with_no_way_to_confirm_is_told_why_and_cannot_sign(make_app, op)
     app = make_app(_settings(op, step_up="none"))
     client = app.test_client()
     _sign_in(client, op)
-    exam_id, version = _exam_ready(client)
+    exam_id, version = pages.ready_exam(client)
     review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
     assert "You cannot sign here" in review and 'name="password"' not in review
     refused = client.post(f"/exams/{exam_id}/sign/elsewhere", data={"version": version})
@@ -248,7 +237,7 @@ def test_with_a_provider_that_cannot_step_up_the_local_password_signs(make_app, 
     _sign_in(client, op)
     users.set_password(store_mod.from_app(app), "rdiaz", PASSWORD,
                        now=dt.datetime.now(dt.timezone.utc))
-    exam_id, version = _exam_ready(client)
+    exam_id, version = pages.ready_exam(client)
     review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
     assert 'name="password"' in review and "Confirm at" not in review
     signed = client.post(f"/exams/{exam_id}/sign", data={"version": version,
@@ -259,7 +248,7 @@ def test_with_a_provider_that_cannot_step_up_the_local_password_signs(make_app, 
 def test_signed_out_before_coming_back_nothing_is_signed_or_shown(app, op):
     client = app.test_client()
     _sign_in(client, op)
-    exam_id, version = _exam_ready(client)
+    exam_id, version = pages.ready_exam(client)
     url = continue_url(client.post(f"/exams/{exam_id}/sign/elsewhere",
                                    data={"version": version}))
     back = requests.get(url, allow_redirects=False, timeout=10)
