@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .cli_input import say as _say
+from .cli_input import EXIT_DATABASE, EXIT_OK, say as _say
 
-EXIT_OK, EXIT_INPUT, EXIT_DATABASE = 0, 2, 4
 
 
 def add_parser(commands: Any) -> None:

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Exit codes shared by the commands: a broken data file; an unusable database or key.
-EXIT_KNOWLEDGE, EXIT_UNUSABLE = 3, 4
+#: Exit codes shared by the commands (README "Command line"): done; bad input or a bad
+#: argument; a broken data file; an unusable database or key.
+EXIT_OK, EXIT_INPUT, EXIT_KNOWLEDGE, EXIT_UNUSABLE = 0, 2, 3, 4
+EXIT_DATABASE = EXIT_UNUSABLE
 
 
 class UsageError(Exception):
@@ -67,3 +69,15 @@ def prepared_app(prefix: str = "", *, migrate: bool = False) -> tuple[Any, int]:
 def say(line: str) -> None:
     """One line for the person at the terminal (stderr), apart from the command's output."""
     print(line, file=sys.stderr)
+
+
+def print_rows(rows: list[dict[str, Any]], form: str, line: Any) -> None:
+    """A listing as ``--format json`` (the rows) or text (``line(row)``, one per row,
+    tab-separated by the caller): the users, clients and deliveries lists."""
+    import json
+
+    if form == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        print(line(row))

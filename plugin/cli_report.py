@@ -16,9 +16,8 @@ import sys
 from typing import Any
 
 from .cli_audit import since
-from .cli_input import say as _say
+from .cli_input import EXIT_DATABASE, EXIT_OK, say as _say
 
-EXIT_OK, EXIT_DATABASE = 0, 4
 
 
 def add_parser(commands: Any) -> None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 from typing import Any
 
-from .cli_input import UsageError, read_json, say as _say
+from .cli_input import (EXIT_DATABASE, EXIT_INPUT, EXIT_OK, UsageError, print_rows, read_json,
+                        say as _say)
 
-EXIT_OK, EXIT_INPUT, EXIT_DATABASE = 0, 2, 4
 
 
 def add_parser(commands: Any) -> None:
@@ -101,9 +100,5 @@ def _list(found: list[Any], form: str) -> None:
 
     rows = [{"client_id": c.id, "name": c.name, "scope": scopes.render(c.scopes),
              "keys": c.jwks_url or "inline JWK Set", "active": c.active} for c in found]
-    if form == "json":
-        print(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        print(f"{row['client_id']}\t{row['name']}\t{'active' if row['active'] else 'disabled'}"
-              f"\t{row['scope']}\t{row['keys']}")
+    print_rows(rows, form, lambda row: f"{row['client_id']}\t{row['name']}\t"
+               f"{'active' if row['active'] else 'disabled'}\t{row['scope']}\t{row['keys']}")

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from typing import Any
 
-from .cli_input import say as _say
+from .cli_input import EXIT_DATABASE, EXIT_INPUT, EXIT_OK, print_rows, say as _say
 
-EXIT_OK, EXIT_INPUT, EXIT_DATABASE = 0, 2, 4
 
 
 def add_parser(commands: Any) -> None:
@@ -102,9 +100,6 @@ def _list(found: list[Any], form: str) -> None:
              "active": u.active,
              "identifier": (f"{u.identifier_system}|{u.identifier_value}"
                             if u.identifier_system else None)} for u in found]
-    if form == "json":
-        print(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        print(f"{row['username']}\t{row['name']}\t{','.join(row['roles'])}\t"
-              f"{'active' if row['active'] else 'disabled'}\t{row['identifier'] or ''}")
+    print_rows(rows, form, lambda row: f"{row['username']}\t{row['name']}\t"
+               f"{','.join(row['roles'])}\t{'active' if row['active'] else 'disabled'}\t"
+               f"{row['identifier'] or ''}")
