@@ -21,8 +21,12 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from antlr4 import CommonTokenStream, InputStream, Token
+from antlr4.error.ErrorListener import ErrorListener
 from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.models import models
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from ..errors import KnowledgeError
 
@@ -206,9 +210,35 @@ def _compile(expression: str, weights: Mapping[tuple[str, str], Decimal], source
 
     table = {"weight": {"fn": weight}, "ordinal": {"fn": weight}}
     try:
+        check_syntax(expression)
         return compile_fhirpath(expression, models["r4"], {"userInvocationTable": table})
     except Exception as exc:
         raise KnowledgeError(source, link_id, f"calculatedExpression does not parse: {exc}") from exc
+
+
+class _Raise(ErrorListener):
+    def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
+        raise ValueError(f"column {column + 1}: {msg}")
+
+
+def check_syntax(expression: str) -> None:
+    """Raise on a FHIRPath syntax error.
+
+    Why: fhirpathpy's ``parse`` installs ANTLR's silent error listener, so
+    ``%resource.item.(`` compiles and quietly yields nothing — a score that is never
+    computed. fhirpath.js (LHC-Forms) rejects it. Same generated parser, a listener that
+    raises, and the whole text must be consumed.
+    """
+    lexer = FHIRPathLexer(InputStream(expression))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(_Raise())
+    tokens = CommonTokenStream(lexer)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(_Raise())
+    parser.expression()
+    if tokens.LA(1) != Token.EOF:
+        raise ValueError(f"unexpected {tokens.LT(1).text!r} after the expression")
 
 
 def _weight(option: Mapping[str, Any]) -> Decimal | None:
