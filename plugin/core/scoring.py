@@ -60,6 +60,8 @@ class Instrument:
     resource: Mapping[str, Any]
     weights: Mapping[tuple[str, str], Decimal]
     calculations: tuple[Calculation, ...]
+    #: Each answerable item's linkId -> the (system, code) its options allow (empty: not coded).
+    options: Mapping[str, frozenset[tuple[str, str]]]
 
     @property
     def canonical(self) -> str:
@@ -84,6 +86,7 @@ def parse(resource: Mapping[str, Any], *, source: str) -> Instrument:
             raise KnowledgeError(source, key, "required for a published Questionnaire")
     weights: dict[tuple[str, str], Decimal] = {}
     calculations = []
+    options: dict[str, frozenset[tuple[str, str]]] = {}
     top = {item.get("linkId") for item in resource.get("item") or []}
     for item in _walk(resource.get("item") or []):
         link_id = item.get("linkId", "item")
@@ -104,6 +107,10 @@ def parse(resource: Mapping[str, Any], *, source: str) -> Instrument:
                                      f"option {coding['code']!r} has two different weights")
         ext = _calculated(item)
         if ext is None:
+            if item.get("type") not in ("group", "display"):
+                options[link_id] = frozenset(
+                    (o["valueCoding"].get("system"), o["valueCoding"].get("code"))
+                    for o in item.get("answerOption") or [] if "valueCoding" in o)
             continue
         expression = ext.get("valueExpression") or {}
         if expression.get("language") != "text/fhirpath" or not expression.get("expression"):
@@ -123,7 +130,8 @@ def parse(resource: Mapping[str, Any], *, source: str) -> Instrument:
         raise KnowledgeError(source, "item", "no calculatedExpression: nothing to score")
     instrument = Instrument(id=resource["id"], url=resource["url"], version=resource["version"],
                             title=resource.get("title") or resource["id"], resource=resource,
-                            weights=MappingProxyType(weights), calculations=tuple(calculations))
+                            weights=MappingProxyType(weights), calculations=tuple(calculations),
+                            options=MappingProxyType(options))
     empty = {"resourceType": "QuestionnaireResponse", "status": "in-progress",
              "questionnaire": instrument.canonical}
     for calc in instrument.calculations:
@@ -139,7 +147,11 @@ def score(instrument: Instrument, response: Mapping[str, Any]) -> dict[str, Any]
 
     A client's answer on a score item is dropped first, never used; a score whose
     expression yields nothing (e.g. too few items answered) has no answer at all.
+    Raises ScoringError for an item the instrument does not have or a coded answer that
+    is not one of the item's options: either would silently change a score (an unknown
+    code has no weight, yet counts as answered).
     """
+    check(instrument, response)
     result = copy.deepcopy(dict(response))
     by_link = {c.link_id: c for c in instrument.calculations}
     items = [i for i in result.get("item") or [] if i.get("linkId") not in by_link]
@@ -161,8 +173,32 @@ def score(instrument: Instrument, response: Mapping[str, Any]) -> dict[str, Any]
     return result
 
 
+class ScoringError(ValueError):
+    """The answers cannot be scored as they are (named item and reason)."""
+
+
+def check(instrument: Instrument, response: Mapping[str, Any]) -> None:
+    """Refuse answers the instrument cannot score faithfully (see ``score``)."""
+    calculated = {c.link_id for c in instrument.calculations}
+    for item in response.get("item") or []:
+        link_id = item.get("linkId")
+        if link_id in calculated:
+            continue
+        if link_id not in instrument.options:
+            raise ScoringError(f"{link_id}: not an item of {instrument.id}")
+        allowed = instrument.options[link_id]
+        for answer in item.get("answer") or []:
+            if not allowed:
+                continue
+            coding = answer.get("valueCoding") or {}
+            if (coding.get("system"), coding.get("code")) not in allowed:
+                raise ScoringError(f"{link_id}: {coding.get('code') or answer!r} is not one "
+                                   "of its answer options")
+
+
 def scores(instrument: Instrument, response: Mapping[str, Any]) -> dict[str, Any]:
     """Each score item's value (None: not scored), computed from the response's answers."""
+    check(instrument, response)
     return {c.link_id: _run(instrument, c, score_free(instrument, response))
             for c in instrument.calculations}
 

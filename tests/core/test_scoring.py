@@ -80,6 +80,22 @@ def test_a_client_score_is_removed_when_not_scorable(kb) -> None:
     assert len(scored["item"]) == 8
 
 
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda qr: qr["item"][0]["answer"][0]["valueCoding"].update(code="lefs-5"),
+     "lefs-item-1: .lefs-5. is not one of its answer options"),
+    (lambda qr: qr["item"][0]["answer"][0].update(valueCoding={"system": OM, "code": "sbst-agree"}),
+     "lefs-item-1: .sbst-agree. is not one"),
+    (lambda qr: qr["item"][0].update(answer=[{"valueInteger": 4}]), "is not one of its"),
+    (lambda qr: qr["item"].append({"linkId": "lefs-item-21", "answer": [{"valueCoding": {
+        "system": OM, "code": "lefs-4"}}]}), "lefs-item-21: not an item of lefs"),
+], ids=["unknown code", "another item's code", "not a coding", "unknown item"])
+def test_answers_that_would_change_a_score_silently_are_refused(kb, change, problem) -> None:
+    sent = lefs({n: 4 for n in range(1, 21)})
+    change(sent)
+    with pytest.raises(scoring.ScoringError, match=problem):
+        scoring.score(kb.instruments["lefs"], sent)
+
+
 def test_the_scored_response_keeps_the_questionnaire_order(kb) -> None:
     sent = start_back({5}, "extremely")
     sent["item"].reverse()
