@@ -47,7 +47,8 @@ try {
       } catch (e) { // lforms rejects with a list of messages
         throw new Error(`lforms refused the form: ${JSON.stringify(e)}`);
       }
-      // calculatedExpressions run after the form settles; give it a moment.
+      // The calculatedExpressions have run when addFormToPage resolves (a 0 ms wait
+      // passes too); 50 ms is slack for a loaded machine.
       await new Promise((resolve) => setTimeout(resolve, 50));
       results.push(LForms.Util.getFormFHIRData('QuestionnaireResponse', 'R4',
         document.getElementById('form')));
