@@ -7,16 +7,17 @@ frozen KnowledgeBase.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .core import fhir_models, invariants, mapping, questionnaire
+from .core import fhir_models, invariants, mapping, questionnaire, scoring
 from .core import terminology as t
 from .core.mapping import ObservationMappings
 from .core.questionnaire import Form
+from .core.scoring import Instrument
 from .decision import catalogue, codesystem, handouts
 from .decision.catalogue import DecisionKnowledge
 from .decision.handouts import Handouts
@@ -39,6 +40,9 @@ class KnowledgeBase:
     observation_mappings: Mapping[str, ObservationMappings]
     decision: DecisionKnowledge
     handouts: Handouts
+    #: Scored questionnaires (outcome measures): any Questionnaire in the folder with a
+    #: calculatedExpression, scored from its own data (``core.scoring``), no mappings needed.
+    instruments: Mapping[str, Instrument] = field(default_factory=lambda: MappingProxyType({}))
 
     def form_for(self, canonical: str) -> Form | None:
         """The Form a canonical names: ``url`` (newest loaded) or ``url|version``."""
@@ -46,6 +50,14 @@ class KnowledgeBase:
         for form in self.forms.values():
             if form.url == url and (not version or form.version == version):
                 return form
+        return None
+
+    def instrument_for(self, canonical: str) -> Instrument | None:
+        """The Instrument a canonical names: ``url`` or ``url|version``."""
+        url, _, version = canonical.partition("|")
+        for instrument in self.instruments.values():
+            if instrument.url == url and (not version or instrument.version == version):
+                return instrument
         return None
 
     def mappings_for(self, form: Form) -> ObservationMappings:
@@ -64,13 +76,21 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
         code_systems[resource["id"]] = resource
     equivalents = _equivalents(code_systems.get("exam-answers"))
     forms: dict[str, Form] = {}
+    instruments: dict[str, Instrument] = {}
     for path in sorted(qdir.glob("*.json")):
         resource = _read_resource(path, "Questionnaire")
+        if scoring.is_scored(resource):  # an outcome measure: a second kind of form
+            instrument = scoring.parse(resource, source=str(path))
+            _check_invariants(resource, str(path))
+            _check_codes_known(_instrument_codings(resource), code_systems, str(path))
+            instruments[instrument.id] = instrument
+            continue
         # The parser first: its messages give the exact position (item[1].item[3]...).
         form = questionnaire.parse(resource, source=str(path), equivalents=equivalents)
-        for key, link_id, description in invariants.violations(resource)[:1]:
-            raise KnowledgeError(str(path), link_id or "item", f"breaks {key}: {description}")
-        _check_codes_known(form, code_systems, str(path))
+        _check_invariants(resource, str(path))
+        _check_codes_known(((item.link_id, coding) for item in form.index.values()
+                            for coding in [*item.codes, *(o.coding for o in item.options)]),
+                           code_systems, str(path))
         forms[form.id] = form
     if not forms:
         raise KnowledgeError(str(qdir), "", "no Questionnaire found")
@@ -97,7 +117,8 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
     return KnowledgeBase(forms=MappingProxyType(forms),
                          code_systems=MappingProxyType(code_systems),
                          observation_mappings=MappingProxyType(observation_mappings),
-                         decision=decision, handouts=patient_handouts)
+                         decision=decision, handouts=patient_handouts,
+                         instruments=MappingProxyType(instruments))
 
 
 def init_app(app: Any) -> None:
@@ -140,22 +161,37 @@ def _equivalents(code_system: Mapping[str, Any] | None) -> dict[tuple[str, str],
     return result
 
 
-def _check_codes_known(form: Form, code_systems: Mapping[str, Mapping[str, Any]],
-                       source: str) -> None:
-    """Every project code the Questionnaire uses exists, with the same display."""
+def _check_invariants(resource: Mapping[str, Any], source: str) -> None:
+    for key, link_id, description in invariants.violations(resource)[:1]:
+        raise KnowledgeError(source, link_id or "item", f"breaks {key}: {description}")
+
+
+def _instrument_codings(resource: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(linkId, coding) for every item code and coded option of a Questionnaire."""
+    def walk(items: list[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        for item in items:
+            for coding in [*(item.get("code") or []),
+                           *(o["valueCoding"] for o in item.get("answerOption") or []
+                             if "valueCoding" in o)]:
+                yield item.get("linkId", "item"), coding
+            yield from walk(item.get("item") or [])
+    return walk(resource.get("item") or [])
+
+
+def _check_codes_known(codings: Iterable[tuple[str, Mapping[str, Any]]],
+                       code_systems: Mapping[str, Mapping[str, Any]], source: str) -> None:
+    """Every project code a Questionnaire uses exists, with the same display."""
     own = {cs["url"]: {c["code"]: c.get("display") for c in cs.get("concept") or []}
            for cs in code_systems.values()}
-    for item in form.index.values():
-        codings = [*item.codes, *(o.coding for o in item.options)]
-        for coding in codings:
-            system = coding.get("system", "")
-            if not system.startswith(t.BASE):
-                continue
-            if system not in own:
-                raise KnowledgeError(source, item.link_id, f"unknown CodeSystem {system}")
-            if coding.get("code") not in own[system]:
-                raise KnowledgeError(source, item.link_id,
-                                     f"code {coding.get('code')!r} is not in {system}")
-            if coding.get("display") != own[system][coding["code"]]:
-                raise KnowledgeError(source, item.link_id,
-                                     f"display of {coding['code']!r} differs from {system}")
+    for link_id, coding in codings:
+        system = coding.get("system", "")
+        if not system.startswith(t.BASE):
+            continue
+        if system not in own:
+            raise KnowledgeError(source, link_id, f"unknown CodeSystem {system}")
+        if coding.get("code") not in own[system]:
+            raise KnowledgeError(source, link_id,
+                                 f"code {coding.get('code')!r} is not in {system}")
+        if coding.get("display") != own[system][coding["code"]]:
+            raise KnowledgeError(source, link_id,
+                                 f"display of {coding['code']!r} differs from {system}")

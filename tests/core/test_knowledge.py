@@ -176,6 +176,8 @@ VERIFIED: dict[str, dict[str, tuple[str, ...]]] = {
         "263221003": ("Fracture of ischial tuberosity (disorder)",),
     },
     LOINC: {"72514-3": ("Pain severity - 0-10 verbal numeric rating [Score] - Reported",),
+            # AHRQ CDS Connect pain management summary: "Total score [STarT Back]"
+            "91351-7": ("Total score [STarT Back]",),
             "38208-5": ("Pain severity - Reported",),
             # imaging orders (ServiceRequest.code)
             "24968-0": ("MR Lumbar spine",), "24702-3": ("MR Thigh",),
@@ -217,7 +219,10 @@ def test_the_real_folders_load(kb, form) -> None:
     assert kb.form_for(CANONICAL) is form and kb.form_for(f"{CANONICAL}|1.0.0") is form
     assert kb.form_for(f"{CANONICAL}|9.9.9") is None
     assert set(kb.code_systems) == {"exam-answers", "exam-tests", "decision-support",
-                                    "cds-override-reason"}
+                                    "cds-override-reason", "outcome-measures"}
+    # The outcome measures are the second kind of form: scored, not part of the exam.
+    assert set(kb.instruments) == {"lefs", "psfs", "keele-start-back"}
+    assert kb.instrument_for(f"{BASE}/Questionnaire/lefs|1.0.0") is kb.instruments["lefs"]
     assert kb.mappings_for(form).questionnaire == f"{CANONICAL}|1.0.0"
 
 
@@ -318,6 +323,7 @@ def test_every_code_is_our_own_or_verified(kb, form) -> None:
                                                           "posterior-thigh-exam.json").read_text()),
                "mapping.LATERALITY": dict(mapping.LATERALITY)}
     sources.update({f"codesystems/{k}": v for k, v in kb.code_systems.items()})
+    sources.update({f"{k}.json": dict(v.resource) for k, v in kb.instruments.items()})
     seen = set()
     for name, data in sources.items():
         for where, coding in codings(data, name):
