@@ -66,6 +66,12 @@ EVENTS = {
     "rest-api-client-denied": ae.rest("read", actor=ae.client_actor("c-1", "Lab integrator"),
                                       address="10.0.0.9", recorded=WHEN,
                                       resource="Patient/p-1", failure=DENIED),
+    "rest-token-refused": ae.rest("search-type", actor=None, address="203.0.113.9",
+                                  recorded=WHEN, resource="Observation", query="patient=p-1",
+                                  client="unknown client", failure=ae.Failure(
+                                      ae.SERIOUS_FAILURE, simple(
+                                          "error", "login", "The access token is unknown, "
+                                          "expired or revoked."))),
     "access-token": ae.access_token(client_id="c-1", client_name="Lab integrator",
                                     address="10.0.0.9", recorded=WHEN,
                                     scope="system/Observation.rs"),
