@@ -91,6 +91,9 @@ def test_the_practitioner_conforms(validator) -> None:
     assert_conformant(validator, practitioner.build(
         "u-1", "Dr Ann Lee", "http://hl7.org/fhir/sid/us-npi|1234567893"))
     assert_conformant(validator, practitioner.build("u-2", "Sam Assistant"))
+    assert_conformant(validator, practitioner.build(
+        "u-3", "Dr Ann Lee", "http://hl7.org/fhir/sid/us-npi|1234567893",
+        [("https://ehr.example.org/fhir", "dr-lee")]))
 
 
 def test_a_signed_provenance_conforms(kb, validator) -> None:
