@@ -113,8 +113,8 @@ def _audit_denial(need: Need, message: str) -> None:
     """A call refused for its scope is audited as the failed interaction (BALP's failure
     pattern, outcome 8: the client was denied), with the client as the agent."""
     audited_read(_INTERACTIONS[need.permission], actor=current_actor(),
-                 resource=_target(need), failure=Failure(SERIOUS_FAILURE, outcome.simple("error", "forbidden",
-                                                                 message)))
+                 resource=_target(need),
+                 failure=Failure(SERIOUS_FAILURE, outcome.simple("error", "forbidden", message)))
 
 
 def _refuse(status: int, error: str, message: str, *, scope: str | None = None) -> Response:

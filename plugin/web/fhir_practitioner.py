@@ -3,10 +3,10 @@
 A signed record names its signer as ``Practitioner/<user id>`` (the response's
 ``author``, the Provenance agent and ``Provenance.signature.who``); this route resolves
 that reference, and names the EHR's own Practitioner (``fhirUser``) of a user who
-signed in by EHR launch as an identifier, linking the two. Only users who may sign (the clinician role, or an admin who also holds
-it) are Practitioners; any other id, an assistant's or an admin's, is not found. Not
-patient data, so not audited; like every API read it needs a signed-in user (the one
-guard in ``auth``).
+signed in by EHR launch as an identifier, linking the two. Only users who may sign (the
+clinician role, or an admin who also holds it) are Practitioners; any other id, an
+assistant's or an admin's, is not found. Not patient data, so not audited; like every
+API read it needs a signed-in user (the one guard in ``auth``).
 """
 from __future__ import annotations
 

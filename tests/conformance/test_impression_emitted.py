@@ -1,6 +1,7 @@
 """The clinician's impression and plan as emitted (the working-diagnosis Condition, the
-ClinicalImpression with the note, and the ordered ServiceRequests) validates under fhir.resources AND the independent
-validator, for every golden case that records a clinician's decision."""
+ClinicalImpression with the note, and the ordered ServiceRequests) validates under
+fhir.resources AND the independent validator, for every golden case that records a
+clinician's decision."""
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ QuestionnaireResponse can read (or search by url) its definition here, without s
 in, and what we write fits what the definition says (where it sits, its value type)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from plugin.core import carry_forward, drafts, layout, terminology as t
@@ -49,7 +50,8 @@ def test_an_unknown_definition_is_404_and_an_unknown_url_finds_nothing(anonymous
     assert everything["total"] == len(OURS)
 
 
-def _extensions(nodes: Any, path: str = "QuestionnaireResponse.item"):  # type: ignore[no-untyped-def]
+def _extensions(nodes: Any, path: str = "QuestionnaireResponse.item"
+                ) -> Iterator[tuple[str, dict[str, Any]]]:
     for node in nodes or []:
         for extension in node.get("extension") or []:
             yield path, extension
