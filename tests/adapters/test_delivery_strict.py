@@ -227,6 +227,9 @@ def test_an_ehr_without_clinical_impression_gets_the_rest_and_the_gap_is_named(
     held = server.state()["resources"]
     assert not any(r["resourceType"] == "ClinicalImpression" for r in held)
     assert any(r["resourceType"] == "DocumentReference" for r in held)
+    assert "urn:uuid:" not in json.dumps(held)  # nothing points at what was left out
+    (provenance,) = [r for r in held if r["resourceType"] == "Provenance"]
+    assert "ClinicalImpression" not in {x.get("type") for x in provenance["target"]}
     status = outbox.status_for(sqlite_store, exam_id)
     assert status.missing() == {"ClinicalImpression": 1}
     assert [reason for _, reason in status.unsent] == \
