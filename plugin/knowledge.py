@@ -3,7 +3,9 @@
 A typo in a data file must stop the service with a message naming the file and the
 place inside it, never surface halfway through a patient's exam. This is the only
 module that reads ``questionnaires/`` and ``mappings/``; everything else receives the
-frozen KnowledgeBase.
+frozen KnowledgeBase. ``questionnaires/`` holds the definitions the API publishes: the
+Questionnaires, our CodeSystems (``codesystems/``) and the StructureDefinitions of our own
+extensions (``structuredefinitions/``), so a receiver can look up every URL we write.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class KnowledgeBase:
 
     forms: Mapping[str, Form]
     code_systems: Mapping[str, Mapping[str, Any]]
+    structure_definitions: Mapping[str, Mapping[str, Any]]
     observation_mappings: Mapping[str, ObservationMappings]
     decision: DecisionKnowledge
     handouts: Handouts
@@ -74,6 +77,11 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
         resource = _read_resource(path, "CodeSystem")
         _check_code_system(resource, str(path))
         code_systems[resource["id"]] = resource
+    structure_definitions = {}
+    for path in sorted((qdir / "structuredefinitions").glob("*.json")):
+        resource = _read_resource(path, "StructureDefinition")
+        _check_extension_definition(resource, str(path))
+        structure_definitions[resource["id"]] = resource
     equivalents = _equivalents(code_systems.get("exam-answers"))
     forms: dict[str, Form] = {}
     instruments: dict[str, Instrument] = {}
@@ -116,6 +124,7 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
     code_systems[codesystem.ID] = codesystem.build(decision)
     return KnowledgeBase(forms=MappingProxyType(forms),
                          code_systems=MappingProxyType(code_systems),
+                         structure_definitions=MappingProxyType(structure_definitions),
                          observation_mappings=MappingProxyType(observation_mappings),
                          decision=decision, handouts=patient_handouts,
                          instruments=MappingProxyType(instruments))
@@ -147,6 +156,21 @@ def _check_code_system(resource: Mapping[str, Any], source: str) -> None:
         raise KnowledgeError(source, "concept", "duplicate codes")
     if resource.get("count") is not None and resource["count"] != len(codes):
         raise KnowledgeError(source, "count", f"says {resource['count']}, has {len(codes)}")
+
+
+def _check_extension_definition(resource: Mapping[str, Any], source: str) -> None:
+    """An extension of ours: its url is ours and named after the file, and the
+    differential fixes the same url (a receiver matches extensions on it)."""
+    url = f"{t.BASE}/StructureDefinition/{resource['id']}"
+    if resource.get("url") != url:
+        raise KnowledgeError(source, "url", f"must be {url}")
+    if resource.get("type") != "Extension" or resource.get("kind") != "complex-type":
+        raise KnowledgeError(source, "type", "only extension definitions are kept here")
+    elements = {e.get("id"): e for e in (resource.get("differential") or {}).get("element") or []}
+    if (elements.get("Extension.url") or {}).get("fixedUri") != url:
+        raise KnowledgeError(source, "differential", f"Extension.url must be fixed to {url}")
+    if not (elements.get("Extension.value[x]") or {}).get("type"):
+        raise KnowledgeError(source, "differential", "Extension.value[x] needs its type")
 
 
 def _equivalents(code_system: Mapping[str, Any] | None) -> dict[tuple[str, str], tuple[str, str]]:

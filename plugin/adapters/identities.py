@@ -24,7 +24,8 @@ from . import users as users_mod
 from .store import Store, _audit
 from .tables import ROLES, identities, users
 
-__all__ = ["Identity", "find", "link_new_user", "of_user", "practitioner_at", "set_role"]
+__all__ = ["Identity", "ehr_practitioners", "find", "link_new_user", "of_user",
+           "practitioner_at", "set_role"]
 
 #: A FHIR Practitioner id at the end of a fhirUser URL.
 _PRACTITIONER = re.compile(r"Practitioner/([A-Za-z0-9\-.]{1,64})")
@@ -67,6 +68,18 @@ def practitioner_at(store: Store, user_id: str, fhir_base: str) -> str | None:
             if match:
                 return f"Practitioner/{match.group(1)}"
     return None
+
+
+def ehr_practitioners(store: Store, user_id: str) -> list[tuple[str, str]]:
+    """``(EHR FHIR base, Practitioner id)`` of each EHR the user signed in from by launch
+    (their fhirUser there), oldest first: what links our Practitioner to the EHR's."""
+    found = []
+    for identity in of_user(store, user_id):
+        base, slash, tail = identity.subject.rpartition("/Practitioner/")
+        if identity.kind == "fhirUser" and slash and "://" in base \
+                and _PRACTITIONER.fullmatch(f"Practitioner/{tail}"):
+            found.append((base, tail))
+    return found
 
 
 def link_new_user(store: Store, *, issuer: str, kind: str, subject: str, display_name: str,

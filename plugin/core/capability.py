@@ -147,6 +147,9 @@ def _statement(kb: KnowledgeBase, *, version: str, base_url: str,
                         "with patient.age-years from the Patient's birthDate on today's date, "
                         "and issues (warnings) for what could not be filled.")}]},
                 _definition("CodeSystem"),
+                {**_definition("StructureDefinition"), "documentation": (
+                    "The definitions of this server's own extensions (on "
+                    "QuestionnaireResponse.item), resolvable by their url.")},
                 {"type": "QuestionnaireResponse",
                  "documentation": (
                      "The exams stored on this server, id = the exam's record id. Read gives "

@@ -4,18 +4,24 @@ A record names its clinician by reference (``QuestionnaireResponse.author``,
 ``Provenance.agent.who``, ``Signature.who``), never by a typed name, so every user who
 can sign has a Practitioner, served at ``GET /fhir/Practitioner/{id}``. Its identifier
 is the one the organisation gave the user (``system|value``: a licence or staff number),
-so an EHR can match it to its own Practitioner.
+so an EHR can match it to its own Practitioner; a user who signed in by EHR launch also
+carries that EHR's Practitioner (their ``fhirUser``) as an identifier, system = the
+EHR's FHIR base + ``/Practitioner``, value = its id. Why: a signature names
+``Practitioner/<our user id>``; this is what ties it to the person the EHR knows.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InputError
 
 
-def build(user_id: str, display: str, identifier: str | None = None) -> dict[str, Any]:
+def build(user_id: str, display: str, identifier: str | None = None,
+          ehr_practitioners: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
     """An R4 Practitioner for the user ``user_id`` named ``display``; ``identifier`` as
-    ``system|value`` (an InputError names a malformed one)."""
+    ``system|value`` (an InputError names a malformed one); ``ehr_practitioners``:
+    ``(EHR FHIR base, Practitioner id)`` the user is at the EHRs they launched from."""
     if not display.strip():
         raise InputError("A Practitioner needs a name.", expression="name")
     resource: dict[str, Any] = {"resourceType": "Practitioner", "id": user_id,
@@ -23,6 +29,9 @@ def build(user_id: str, display: str, identifier: str | None = None) -> dict[str
     if identifier:
         system, value = split_identifier(identifier)
         resource["identifier"] = [{"system": system, "value": value}]
+    for base, practitioner_id in ehr_practitioners:
+        resource.setdefault("identifier", []).append(
+            {"system": f"{base.rstrip('/')}/Practitioner", "value": practitioner_id})
     return resource
 
 

@@ -58,6 +58,8 @@ ID_SERVICE_REQUEST = f"{BASE}/id/suggested-referral"
 #: identifier systems than the suggestions', so the two never meet in a conditional create.
 ID_CLINICIAN_CONDITION = f"{BASE}/id/clinician-condition"
 ID_CLINICIAN_REFERRAL = f"{BASE}/id/clinician-referral"
+#: The clinician's ClinicalImpression (the note, and the working diagnosis as its finding).
+ID_CLINICIAN_IMPRESSION = f"{BASE}/id/clinician-impression"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"

@@ -1,6 +1,8 @@
 """The Assessment as FHIR R4: a Condition per suggested condition, a ServiceRequest per
 referral, both plainly marked as decision-support suggestions; and the clinician's own
-impression and plan (``clinician_resources``) apart from them.
+impression and plan (``clinician_resources``) apart from them: the working diagnosis
+(Condition), the referrals made (ServiceRequest orders) and a ClinicalImpression that
+carries the clinician's note even when no working diagnosis was chosen.
 
 Conditions carry ``verificationStatus = differential`` and cite the Observations behind
 their supporting findings as evidence; ServiceRequests are ``status = draft``,
@@ -128,7 +130,9 @@ def clinician_resources(impression: Impression, assessment: Assessment,
                         resolve: Resolver, full_url: Callable[[Mapping[str, str]], str]
                         ) -> list[dict[str, Any]]:
     """The clinician's decision: the working diagnosis as a Condition (provisional or
-    confirmed, asserted by the signer, the note in ``Condition.note``) and each referral
+    confirmed, asserted by the signer, the note in ``Condition.note``), a
+    ClinicalImpression when there is a note or a diagnosis (``_clinical_impression``),
+    and each referral
     the clinician makes as an *order* (``status = active``, ``intent = order``,
     requested by the signer, ``basedOn`` the suggestion it takes up). Other identifier
     systems than the suggestions': a clinician's Condition never merges with the
@@ -144,6 +148,9 @@ def clinician_resources(impression: Impression, assessment: Assessment,
             impression.condition), exam_id, subject, encounter, authored, author, resolve)
         condition_url = full_url(condition["identifier"][0])
         result.append(condition)
+    if impression.note or condition_url:
+        result.append(_clinical_impression(impression, exam_id, subject, encounter,
+                                           authored, author, condition_url))
     suggested = {r.service.id: r for r in assessment.referrals}
     side = assessment.facts.affected_side
     for decision in orders(impression):
@@ -218,4 +225,35 @@ def _clinician_condition(impression: Impression, knowledge: DecisionKnowledge,
             resource["evidence"] = [{"detail": detail}]
     if impression.note:
         resource["note"] = [{"text": impression.note}]
+    return resource
+
+
+def _clinical_impression(impression: Impression, exam_id: str, subject: Mapping[str, Any],
+                         encounter: Mapping[str, Any] | None, authored: str | None,
+                         author: Mapping[str, Any] | None,
+                         condition_url: str | None) -> dict[str, Any]:
+    """The clinician's assessment as a ClinicalImpression. Why: with no working
+    diagnosis the note had no structured home (``Condition.note`` needs a Condition) and
+    reached the EHR only inside the summary PDF. The note is its ``summary``, the
+    working diagnosis (when chosen) its ``finding``; ``assessor`` is the signer, as the
+    Condition's ``asserter``. One per exam (``<exam>/impression``): a retry matches it."""
+    resource: dict[str, Any] = {
+        "resourceType": "ClinicalImpression",
+        "identifier": [{"system": t.ID_CLINICIAN_IMPRESSION, "value": f"{exam_id}/impression"}],
+        "status": "completed",
+        "description": "The examining clinician's impression of the posterior thigh exam.",
+        "subject": dict(subject),
+    }
+    if encounter:
+        resource["encounter"] = dict(encounter)
+    if authored:
+        resource["effectiveDateTime"] = authored
+        resource["date"] = authored
+    if author:
+        resource["assessor"] = dict(author)
+    if impression.note:
+        resource["summary"] = impression.note
+    if condition_url:
+        resource["finding"] = [{"itemReference": {"reference": condition_url,
+                                                  "type": "Condition"}}]
     return resource

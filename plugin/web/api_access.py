@@ -12,8 +12,11 @@ declared scope is refused to every token (fail closed; tests/web/test_guard.py m
 sure none is left undeclared).
 
 An accepted call is audited by its view as usual, with the client as the agent (the
-Actor of ``kind`` "client" left in ``flask.g``); a call refused for its scope is audited
-here, as a failure naming the scope it lacked.
+Actor of ``kind`` "client" left in ``flask.g``); a call refused for its scope, or for
+its token (no bearer token, or one unknown, expired, revoked or another server's), is
+audited here as a failed access (outcome 8) with the network address: an attempt with a
+stolen or stale token is exactly what the trail is for. The token value is never
+written; an unknown token's agent is "unknown client".
 
 ``route_scopes`` lists every declared need with its route, for the CapabilityStatement
 and the README's table (a test keeps the two in agreement).
@@ -52,17 +55,17 @@ def check(need: Need | None) -> Response | None:
     refusal to answer."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return _refuse(401, "invalid_request", "Send the access token as "
-                       "'Authorization: Bearer <token>'.")
+        return _unauthorised(need, "invalid_request", "Send the access token as "
+                             "'Authorization: Bearer <token>'.")
     now = dt.datetime.now(dt.timezone.utc)
     grant = clients.grant_of(store_mod.from_app(current_app), token.strip(), now=now)
     if grant is None:
-        return _refuse(401, "invalid_token", "The access token is unknown, expired or "
-                       "revoked; ask the token endpoint for a new one.")
-    if grant.audience != base_url():
-        return _refuse(401, "invalid_token", "The access token was issued for another "
-                       "FHIR server.")
+        return _unauthorised(need, "invalid_token", "The access token is unknown, expired "
+                             "or revoked; ask the token endpoint for a new one.")
     g.setdefault(ACTOR_KEY, client_actor(grant.client.id, grant.client.name))
+    if grant.audience != base_url():  # the client is known: the trail names it
+        return _unauthorised(need, "invalid_token", "The access token was issued for "
+                             "another FHIR server.")
     if need is None:
         return _refuse(403, "insufficient_scope", "This endpoint is not open to access "
                        "tokens.")
@@ -79,14 +82,39 @@ def check(need: Need | None) -> Response | None:
 _INTERACTIONS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search-type"}
 
 
+#: The client agent of a call whose token names no client we know.
+UNKNOWN_CLIENT = "unknown client"
+
+
+def _unauthorised(need: Need | None, error: str, message: str) -> Response:
+    """Refuse a call for its token (401), audited first as a failed access (BALP's
+    failure pattern, outcome 8) with no patient: nothing was served. The agent is the
+    client the token names, else ``UNKNOWN_CLIENT`` at the request's address."""
+    audited_read(_interaction(need), actor=current_actor(), client=UNKNOWN_CLIENT,
+                 resource=_target(need),
+                 failure=Failure(SERIOUS_FAILURE, outcome.simple("error", "login", message)))
+    return _refuse(401, error, message)
+
+
+def _interaction(need: Need | None) -> str:
+    if need is not None:
+        return _INTERACTIONS[need.permission]
+    return "read" if request.method in ("GET", "HEAD") else "create"
+
+
+def _target(need: Need | None) -> str:
+    """What the call was for: the type of a search, else the path under /fhir."""
+    if need is not None and need.permission == "s":
+        return need.resource
+    return request.path.removeprefix(FHIR_PREFIX + "/")
+
+
 def _audit_denial(need: Need, message: str) -> None:
     """A call refused for its scope is audited as the failed interaction (BALP's failure
     pattern, outcome 8: the client was denied), with the client as the agent."""
-    resource = request.path.removeprefix(FHIR_PREFIX + "/")
     audited_read(_INTERACTIONS[need.permission], actor=current_actor(),
-                 resource=need.resource if need.permission == "s" else resource,
-                 failure=Failure(SERIOUS_FAILURE, outcome.simple("error", "forbidden",
-                                                                 message)))
+                 resource=_target(need),
+                 failure=Failure(SERIOUS_FAILURE, outcome.simple("error", "forbidden", message)))
 
 
 def _refuse(status: int, error: str, message: str, *, scope: str | None = None) -> Response:

@@ -46,6 +46,7 @@ OPEN = frozenset({
     "static", "exam.static",
     "fhir.metadata", "fhir.search_questionnaires", "fhir.read_questionnaire",
     "fhir.search_code_systems", "fhir.read_code_system",
+    "fhir.search_structure_definitions", "fhir.read_structure_definition",
     "cds_hooks.discovery", "cds_hooks.call", "cds_hooks.feedback",
 })
 #: The session cookie's key holding the session token (the row is keyed by its hash).

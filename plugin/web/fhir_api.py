@@ -1,4 +1,5 @@
-"""The FHIR API: metadata, the definitions (Questionnaire, CodeSystem) and the operations
+"""The FHIR API: metadata, the definitions (Questionnaire, CodeSystem, the
+StructureDefinitions of our extensions) and the operations
 (SDC Questionnaire ``$populate``, QuestionnaireResponse ``$extract``, our ``$assess``).
 
 A thin edge: it parses the request, hands plain data to the core (``pipeline``,
@@ -81,6 +82,21 @@ def read_code_system(id_: str) -> Response:
     resource = kb().code_systems.get(id_)
     if resource is None:
         raise NotFoundError(f"CodeSystem/{id_} is not known to this server.")
+    return fhir_response(dict(resource))
+
+
+@bp.get("/StructureDefinition")
+def search_structure_definitions() -> Response:
+    """Our extensions' definitions, searchable by ``url`` so a receiver meeting one of
+    them in a QuestionnaireResponse can resolve it."""
+    return _search("StructureDefinition", list(kb().structure_definitions.values()))
+
+
+@bp.get("/StructureDefinition/<fhir_id:id_>")
+def read_structure_definition(id_: str) -> Response:
+    resource = kb().structure_definitions.get(id_)
+    if resource is None:
+        raise NotFoundError(f"StructureDefinition/{id_} is not known to this server.")
     return fhir_response(dict(resource))
 
 

@@ -182,6 +182,59 @@ def test_the_clinicians_decision_arrives_once_beside_the_suggestions(sqlite_stor
     assert condition["note"] == [{"text": "Discussed with the patient."}]
     assert all(ref["reference"] == f"Condition/{condition['id']}"
                for r in orders for ref in r["reasonReference"] if ref["type"] == "Condition")
+    (impression,) = [r for r in held if r["resourceType"] == "ClinicalImpression"]
+    assert impression["summary"] == "Discussed with the patient."
+    assert impression["finding"] == [{"itemReference": {
+        "reference": f"Condition/{condition['id']}", "type": "Condition"}}]
+
+
+NOTE_ONLY = {"referrals": {"physiotherapy": {"order": True, "priority": "routine"}},
+             "note": "No working diagnosis yet; review after the MRI."}
+
+
+def test_a_note_without_a_diagnosis_arrives_as_a_clinical_impression(sqlite_store, kb, server,
+                                                                     validator) -> None:
+    server.strict(**ALL)
+    without_tag(server)
+    decided = impression_mod.load(kb.decision, NOTE_ONLY)
+    queued = [queue_typed(sqlite_store, kb, impression=decided)]
+    until_delivered(sqlite_store, server.url, [e for e, _ in queued])
+    assert_arrived_complete_once(server, [b for _, b in queued], validator)
+    held = server.state()["resources"]
+    assert not any(r["resourceType"] == "Condition"
+                   and r["verificationStatus"]["coding"][0]["code"] != "differential"
+                   for r in held)
+    (impression,) = [r for r in held if r["resourceType"] == "ClinicalImpression"]
+    assert (impression["status"], impression["summary"]) == \
+        ("completed", "No working diagnosis yet; review after the MRI.")
+    assert impression["subject"]["reference"] == "Patient/ehr-ruth-osei"
+    assert "finding" not in impression
+
+
+def test_an_ehr_without_clinical_impression_gets_the_rest_and_the_gap_is_named(
+        sqlite_store, kb, server) -> None:
+    """An EHR whose CapabilityStatement creates no ClinicalImpression: the record is
+    delivered without it (never a refused transaction), and the delivery says what
+    was left out and why; the note is still in the summary PDF."""
+    server.strict(**ALL)
+    statement = without_tag(server)
+    statement["rest"][0]["resource"] = [r for r in statement["rest"][0]["resource"]
+                                        if r["type"] != "ClinicalImpression"]
+    server._call("/_capability", statement)
+    decided = impression_mod.load(kb.decision, NOTE_ONLY)
+    exam_id, bundle = queue_typed(sqlite_store, kb, impression=decided)
+    until_delivered(sqlite_store, server.url, [exam_id])
+    held = server.state()["resources"]
+    assert not any(r["resourceType"] == "ClinicalImpression" for r in held)
+    assert any(r["resourceType"] == "DocumentReference" for r in held)
+    assert "urn:uuid:" not in json.dumps(held)  # nothing points at what was left out
+    (provenance,) = [r for r in held if r["resourceType"] == "Provenance"]
+    assert "ClinicalImpression" not in {x.get("type") for x in provenance["target"]}
+    status = outbox.status_for(sqlite_store, exam_id)
+    assert status.missing() == {"ClinicalImpression": 1}
+    assert [reason for _, reason in status.unsent] == \
+        ["the EHR does not create ClinicalImpression"]
+    assert len(status.sent) == len(bundle["entry"]) - 1
 
 
 def test_the_entry_limit_is_learned_once_and_kept_per_ehr(sqlite_store, kb, server) -> None:

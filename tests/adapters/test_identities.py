@@ -49,6 +49,14 @@ def test_the_practitioner_at_an_ehr_comes_from_the_launch_identity(store) -> Non
     user = _link(store, subject=f"{EHR}/Practitioner/dr-lee", kind="fhirUser", issuer=EHR)
     assert identities.practitioner_at(store, user.id, EHR + "/") == "Practitioner/dr-lee"
     assert identities.practitioner_at(store, user.id, "https://other.example/fhir") is None
+    assert identities.ehr_practitioners(store, user.id) == [(EHR, "dr-lee")]
+
+
+def test_only_a_launch_identity_names_an_ehr_practitioner(store) -> None:
+    user = _link(store, subject=f"{OP}/Practitioner/not-an-ehr")  # an OP's sub, not fhirUser
+    assert identities.ehr_practitioners(store, user.id) == []
+    odd = _link(store, subject=f"{EHR}/Patient/p-1", kind="fhirUser", issuer=EHR, hint="x")
+    assert identities.ehr_practitioners(store, odd.id) == []
 
 
 def test_the_providers_role_replaces_the_old_one(store) -> None:

@@ -30,11 +30,12 @@ def _get(client: Any, url: str) -> dict[str, Any]:
 
 def test_definitions_and_capability_statement(client, validator) -> None:
     resources = [_get(client, "/fhir/metadata"), _get(client, "/fhir/Questionnaire"),
-                 _get(client, "/fhir/CodeSystem")]
+                 _get(client, "/fhir/CodeSystem"), _get(client, "/fhir/StructureDefinition")]
     for search in resources[1:]:
         resources += [e["resource"] for e in search["entry"]]
     kinds = {r["resourceType"] for r in resources}
-    assert {"CapabilityStatement", "Bundle", "Questionnaire", "CodeSystem"} <= kinds
+    assert {"CapabilityStatement", "Bundle", "Questionnaire", "CodeSystem",
+            "StructureDefinition"} <= kinds
     for resource in resources:
         assert_conformant(validator, resource)
 

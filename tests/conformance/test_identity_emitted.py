@@ -66,6 +66,12 @@ EVENTS = {
     "rest-api-client-denied": ae.rest("read", actor=ae.client_actor("c-1", "Lab integrator"),
                                       address="10.0.0.9", recorded=WHEN,
                                       resource="Patient/p-1", failure=DENIED),
+    "rest-token-refused": ae.rest("search-type", actor=None, address="203.0.113.9",
+                                  recorded=WHEN, resource="Observation", query="patient=p-1",
+                                  client="unknown client", failure=ae.Failure(
+                                      ae.SERIOUS_FAILURE, simple(
+                                          "error", "login", "The access token is unknown, "
+                                          "expired or revoked."))),
     "access-token": ae.access_token(client_id="c-1", client_name="Lab integrator",
                                     address="10.0.0.9", recorded=WHEN,
                                     scope="system/Observation.rs"),
@@ -85,6 +91,9 @@ def test_the_practitioner_conforms(validator) -> None:
     assert_conformant(validator, practitioner.build(
         "u-1", "Dr Ann Lee", "http://hl7.org/fhir/sid/us-npi|1234567893"))
     assert_conformant(validator, practitioner.build("u-2", "Sam Assistant"))
+    assert_conformant(validator, practitioner.build(
+        "u-3", "Dr Ann Lee", "http://hl7.org/fhir/sid/us-npi|1234567893",
+        [("https://ehr.example.org/fhir", "dr-lee")]))
 
 
 def test_a_signed_provenance_conforms(kb, validator) -> None:

@@ -22,6 +22,7 @@ QDIR, MDIR = Path(DEFAULTS["QUESTIONNAIRES_DIR"]), Path(DEFAULTS["MAPPINGS_DIR"]
 Q_FILE = "questionnaires/posterior-thigh-exam.json"
 M_FILE = "mappings/observations/posterior-thigh-exam.json"
 CS_ANSWERS = "questionnaires/codesystems/exam-answers.json"
+SD_ONE_STEP = "questionnaires/structuredefinitions/recorded-in-one-step.json"
 CANONICAL = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-exam"
 BASE = "http://posterior-thigh-exam.org/fhir"
 SNOMED, LOINC, UCUM = "http://snomed.info/sct", "http://loinc.org", "http://unitsofmeasure.org"
@@ -467,6 +468,12 @@ BROKEN = [
     ("mappings for another Questionnaire version", _m(lambda d: d.update(
         questionnaire=f"{CANONICAL}|2.0.0")),
      M_FILE, "questionnaire", f"maps {CANONICAL}|2.0.0, loaded {CANONICAL}|1.0.0"),
+    ("extension definition under another url", _edit(SD_ONE_STEP, lambda d: d.update(
+        url="http://example.org/StructureDefinition/recorded-in-one-step")),
+     SD_ONE_STEP, "url", f"must be {BASE}/StructureDefinition/recorded-in-one-step"),
+    ("extension definition fixing another url", _edit(SD_ONE_STEP, lambda d: d["differential"][
+        "element"][2].update(fixedUri=f"{BASE}/StructureDefinition/other")),
+     SD_ONE_STEP, "differential", "Extension.url must be fixed to"),
     ("mapping file missing", lambda root: (root / M_FILE).unlink(),
      M_FILE, "", "missing: every Questionnaire needs observation mappings"),
 ]

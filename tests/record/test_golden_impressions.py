@@ -86,6 +86,38 @@ def test_the_working_diagnosis_is_the_clinicians_condition(kb, path) -> None:
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_the_note_and_diagnosis_reach_the_ehr_as_a_clinical_impression(kb, path) -> None:
+    """With or without a working diagnosis, the clinician's note travels as structured
+    data (ClinicalImpression.summary), not only inside the summary PDF; the working
+    diagnosis is its finding; the signer is its assessor."""
+    case = _case(path)
+    expected = case["clinician"]["expected"]["impression"]
+    bundle = signed_bundle(kb, case)
+    mine = _by_system(bundle, t.ID_CLINICIAN_IMPRESSION)
+    if expected is None:
+        assert mine == []
+        return
+    (entry,) = mine
+    resource = entry["resource"]
+    assert entry["request"]["ifNoneExist"] == \
+        f"identifier={t.ID_CLINICIAN_IMPRESSION}|{resource['identifier'][0]['value']}"
+    assert (resource["status"], resource["assessor"], resource["date"]) == \
+        ("completed", case["author"], case["authored"])
+    assert resource["subject"]["reference"] == f"Patient/{case['patient']['id']}"
+    assert resource.get("summary") == expected["summary"]
+    conditions = [e["fullUrl"] for e in _by_system(bundle, t.ID_CLINICIAN_CONDITION)]
+    assert [f["itemReference"]["reference"] for f in resource.get("finding", [])] == \
+        (conditions if expected["finding"] else [])
+    assert bool(conditions) == expected["finding"]
+
+
+def test_nothing_decided_sends_no_clinical_impression(kb) -> None:
+    case = _case(CASES[0])
+    case["clinician"]["impression"] = {}
+    assert _by_system(signed_bundle(kb, case), t.ID_CLINICIAN_IMPRESSION) == []
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_the_referrals_made_are_orders_and_the_dropped_ones_are_not_sent(kb, path) -> None:
     case = _case(path)
     expected = case["clinician"]["expected"]

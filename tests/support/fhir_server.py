@@ -78,7 +78,8 @@ AUTH: str | None = None  # the authorization server's base URL (``--auth``)
 BASE = ""  # this server's base URL, set in main() once the port is known
 
 RESOURCE_TYPES = ("Patient", "Encounter", "QuestionnaireResponse", "Observation",
-                  "Condition", "ServiceRequest", "DocumentReference", "Provenance", "Device")
+                  "Condition", "ClinicalImpression", "ServiceRequest", "DocumentReference",
+                  "Provenance", "Device")
 ROUTE = re.compile(r"/([A-Z][A-Za-z]{1,63})(?:/([A-Za-z0-9\-.]{1,64}))?")
 SEARCH_PARAMETERS = ("identifier", "patient", "subject", "code", "_id", "_tag", "target",
                      "entity", "birthdate")

@@ -201,6 +201,40 @@ def test_an_expired_or_unknown_token_is_refused(make_app) -> None:
                     headers={"Authorization": "Basic eDp5"}).status_code == 401
 
 
+def test_a_refused_token_is_audited_as_a_failed_access_never_with_the_token(make_app) -> None:
+    """An unknown, expired or revoked token leaves a failed-access AuditEvent (outcome
+    8, no patient: nothing was served) naming the unknown client and its network
+    address; the token itself never reaches the trail."""
+    app = make_app({"API_TOKEN_SECONDS": 1})
+    integrator = register(app)
+    access = token(app, integrator)
+    http = app.test_client()
+    engine = storage.from_app(app).engine
+    _, before = audit.search(engine)
+    time.sleep(1.2)  # expired
+    expired = http.get("/fhir/Observation?patient=p", headers=bearer(access),
+                       environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    unknown = http.get("/fhir/Patient/p-1", headers=bearer("made-up-token-value"))
+    assert (expired.status_code, unknown.status_code) == (401, 401)
+    total, events = audit.search(engine)
+    refused = [e for e in events if e["outcome"] == "8"]
+    assert total == len(before) + 2 and len(refused) == 2
+    by_subtype = {e["subtype"][0]["code"]: e for e in refused}
+    assert set(by_subtype) == {"search-type", "read"}
+    for event in refused:
+        requestor = next(a for a in event["agent"] if a["requestor"])
+        assert requestor["who"] == {"display": "unknown client"}
+        assert all((e.get("role") or {}).get("code") != "1"  # no patient
+                   for e in event.get("entity", []))
+        assert "unknown, expired or revoked" in event["outcomeDesc"]
+    assert next(a for a in by_subtype["search-type"]["agent"] if a["requestor"])[
+        "network"]["address"] == "203.0.113.9"
+    assert "Patient/p-1" in [e.get("what", {}).get("reference")
+                             for e in by_subtype["read"]["entity"]]
+    text = json.dumps(events)
+    assert access not in text and "made-up-token-value" not in text
+
+
 def test_a_token_is_bound_to_the_fhir_base_it_was_issued_for(make_app) -> None:
     here = make_app({"FHIR_BASE_URL": "https://a.example/fhir"})
     there = make_app({"FHIR_BASE_URL": "https://b.example/fhir"})  # same database

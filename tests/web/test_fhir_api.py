@@ -64,9 +64,10 @@ def test_metadata_says_r4_and_lists_exactly_what_is_served(client) -> None:
         ("4.0.1", "instance", "active")
     assert statement["implementation"]["url"] == "http://localhost/fhir"
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert set(resources) == {"Questionnaire", "CodeSystem", "QuestionnaireResponse", "Patient",
-                              "Observation", "Practitioner", "AuditEvent"}
-    for definition in ("Questionnaire", "CodeSystem"):
+    assert set(resources) == {"Questionnaire", "CodeSystem", "StructureDefinition",
+                              "QuestionnaireResponse", "Patient", "Observation",
+                              "Practitioner", "AuditEvent"}
+    for definition in ("Questionnaire", "CodeSystem", "StructureDefinition"):
         assert [i["code"] for i in resources[definition]["interaction"]] == \
             ["read", "search-type"]
         assert [p["name"] for p in resources[definition]["searchParam"]] == ["url", "version"]

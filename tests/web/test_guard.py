@@ -15,7 +15,8 @@ EXPECTED_OPEN = {
     "/login", "/logout", "/setup", "/health", "/launch", "/launch/callback",
     "/static/<path:filename>", "/static/exam/<path:filename>", "/fhir/metadata",
     "/fhir/Questionnaire", "/fhir/Questionnaire/<fhir_id:id_>", "/fhir/CodeSystem",
-    "/fhir/CodeSystem/<id_>", "/cds-services", "/cds-services/<service_id>",
+    "/fhir/CodeSystem/<id_>", "/fhir/StructureDefinition",
+    "/fhir/StructureDefinition/<fhir_id:id_>", "/cds-services", "/cds-services/<service_id>",
     "/cds-services/<service_id>/feedback", "/auth/token", "/fhir/.well-known/smart-configuration",
     "/sso/<name>", "/sso/callback",
 }

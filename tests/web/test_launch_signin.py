@@ -163,6 +163,15 @@ def test_a_launched_practitioner_signs_after_logging_in_again_at_the_ehr(make_ap
             if a["type"]["coding"][0]["code"] == "author"] == ["Practitioner/dr-lee"]
     for resource in (qr, prov):
         assert_conformant(validator, resource)
+    # our own copy names our Practitioner; reading it names the EHR's as an identifier
+    ours = revision.provenance["signature"][0]["who"]["reference"]
+    [user] = users.all_users(store)
+    assert ours == f"Practitioner/{user.id}"
+    practitioner = client.get(f"/fhir/{ours}")
+    assert practitioner.status_code == 200, practitioner.get_data(as_text=True)
+    assert practitioner.get_json()["identifier"] == [
+        {"system": f"{fresh_ehr.fhir_base}/Practitioner", "value": "dr-lee"}]
+    assert_conformant(validator, practitioner.get_json())
 
 
 def test_a_launched_practitioner_who_is_not_asked_again_cannot_sign(make_app, fresh_ehr):

@@ -304,3 +304,76 @@ def test_a_discovery_document_naming_another_issuer_is_refused(make_app, op):
     response = app.test_client().get("/sso/stmary")
     assert response.status_code == 502
     assert "names another issuer" in response.get_data(as_text=True)
+
+
+# -- the provider's strictness on the sign-on path ------------------------------------------
+
+def _authorized(client) -> dict[str, str]:
+    """Start a sign-in in ``client`` and let the provider answer: its ``code`` and
+    ``state``, not yet brought back to our callback."""
+    start = client.get("/sso/stmary?next=/patients")
+    back = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    assert back.status_code == 302, back.text
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back.headers["Location"]).query))
+
+
+def _assert_refused_clearly(response, code: str) -> str:
+    """A refusal page in words (never a 500), no code in it, nobody signed in."""
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "Sign-in refused" in page and "The sign-in was refused" in page
+    assert "invalid_grant" in page and code not in page
+    return page
+
+
+def test_the_provider_refuses_a_reused_code_and_we_say_so(app, op):
+    """A code already exchanged, brought back again under another pending sign-in (a
+    replay that our single-use state cannot catch), is refused by the provider; the
+    product shows the refusal and creates no session."""
+    first, second = app.test_client(), app.test_client()
+    used = _authorized(first)
+    pending = _authorized(second)
+    assert first.get(f"/sso/callback?{urllib.parse.urlencode(used)}").status_code == 303
+    replay = second.get("/sso/callback?" + urllib.parse.urlencode(
+        {"code": used["code"], "state": pending["state"]}))
+    _assert_refused_clearly(replay, used["code"])
+    assert _refusals(op) == ["authorization code was already used"]
+    assert second.get("/patients").status_code == 302  # still signed out
+    store = store_mod.from_app(app)
+    logins = [audit.facts(json.loads(e)) for e in audit.events_since(store.engine, None)
+              if json.loads(e)["subtype"][0]["code"] == "110122"]
+    assert sorted(f.outcome for f in logins) == ["0", "4"]
+
+
+def test_the_provider_refuses_a_code_with_another_sign_ins_verifier(app, op):
+    """A code exchanged with the PKCE verifier of another sign-in (a code intercepted
+    and brought to another browser) is refused; nobody is created or signed in."""
+    victim, thief = app.test_client(), app.test_client()
+    stolen = _authorized(victim)
+    own = _authorized(thief)
+    response = thief.get("/sso/callback?" + urllib.parse.urlencode(
+        {"code": stolen["code"], "state": own["state"]}))
+    _assert_refused_clearly(response, stolen["code"])
+    assert _refusals(op) == ["code_verifier does not match the code_challenge"]
+    assert users.all_users(store_mod.from_app(app)) == []
+
+
+def test_the_provider_refuses_an_unregistered_redirect_uri_without_coming_back(app, op):
+    """Registered elsewhere, our callback is never sent the browser: the provider answers
+    itself (400) and redirects nowhere, so no code reaches any address."""
+    op._call(f"{op.auth_base}/_config", {"clients": {CLIENT_ID: {
+        "redirect_uris": ["https://exam.example.org/sso/callback"], "secret": SECRET}}})
+    start = app.test_client().get("/sso/stmary")
+    back = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    assert back.status_code == 400 and "Location" not in back.headers
+    assert _refusals(op) == ["redirect_uri is not registered for this client"]
+    assert users.all_users(store_mod.from_app(app)) == []
+
+
+def test_a_provider_error_sent_back_is_shown_as_a_refusal_page(app, op):
+    op.configure(deny=True)
+    response, _ = _sign_in(app.test_client(), op)
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "Sign-in refused" in page and "The sign-in was not completed: access_denied" in page
+    assert users.all_users(store_mod.from_app(app)) == []
