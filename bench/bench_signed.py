@@ -95,9 +95,10 @@ class Tablet:
         assert status == 303, status
 
 
-def _patient(tablet: Tablet) -> str:
+def _patient(tablet: Tablet, mrn: str) -> str:
+    """A new patient; ``mrn`` differs per call (an MRN is on file once: 409 otherwise)."""
     status, _, headers, _ = tablet.request("POST", "/patients", {
-        "family": "Bench", "given": "Ana", "birth_date": "1986-03-14", "identifier": "B-1"})
+        "family": "Bench", "given": "Ana", "birth_date": "1986-03-14", "identifier": mrn})
     assert status == 303, status
     return headers["Location"].rsplit("/", 1)[-1]
 
@@ -129,7 +130,7 @@ def pct(values: list[float], q: float) -> float:
 def serving(base: str, runs: int) -> dict[str, float]:
     """(a): frozen summary p50 and rate, interleaved with the live draft summary."""
     tablet = Tablet(base)
-    patient_id = _patient(tablet)
+    patient_id = _patient(tablet, "B-1")
     exam_id = _signed_with_history(tablet, patient_id)
     draft_id, version = tablet.begin(patient_id)
     tablet.autosave(draft_id, version, ANSWERS[0])
@@ -163,7 +164,7 @@ def serving(base: str, runs: int) -> dict[str, float]:
 def signing(base: str, rounds: int) -> dict[str, float]:
     """(c): 4 tablets; rounds alternate autosaves only (baseline) and autosaves + sign."""
     tablets = [Tablet(base) for _ in range(TABLETS)]
-    patient_id = _patient(tablets[0])
+    patient_id = _patient(tablets[0], "B-2")
     signs: list[float] = []
     saves: dict[bool, list[float]] = {True: [], False: []}
     lock = threading.Lock()

@@ -355,3 +355,17 @@ def test_an_exam_keeps_its_encounter_and_launch(store) -> None:
     read = store.exam(exam.id)
     assert read.encounter == {"reference": "Encounter/e-1"} and read.launch_id == launch
     assert store.create_exam(ana.id, QUESTIONNAIRE, answers={}, draft={}).encounter is None
+
+
+def test_sqlite_commits_in_wal_with_synchronous_normal(tmp_path) -> None:
+    """Every connection is in WAL mode with synchronous=NORMAL (1): a commit does not
+    wait for an fsync (README, Storage, says what that trades)."""
+    from plugin.adapters import engine as engine_mod
+
+    engine = engine_mod.create(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1
+    finally:
+        engine.dispose()
