@@ -96,9 +96,11 @@ class Tablet:
 
 
 def _patient(tablet: Tablet, mrn: str) -> str:
-    """A new patient; ``mrn`` differs per call (an MRN is on file once: 409 otherwise)."""
+    """A new patient; ``mrn`` differs per call (an MRN is on file once: 409 otherwise),
+    and the same name and birth date are confirmed as a different person."""
     status, _, headers, _ = tablet.request("POST", "/patients", {
-        "family": "Bench", "given": "Ana", "birth_date": "1986-03-14", "identifier": mrn})
+        "family": "Bench", "given": "Ana", "birth_date": "1986-03-14", "identifier": mrn,
+        "confirm": "different-person"})
     assert status == 303, status
     return headers["Location"].rsplit("/", 1)[-1]
 

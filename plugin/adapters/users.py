@@ -310,6 +310,11 @@ def _update(store: Store, username: str, now: dt.datetime, audit: UserAudit | No
     return _user(row)
 
 
+def from_row(row: Any) -> User:
+    """The User of a row holding the ``users`` table's columns (e.g. a join's)."""
+    return _user(row)
+
+
 def _user(row: Sequence[object] | dict[str, object] | object) -> User:
     get_ = row.__getitem__  # type: ignore[attr-defined]
     return User(id=str(get_("id")), username=get_("username"), display_name=get_("display_name"),
