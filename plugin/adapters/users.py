@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core import audit_events, passwords
 from ..errors import PluginError
-from . import engine as engine_mod
+from . import engine as engine_mod, hashing
 from .store import Store, _audit
 from .tables import ROLES, login_failures, sessions, users
 
@@ -257,7 +257,7 @@ def _verify(hashed: str, password: str) -> bool:
         _verify(_DUMMY, password)
         return False
     try:
-        return _hasher.verify(hashed, password or "")
+        return hashing.run(_hasher.verify, hashed, password or "")
     except (VerificationError, InvalidHashError):
         return False
 
