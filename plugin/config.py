@@ -39,6 +39,10 @@ DEFAULTS: dict[str, object] = {
     # processes starting at once take turns), so a fresh checkout serves with one
     # command. Turn off where deployments run `python -m plugin db upgrade` themselves.
     "DATABASE_UPGRADE": True,
+    # Add a Server-Timing header (W3C) to a signature's response naming how long the
+    # password re-entry's Argon2id check took, so a benchmark can tell the hash's cost
+    # from the rest of signing. Off: a deployment has no use for it.
+    "SERVER_TIMING": False,
     # Signs the session cookie (CSRF tokens). Empty: a random key kept in the instance
     # folder (file secret_key, mode 0600), so restarts do not log tablets out.
     "SECRET_KEY": "",

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
 
-from . import engine as engine_mod
+from . import engine as engine_mod, users as users_mod
 from .store import Store
-from .tables import sessions
+from .tables import sessions, users
 
 #: A session is touched at most this often (or a quarter of the idle timeout, if that is
 #: shorter), so a page's burst of requests is one write.
@@ -30,6 +30,8 @@ class Session:
     user_id: str
     created: dt.datetime
     last_seen: dt.datetime
+    #: The account, read in the same query as the session (every request needs both).
+    user: users_mod.User | None = None
 
 
 def digest(token: str) -> str:
@@ -47,22 +49,31 @@ def begin(store: Store, user_id: str, *, now: dt.datetime) -> str:
 
 def current(store: Store, token: str | None, *, now: dt.datetime, idle: dt.timedelta,
             lifetime: dt.timedelta) -> Session | None:
-    """The live session for ``token`` (touched: this request is activity), or None
-    when there is none or it has timed out (then it is deleted)."""
+    """The live session for ``token`` (touched: this request is activity), with its
+    user, or None when there is none or it has timed out (then it is deleted).
+
+    The session and its user are one query (a join): the access guard runs this on
+    every request, and each round trip to the database is paid by all of them."""
     if not token or not isinstance(token, str):
         return None
     key = digest(token)
+    query = (select(users, sessions.c.created.label("session_created"),
+                    sessions.c.last_seen.label("session_last_seen"))
+             .join_from(sessions, users, sessions.c.user_id == users.c.id)
+             .where(sessions.c.id == key))
     with store.engine.connect() as conn:
-        row = conn.execute(select(sessions).where(sessions.c.id == key)).mappings().first()
+        row = conn.execute(query).mappings().first()
     if row is None:
         return None
-    if now - row["last_seen"] > idle or now - row["created"] > lifetime:
+    created, last_seen = row["session_created"], row["session_last_seen"]
+    if now - last_seen > idle or now - created > lifetime:
         end(store, token)
         return None
-    if (now - row["last_seen"]).total_seconds() >= min(TOUCH_SECONDS, idle.total_seconds() / 4):
+    if (now - last_seen).total_seconds() >= min(TOUCH_SECONDS, idle.total_seconds() / 4):
         with engine_mod.writer(store.engine).begin() as conn:
             conn.execute(update(sessions).where(sessions.c.id == key).values(last_seen=now))
-    return Session(key, str(row["user_id"]), row["created"], now)
+    user = users_mod.from_row(row)
+    return Session(key, user.id, created, now, user)
 
 
 def end(store: Store, token: str | None) -> None:

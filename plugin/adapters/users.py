@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core import audit_events, passwords
 from ..errors import PluginError
-from . import engine as engine_mod
+from . import engine as engine_mod, hashing
 from .store import Store, _audit
 from .tables import ROLES, login_failures, sessions, users
 
@@ -257,7 +257,7 @@ def _verify(hashed: str, password: str) -> bool:
         _verify(_DUMMY, password)
         return False
     try:
-        return _hasher.verify(hashed, password or "")
+        return hashing.run(_hasher.verify, hashed, password or "")
     except (VerificationError, InvalidHashError):
         return False
 
@@ -307,6 +307,11 @@ def _update(store: Store, username: str, now: dt.datetime, audit: UserAudit | No
         if row is None:
             raise UserError(f"No user {username!r}.", "username")
         _audit(conn, audit, _user(row))
+    return _user(row)
+
+
+def from_row(row: Any) -> User:
+    """The User of a row holding the ``users`` table's columns (e.g. a join's)."""
     return _user(row)
 
 

@@ -115,7 +115,7 @@ def resolve_user() -> users.User | None:
     if live is None:
         session.pop(SESSION_KEY, None)
         return None
-    user = users.get(_store(), live.user_id)
+    user = live.user
     if user is None or not user.active:
         sessions.end(_store(), token)
         session.pop(SESSION_KEY, None)

@@ -8,7 +8,7 @@ HTML page, which no FHIR or CDS Hooks client can read. So:
 - its limits are raised above the app's own (``MAX_URL_LENGTH``, ``MAX_HEADER_LENGTH``,
   checked by ``web.boundary``), so up to gunicorn's ceiling the app answers, in the
   shape of the API asked (an OperationOutcome under ``/fhir``);
-- beyond that ceiling (gunicorn caps the request line at 8190 bytes) the ``Worker``
+- beyond that ceiling (gunicorn caps the request line at 8190 bytes) the worker
   answers with an OperationOutcome instead of HTML: the path is unknown then, and a
   machine client is the only kind that sends such a request.
 
@@ -45,6 +45,7 @@ from gunicorn import util
 from gunicorn.arbiter import Arbiter as GunicornArbiter
 from gunicorn.http import errors as http_errors
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+from gunicorn.workers.gthread import ThreadWorker as GThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 from ..core import outcome
@@ -53,6 +54,8 @@ from ..core import outcome
 #: 8190), and room for a header above the app's MAX_HEADER_LENGTH.
 LIMIT_REQUEST_LINE = 8190
 LIMIT_REQUEST_FIELD_SIZE = 64 * 1024
+#: Threads per worker (``ThreadWorker``): requests one worker serves at once.
+THREADS = 4
 #: Path only (%(U)s): no query string or body, they may identify a patient.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 #: The requests gunicorn refuses itself: (status, reason, what to tell the client).
@@ -74,7 +77,8 @@ def configure(cfg: Any, *, host: str, port: int, workers: int) -> None:
     """Set gunicorn's configuration ``cfg`` for the service."""
     cfg.set("bind", f"{host}:{port}")
     cfg.set("workers", workers)
-    cfg.set("worker_class", f"{__name__}.Worker")
+    cfg.set("worker_class", f"{__name__}.ThreadWorker")
+    cfg.set("threads", THREADS)
     cfg.set("accesslog", "-")
     cfg.set("access_log_format", ACCESS_LOG_FORMAT)
     cfg.set("limit_request_line", LIMIT_REQUEST_LINE)
@@ -85,14 +89,16 @@ def configure(cfg: Any, *, host: str, port: int, workers: int) -> None:
         cfg.set("control_socket_disable", True)
 
 
-class Worker(SyncWorker):  # type: ignore[misc]
-    """gunicorn's sync worker, answering the requests it refuses itself with an
-    OperationOutcome rather than an HTML page (anything else as gunicorn does)."""
+class _Refusals:
+    """Answers the requests gunicorn refuses itself with an OperationOutcome rather than
+    an HTML page (anything else as gunicorn does); mixed into a gunicorn worker."""
+
+    log: Any
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: Exception) -> None:
         refusal = next((r for r in _REFUSALS if isinstance(exc, r[0])), None)
         if refusal is None:
-            super().handle_error(req, client, addr, exc)
+            super().handle_error(req, client, addr, exc)  # type: ignore[misc]
             return
         _, status, reason, message = refusal
         # the error's type only: its text quotes the request, which may name a patient
@@ -102,6 +108,20 @@ class Worker(SyncWorker):  # type: ignore[misc]
             util.write_nonblock(client, response(status, reason, message))
         except Exception:  # the client left: nothing to tell it
             self.log.debug("Failed to send error message.")
+
+
+class Worker(_Refusals, SyncWorker):  # type: ignore[misc]
+    """gunicorn's sync worker with the refusals above (one request at a time)."""
+
+
+class ThreadWorker(_Refusals, GThreadWorker):  # type: ignore[misc]
+    """gunicorn's threaded worker with the refusals above: what ``serve`` runs.
+
+    A request mostly waits: on the database (an audited read is a commit) or on the
+    Argon2id hash of a signature's password re-entry (argon2-cffi releases the GIL for
+    its ~0.5-1 s). With one request per worker, two tablets signing held both workers
+    and every other tablet's autosave queued behind them; with ``THREADS`` per worker
+    the autosave runs while the hash computes."""
 
 
 def response(status: int, reason: str, message: str) -> bytes:

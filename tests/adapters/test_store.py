@@ -355,3 +355,40 @@ def test_an_exam_keeps_its_encounter_and_launch(store) -> None:
     read = store.exam(exam.id)
     assert read.encounter == {"reference": "Encounter/e-1"} and read.launch_id == launch
     assert store.create_exam(ana.id, QUESTIONNAIRE, answers={}, draft={}).encounter is None
+
+
+def test_sqlite_commits_in_wal_with_synchronous_normal(tmp_path) -> None:
+    """Every connection is in WAL mode with synchronous=NORMAL (1): a commit does not
+    wait for an fsync (README, Storage, says what that trades)."""
+    from plugin.adapters import engine as engine_mod
+
+    engine = engine_mod.create(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_postgresql_connection_dropped_while_idle_is_replaced_unnoticed(
+        postgres_server, monkeypatch) -> None:
+    """A pooled connection is pinged when it sat idle (here: always); one the server
+    dropped meanwhile is replaced before the caller sees it."""
+    from plugin.adapters import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE_SECONDS", 0.0)
+    name = postgres_server.create_database()
+    engine = engine_mod.create(postgres_server.url(name))
+    admin = engine_mod.create(postgres_server.url(name))
+    try:
+        with engine.connect() as conn:
+            first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with admin.connect() as other:  # the server ends the pooled connection
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({first})").scalar_one()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != first
+    finally:
+        engine.dispose()
+        admin.dispose()
+        postgres_server.drop_database(name)

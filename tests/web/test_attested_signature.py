@@ -243,3 +243,30 @@ def test_verify_exam_checks_the_record_as_the_database_holds_it(app, client,
 
     unknown = run("verify", "--exam", "no-such-exam", env=env)
     assert unknown.returncode == 2 and "no exam" in unknown.stderr, unknown.stderr
+
+
+def test_server_timing_names_the_password_check_only_when_asked(make_app) -> None:
+    """SERVER_TIMING on: a signature's response says how long the Argon2id check took
+    (what bench_signed subtracts); off (the default): no such header."""
+    for setting, expected in ((True, True), (False, False)):
+        client = signed_in(make_app({"WTF_CSRF_ENABLED": False, "SERVER_TIMING": setting}))
+        patient = client.post("/patients", data={"family": "Silva", "given": "Ana",
+                                                 "birth_date": "1986-03-14",
+                                                 "identifier": f"MRN-{setting}",
+                                                 "confirm": "different-person"})
+        exam = client.post(f"/patients/{patient.headers['Location'].rsplit('/', 1)[-1]}"
+                           "/exams")
+        exam_id = exam.headers["Location"].split("/")[2]
+        page = client.get(exam.headers["Location"]).get_data(as_text=True)
+        version = int(re.search(r'"version": (\d+)', page).group(1))
+        version = _save(client, exam_id, version, {"slr.left.onset-angle": 40}
+                        ).get_json()["version"]
+        signed = client.post(f"/exams/{exam_id}/sign", data={"version": version,
+                                                             "password": PASSWORD})
+        assert signed.status_code == 303
+        timing = signed.headers.get("Server-Timing")
+        if expected:
+            match = re.fullmatch(r"password;dur=(\d+\.\d)", timing or "")
+            assert match and float(match.group(1)) > 0
+        else:
+            assert timing is None

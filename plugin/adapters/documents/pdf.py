@@ -31,8 +31,10 @@ would pay WeasyPrint's ~1 s import each time (or need a pool of warm workers), w
 breaks the "within 1.5x of plain WeasyPrint" target; the thread costs ~0.1 ms. Our
 inputs are our own templates with escaped values and no network access, so a
 runaway render is unlikely; the timeout is a guard, not a sandbox. Each render
-builds its own WeasyPrint objects (fetcher, colour profile, font configuration);
-concurrent renders from several request threads were not load-tested.
+builds its own WeasyPrint objects (fetcher, colour profile, font configuration), so
+renders from several request threads (``serve`` runs threaded workers) do not share
+state; a check of 12 PDF/A-3a renders on 4 threads at once gave 12 PDFs the size of
+one rendered alone and no errors (2026-12-06): a check, not a load test.
 """
 from __future__ import annotations
 
