@@ -79,10 +79,7 @@ def search_code_systems() -> Response:
 
 @bp.get("/CodeSystem/<id_>")
 def read_code_system(id_: str) -> Response:
-    resource = kb().code_systems.get(id_)
-    if resource is None:
-        raise NotFoundError(f"CodeSystem/{id_} is not known to this server.")
-    return fhir_response(dict(resource))
+    return _read("CodeSystem", kb().code_systems, id_)
 
 
 @bp.get("/StructureDefinition")
@@ -94,9 +91,14 @@ def search_structure_definitions() -> Response:
 
 @bp.get("/StructureDefinition/<fhir_id:id_>")
 def read_structure_definition(id_: str) -> Response:
-    resource = kb().structure_definitions.get(id_)
+    return _read("StructureDefinition", kb().structure_definitions, id_)
+
+
+def _read(resource_type: str, held: Any, id_: str) -> Response:
+    """A definitional resource of the knowledge by id (404 OperationOutcome if unknown)."""
+    resource = held.get(id_)
     if resource is None:
-        raise NotFoundError(f"StructureDefinition/{id_} is not known to this server.")
+        raise NotFoundError(f"{resource_type}/{id_} is not known to this server.")
     return fhir_response(dict(resource))
 
 
