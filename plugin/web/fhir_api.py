@@ -58,18 +58,25 @@ def metadata() -> Response:
         scopes=api_access.documentation(current_app)))
 
 
+def _published() -> dict[str, Mapping[str, Any]]:
+    """The exam form and the scored instruments (PROMs), by id: a renderer fetches a
+    PROM from here, copyright statement included, to show and score it itself."""
+    return {**{i.id: i.resource for i in kb().instruments.values()},
+            **{f.id: f.resource for f in kb().forms.values()}}
+
+
 @bp.get("/Questionnaire")
 def search_questionnaires() -> Response:
-    return _search("Questionnaire", [f.resource for f in kb().forms.values()])
+    return _search("Questionnaire", list(_published().values()))
 
 
 @bp.get("/Questionnaire/<fhir_id:id_>")
 def read_questionnaire(id_: str) -> Response:
     """The Questionnaire exactly as loaded from ``questionnaires/<id>.json``."""
-    form = kb().forms.get(id_)
-    if form is None:
+    resource = _published().get(id_)
+    if resource is None:
         raise NotFoundError(f"Questionnaire/{id_} is not known to this server.")
-    return fhir_response(dict(form.resource))
+    return fhir_response(dict(resource))
 
 
 @bp.get("/CodeSystem")
