@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, request
 
 from .. import __version__
-from ..core import bundle, capability, fhir_models, outcome, patient as patient_mod
+from ..core import bundle, capability, fhir_models, json_input, outcome, patient as patient_mod
+from ..core import prom_extract
 from ..record import pipeline
 from ..core import populate as populate_mod
 from ..core.questionnaire import Form
@@ -116,6 +117,9 @@ def extract() -> Response:
     no answer maps to an Observation, ``issues`` (a warning). Nothing is stored.
     """
     data, patient = _exam_input()
+    instrument = _instrument_answered(data)
+    if instrument is not None:
+        return _extract_prom(instrument, data, patient)
     result = pipeline.extract(kb(), data, patient=patient,
                               now=dt.datetime.now(dt.timezone.utc), plugin_version=__version__)
     parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
@@ -127,6 +131,28 @@ def extract() -> Response:
         parameters.append({"name": "issues", "resource": outcome.information(
             pipeline.NO_SUBJECT, severity="information")})
     return fhir_response({"resourceType": "Parameters", "parameter": parameters})
+
+
+def _instrument_answered(data: Any) -> Any:
+    """The outcome measure a QuestionnaireResponse answers (by its canonical), if any."""
+    if not isinstance(data, Mapping) or data.get("resourceType") != "QuestionnaireResponse":
+        return None
+    canonical = data.get("questionnaire")
+    return kb().instrument_for(canonical) if isinstance(canonical, str) and canonical else None
+
+
+def _extract_prom(instrument: Any, response: Mapping[str, Any],
+                  patient: Mapping[str, Any] | None) -> Response:
+    """$extract of a PROM: the response scored here and one Observation per score."""
+    json_input.check(response, "The QuestionnaireResponse", numbers=False)
+    subject = None
+    if patient is not None:
+        subject = patient_mod.reference(patient_mod.check(patient))
+    result = prom_extract.extract(
+        instrument, response, meanings=kb().interpretations, subject=subject,
+        now=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    return fhir_response({"resourceType": "Parameters",
+                          "parameter": [{"name": "return", "resource": result}]})
 
 
 @bp.post("/QuestionnaireResponse/$assess")

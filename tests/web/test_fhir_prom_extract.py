@@ -1,0 +1,140 @@
+"""$extract of a completed outcome measure: the server scores it and emits one survey
+Observation per score, whatever score the client sent; a broken response is refused."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from plugin.core.fhir_models import validate
+from tests.support import fhir_http
+from tests.support.bundles import of_type
+from tests.support.prom_cases import CASES, OM, lefs, psfs, start_back
+
+EXTRACT = "/fhir/QuestionnaireResponse/$extract"
+LOINC = "http://loinc.org"
+SURVEY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def _extract(client, response: dict[str, Any]) -> dict[str, Any]:
+    return fhir_http.returned(client.post(EXTRACT, json=response,
+                                          content_type=fhir_http.FHIR_JSON))
+
+
+def _by_code(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["code"]["coding"][0]["code"]: o for o in of_type(bundle, "Observation")}
+
+
+def _common(bundle: dict[str, Any]) -> None:
+    qr_entry, *_ = bundle["entry"]
+    assert bundle["type"] == "transaction" and validate(bundle) == []
+    for entry in bundle["entry"]:
+        assert entry["request"]["method"] == "POST"
+        assert entry["request"]["ifNoneExist"].startswith("identifier=")
+    for observation in of_type(bundle, "Observation"):
+        assert observation["category"][0]["coding"][0] == {
+            "system": SURVEY, "code": "survey", "display": "Survey"}
+        assert observation["derivedFrom"] == [{"reference": qr_entry["fullUrl"],
+                                               "type": "QuestionnaireResponse"}]
+        assert observation["subject"] == {"reference": "Patient/p1"}
+        assert observation["effectiveDateTime"] == "2026-12-06T09:00:00Z"
+        assert observation["status"] == "final"
+
+
+def test_lefs_gives_its_total(client) -> None:
+    bundle = _extract(client, lefs({n: n % 5 for n in range(1, 21)}))
+    _common(bundle)
+    (qr,) = of_type(bundle, "QuestionnaireResponse")
+    assert qr["item"][-1]["answer"] == [{"valueInteger": 40}]
+    total = _by_code(bundle)["lefs-total"]
+    assert total["code"]["coding"][0]["system"] == OM
+    assert total["valueInteger"] == 40 and "note" not in total
+
+
+def test_psfs_gives_its_mean_as_a_quantity(client) -> None:
+    bundle = _extract(client, psfs([3, 5, 9]))
+    _common(bundle)
+    mean = _by_code(bundle)["psfs-mean"]
+    assert mean["valueQuantity"] == {"value": 5.67, "unit": "score",
+                                     "system": "http://unitsofmeasure.org", "code": "{score}"}
+
+
+def test_psfs_whole_mean_stays_a_quantity(client) -> None:
+    assert _by_code(_extract(client, psfs([10] * 5)))["psfs-mean"]["valueQuantity"]["value"] == 10
+
+
+def test_start_back_total_in_loinc_and_risk_band_with_its_meaning(client) -> None:
+    bundle = _extract(client, start_back({1, 2, 5, 6, 7}, "very-much"))
+    _common(bundle)
+    found = _by_code(bundle)
+    assert set(found) == {"91351-7", "sbst-psychosocial", "sbst-risk"}
+    assert found["91351-7"]["code"]["coding"][0]["system"] == LOINC
+    assert found["91351-7"]["valueInteger"] == 6
+    assert found["sbst-psychosocial"]["valueInteger"] == 4
+    assert found["sbst-risk"]["valueCodeableConcept"]["coding"][0]["code"] == "sbst-risk-high"
+    assert found["sbst-risk"]["note"] == [{"text": "STarT Back: high risk"}]
+
+
+def test_an_unscorable_response_gives_no_score_observation(client) -> None:
+    bundle = _extract(client, lefs({n: 4 for n in range(1, 20)}))
+    assert of_type(bundle, "Observation") == []
+    (qr,) = of_type(bundle, "QuestionnaireResponse")
+    assert all(i["linkId"] != "lefs-total" for i in qr["item"])
+
+
+def test_a_client_sent_wrong_score_is_overwritten(client) -> None:
+    response = lefs({n: 4 for n in range(1, 21)})
+    response["item"].append({"linkId": "lefs-total", "answer": [{"valueInteger": 3}]})
+    bundle = _extract(client, response)
+    assert _by_code(bundle)["lefs-total"]["valueInteger"] == 80
+    (qr,) = of_type(bundle, "QuestionnaireResponse")
+    assert [i["answer"] for i in qr["item"] if i["linkId"] == "lefs-total"] == [
+        [{"valueInteger": 80}]]
+
+
+def test_the_same_response_gives_the_same_bundle(client) -> None:
+    response = start_back(set(), "not-at-all")
+    assert _extract(client, response) == _extract(client, copy.deepcopy(response))
+
+
+def _unknown_item(r):
+    r["item"].append({"linkId": "lefs-item-99", "answer": [{"valueInteger": 1}]})
+
+
+def _unknown_code(r):
+    r["item"][0]["answer"][0]["valueCoding"]["code"] = "lefs-7"
+
+
+def _not_fhir(r):
+    r["status"] = 7
+
+
+def _in_progress(r):
+    r["status"] = "in-progress"
+
+
+@pytest.mark.parametrize(("change", "status", "says"), [
+    (_unknown_item, 422, "lefs-item-99: not an item of lefs"),
+    (_unknown_code, 422, "lefs-item-1: 'lefs-7' is not one of its answer options"),
+    (_not_fhir, 400, "not valid FHIR R4"),
+    (_in_progress, 422, "Only a completed response is extracted"),
+])
+def test_a_broken_response_is_refused_with_an_operation_outcome(client, change, status,
+                                                                 says) -> None:
+    response = lefs({n: 2 for n in range(1, 21)})
+    change(response)
+    answer = client.post(EXTRACT, json=response, content_type=fhir_http.FHIR_JSON)
+    assert answer.status_code == status
+    body = answer.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert says in body["issue"][0]["details"]["text"]
+    assert validate(body) == []
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_hand_checked_case_extracts_valid_fhir(client, name) -> None:
+    for _, response, expected in CASES[name]:
+        bundle = _extract(client, response)
+        assert validate(bundle) == []
+        assert len(of_type(bundle, "Observation")) == sum(v is not None for v in expected.values())
