@@ -177,7 +177,8 @@ def assess() -> Response:
 @requires_scope("Patient", "r")
 def populate_type() -> Response:
     """SDC $populate at type level: the Questionnaire is named in the Parameters."""
-    return _populate(None)
+    instrument = _instrument_named(json_body())
+    return _populate(None) if instrument is None else _populate_prom(instrument)
 
 
 @bp.post("/Questionnaire/<fhir_id:id_>/$populate")
@@ -185,9 +186,54 @@ def populate_type() -> Response:
 def populate_instance(id_: str) -> Response:
     """SDC $populate of ``Questionnaire/<id>``."""
     form = kb().forms.get(id_)
+    if form is None and id_ in kb().instruments:
+        return _populate_prom(kb().instruments[id_])
     if form is None:
         raise NotFoundError(f"Questionnaire/{id_} is not known to this server.")
     return _populate(form)
+
+
+def _instrument_named(data: Any) -> Any:
+    """The outcome measure a type-level $populate names (canonical or Reference), if any."""
+    if not isinstance(data, Mapping) or data.get("resourceType") != "Parameters":
+        return None
+    for part in data.get("parameter") or []:
+        if not isinstance(part, Mapping) or part.get("name") != "questionnaire":
+            continue
+        canonical = part.get("valueCanonical") or part.get("valueUri")
+        if isinstance(canonical, str) and canonical:
+            return kb().instrument_for(canonical)
+        reference = (part.get("valueReference") or {}).get("reference") \
+            if isinstance(part.get("valueReference"), Mapping) else None
+        if isinstance(reference, str):
+            ref = reference.removeprefix(base_url() + "/")
+            if ref.startswith("Questionnaire/"):
+                return kb().instruments.get(ref.removeprefix("Questionnaire/"))
+            return kb().instrument_for(reference)
+    return None
+
+
+def _populate_prom(instrument: Any) -> Response:
+    """$populate of an outcome measure: an empty in-progress response for the subject.
+
+    Why empty: every answer is the patient's own report of today; nothing known about
+    them (not even an earlier score) may be put in their mouth."""
+    data = json_body()
+    if not isinstance(data, Mapping) or data.get("resourceType") != "Parameters":
+        raise InputError("$populate takes a Parameters resource (questionnaire, subject, "
+                         "context, local).", expression="Parameters")
+    parts = parameter_parts(data, POPULATE_PARAMETERS, repeatable=("context",))
+    subject = _reference_value(parts, "subject", required=True)
+    response = {"resourceType": "QuestionnaireResponse", "questionnaire": instrument.canonical,
+                "status": "in-progress", "subject": subject,
+                "authored": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    problems = fhir_models.validate(response)
+    if problems:
+        raise InputError("The subject given is not a valid FHIR Reference.", status=422,
+                         issues=[(None, f"The subject given is not a valid FHIR Reference: {p}")
+                                 for p in problems])
+    return fhir_response({"resourceType": "Parameters",
+                          "parameter": [{"name": "response", "resource": response}]})
 
 
 def _populate(instance: Form | None) -> Response:

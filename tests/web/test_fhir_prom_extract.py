@@ -138,3 +138,52 @@ def test_every_hand_checked_case_extracts_valid_fhir(client, name) -> None:
         bundle = _extract(client, response)
         assert validate(bundle) == []
         assert len(of_type(bundle, "Observation")) == sum(v is not None for v in expected.values())
+
+
+# --- $populate of an outcome measure ---------------------------------------------------
+
+SUBJECT = {"name": "subject", "valueReference": {"reference": "Patient/p1"}}
+LEFS_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/lefs"
+
+
+@pytest.mark.parametrize(("path", "questionnaire"), [
+    ("/fhir/Questionnaire/lefs/$populate", None),
+    ("/fhir/Questionnaire/$populate", {"name": "questionnaire", "valueCanonical": LEFS_URL}),
+    ("/fhir/Questionnaire/$populate",
+     {"name": "questionnaire", "valueReference": {"reference": "Questionnaire/lefs"}}),
+])
+def test_populate_of_a_prom_is_an_empty_response_for_the_subject(client, path,
+                                                                 questionnaire) -> None:
+    parts = [SUBJECT] + ([questionnaire] if questionnaire else [])
+    body = fhir_http.ok(client.post(path, json={"resourceType": "Parameters", "parameter": parts},
+                                    content_type=fhir_http.FHIR_JSON))
+    (part,) = body["parameter"]
+    response = part["resource"]
+    assert part["name"] == "response" and validate(response) == []
+    assert (response["questionnaire"], response["status"], response["subject"]) == (
+        f"{LEFS_URL}|1.0.0", "in-progress", {"reference": "Patient/p1"})
+    assert "item" not in response  # nothing is prefilled for the patient
+
+
+def test_populate_of_a_prom_needs_a_subject(client) -> None:
+    answer = client.post("/fhir/Questionnaire/psfs/$populate",
+                         json={"resourceType": "Parameters", "parameter": [
+                             {"name": "local", "valueBoolean": True}]},
+                         content_type=fhir_http.FHIR_JSON)
+    assert answer.status_code == 400
+    assert answer.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_metadata_names_the_outcome_measures_extract_and_populate_serve(client) -> None:
+    statement = fhir_http.ok(client.get("/fhir/metadata"))
+    assert validate(statement) == []
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    (populate,) = resources["Questionnaire"]["operation"]
+    extract = resources["QuestionnaireResponse"]["operation"][0]
+    for canonical in (f"{LEFS_URL}|1.0.0",
+                      "http://posterior-thigh-exam.org/fhir/Questionnaire/psfs|1.0.0",
+                      "http://posterior-thigh-exam.org/fhir/Questionnaire/keele-start-back|1.0.0"):
+        assert canonical in populate["documentation"]
+        assert canonical in extract["documentation"]
+    assert "one survey Observation per score" in extract["documentation"]
+    assert "nothing is prefilled" in populate["documentation"]
