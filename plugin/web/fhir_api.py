@@ -451,7 +451,10 @@ def _extract_inputs(parameters: Mapping[str, Any]) -> tuple[Any, Any]:
 def _check_questionnaire(questionnaire: Mapping[str, Any], response: Mapping[str, Any]) -> None:
     """Refuse a Questionnaire this server did not load, or one the response does not answer."""
     where = "Parameters.parameter.where(name='questionnaire').resource"
-    form = _loaded_form(questionnaire, where, "extracted")
+    prom = kb().instrument_for(questionnaire.get("url") or "") \
+        if isinstance(questionnaire, Mapping) and isinstance(questionnaire.get("url"), str) \
+        and questionnaire.get("resourceType") == "Questionnaire" else None
+    form = prom or _loaded_form(questionnaire, where, "extracted")
     answered = response.get("questionnaire")
     if isinstance(answered, str) and answered and answered.partition("|")[0] != form.url:
         raise InputError(f"Parameter 'questionnaire' ({form.url}) is not the Questionnaire the "

@@ -187,3 +187,30 @@ def test_metadata_names_the_outcome_measures_extract_and_populate_serve(client) 
         assert canonical in extract["documentation"]
     assert "one survey Observation per score" in extract["documentation"]
     assert "nothing is prefilled" in populate["documentation"]
+
+
+def test_sdc_parameters_with_the_instrument_and_a_patient_give_the_subject(client) -> None:
+    response = lefs({n: 3 for n in range(1, 21)})
+    del response["subject"]
+    instrument = fhir_http.ok(client.get("/fhir/Questionnaire/lefs"))
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "questionnaire-response", "resource": response},
+        {"name": "questionnaire", "resource": instrument},
+        {"name": "patient", "resource": {"resourceType": "Patient", "id": "p-9",
+                                         "birthDate": "1990-06-01"}}]}
+    bundle = fhir_http.returned(client.post(EXTRACT, json=body,
+                                            content_type=fhir_http.FHIR_JSON))
+    total = _by_code(bundle)["lefs-total"]
+    assert total["valueInteger"] == 60
+    assert total["subject"] == {"reference": "Patient/p-9"}
+    (qr,) = of_type(bundle, "QuestionnaireResponse")
+    assert qr["subject"] == {"reference": "Patient/p-9"}
+
+
+def test_a_questionnaire_parameter_other_than_the_answered_instrument_is_refused(client) -> None:
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "questionnaire-response", "resource": lefs({n: 3 for n in range(1, 21)})},
+        {"name": "questionnaire", "resource": fhir_http.ok(client.get("/fhir/Questionnaire/psfs"))}]}
+    answer = client.post(EXTRACT, json=body, content_type=fhir_http.FHIR_JSON)
+    assert answer.status_code == 422
+    assert answer.get_json()["resourceType"] == "OperationOutcome"
