@@ -43,6 +43,7 @@ def extract(instrument: scoring.Instrument, response: Mapping[str, Any], *,
         raise InputError(f"Only a completed response is extracted; status is "
                          f"{response.get('status')!r}.", status=422, code="business-rule",
                          expression="QuestionnaireResponse.status")
+    _check_answers(instrument, response)
     try:
         scored = scoring.score(instrument, response)
     except scoring.ScoringError as exc:
@@ -103,6 +104,47 @@ def _observation(instrument: scoring.Instrument, calc: scoring.Calculation,
         if said.band is not None:
             observation["note"] = [{"text": said.text}]
     return observation
+
+
+#: The value[x] an answer to an item of each type carries.
+ANSWER_KEYS = {"integer": "valueInteger", "decimal": "valueDecimal", "string": "valueString",
+               "choice": "valueCoding", "boolean": "valueBoolean", "text": "valueString"}
+EXT_MIN = "http://hl7.org/fhir/StructureDefinition/minValue"
+EXT_MAX = "http://hl7.org/fhir/StructureDefinition/maxValue"
+
+
+def _check_answers(instrument: scoring.Instrument, response: Mapping[str, Any]) -> None:
+    """Refuse an answer a score would misread: of the wrong type, out of the item's
+    minValue/maxValue, several on a single-answer item, or a nested item (the
+    instruments are flat). ``scoring.check`` covers unknown items and codes."""
+    calculated = {c.link_id for c in instrument.calculations}
+    by_link = {i.get("linkId"): i for i in instrument.resource.get("item") or []}
+    for n, item in enumerate(response.get("item") or []):
+        link_id = item.get("linkId")
+        where = f"QuestionnaireResponse.item[{n}]"
+        definition = by_link.get(link_id)
+        if link_id in calculated or definition is None:
+            continue  # a score is recomputed; an unknown item is scoring.check's to refuse
+        answers = item.get("answer") or []
+        problem = None
+        if "item" in item or any("item" in a for a in answers):
+            problem = "has nested items; this instrument has none"
+        elif len(answers) > 1 and not definition.get("repeats"):
+            problem = "has several answers; one is allowed"
+        for answer in answers:
+            key = ANSWER_KEYS.get(definition.get("type"))
+            if problem is None and key is not None and key not in answer:
+                problem = f"needs {key} (a {definition['type']} item)"
+            value = answer.get(key) if key else None
+            for ext in definition.get("extension") or []:
+                bound = next((v for k, v in ext.items() if k.startswith("value")), None)
+                if problem is None and isinstance(value, (int, float)) and bound is not None \
+                        and ((ext.get("url") == EXT_MIN and value < bound)
+                             or (ext.get("url") == EXT_MAX and value > bound)):
+                    problem = f"{value} is outside {link_id}'s range"
+        if problem:
+            raise InputError(f"{instrument.title}: {link_id}: {problem}.", status=422,
+                             code="business-rule", expression=where)
 
 
 def _value(answer: Mapping[str, Any]) -> Any:

@@ -151,8 +151,12 @@ def _extract_prom(instrument: Any, response: Mapping[str, Any],
     result = prom_extract.extract(
         instrument, response, meanings=kb().interpretations, subject=subject,
         now=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    return fhir_response({"resourceType": "Parameters",
-                          "parameter": [{"name": "return", "resource": result}]})
+    parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
+    if bundle.extracted_nothing(result):
+        parameters.append({"name": "issues", "resource": outcome.information(
+            f"{instrument.title}: too few answers to compute any score; only the response "
+            "was extracted.", severity="warning")})
+    return fhir_response({"resourceType": "Parameters", "parameter": parameters})
 
 
 @bp.post("/QuestionnaireResponse/$assess")

@@ -77,7 +77,13 @@ def test_start_back_total_in_loinc_and_risk_band_with_its_meaning(client) -> Non
 
 
 def test_an_unscorable_response_gives_no_score_observation(client) -> None:
-    bundle = _extract(client, lefs({n: 4 for n in range(1, 20)}))
+    body = fhir_http.ok(client.post(EXTRACT, json=lefs({n: 4 for n in range(1, 20)}),
+                                    content_type=fhir_http.FHIR_JSON))
+    returned, issues = body["parameter"]
+    assert issues["name"] == "issues" and validate(issues["resource"]) == []
+    assert "too few answers to compute any score" in \
+        issues["resource"]["issue"][0]["details"]["text"]
+    bundle = returned["resource"]
     assert of_type(bundle, "Observation") == []
     (qr,) = of_type(bundle, "QuestionnaireResponse")
     assert all(i["linkId"] != "lefs-total" for i in qr["item"])
@@ -114,11 +120,26 @@ def _in_progress(r):
     r["status"] = "in-progress"
 
 
+def _wrong_type(r):
+    r["item"][0]["answer"] = [{"valueString": "4"}]
+
+
+def _two_answers(r):
+    r["item"][0]["answer"].append(dict(r["item"][0]["answer"][0]))
+
+
+def _nested(r):
+    r["item"][0]["item"] = [{"linkId": "x", "answer": [{"valueInteger": 1}]}]
+
+
 @pytest.mark.parametrize(("change", "status", "says"), [
     (_unknown_item, 422, "lefs-item-99: not an item of lefs"),
     (_unknown_code, 422, "lefs-item-1: 'lefs-7' is not one of its answer options"),
     (_not_fhir, 400, "not valid FHIR R4"),
     (_in_progress, 422, "Only a completed response is extracted"),
+    (_wrong_type, 422, "lefs-item-1: needs valueCoding (a choice item)"),
+    (_two_answers, 422, "lefs-item-1: has several answers; one is allowed"),
+    (_nested, 422, "lefs-item-1: has nested items"),
 ])
 def test_a_broken_response_is_refused_with_an_operation_outcome(client, change, status,
                                                                  says) -> None:
@@ -214,3 +235,16 @@ def test_a_questionnaire_parameter_other_than_the_answered_instrument_is_refused
     answer = client.post(EXTRACT, json=body, content_type=fhir_http.FHIR_JSON)
     assert answer.status_code == 422
     assert answer.get_json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(("rating", "says"), [
+    (11, "11 is outside psfs-score-1's range"), (-1, "-1 is outside psfs-score-1's range")])
+def test_a_psfs_rating_outside_0_to_10_is_refused(client, rating, says) -> None:
+    response = psfs([rating])
+    answer = client.post(EXTRACT, json=response, content_type=fhir_http.FHIR_JSON)
+    assert answer.status_code == 422
+    assert says in answer.get_json()["issue"][0]["details"]["text"]
+
+
+def test_psfs_edges_0_and_10_are_accepted(client) -> None:
+    assert _by_code(_extract(client, psfs([0, 10])))["psfs-mean"]["valueQuantity"]["value"] == 5
