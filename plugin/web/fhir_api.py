@@ -18,13 +18,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, request
 
 from .. import __version__
-from ..core import bundle, capability, fhir_models, json_input, outcome, patient as patient_mod
-from ..core import prom_extract
+from ..core import bundle, capability, fhir_models, outcome, patient as patient_mod
 from ..record import pipeline
 from ..core import populate as populate_mod
 from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError
-from . import api_access, fhir_audit, fhir_practitioner, fhir_records, oauth_token
+from . import api_access, fhir_audit, fhir_practitioner, fhir_prom, fhir_records, oauth_token
 from .audit import read_of
 from .auth import requires_scope
 from .errors import fhir_response
@@ -117,9 +116,9 @@ def extract() -> Response:
     no answer maps to an Observation, ``issues`` (a warning). Nothing is stored.
     """
     data, patient = _exam_input()
-    instrument = _instrument_answered(data)
+    instrument = fhir_prom.instrument_answered(data)
     if instrument is not None:
-        return _extract_prom(instrument, data, patient)
+        return fhir_prom.extract(instrument, data, patient)
     result = pipeline.extract(kb(), data, patient=patient,
                               now=dt.datetime.now(dt.timezone.utc), plugin_version=__version__)
     parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
@@ -130,32 +129,6 @@ def extract() -> Response:
                  and "subject" in e["resource"] for e in result["entry"]):
         parameters.append({"name": "issues", "resource": outcome.information(
             pipeline.NO_SUBJECT, severity="information")})
-    return fhir_response({"resourceType": "Parameters", "parameter": parameters})
-
-
-def _instrument_answered(data: Any) -> Any:
-    """The outcome measure a QuestionnaireResponse answers (by its canonical), if any."""
-    if not isinstance(data, Mapping) or data.get("resourceType") != "QuestionnaireResponse":
-        return None
-    canonical = data.get("questionnaire")
-    return kb().instrument_for(canonical) if isinstance(canonical, str) and canonical else None
-
-
-def _extract_prom(instrument: Any, response: Mapping[str, Any],
-                  patient: Mapping[str, Any] | None) -> Response:
-    """$extract of a PROM: the response scored here and one Observation per score."""
-    json_input.check(response, "The QuestionnaireResponse", numbers=False)
-    subject = None
-    if patient is not None:
-        subject = patient_mod.reference(patient_mod.check(patient))
-    result = prom_extract.extract(
-        instrument, response, meanings=kb().interpretations, subject=subject,
-        now=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
-    if bundle.extracted_nothing(result):
-        parameters.append({"name": "issues", "resource": outcome.information(
-            f"{instrument.title}: too few answers to compute any score; only the response "
-            "was extracted.", severity="warning")})
     return fhir_response({"resourceType": "Parameters", "parameter": parameters})
 
 
@@ -181,8 +154,10 @@ def assess() -> Response:
 @requires_scope("Patient", "r")
 def populate_type() -> Response:
     """SDC $populate at type level: the Questionnaire is named in the Parameters."""
-    instrument = _instrument_named(json_body())
-    return _populate(None) if instrument is None else _populate_prom(instrument)
+    instrument = fhir_prom.instrument_named(json_body())
+    if instrument is None:
+        return _populate(None)
+    return fhir_prom.populate(instrument, _prom_subject())
 
 
 @bp.post("/Questionnaire/<fhir_id:id_>/$populate")
@@ -191,53 +166,20 @@ def populate_instance(id_: str) -> Response:
     """SDC $populate of ``Questionnaire/<id>``."""
     form = kb().forms.get(id_)
     if form is None and id_ in kb().instruments:
-        return _populate_prom(kb().instruments[id_])
+        return fhir_prom.populate(kb().instruments[id_], _prom_subject())
     if form is None:
         raise NotFoundError(f"Questionnaire/{id_} is not known to this server.")
     return _populate(form)
 
 
-def _instrument_named(data: Any) -> Any:
-    """The outcome measure a type-level $populate names (canonical or Reference), if any."""
-    if not isinstance(data, Mapping) or data.get("resourceType") != "Parameters":
-        return None
-    for part in data.get("parameter") or []:
-        if not isinstance(part, Mapping) or part.get("name") != "questionnaire":
-            continue
-        canonical = part.get("valueCanonical") or part.get("valueUri")
-        if isinstance(canonical, str) and canonical:
-            return kb().instrument_for(canonical)
-        reference = (part.get("valueReference") or {}).get("reference") \
-            if isinstance(part.get("valueReference"), Mapping) else None
-        if isinstance(reference, str):
-            ref = reference.removeprefix(base_url() + "/")
-            if ref.startswith("Questionnaire/"):
-                return kb().instruments.get(ref.removeprefix("Questionnaire/"))
-            return kb().instrument_for(reference)
-    return None
-
-
-def _populate_prom(instrument: Any) -> Response:
-    """$populate of an outcome measure: an empty in-progress response for the subject.
-
-    Why empty: every answer is the patient's own report of today; nothing known about
-    them (not even an earlier score) may be put in their mouth."""
+def _prom_subject() -> dict[str, Any] | None:
+    """The required subject of a $populate of an outcome measure."""
     data = json_body()
     if not isinstance(data, Mapping) or data.get("resourceType") != "Parameters":
         raise InputError("$populate takes a Parameters resource (questionnaire, subject, "
                          "context, local).", expression="Parameters")
     parts = parameter_parts(data, POPULATE_PARAMETERS, repeatable=("context",))
-    subject = _reference_value(parts, "subject", required=True)
-    response = {"resourceType": "QuestionnaireResponse", "questionnaire": instrument.canonical,
-                "status": "in-progress", "subject": subject,
-                "authored": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    problems = fhir_models.validate(response)
-    if problems:
-        raise InputError("The subject given is not a valid FHIR Reference.", status=422,
-                         issues=[(None, f"The subject given is not a valid FHIR Reference: {p}")
-                                 for p in problems])
-    return fhir_response({"resourceType": "Parameters",
-                          "parameter": [{"name": "response", "resource": response}]})
+    return _reference_value(parts, "subject", required=True)
 
 
 def _populate(instance: Form | None) -> Response:
