@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plugin.core.fhir_models import validate
 from tests.support import fhir_http
@@ -248,3 +250,33 @@ def test_a_psfs_rating_outside_0_to_10_is_refused(client, rating, says) -> None:
 
 def test_psfs_edges_0_and_10_are_accepted(client) -> None:
     assert _by_code(_extract(client, psfs([0, 10])))["psfs-mean"]["valueQuantity"]["value"] == 5
+
+
+_VALUES = st.one_of(
+    st.builds(lambda v: {"valueInteger": v}, st.integers(-5, 15)),
+    st.builds(lambda v: {"valueString": v}, st.text(max_size=5)),
+    st.builds(lambda c: {"valueCoding": {"system": OM, "code": c}},
+              st.sampled_from(["lefs-0", "lefs-4", "sbst-agree", "x"])),
+    st.builds(lambda v: {"valueDecimal": v}, st.floats(-1, 11, allow_nan=False)),
+    st.just({"valueBoolean": True}), st.just({}))
+_ITEMS = st.lists(st.fixed_dictionaries({
+    "linkId": st.sampled_from(["lefs-item-1", "lefs-total", "psfs-score-1", "psfs-activity-1",
+                               "psfs-mean", "sbst-item-1", "sbst-risk", "nope"]),
+    "answer": st.lists(_VALUES, max_size=2)}), max_size=4)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(instrument=st.sampled_from(["lefs", "psfs", "keele-start-back"]), items=_ITEMS)
+def test_any_answers_give_a_bundle_or_an_operation_outcome_never_a_500(client, instrument,
+                                                                       items) -> None:
+    response = {"resourceType": "QuestionnaireResponse", "status": "completed",
+                "questionnaire": f"http://posterior-thigh-exam.org/fhir/Questionnaire/{instrument}",
+                "item": items}
+    answer = client.post(EXTRACT, json=response, content_type=fhir_http.FHIR_JSON)
+    body = answer.get_json()
+    assert answer.status_code in (200, 400, 422), body
+    if answer.status_code == 200:
+        assert validate(body) == []
+    else:
+        assert body["resourceType"] == "OperationOutcome"
