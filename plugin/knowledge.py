@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .core import fhir_models, invariants, mapping, questionnaire, scoring
+from .core import fhir_models, interpretation, invariants, mapping, questionnaire, scoring
 from .core import terminology as t
 from .core.mapping import ObservationMappings
 from .core.questionnaire import Form
@@ -46,6 +46,10 @@ class KnowledgeBase:
     #: Scored questionnaires (outcome measures): any Questionnaire in the folder with a
     #: calculatedExpression, scored from its own data (``core.scoring``), no mappings needed.
     instruments: Mapping[str, Instrument] = field(default_factory=lambda: MappingProxyType({}))
+    #: What each loaded instrument's scores mean (``mappings/outcomes/interpretation.json``),
+    #: by score linkId.
+    interpretations: Mapping[str, interpretation.Meaning] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def form_for(self, canonical: str) -> Form | None:
         """The Form a canonical names: ``url`` (newest loaded) or ``url|version``."""
@@ -122,12 +126,44 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
         raise KnowledgeError(str(qdir / "codesystems"), codesystem.ID,
                              "is built from mappings/decision; do not keep a copy")
     code_systems[codesystem.ID] = codesystem.build(decision)
+    meanings = _interpretations(mdir / "outcomes" / "interpretation.json", instruments)
     return KnowledgeBase(forms=MappingProxyType(forms),
                          code_systems=MappingProxyType(code_systems),
                          structure_definitions=MappingProxyType(structure_definitions),
                          observation_mappings=MappingProxyType(observation_mappings),
                          decision=decision, handouts=patient_handouts,
-                         instruments=MappingProxyType(instruments))
+                         instruments=MappingProxyType(instruments),
+                         interpretations=meanings)
+
+
+def _interpretations(path: Path, instruments: Mapping[str, Instrument]
+                     ) -> Mapping[str, interpretation.Meaning]:
+    """The interpretation rules of the loaded instruments' scores, cross-checked: a band
+    may only test that instrument's scores and, on a coded score, name one of its options.
+    Rules for an instrument a clinic did not load are left out, not an error."""
+    if not path.exists():
+        return MappingProxyType({})
+    meanings = interpretation.parse(read_json(path), source=str(path))
+    kept = {}
+    for instrument in instruments.values():
+        score_items = {c.link_id: c for c in instrument.calculations}
+        for link_id in score_items:
+            meaning = meanings.get(link_id)
+            if meaning is None:
+                continue
+            options = {o["valueCoding"]["code"] for item in instrument.resource["item"]
+                       if item.get("linkId") == link_id
+                       for o in item.get("answerOption") or [] if "valueCoding" in o}
+            for band in meaning.bands:
+                unknown = set(band.when) - set(score_items)
+                if unknown:
+                    raise KnowledgeError(str(path), link_id, f"band {band.code!r} tests "
+                                         f"{sorted(unknown)}, not scores of {instrument.id}")
+                if options and band.code not in options:
+                    raise KnowledgeError(str(path), link_id, f"band {band.code!r} is not an "
+                                         f"answer option of {link_id}")
+            kept[link_id] = meaning
+    return MappingProxyType(kept)
 
 
 def init_app(app: Any) -> None:

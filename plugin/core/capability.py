@@ -122,6 +122,9 @@ def build(kb: KnowledgeBase, *, version: str, base_url: str, date: str,
 def _statement(kb: KnowledgeBase, *, version: str, base_url: str,
                date: str) -> dict[str, Any]:
     canonicals = sorted(form.canonical for form in kb.forms.values())
+    proms = sorted(i.canonical for i in kb.instruments.values())
+    for_proms = ("" if not proms else
+                 "; for the outcome measures " + ", ".join(proms) + ", ")
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -145,7 +148,10 @@ def _statement(kb: KnowledgeBase, *, version: str, base_url: str,
                         "patient (a Patient, or a Reference to one stored here) and encounter, "
                         "and local; returns response, an in-progress QuestionnaireResponse "
                         "with patient.age-years from the Patient's birthDate on today's date, "
-                        "and issues (warnings) for what could not be filled.")}]},
+                        "and issues (warnings) for what could not be filled"
+                        + (for_proms + "an empty in-progress response for the subject "
+                           "(nothing is prefilled for the patient)" if proms else "")
+                        + ".")}]},
                 _definition("CodeSystem"),
                 {**_definition("StructureDefinition"), "documentation": (
                     "The definitions of this server's own extensions (on "
@@ -169,7 +175,10 @@ def _statement(kb: KnowledgeBase, *, version: str, base_url: str,
                          "Type level only (POST [base]/QuestionnaireResponse/$extract): "
                          "observation-based extraction to a transaction Bundle, for responses "
                          "to " + ", ".join(canonicals) + "; with a subject, the Bundle also "
-                         "carries the decision-support Conditions and ServiceRequests.")},
+                         "carries the decision-support Conditions and ServiceRequests"
+                         + (for_proms + "the response scored by this server (a client's "
+                            "score is replaced) and one survey Observation per score"
+                            if proms else "") + ".")},
                      {"name": "assess", "definition": ASSESS,
                       "documentation": (
                           "Type level only (POST [base]/QuestionnaireResponse/$assess), the same "

@@ -23,7 +23,7 @@ from ..record import pipeline
 from ..core import populate as populate_mod
 from ..core.questionnaire import Form
 from ..errors import InputError, NotFoundError
-from . import api_access, fhir_audit, fhir_practitioner, fhir_records, oauth_token
+from . import api_access, fhir_audit, fhir_practitioner, fhir_prom, fhir_records, oauth_token
 from .audit import read_of
 from .auth import requires_scope
 from .errors import fhir_response
@@ -58,18 +58,25 @@ def metadata() -> Response:
         scopes=api_access.documentation(current_app)))
 
 
+def _published() -> dict[str, Mapping[str, Any]]:
+    """The exam form and the scored instruments (PROMs), by id: a renderer fetches a
+    PROM from here, copyright statement included, to show and score it itself."""
+    return {**{i.id: i.resource for i in kb().instruments.values()},
+            **{f.id: f.resource for f in kb().forms.values()}}
+
+
 @bp.get("/Questionnaire")
 def search_questionnaires() -> Response:
-    return _search("Questionnaire", [f.resource for f in kb().forms.values()])
+    return _search("Questionnaire", list(_published().values()))
 
 
 @bp.get("/Questionnaire/<fhir_id:id_>")
 def read_questionnaire(id_: str) -> Response:
     """The Questionnaire exactly as loaded from ``questionnaires/<id>.json``."""
-    form = kb().forms.get(id_)
-    if form is None:
+    resource = _published().get(id_)
+    if resource is None:
         raise NotFoundError(f"Questionnaire/{id_} is not known to this server.")
-    return fhir_response(dict(form.resource))
+    return fhir_response(dict(resource))
 
 
 @bp.get("/CodeSystem")
@@ -111,6 +118,9 @@ def extract() -> Response:
     no answer maps to an Observation, ``issues`` (a warning). Nothing is stored.
     """
     data, patient = _exam_input()
+    instrument = fhir_prom.instrument_answered(data)
+    if instrument is not None:
+        return fhir_prom.extract(instrument, data, patient)
     result = pipeline.extract(kb(), data, patient=patient,
                               now=dt.datetime.now(dt.timezone.utc), plugin_version=__version__)
     parameters: list[dict[str, Any]] = [{"name": "return", "resource": result}]
@@ -146,7 +156,10 @@ def assess() -> Response:
 @requires_scope("Patient", "r")
 def populate_type() -> Response:
     """SDC $populate at type level: the Questionnaire is named in the Parameters."""
-    return _populate(None)
+    instrument = fhir_prom.instrument_named(json_body())
+    if instrument is None:
+        return _populate(None)
+    return fhir_prom.populate(instrument, _prom_subject())
 
 
 @bp.post("/Questionnaire/<fhir_id:id_>/$populate")
@@ -154,9 +167,21 @@ def populate_type() -> Response:
 def populate_instance(id_: str) -> Response:
     """SDC $populate of ``Questionnaire/<id>``."""
     form = kb().forms.get(id_)
+    if form is None and id_ in kb().instruments:
+        return fhir_prom.populate(kb().instruments[id_], _prom_subject())
     if form is None:
         raise NotFoundError(f"Questionnaire/{id_} is not known to this server.")
     return _populate(form)
+
+
+def _prom_subject() -> dict[str, Any] | None:
+    """The required subject of a $populate of an outcome measure."""
+    data = json_body()
+    if not isinstance(data, Mapping) or data.get("resourceType") != "Parameters":
+        raise InputError("$populate takes a Parameters resource (questionnaire, subject, "
+                         "context, local).", expression="Parameters")
+    parts = parameter_parts(data, POPULATE_PARAMETERS, repeatable=("context",))
+    return _reference_value(parts, "subject", required=True)
 
 
 def _populate(instance: Form | None) -> Response:
@@ -374,7 +399,10 @@ def _extract_inputs(parameters: Mapping[str, Any]) -> tuple[Any, Any]:
 def _check_questionnaire(questionnaire: Mapping[str, Any], response: Mapping[str, Any]) -> None:
     """Refuse a Questionnaire this server did not load, or one the response does not answer."""
     where = "Parameters.parameter.where(name='questionnaire').resource"
-    form = _loaded_form(questionnaire, where, "extracted")
+    prom = kb().instrument_for(questionnaire.get("url") or "") \
+        if isinstance(questionnaire, Mapping) and isinstance(questionnaire.get("url"), str) \
+        and questionnaire.get("resourceType") == "Questionnaire" else None
+    form = prom or _loaded_form(questionnaire, where, "extracted")
     answered = response.get("questionnaire")
     if isinstance(answered, str) and answered and answered.partition("|")[0] != form.url:
         raise InputError(f"Parameter 'questionnaire' ({form.url}) is not the Questionnaire the "

@@ -141,20 +141,39 @@ def test_questionnaire_read_returns_the_file_as_loaded(client) -> None:
     assert _ok(response) == json.loads(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize(("query", "total"), [
-    ("", 1), (f"url={Q_URL}", 1), (f"url={Q_URL}|1.0.0", 1), (f"url={Q_URL}|9.9", 0),
-    ("url=http://example.org/other", 0), ("version=1.0.0", 1), ("version=2", 0),
-    (f"url={Q_URL}&_format=json", 1),
+PROM_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/"
+PUBLISHED = {"posterior-thigh-exam", "lefs", "psfs", "keele-start-back"}
+
+
+@pytest.mark.parametrize(("query", "ids"), [
+    ("", PUBLISHED), (f"url={Q_URL}", {"posterior-thigh-exam"}),
+    (f"url={Q_URL}|1.0.0", {"posterior-thigh-exam"}), (f"url={Q_URL}|9.9", set()),
+    ("url=http://example.org/other", set()), ("version=1.0.0", PUBLISHED), ("version=2", set()),
+    (f"url={Q_URL}&_format=json", {"posterior-thigh-exam"}),
+    (f"url={PROM_URL}lefs", {"lefs"}), (f"url={PROM_URL}keele-start-back|1.0.0",
+                                       {"keele-start-back"}),
 ])
-def test_questionnaire_search_by_canonical(client, query: str, total: int) -> None:
+def test_questionnaire_search_by_canonical(client, query: str, ids: set[str]) -> None:
     found = _ok(client.get(f"/fhir/Questionnaire?{query}"))
     assert validate(found) == []
     entries = found.get("entry", [])  # none at all when empty: FHIR JSON has no empty arrays
-    assert (found["type"], found["total"], len(entries)) == ("searchset", total, total)
+    assert (found["type"], found["total"], len(entries)) == ("searchset", len(ids), len(ids))
+    assert {e["resource"]["id"] for e in entries} == ids
     for entry in entries:
-        assert entry["fullUrl"] == "http://localhost/fhir/Questionnaire/posterior-thigh-exam"
+        id_ = entry["resource"]["id"]
+        assert entry["fullUrl"] == f"http://localhost/fhir/Questionnaire/{id_}"
         assert entry["search"] == {"mode": "match"}
-        assert entry["resource"]["url"] == Q_URL
+        assert entry["resource"]["url"] == (Q_URL if id_ == "posterior-thigh-exam"
+                                            else PROM_URL + id_)
+
+
+@pytest.mark.parametrize("id_", ["lefs", "psfs", "keele-start-back"])
+def test_each_prom_is_published_as_loaded_with_its_copyright(client, id_: str) -> None:
+    """A renderer fetches the instrument from us; the licence requires its copyright."""
+    path = Path(DEFAULTS["QUESTIONNAIRES_DIR"]) / f"{id_}.json"
+    served = _ok(client.get(f"/fhir/Questionnaire/{id_}"))
+    assert served == json.loads(path.read_text(encoding="utf-8"))
+    assert served["copyright"]
 
 
 def test_code_system_read_and_search(client) -> None:
