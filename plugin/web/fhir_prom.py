@@ -51,7 +51,10 @@ def instrument_named(data: Any) -> Instrument | None:
     """The outcome measure a type-level $populate names (canonical or Reference), if any."""
     if not isinstance(data, Mapping) or data.get("resourceType") != "Parameters":
         return None
-    for part in data.get("parameter") or []:
+    parts = data.get("parameter")
+    if not isinstance(parts, list):  # the exam's $populate refuses it with an outcome
+        return None
+    for part in parts:
         if not isinstance(part, Mapping) or part.get("name") != "questionnaire":
             continue
         canonical = part.get("valueCanonical") or part.get("valueUri")

@@ -197,6 +197,16 @@ def test_populate_of_a_prom_needs_a_subject(client) -> None:
     assert answer.get_json()["resourceType"] == "OperationOutcome"
 
 
+@pytest.mark.parametrize("parameter", [7, True, {"name": "questionnaire"}, "lefs", None])
+def test_populate_parameters_of_the_wrong_shape_are_an_outcome(client, parameter) -> None:
+    """Found by the fuzz test: ``parameter`` that is not a list was a 500."""
+    answer = client.post("/fhir/Questionnaire/$populate",
+                         json={"resourceType": "Parameters", "parameter": parameter},
+                         content_type=fhir_http.FHIR_JSON)
+    assert 400 <= answer.status_code < 500
+    assert answer.get_json()["resourceType"] == "OperationOutcome"
+
+
 def test_metadata_names_the_outcome_measures_extract_and_populate_serve(client) -> None:
     statement = fhir_http.ok(client.get("/fhir/metadata"))
     assert validate(statement) == []
