@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from plugin import knowledge
 from plugin.core import scoring
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.prom_cases import CASES
@@ -24,11 +23,6 @@ DROP_IN = ROOT / "tests" / "data" / "prom-drop-in" / "morning-stiffness-check.js
 def validator():
     with IndependentValidator() as v:
         yield v
-
-
-@pytest.fixture(scope="module")
-def kb() -> knowledge.KnowledgeBase:
-    return knowledge.load(ROOT / "questionnaires", ROOT / "mappings")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -5,27 +5,19 @@ EHR; each must be valid under fhir.resources and the independent Node validator.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from plugin import knowledge
 from plugin.core import prom_extract
 from tests.support.conformance import IndependentValidator, assert_conformant
 from tests.support.prom_cases import CASES
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def validator():
     with IndependentValidator() as v:
         yield v
-
-
-@pytest.fixture(scope="module")
-def kb() -> knowledge.KnowledgeBase:
-    return knowledge.load(ROOT / "questionnaires", ROOT / "mappings")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
