@@ -199,8 +199,6 @@ def test_the_documents_command_renders_what_is_pending(make_app, tmp_path) -> No
 def test_serve_alone_renders_a_signed_record_s_documents(make_app, tmp_path) -> None:
     """`scripts/serve` (gunicorn) is all a newcomer starts: its renderer process makes
     the documents of a signature, no other process needed."""
-    import time
-
     from tests.support import served
 
     database = f"sqlite:///{tmp_path / 'exam.sqlite3'}"  # the one `served.serve` uses
@@ -208,10 +206,7 @@ def test_serve_alone_renders_a_signed_record_s_documents(make_app, tmp_path) -> 
         app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database})
         exam_id = _signed(signed_in(app))
         store = store_mod.from_app(app)
-        deadline = time.monotonic() + 60
-        while not frozen.rendered(store, exam_id, 1):
-            assert time.monotonic() < deadline, "the service rendered nothing"
-            time.sleep(0.2)
+        _wait_rendered(store, exam_id, "the service rendered nothing")
     assert "Silva" in pdfs.text_of(frozen.document(store, exam_id, 1, "summary").content)
 
 
@@ -243,10 +238,17 @@ def test_a_renderer_that_dies_is_started_again_by_the_service(make_app, tmp_path
         app = make_app({"WTF_CSRF_ENABLED": False, "DATABASE_URL": database})
         exam_id = _signed(signed_in(app))
         store = store_mod.from_app(app)
-        deadline = time.monotonic() + 60
-        while not frozen.rendered(store, exam_id, 1):
-            assert time.monotonic() < deadline, "no renderer came back"
-            time.sleep(0.2)
+        _wait_rendered(store, exam_id, "no renderer came back")
+
+
+def _wait_rendered(store, exam_id: str, failure: str) -> None:
+    """Until the service's renderer has stored revision 1's documents (at most 60 s)."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while not frozen.rendered(store, exam_id, 1):
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
 
 
 def _parent(pid: int) -> int:
