@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from plugin import create_app, knowledge
 from plugin.adapters import store as storage
 from plugin.config import DEFAULTS
+from tests.support.conformance import IndependentValidator
 from tests.support.keys import SIGNING_KEY
 
 # Every app and CLI run of the tests signs with one test key (create_app loads the
@@ -110,3 +112,11 @@ def sqlite_store(tmp_path):
     migrated.upgrade()
     yield migrated
     migrated.dispose()
+
+
+@pytest.fixture(scope="module")
+def validator() -> Iterator[IndependentValidator]:
+    """The independent FHIR validator (the Node process of ``tests/conformance``), one
+    process per test module: starting it costs about a second."""
+    with IndependentValidator() as v:
+        yield v

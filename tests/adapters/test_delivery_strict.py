@@ -42,12 +42,6 @@ def server(fhir_server):
     return fhir_server
 
 
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
-
-
 def queue_typed(store: Store, kb, *, with_document: bool = True, mrn: str = "MRN-7",
                 birth_date: str = "1974-01-08",
                 impression: Any = impression_mod.NONE) -> tuple[str, dict]:

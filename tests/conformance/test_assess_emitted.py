@@ -15,19 +15,13 @@ import pytest
 from plugin.core import responses
 from plugin.record import pipeline
 from plugin.core.datetimes import parse_aware
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 from tests.support.bundles import references as _references
 
 CASES = sorted((Path(__file__).resolve().parent.parent / "data" / "cases").glob("*.json"))
 ASSESS = "/fhir/QuestionnaireResponse/$assess"
 DECISION_SUPPORT = "http://posterior-thigh-exam.org/fhir/CodeSystem/decision-support"
 PRIORITIES = ("stat", "urgent", "routine")
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 def _request(kb: Any, case: dict[str, Any]) -> dict[str, Any]:

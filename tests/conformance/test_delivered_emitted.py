@@ -19,19 +19,13 @@ from plugin.adapters import ehr
 from plugin.adapters.documents import render
 from plugin.record import pipeline, signoff
 from tests.support import module_server
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 from tests.support.ehr import TestEhr
 
 CASES = Path(__file__).resolve().parent.parent / "data" / "cases"
 WHEN = dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.timezone.utc)
 PATIENT = {"resourceType": "Patient", "id": "ehr-p-1", "birthDate": "1990-01-01",
            "name": [{"family": "Okafor", "given": ["Ngozi"]}]}
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.fixture(scope="module")

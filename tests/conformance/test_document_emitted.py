@@ -20,17 +20,11 @@ from plugin.core.datetimes import parse_aware
 from plugin.core.documents import Document
 from tests.core.test_documents import MINIMAL_PDF
 from tests.support.bundles import by_url, of_type
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 
 CASES = sorted((Path(__file__).resolve().parent.parent / "data" / "cases").glob("*.json"))
 RECORDED = dt.datetime(2026, 11, 21, 23, 0, tzinfo=dt.timezone.utc)
 SUMMARY = Document("summary", "Posterior thigh exam: clinician summary", MINIMAL_PDF)
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 def _exam(kb: Any, case: dict[str, Any]) -> Any:

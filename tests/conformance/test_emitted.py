@@ -10,16 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 
 CASES = sorted((Path(__file__).resolve().parent.parent / "data" / "cases").glob("*.json"))
 FHIR_JSON = "application/fhir+json"
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 def _get(client: Any, url: str) -> dict[str, Any]:

@@ -13,19 +13,13 @@ from joserfc.jwk import ECKey
 from plugin.core import audit_events as ae, practitioner, signature
 from plugin.record import signoff
 from plugin.core.outcome import simple
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 
 WHEN = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.timezone.utc)
 ANN = ae.Actor("alee", "Dr Ann Lee", "u-1", "clinician")
 ADMIN = ae.Actor("root", "Pat Admin", None, "admin")
 DENIED = ae.Failure(ae.SERIOUS_FAILURE, simple("error", "forbidden", "Only clinicians sign."))
 CASE = Path(__file__).resolve().parent.parent / "data" / "cases"
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 EVENTS = {

@@ -10,15 +10,9 @@ import pytest
 
 from plugin.core import terminology as t
 from tests.record.test_golden_impressions import CASES, signed_bundle
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 
 MINE = (t.ID_CLINICIAN_CONDITION, t.ID_CLINICIAN_REFERRAL, t.ID_CLINICIAN_IMPRESSION)
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])

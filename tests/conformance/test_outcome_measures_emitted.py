@@ -12,17 +12,11 @@ from pathlib import Path
 import pytest
 
 from plugin.core import scoring
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 from tests.support.prom_cases import CASES
 
 ROOT = Path(__file__).resolve().parents[2]
 DROP_IN = ROOT / "tests" / "data" / "prom-drop-in" / "morning-stiffness-check.json"
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

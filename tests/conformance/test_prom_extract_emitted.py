@@ -9,15 +9,9 @@ from __future__ import annotations
 import pytest
 
 from plugin.core import prom_extract
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 from tests.support.prom_cases import CASES
 
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -12,16 +12,10 @@ import pytest
 from plugin.core import drafts
 from plugin.record import signoff
 from plugin.core.responses import Context
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 
 CASES = sorted((Path(__file__).resolve().parent.parent / "data" / "cases").glob("*.json"))
 WHEN = dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 #: A signed-in user as the record names them: Practitioner reference, identifier, name.

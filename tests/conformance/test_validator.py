@@ -7,7 +7,6 @@ resources of every kind the product emits must pass both with zero errors.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -73,12 +72,6 @@ OPERATION_OUTCOME: dict[str, Any] = {
     "issue": [{"severity": "error", "code": "invalid", "diagnostics": "Unknown linkId 'nope'",
                "expression": ["QuestionnaireResponse.item[0]"]}],
 }
-
-
-@pytest.fixture(scope="module")
-def validator() -> Iterator[IndependentValidator]:
-    with IndependentValidator() as v:
-        yield v
 
 
 def changed(resource: dict[str, Any], **fields: Any) -> dict[str, Any]:

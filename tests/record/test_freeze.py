@@ -10,22 +10,13 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from plugin.adapters import frozen, outbox, store as store_mod
 from plugin.record import freeze
 from tests.support import knowledge_copies, pdfs, rendering
 from tests.support.cli import run
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 from tests.support.signin import PASSWORD, signed_in
 from tests.support import pages
-
-@pytest.fixture(scope="module")
-def validator():
-    """The independent FHIR validator, one process for the module."""
-    with IndependentValidator() as v:
-        yield v
-
 
 RENAMED = "Disc-related sciatica, renamed by a knowledge update"
 

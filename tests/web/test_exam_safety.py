@@ -13,15 +13,9 @@ import pytest
 
 from plugin.adapters import audit, store as store_mod
 from plugin.core import layout, terminology as t
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 from tests.support.signin import PASSWORD, signed_in
 from tests.support import pages
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.fixture()
