@@ -106,15 +106,7 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
         forms[form.id] = form
     if not forms:
         raise KnowledgeError(str(qdir), "", "no Questionnaire found")
-    observation_mappings = {}
-    for form in forms.values():
-        path = mdir / "observations" / f"{form.id}.json"
-        if not path.exists():
-            raise KnowledgeError(str(path), "", f"missing: every Questionnaire needs "
-                                                f"observation mappings ({form.id})")
-        parsed = mapping.parse(read_json(path), source=str(path))
-        mapping.check(parsed, form, source=str(path))
-        observation_mappings[form.id] = parsed
+    observation_mappings = _observation_mappings(mdir / "observations", forms)
     if DECISION_FORM not in forms:
         raise KnowledgeError(str(qdir), "", f"the decision rules need Questionnaire {DECISION_FORM!r}")
     if thresholds is None:
@@ -134,6 +126,33 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
                          decision=decision, handouts=patient_handouts,
                          instruments=MappingProxyType(instruments),
                          interpretations=meanings)
+
+
+def _observation_mappings(folder: Path, forms: Mapping[str, Form]
+                          ) -> Mapping[str, ObservationMappings]:
+    """Each form's checked observation mappings; a file that ``extends`` another form's
+    takes that form's mappings for the linkIds the two share (``mapping.inherit``)."""
+    parsed = {}
+    for form in forms.values():
+        path = folder / f"{form.id}.json"
+        if not path.exists():
+            raise KnowledgeError(str(path), "", f"missing: every Questionnaire needs "
+                                                f"observation mappings ({form.id})")
+        parsed[form.id] = mapping.parse(read_json(path), source=str(path))
+    result = {}
+    # the forms whose files stand alone first: an error in a shared mapping is named
+    # in its own file, not in the file that extends it
+    for form in sorted(forms.values(), key=lambda f: parsed[f.id].extends is not None):
+        own, path = parsed[form.id], str(folder / f"{form.id}.json")
+        if own.extends is not None:
+            base = parsed.get(own.extends)
+            if base is None or base.extends is not None:
+                raise KnowledgeError(path, "extends", f"{own.extends!r} is not the mappings "
+                                                      f"of a loaded form that extends none")
+            own = mapping.inherit(own, base, form, source=path)
+        mapping.check(own, form, source=path)
+        result[form.id] = own
+    return {form_id: result[form_id] for form_id in forms}
 
 
 def _interpretations(path: Path, instruments: Mapping[str, Instrument]

@@ -5,11 +5,16 @@ body site, laterality and interpretation. The Questionnaire repeats code, catego
 unit in its SDC extraction extensions so that any SDC tool extracts the same thing;
 ``check`` refuses to start when the two disagree, or when a linkId is neither mapped
 nor listed as deliberately not extracted.
+
+A form that re-asks another form's questions (the follow-up re-tests the initial exam's
+items under the same linkIds) names that form's mappings in ``extends`` and lists only
+its own items: the shared linkIds then become exactly the same Observations at every
+visit, from one home, so an EHR can trend them by code (``inherit``).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -24,7 +29,8 @@ VALUE_TYPES = ("boolean", "integer", "Quantity", "CodeableConcept")
 CATEGORIES = ("exam", "survey")
 #: The value types each Questionnaire item type may become.
 COMPATIBLE = {"boolean": {"boolean"}, "integer": {"integer", "Quantity"},
-              "quantity": {"Quantity"}, "choice": {"CodeableConcept"}}
+              "decimal": {"Quantity"}, "quantity": {"Quantity"},
+              "choice": {"CodeableConcept"}}
 #: SNOMED laterality qualifiers (clinical.md §6.2), for the laterality extension.
 LATERALITY = {
     "left": {"system": t.SNOMED, "code": "7771000", "display": "Left (qualifier value)"},
@@ -54,6 +60,8 @@ class ObservationMappings:
     questionnaire: str
     by_link_id: Mapping[str, ObservationMapping]
     not_extracted: Mapping[str, str]
+    #: The Questionnaire id whose mappings the shared linkIds take (None: all here).
+    extends: str | None = None
 
 
 class CodingSchema(Schema):
@@ -101,6 +109,8 @@ class _MappingFile(Schema):
 
     version = fields.String(required=True)
     questionnaire = fields.String(required=True)
+    #: The id of the Questionnaire whose mappings this file's form shares (``inherit``).
+    extends = fields.String(validate=validate.Length(min=1))
     not_extracted = fields.List(fields.Nested(_Exclusion), required=True)
     observations = fields.List(fields.Nested(_Mapping), required=True)
 
@@ -125,7 +135,28 @@ def parse(data: Any, *, source: str) -> ObservationMappings:
         version=loaded["version"], questionnaire=loaded["questionnaire"],
         by_link_id=MappingProxyType(by_link_id),
         not_extracted=MappingProxyType({e["linkId"]: e["reason"]
-                                        for e in loaded["not_extracted"]}))
+                                        for e in loaded["not_extracted"]}),
+        extends=loaded.get("extends"))
+
+
+def inherit(own: ObservationMappings, base: ObservationMappings, form: Form, *,
+            source: str) -> ObservationMappings:
+    """``own`` completed with ``base``'s mapping (or exclusion) of every answerable
+    linkId of ``form`` that ``own`` does not list itself. Re-listing a shared linkId is
+    refused: a copy could drift from the original, and then one finding would carry two
+    codes across visits."""
+    shared = [i.link_id for i in form.answerable
+              if i.link_id in base.by_link_id or i.link_id in base.not_extracted]
+    for link_id in shared:
+        if link_id in own.by_link_id or link_id in own.not_extracted:
+            raise KnowledgeError(source, link_id, f"already mapped by {own.extends}: "
+                                                  f"listed once, in that file")
+    by_link_id = {**{k: base.by_link_id[k] for k in shared if k in base.by_link_id},
+                  **own.by_link_id}
+    not_extracted = {**{k: base.not_extracted[k] for k in shared if k in base.not_extracted},
+                     **own.not_extracted}
+    return replace(own, by_link_id=MappingProxyType(by_link_id),
+                   not_extracted=MappingProxyType(not_extracted))
 
 
 def check(mappings: ObservationMappings, form: Form, *, source: str) -> None:

@@ -190,9 +190,10 @@ VERIFIED: dict[str, dict[str, tuple[str, ...]]] = {
         "POS": ("Positive",), "NEG": ("Negative",)},
 }
 #: UCUM units: §6.2 lists deg, s, cm and min. The dictionary's time units (history.duration
-#: d/wk/mo, history.pt-weeks wk, patient.age-years a) are plain UCUM essence units that
-#: §6.2 does not list yet; they are allowed here by name, nothing else is.
-UCUM_UNITS = {"deg", "s", "cm", "min"} | {"d", "wk", "mo", "a"}
+#: d/wk/mo, history.pt-weeks wk, patient.age-years a) and the follow-up's percent
+#: (return-to-sport.strength-deficit %) are plain UCUM essence units that §6.2 does not
+#: list yet; they are allowed here by name, nothing else is.
+UCUM_UNITS = {"deg", "s", "cm", "min"} | {"d", "wk", "mo", "a"} | {"%"}
 #: Rendering vocabularies of the FHIR core and SDC specs (item control, keyboard): not
 #: clinical codes, used only inside rendering extensions.
 RENDERING = {"http://hl7.org/fhir/questionnaire-item-control",
@@ -215,7 +216,7 @@ def codings(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_the_real_folders_load(kb, form) -> None:
-    assert set(kb.forms) == {"posterior-thigh-exam"}
+    assert set(kb.forms) == {"posterior-thigh-exam", "posterior-thigh-follow-up"}
     assert (form.url, form.version) == (CANONICAL, "1.0.0")
     assert kb.form_for(CANONICAL) is form and kb.form_for(f"{CANONICAL}|1.0.0") is form
     assert kb.form_for(f"{CANONICAL}|9.9.9") is None
@@ -499,7 +500,7 @@ def test_a_broken_copy_stops_loading_naming_file_and_place(broken_copy, label, c
 
 def test_an_untouched_copy_loads(broken_copy) -> None:
     kb = knowledge.load(broken_copy / "questionnaires", broken_copy / "mappings")
-    assert set(kb.forms) == {"posterior-thigh-exam"}
+    assert set(kb.forms) == {"posterior-thigh-exam", "posterior-thigh-follow-up"}
 
 
 def test_the_app_refuses_to_start_on_a_broken_copy(broken_copy) -> None:
