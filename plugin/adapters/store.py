@@ -95,6 +95,8 @@ class ExamRecord:
     launch_id: str | None = None
     #: The working impression and plan (``decision/impression``'s JSON), None: none yet.
     impression: Mapping[str, Any] | None = None
+    #: The episode: the id of its initial exam (an initial exam's is its own id).
+    episode_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -261,11 +263,15 @@ class Store:
     def create_exam(self, patient_id: str, questionnaire: str, *, answers: Mapping[str, Any],
                     draft: Mapping[str, Any], encounter: Mapping[str, Any] | None = None,
                     launch_id: str | None = None, exam_id: str | None = None,
+                    episode_id: str | None = None,
                     audit: Audit | None = None) -> ExamRecord:
         """A new exam (version 1). ``exam_id`` may be chosen by the caller (a uuid), so a
-        draft response naming it can be written in the same insert."""
+        draft response naming it can be written in the same insert. ``episode_id``: the
+        initial exam of the episode this one follows up (that patient's); None starts a
+        new episode (an initial exam)."""
         key = _key(patient_id, "patient")
         new_id = str(uuid.uuid4()) if exam_id is None else _key(exam_id, "exam")
+        episode = new_id if episode_id is None else _key(episode_id, "episode")
         values = {"answers": _json(answers, "answers"), "draft": _json(draft, "draft"),
                   "questionnaire": _text(questionnaire, "questionnaire"),
                   "encounter": None if encounter is None else _json(encounter, "encounter"),
@@ -273,10 +279,16 @@ class Store:
         now = _now()
         with self._writer.begin() as conn:
             _require(conn, patients, key, "patient")
+            if episode != new_id:
+                owner = conn.execute(select(exams.c.patient_id, exams.c.episode_id)
+                                     .where(exams.c.id == episode)).one_or_none()
+                if owner is None or owner.patient_id != key or owner.episode_id != episode:
+                    raise InputError("A follow-up needs the initial exam of one of the "
+                                     "patient's episodes.", status=422, code="business-rule")
             row = conn.execute(insert(exams).values(
                 id=new_id, patient_id=key, state="draft", version=1,
                 amend_reason=None, revisions=0, created=now, updated=now,
-                **values).returning(*exams.c)).one()
+                episode_id=episode, **values).returning(*exams.c)).one()
             return _audited(conn, audit, self._exam(row))
 
     def exam(self, exam_id: str) -> ExamRecord:
@@ -293,6 +305,17 @@ class Store:
                                 .order_by(exams.c.created.desc(), exams.c.id)).all()
             if not rows:
                 _require(conn, patients, key, "patient")
+        return [self._exam(row) for row in rows]
+
+    def episode_exams(self, episode_id: str) -> list[ExamRecord]:
+        """The exams of an episode (its initial exam and the follow-ups), oldest first;
+        NotFoundError when no exam starts an episode of that id."""
+        key = _key(episode_id, "episode")
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(exams).where(exams.c.episode_id == key)
+                                .order_by(exams.c.created, exams.c.id)).all()
+        if not rows:
+            raise NotFoundError(f"no episode with id {key}")
         return [self._exam(row) for row in rows]
 
     def save_draft(self, exam_id: str, *, expected_version: int, answers: Mapping[str, Any],
@@ -537,7 +560,7 @@ class Store:
             draft=None if row.draft is None else self._resource(row.draft),
             amend_reason=row.amend_reason, revisions=row.revisions, created=row.created,
             updated=row.updated, encounter=row.encounter, launch_id=row.launch_id,
-            impression=row.impression)
+            impression=row.impression, episode_id=row.episode_id)
 
     def _current(self, row: Row[Any]) -> Current:
         values = row._mapping

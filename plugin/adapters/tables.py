@@ -141,9 +141,14 @@ exams = Table(
     # The clinician's working impression and plan (decision/impression), saved like the
     # answers; copied into the revision at signing. NULL: none recorded (0011).
     Column("impression", json_type()),
+    # The episode: the id of its initial exam (an initial exam's own id; a follow-up's
+    # the initial exam it follows up). Back-filled so by 0013; written by every insert
+    # (nullable, no foreign key: 0013 says why).
+    Column("episode_id", _id()),
     CheckConstraint("state IN ('draft', 'signed', 'amending')", name="state"),
     CheckConstraint("version >= 1", name="version"),
     Index(None, "patient_id", "created"),
+    Index(None, "episode_id", "created"),
 )
 
 revisions = Table(

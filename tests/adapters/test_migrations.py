@@ -45,7 +45,7 @@ def differences(store: Store) -> list:
 
 
 def test_there_is_one_head() -> None:
-    assert HEAD == "0011"
+    assert HEAD == "0013"
 
 
 def test_upgrade_builds_the_tables_on_an_empty_database(store) -> None:
