@@ -1,5 +1,6 @@
-"""The exam record's use cases: add a patient, begin, save a draft, sign, amend, cancel
-an amendment, queue for delivery again, choose the EHR's patient.
+"""The exam record's use cases: add a patient, begin (an initial exam or a follow-up
+visit in its episode), save a draft, sign, amend, cancel an amendment, queue for
+delivery again, choose the EHR's patient.
 
 Every write takes ``by`` (``trail.By``: who asks, from where) and leaves one AuditEvent,
 appended by the store in the write's own transaction (``trail``).
@@ -110,11 +111,44 @@ def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientReco
         for existing in store.exams_for(patient_record.id):
             if existing.state == "draft" and existing.encounter == encounter:
                 return existing
-    form = kb.forms[pipeline.DEFAULT_FORM]
+    return _begin(store, kb.forms[pipeline.DEFAULT_FORM], patient_record,
+                  _previous_signed(store, patient_record.id), now=now, by=by,
+                  encounter=encounter, launch_id=launch_id)
+
+
+def begin_follow_up(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord, *,
+                    now: dt.datetime, by: By) -> store_mod.ExamRecord:
+    """A follow-up visit in ``exam``'s episode (``exam``: any signed exam of it): a
+    draft of the follow-up Questionnaire, prefilled from the Patient and with the history
+    carried from the episode's latest signed visit (``carry_forward``: side, imaging,
+    injections, shockwave), never a finding that must be re-measured. An unsigned exam
+    is refused: there is nothing signed to follow up yet. A follow-up already begun in
+    the episode and not signed is resumed (a second tap never starts two)."""
+    if not exam.revisions:
+        raise InputError("Only a signed exam can be followed up: sign this exam first.",
+                         status=409, code="business-rule")
+    episode_id = exam.episode_id or exam.id
+    visits = store.episode_exams(episode_id)
+    form = kb.forms[pipeline.FOLLOW_UP_FORM]
+    for visit in visits:
+        if visit.state == "draft" and not visit.revisions and visit.questionnaire == \
+                form.canonical:
+            return visit
+    signed = [(v, store.revision(v.id, v.revisions)) for v in visits if v.revisions]
+    latest = max(signed, key=lambda pair: pair[1].signed_at)
+    return _begin(store, form, store.patient(exam.patient_id), latest, now=now, by=by,
+                  encounter=None, launch_id=None, episode_id=episode_id)
+
+
+def _begin(store: store_mod.Store, form: Any, patient_record: store_mod.PatientRecord,
+           previous: tuple[store_mod.ExamRecord, store_mod.Revision] | None, *,
+           now: dt.datetime, by: By, encounter: Mapping[str, Any] | None,
+           launch_id: str | None, episode_id: str | None = None) -> store_mod.ExamRecord:
+    """A draft of ``form``: $populate's prefill and the history carried from
+    ``previous`` (a signed exam and its latest revision), marked as carried."""
     # SDC $populate's own work: the same prefill the FHIR API offers integrators
     raw = dict(populate.populate(form, patient_record.resource, on=now.date()).answers)
     # the history from the last signed exam, marked as carried (carry_forward)
-    previous = _previous_signed(store, patient_record.id)
     carried: dict[str, Mapping[str, Any]] = {}
     read: list[Mapping[str, Any]] = []
     if previous is not None:
@@ -130,9 +164,10 @@ def begin(store: store_mod.Store, kb: Any, patient_record: store_mod.PatientReco
     exam_id = str(uuid.uuid4())  # chosen here: the draft response names it (one write)
     draft = draft_response(form, drafts.check(form, raw), exam_id, encounter, patient_record,
                            now, carried=carried)
-    begun = trail.exam_write(by, "create", "exam begun")
+    begun = trail.exam_write(by, "create", "follow-up begun" if episode_id else "exam begun")
     return store.create_exam(patient_record.id, form.canonical, answers=raw, draft=draft,
                              encounter=encounter, launch_id=launch_id, exam_id=exam_id,
+                             episode_id=episode_id,
                              audit=lambda record: [*begun(record), *read])
 
 
@@ -193,7 +228,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
-                          reason=exam.amend_reason, one_step=one_step_sections(exam))
+                          reason=exam.amend_reason, one_step=one_step_sections(exam),
+                          form=kb.form_for(exam.questionnaire))
     impression = impression_of(kb, exam.impression)
     assessed = pipeline.assess_exam(kb, signed.exam)
     suggested = pipeline.suggested_referrals(assessed)

@@ -23,6 +23,8 @@ from ..errors import InputError
 
 #: The Questionnaire the plain format answers (the product has one exam).
 DEFAULT_FORM = "posterior-thigh-exam"
+#: The Questionnaire of a follow-up visit (re-tests the initial exam's items, same linkIds).
+FOLLOW_UP_FORM = "posterior-thigh-follow-up"
 #: Extraction reads a finished record only (SDC: extract after completion).
 EXTRACTABLE = responses.FINISHED
 
@@ -126,9 +128,11 @@ NO_SUBJECT = ("The assessment is not in the Bundle: Condition and ServiceRequest
 
 
 def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
-                    now: dt.datetime) -> Exam:
+                    now: dt.datetime, form: Any = None) -> Exam:
     """Validate ``data`` (plain answers or a QR) into an Exam; ``now`` stands in for a
-    missing ``authored`` (plain answers carry no time of their own)."""
+    missing ``authored`` (plain answers carry no time of their own). Plain answers
+    answer ``form`` (a stored exam's own, e.g. a follow-up's), by default the initial
+    exam's; a QR names its own Questionnaire."""
     # the strict JSON rules (depth, text any encoder can write) hold however the input
     # arrived, before anything below reads it; a non-finite answer is the answers
     # schema's to report, by linkId
@@ -139,7 +143,7 @@ def exam_from_input(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = N
     if isinstance(data, Mapping) and "resourceType" in data:
         exam = _from_response(kb, data)
     else:
-        form = kb.forms.get(DEFAULT_FORM)
+        form = form if form is not None else kb.forms.get(DEFAULT_FORM)
         if form is None:
             raise InputError(f"Questionnaire {DEFAULT_FORM!r} is not loaded.", status=422,
                              code="not-found")

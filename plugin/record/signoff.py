@@ -74,15 +74,16 @@ class Signed:
 def sign(kb: Any, raw: Mapping[str, Any], *, record_id: str, patient: Mapping[str, Any],
          signer: Signer, signed_at: dt.datetime, revision: int,
          reason: str | None = None, encounter: Mapping[str, Any] | None = None,
-         one_step: frozenset[str] = frozenset()) -> Signed:
+         one_step: frozenset[str] = frozenset(), form: Any = None) -> Signed:
     """Validate ``raw`` strictly and sign it as revision ``revision`` (1 = first), in
     ``encounter`` (a Reference) when the exam belongs to one; ``one_step``: sections
-    recorded in one step, marked on the signed response while they still hold."""
+    recorded in one step, marked on the signed response while they still hold;
+    ``form``: the Questionnaire ``raw`` answers (default: the initial exam's)."""
     signer = replace(signer, display=text(signer.display, "signer", "Enter your name to sign."))
     if revision > 1:
         reason = text(reason, "reason", "An amendment needs a reason.")
     when = signed_at.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
-    exam = pipeline.exam_from_input(kb, dict(raw), patient=patient, now=signed_at)
+    exam = pipeline.exam_from_input(kb, dict(raw), patient=patient, now=signed_at, form=form)
     exam = replace(exam, context=replace(
         exam.context, status="completed" if revision == 1 else "amended", authored=when,
         author=signer.as_reference(), identifier=record_id,

@@ -571,3 +571,4 @@ def cancel_amendment(exam_id: str) -> Any:
 
 # the documents' routes (PDFs) live in their own module, on this blueprint
 from . import exam_documents  # noqa: E402,F401  (imported last: it uses the helpers above)
+from . import exam_follow_ups  # noqa: E402,F401  (the follow-up visit's route, likewise)
