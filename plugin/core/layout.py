@@ -329,10 +329,17 @@ NOT_ABNORMAL = frozenset({"hamstring-stretch-only", "stretch-only", "not-done", 
                           "no-change", "no-effect"})
 
 
+#: Sections that record the course of care, not findings (the follow-up's adherence and
+#: global rating of change): never marked, though adherence offers "none".
+COURSE_OF_CARE = frozenset({"follow-up"})
+
+
 def judged(item: Item) -> bool:
     """Whether an answer to ``item`` can be called normal or abnormal at all: a yes/no
     question, a choice offering a normal/negative option, an MRC grade. A side, an onset
     or a duration is neither, and is never marked."""
+    if item.parent in COURSE_OF_CARE:
+        return False
     if item.type == "boolean" or normal_value(item) is not None:
         return True
     # "all that apply" lists (what eases it, imaging so far) describe, they do not judge
