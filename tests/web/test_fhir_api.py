@@ -142,7 +142,8 @@ def test_questionnaire_read_returns_the_file_as_loaded(client) -> None:
 
 
 PROM_URL = "http://posterior-thigh-exam.org/fhir/Questionnaire/"
-PUBLISHED = {"posterior-thigh-exam", "lefs", "psfs", "keele-start-back"}
+PUBLISHED = {"posterior-thigh-exam", "posterior-thigh-follow-up", "lefs", "psfs",
+             "keele-start-back"}
 
 
 @pytest.mark.parametrize(("query", "ids"), [
@@ -150,6 +151,7 @@ PUBLISHED = {"posterior-thigh-exam", "lefs", "psfs", "keele-start-back"}
     (f"url={Q_URL}|1.0.0", {"posterior-thigh-exam"}), (f"url={Q_URL}|9.9", set()),
     ("url=http://example.org/other", set()), ("version=1.0.0", PUBLISHED), ("version=2", set()),
     (f"url={Q_URL}&_format=json", {"posterior-thigh-exam"}),
+    (f"url={PROM_URL}posterior-thigh-follow-up|1.0.0", {"posterior-thigh-follow-up"}),
     (f"url={PROM_URL}lefs", {"lefs"}), (f"url={PROM_URL}keele-start-back|1.0.0",
                                        {"keele-start-back"}),
 ])
