@@ -7,7 +7,7 @@
 // and prints the number; at both iPad sizes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, clinician, launchBrowser, newTablet } from './harness.mjs';
+import { checkA11y, clinician, collectConsoleErrors, launchBrowser, newTablet, shot } from './harness.mjs';
 import { addPatient, saved, startExam } from './exam-helpers.mjs';
 
 /** tap-count.spec.mjs: a complete typical initial exam (README). */
@@ -34,7 +34,9 @@ for (const orientation of ['landscape', 'portrait']) {
   test(`a typical follow-up takes at most ${LIMIT} touches (${orientation})`, { timeout: 240000 }, async () => {
     const context = await newTablet(browser, orientation);
     const page = await context.newPage();
+    const errors = collectConsoleErrors(page);
     const initial = await signedInitialExam(page, `Follow${orientation}${Date.now()}`);
+    await checkA11y(page, `record with "Follow-up visit" (${orientation})`);
     let taps = 0;
     const q = (id) => `[id="q-${id}"]`;
     const tap = async (selector) => { taps += 1; await page.locator(selector).first().tap(); };
@@ -78,6 +80,7 @@ for (const orientation of ['landscape', 'portrait']) {
     assert.equal(section(), 'follow-up');
     await option('follow-up.adherence', 'Most of it');
     await option('follow-up.global-rating', 'Improving');
+    await checkA11y(page, `follow-up page (${orientation})`);
     await next();
     assert.equal(section(), 'red-flags');
     await tap('button[data-screen]');  // all no
@@ -103,6 +106,8 @@ for (const orientation of ['landscape', 'portrait']) {
     await option('neuro.since-last-visit', 'Unchanged');
     assert.equal(await page.locator(`${q('neuro.power.l5.left')}`).isVisible(), false);
     await saved(page);
+    await checkA11y(page, `neuro unchanged (${orientation})`);
+    await shot(page, `follow-up-neuro-${orientation}`);
     await next();  // return to sport: not assessed today
     await next();  // "Review and sign"
     assert.match(page.url(), /\/review$/);
@@ -125,6 +130,7 @@ for (const orientation of ['landscape', 'portrait']) {
     taps += 1;
     await Promise.all([page.waitForURL(/\/record$/), page.tap('button:has-text("Sign and lock")')]);
     assert.match(await page.textContent('main'), /Improving/);
+    assert.deepEqual(errors, [], 'no page or console errors (CSP included)');
     console.log(`tap count: a typical follow-up took ${taps} touches (${orientation}); the initial exam ${INITIAL_EXAM_TAPS}; limit ${LIMIT}`);
     assert.ok(taps <= LIMIT, `${taps} touches, more than ${LIMIT}`);
     await context.close();

@@ -4,11 +4,9 @@ follow-up Questionnaire, the Observations of the shared and the new items, the
 assessment), and the follow-up Questionnaire as the API serves it."""
 from __future__ import annotations
 
-import pytest
-
 from plugin.core import answers, responses
 from plugin.core.responses import Context, Exam
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 
 FOLLOW_UP = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-follow-up"
 PATIENT = {"resourceType": "Patient", "id": "p-follow", "name": [{"family": "Okoye",
@@ -30,12 +28,6 @@ ANSWERS = {
     "return-to-sport.h-test-angle.left": 70, "return-to-sport.h-test-angle.right": 80,
     "return-to-sport.h-test-insecurity.left": 20, "return-to-sport.strength-deficit": 8.5,
 }
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 def test_the_extraction_bundle_of_a_follow_up_is_conformant(client, kb, validator) -> None:

@@ -7,7 +7,6 @@ from the initial exam's file (one home) and map the new ones to the project's co
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from plugin.core.questionnaire import Condition
 from plugin.core.responses import Context, Exam
 from plugin.errors import AnswerError, KnowledgeError
 from plugin.record import pipeline
-from tests.core.test_knowledge import (BASE, UCUM, VERIFIED, UCUM_UNITS, RENDERING, codings,
+from tests.core.test_knowledge import (BASE, MDIR, UCUM, VERIFIED, UCUM_UNITS, RENDERING, codings,
                                        _edit)
 from tests.support import knowledge_copies
 
@@ -167,7 +166,7 @@ def test_shared_items_become_the_initial_exams_observations(kb, form, follow_up)
 
 def test_the_follow_up_mapping_file_lists_only_its_own_items() -> None:
     """One home: the shared linkIds are not copied into the follow-up's file."""
-    data = json.loads(Path(FU_MAP).read_text(encoding="utf-8"))
+    data = json.loads((MDIR / "observations" / f"{FOLLOW_UP}.json").read_text(encoding="utf-8"))
     assert data["extends"] == "posterior-thigh-exam"
     listed = {o["linkId"] for o in data["observations"]} | {
         e["linkId"] for e in data["not_extracted"]}
@@ -188,8 +187,8 @@ def test_every_new_sided_observation_carries_its_side(kb, follow_up) -> None:
 def test_every_code_of_the_follow_up_is_our_own_or_verified(kb, follow_up) -> None:
     own = {cs["url"]: {c["code"]: c.get("display") for c in cs["concept"]}
            for cs in kb.code_systems.values()}
-    sources = {FU_FILE: follow_up.resource,
-               FU_MAP: json.loads(Path(FU_MAP).read_text(encoding="utf-8"))}
+    sources = {FU_FILE: follow_up.resource, FU_MAP: json.loads(
+        (MDIR / "observations" / f"{FOLLOW_UP}.json").read_text(encoding="utf-8"))}
     for name, data in sources.items():
         for where, coding in codings(data, name):
             system, code, display = coding["system"], coding["code"], coding.get("display")
@@ -280,7 +279,7 @@ def _fu_map(change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
 
 
 def _copy_shared_mapping(data: dict[str, Any]) -> None:
-    initial = json.loads(Path("mappings/observations/posterior-thigh-exam.json").read_text())
+    initial = json.loads((MDIR / "observations" / "posterior-thigh-exam.json").read_text())
     data["observations"].append(copy.deepcopy(next(
         o for o in initial["observations"] if o["linkId"] == "pain.current")))
 

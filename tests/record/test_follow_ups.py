@@ -114,3 +114,20 @@ def test_a_signed_follow_up_is_a_completed_record_of_the_follow_up_form(store, k
     flagged = pipeline.red_flag_alert(kb, answers.load_plain(kb.form_for(FOLLOW_UP), {
         **revision.answers, "red-flags.bladder-dysfunction": True}))
     assert flagged["urgency"] == "emergency"
+
+
+def test_a_follow_up_is_amended_like_any_exam(store, kb, initial) -> None:
+    record, first = initial
+    follow_up = exams.begin_follow_up(store, kb, first, now=APRIL, by=BY)
+    signed = _save_and_sign(store, kb, follow_up, record, {
+        **follow_up.answers, "pain.current": 4, "follow-up.global-rating": "unchanged"}, APRIL)
+    form = kb.form_for(signed.questionnaire)
+    reopened = exams.amend(store, form, signed, record, expected_version=signed.version,
+                           reason="Rating corrected", now=MAY, by=BY)
+    amended = _save_and_sign(store, kb, reopened, record, {
+        **signed.answers, "follow-up.global-rating": "improving"}, MAY)
+    revision = store.revision(amended.id, 2)
+    assert (revision.status, revision.reason) == ("amended", "Rating corrected")
+    assert revision.response["questionnaire"] == FOLLOW_UP
+    assert revision.answers["follow-up.global-rating"] == "improving"
+    assert amended.episode_id == first.id

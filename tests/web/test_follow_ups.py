@@ -15,16 +15,10 @@ from plugin.core import layout
 from plugin.record import exams
 from tests.record.test_write_audit import BY, SIGNER
 from tests.support import pages, pdfs, rendering
-from tests.support.conformance import IndependentValidator, assert_conformant
+from tests.support.conformance import assert_conformant
 from tests.support.signin import PASSWORD, signed_in
 
 FOLLOW_UP = "http://posterior-thigh-exam.org/fhir/Questionnaire/posterior-thigh-follow-up"
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.fixture()
@@ -48,8 +42,8 @@ def _signed_initial(client) -> str:
     version = _save(client, exam_id, version, "history", {
         "history.affected-side": "left", "history.onset": "sudden",
         "history.imaging": ["ultrasound"]})
-    version = _save(client, exam_id, version, "slr", {"slr.left.onset-angle": 60,
-                                                      "slr.left.response": "hamstring-stretch-only"})
+    version = _save(client, exam_id, version, "slr", {
+        "slr.left.onset-angle": 60, "slr.left.response": "hamstring-stretch-only"})
     signed = client.post(f"/exams/{exam_id}/sign", data={"version": version,
                                                          "password": PASSWORD})
     assert signed.status_code == 303, signed.get_data(as_text=True)
