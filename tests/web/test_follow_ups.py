@@ -89,6 +89,7 @@ def test_a_follow_up_is_recorded_reviewed_signed_and_served(app, client, kb,
     assert "Worse" in page and 'id="begin-follow-up"' in page
     # its summary prints the follow-up's own items, in words; adherence is not a finding
     summary = pdfs.text_of(client.get(f"/exams/{follow_up}/summary.pdf").data)
+    assert summary.startswith("Posterior thigh pain follow-up: clinician summary")
     assert "Adherence to the programme: Most of it" in summary
     assert "▲ Adherence" not in summary and "global rating of change: Worse" in summary
     assert "Neurological screen since the last visit Unchanged" in summary

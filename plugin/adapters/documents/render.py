@@ -97,6 +97,15 @@ def plain_date(iso: str) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
+def summary_heading(form: Any) -> str:
+    """The summary's heading: says which visit it records (a follow-up names its own
+    form, "Posterior thigh pain follow-up: clinician summary"); the initial exam's is
+    ``SUMMARY_TITLE``, also the PDF's and the DocumentReference's title."""
+    if form.id == "posterior-thigh-exam":
+        return SUMMARY_TITLE
+    return f"{form.title}: clinician summary"
+
+
 def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                  impression: Impression = impression_mod.NONE) -> str:
     """The clinician summary: header, red flags, findings left | right, body map,
@@ -107,7 +116,7 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
              for p in layout.pages(form) for site in p.sites]
     sections = layout.summary(form, raw, exam.one_step)
     return _environment().get_template("summary.html").render(
-        title=SUMMARY_TITLE, visit=visit, form=form,
+        title=summary_heading(form), visit=visit, form=form,
         name=patient_mod.display_name(visit.patient, family_first=True) or "(no name recorded)",
         born=visit.patient.get("birthDate"), patient_identifier=_identifier(visit.patient),
         narrative=[(p, _narrative(rows), all(r.whole for r in rows)) for p, rows in sections
