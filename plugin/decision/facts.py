@@ -61,12 +61,16 @@ def from_answers(answers: Mapping[str, tuple[Any, ...]], *, age: int | None = No
 def from_observations(form: Form, mappings: ObservationMappings,
                       observations: Sequence[Mapping[str, Any]], *,
                       age: int | None = None) -> Facts:
-    """Facts from coded Observations; those not coded with our exam-tests system are
-    skipped (an EHR sends what it has). Conflicting or invalid values are refused with
+    """Facts from coded Observations; those not coded with our exam-tests system, or
+    with a code ``form`` does not ask (a follow-up's own items), are skipped (an EHR
+    sends what it has). Conflicting or invalid values are refused with
     the linkId, exactly as typed answers would be."""
     by_code = {(c["code"], m.laterality): m.link_id
                for m in mappings.by_link_id.values() for c in m.codes
                if c.get("system") == t.EXAM_TESTS}
+    #: our codes of questions this form asks; another form's own (a follow-up's global
+    #: rating, "neuro unchanged") is skipped like any code the engine does not read
+    asked = {code for code, _ in by_code}
     plain: dict[str, Any] = {}
     refs: dict[tuple[str, Any], Mapping[str, Any]] = {}
     for n, obs in enumerate(observations):
@@ -77,7 +81,7 @@ def from_observations(form: Form, mappings: ObservationMappings,
             continue
         code = next((c.get("code") for c in (obs.get("code") or {}).get("coding") or []
                      if isinstance(c, Mapping) and c.get("system") == t.EXAM_TESTS), None)
-        if code is None:
+        if code is None or code not in asked:
             continue
         link_id = by_code.get((code, _laterality(obs)))
         if link_id is None:

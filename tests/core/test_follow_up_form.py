@@ -18,6 +18,7 @@ from plugin import knowledge
 from plugin.core import answers, observations
 from plugin.core.questionnaire import Condition
 from plugin.core.responses import Context, Exam
+from plugin.decision import assessment, facts
 from plugin.errors import AnswerError, KnowledgeError
 from plugin.record import pipeline
 from tests.core.test_knowledge import (BASE, MDIR, UCUM, VERIFIED, UCUM_UNITS, RENDERING, codings,
@@ -269,6 +270,21 @@ def test_assessing_a_follow_up_speaks_the_initial_exams_findings(kb, follow_up) 
     flagged = pipeline.assess_answers(kb, answers.load_plain(follow_up, {
         "red-flags.saddle-numbness": True, "neuro.since-last-visit": "unchanged"}))
     assert flagged.urgency == "emergency"
+
+
+def test_an_ehr_sending_a_follow_ups_observations_gets_the_same_assessment(kb, form,
+                                                                          follow_up) -> None:
+    """CDS Hooks reads coded Observations with the initial exam's mappings: a follow-up's
+    shared findings are read as the follow-up's answers; its own items (global rating,
+    neuro unchanged, return to sport) are skipped, never an error."""
+    exam = _exam(follow_up, {"slr.left.onset-angle": 40, "slr.left.response":
+                             "leg-pain-below-knee", "neuro.since-last-visit": "unchanged",
+                             "follow-up.global-rating": "worse", "pain.current": 5,
+                             "return-to-sport.h-test-angle.left": 60})
+    extracted = observations.extract(exam, kb.mappings_for(follow_up), {"reference": "QR/x"})
+    from_ehr = facts.from_observations(form, kb.mappings_for(form), extracted)
+    assert assessment.assess(kb.decision, from_ehr).as_json() == \
+        pipeline.assess_answers(kb, exam.answers).as_json()
 
 
 # --- Broken copies: the one-home rule is enforced at start-up ---------------------------
