@@ -62,3 +62,25 @@ def test_the_follow_up_questionnaire_is_conformant(client, validator) -> None:
     assert served.status_code == 200
     assert served.get_json()["url"] == FOLLOW_UP
     assert_conformant(validator, served.get_json())
+
+
+def test_assessing_a_follow_up_over_the_api_is_conformant(client, kb, validator) -> None:
+    """$assess takes a follow-up response like any: the radicular differential from its
+    positive SLR, as a conformant collection Bundle."""
+    form = kb.forms["posterior-thigh-follow-up"]
+    answered = {**ANSWERS, "slr.left.onset-angle": 40, "slr.left.response": "leg-pain-below-knee"}
+    qr = responses.build(Exam(form, answers.load_plain(form, answered), Context(
+        status="completed", authored="2026-04-06T09:00:00+00:00",
+        subject={"reference": f"Patient/{PATIENT['id']}"})))
+    response = client.post("/fhir/QuestionnaireResponse/$assess", json={
+        "resourceType": "Parameters", "parameter": [
+            {"name": "questionnaire-response", "resource": qr},
+            {"name": "patient", "resource": PATIENT}]})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    bundle = next(p["resource"] for p in response.get_json()["parameter"]
+                  if p["name"] == "return")
+    assert_conformant(validator, bundle)
+    conditions = [e["resource"] for e in bundle["entry"]
+                  if e["resource"]["resourceType"] == "Condition"]
+    assert conditions and any(c["code"] == "lumbar-radiculopathy"
+                              for c in conditions[0]["code"]["coding"])
