@@ -11,7 +11,7 @@ import pytest
 from plugin.core import answers
 from plugin.errors import InputError
 from plugin.record import exams, pipeline
-from tests.record.test_write_audit import BY, PATIENT, SIGNER
+from tests.record.test_write_audit import BY, PATIENT, SIGNER, _facts, _trail
 
 MARCH = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
 APRIL = dt.datetime(2026, 4, 6, 9, 0, tzinfo=dt.timezone.utc)
@@ -131,3 +131,15 @@ def test_a_follow_up_is_amended_like_any_exam(store, kb, initial) -> None:
     assert revision.response["questionnaire"] == FOLLOW_UP
     assert revision.answers["follow-up.global-rating"] == "improving"
     assert amended.episode_id == first.id
+
+
+def test_beginning_a_follow_up_is_audited_with_the_history_it_read(store, kb, initial) -> None:
+    record, first = initial
+    before = len(_trail(store))
+    follow_up = exams.begin_follow_up(store, kb, first, now=APRIL, by=BY)
+    events = [_facts(e) for e in _trail(store)[before:]]
+    assert ("alee", "10.1.2.3", record.id, f"QuestionnaireResponse/{follow_up.id}", "C", "0",
+            "follow-up begun") in events
+    assert ("alee", "10.1.2.3", record.id, f"QuestionnaireResponse/{first.id}/_history/1",
+            "R", "0", "history carried to a new exam") in events
+    assert len(events) == 2
