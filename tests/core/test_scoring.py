@@ -131,7 +131,7 @@ def _toy(answers: dict[str, Any]) -> dict[str, Any]:
 def test_a_dropped_in_instrument_loads_and_scores(clinic_copy) -> None:
     kb = knowledge.load(clinic_copy / "questionnaires", clinic_copy / "mappings")
     inst = kb.instruments["morning-stiffness-check"]
-    assert set(kb.forms) == {"posterior-thigh-exam"}  # the exam is untouched
+    assert set(kb.forms) == {"posterior-thigh-exam", "posterior-thigh-follow-up"}  # untouched
     assert kb.instrument_for(inst.url) is inst
     # yes (2) + 3 = 5; yes + yes + 3 = 7; one item only: fewer than 2 answered
     assert scoring.scores(inst, _toy({"stiff-1": "yes", "stiff-3": 3})) == {"stiff-total": 5}
