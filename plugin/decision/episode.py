@@ -62,6 +62,7 @@ class Ordered:
     best_first: tuple[frozenset[str], ...]
     words: Mapping[str, str]
     rating: bool  # a rating of change itself (asked only at the later visit)
+    plain: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class CourseKnowledge:
     units: Mapping[str, str]
     ordered: Mapping[str, Ordered]
     course_from: tuple[str, ...]
+    plain: Mapping[str, str]  # pattern -> the finding in the patient's words
 
 
 @dataclass(frozen=True)
@@ -151,14 +153,17 @@ def parse(data: Any, *, source: str) -> CourseKnowledge:
                                  "needs words for every ranked code and no other")
         ordered[link_id] = Ordered(str(entry.get("label", link_id)),
                                    tuple(frozenset(g) for g in groups),
-                                   MappingProxyType(dict(words)), entry.get("rating") is True)
+                                   MappingProxyType(dict(words)), entry.get("rating") is True,
+                                   str(entry.get("plain") or ""))
     course_from = tuple(data.get("course_from") or ())
     unknown = [c for c in course_from if c not in changes and c not in ordered]
     if not course_from or unknown:
         raise KnowledgeError(source, "course_from", f"must name compared findings; "
                                                     f"unknown: {unknown}")
+    plain = {k: str(v["plain"]) for k, v in raw.items() if v.get("plain")}
+    plain.update({k: o.plain for k, o in ordered.items() if o.plain})
     return CourseKnowledge(MappingProxyType(dict(changes)), MappingProxyType(units),
-                           MappingProxyType(ordered), course_from)
+                           MappingProxyType(ordered), course_from, MappingProxyType(plain))
 
 
 def day(date: dt.date) -> str:
@@ -217,7 +222,7 @@ def compare(knowledge: CourseKnowledge, before: Visit, after: Visit) -> Comparis
                                str(then_n), str(now_n), verdict,
                                f"{now_n - then_n:+d}" if now_n != then_n else "same",
                                before, after))
-    deciding = tuple(r for r in rows if _pattern_of(r.link_id) in knowledge.course_from)
+    deciding = tuple(r for r in rows if pattern_of(r.link_id) in knowledge.course_from)
     verdict = None
     if deciding:
         kinds = {r.verdict for r in deciding}
@@ -351,13 +356,17 @@ def over_episode(facts: Facts, visits: Sequence[Visit]) -> Facts:
     return Facts(MappingProxyType(answers), facts.references)
 
 
+def side_of(link_id: str) -> str | None:
+    return next((s for s in SIDES if f".{s}" in link_id), None)
+
+
 def _expand(pattern: str) -> list[tuple[str, str | None]]:
     if "{side}" not in pattern:
         return [(pattern, None)]
     return [(pattern.replace("{side}", s), s) for s in SIDES]
 
 
-def _pattern_of(link_id: str) -> str:
+def pattern_of(link_id: str) -> str:
     for side in SIDES:
         link_id = link_id.replace(f".{side}", ".{side}")
     return link_id

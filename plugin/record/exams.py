@@ -26,7 +26,7 @@ from ..core.responses import Context
 from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
-from . import freeze, observations, pipeline, signoff, trail
+from . import freeze, observations, pipeline, signoff, trail, visits
 from .trail import By
 
 
@@ -195,7 +195,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason, one_step=one_step_sections(exam))
     impression = impression_of(kb, exam.impression)
-    assessed = pipeline.assess_exam(kb, signed.exam)
+    prior = visits.prior_visits(store, exam)  # a follow-up's episode; none otherwise
+    assessed = visits.assess(kb, signed.exam.answers, prior, on=now.date())
     suggested = pipeline.suggested_referrals(assessed)
     missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
@@ -205,7 +206,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            clinician=signed.response["author"]["display"], now=now,
                            revision=exam.revisions + 1, reason=exam.amend_reason,
                            time_zone=time_zone, clinic_contact=clinic_contact,
-                           impression=impression)
+                           impression=impression,
+                           episode=_episode(kb, prior, exam, assessed, impression, now))
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
                           ehr_practitioner=ehr_practitioner, impression=impression)
                 if ehr_base else None)
@@ -222,6 +224,16 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                    kb.decision, impression, suggested,
                    [c.condition.id for c in assessed.differential if c.suggested]))
     return signed
+
+
+def _episode(kb: Any, prior: list[Any], exam: store_mod.ExamRecord, assessed: Any,
+             impression: impression_mod.Impression, now: dt.datetime) -> Any:
+    """A follow-up's "Since last visit" view for its documents (``visits.episode_view``)."""
+    ranked = assessed.differential
+    return visits.episode_view(kb, prior, exam.answers, exam=exam, on=now.date(),
+                               top_condition=ranked[0].condition.id if ranked else None,
+                               impression=(impression.condition,) if impression.condition
+                               else ())
 
 
 #: The summary's place in the delivery until it is rendered: its DocumentReference
