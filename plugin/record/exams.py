@@ -209,7 +209,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            impression=impression,
                            episode=_episode(kb, prior, exam, assessed, impression, now))
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
-                          ehr_practitioner=ehr_practitioner, impression=impression)
+                          ehr_practitioner=ehr_practitioner, impression=impression,
+                          assessed=assessed)
                 if ehr_base else None)
     served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
                                       number=exam.revisions + 1, response=signed.response,
@@ -245,15 +246,17 @@ PENDING_PDF = b"%PDF-1.7\n% the clinician summary, rendered after the signature\
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime, ehr_base: str, *, ehr_practitioner: str | None = None,
-              impression: impression_mod.Impression = impression_mod.NONE) -> dict[str, Any]:
+              impression: impression_mod.Impression = impression_mod.NONE,
+              assessed: Any = None) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
-    as a DocumentReference (the part every EHR accepts, whatever its profile)."""
+    as a DocumentReference (the part every EHR accepts, whatever its profile), and the
+    assessment the clinician signed (``assessed``)."""
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
         author=ehr_author(signed.exam.context.author, ehr_practitioner)))
     summary = Document("summary", documents.SUMMARY_TITLE, PENDING_PDF)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
-                           documents=[summary], impression=impression)
+                           documents=[summary], impression=impression, assessed=assessed)
 
 
 def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[str, Any]:
