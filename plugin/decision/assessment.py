@@ -195,7 +195,6 @@ def _episode_caveats(episode: ep.Episode | None) -> list[Caveat]:
         if c.verdict is not None:
             caveats.append(Caveat("episode-course", f"Response since the {c.before.named}: "
                                   f"{ep.WORDS[c.verdict]} ({c.text}).", ()))
-        caveats += [Caveat("episode-note", note, ()) for note in c.notes]
     return caveats
 
 

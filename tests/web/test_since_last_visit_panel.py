@@ -31,8 +31,8 @@ def test_the_panel_shows_each_finding_then_and_now_and_the_checklist(app, kb) ->
                                              [FIRST, NOW]))
     text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
     assert "5 October 2026 (initial exam) → 2 November 2026 (follow-up)" in text
-    assert "Pain now 3/10 0/10 improving (-3 points)" in text
-    assert "Resisted knee flexion, right painful strong and pain-free improving" in text
+    assert "Pain now 3/10 → 0/10 improving (-3 points)" in text
+    assert "Resisted knee flexion, right painful → strong and pain-free improving" in text
     assert "Neurological screen: unchanged since the initial exam on 5 October 2026" in text
     assert "1 of 7 criteria met; not met: performance on field testing" in text
     assert "No pain on palpation met 2 November 2026 (follow-up): met" in text
