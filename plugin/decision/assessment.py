@@ -9,7 +9,7 @@ decides: every output carries its reasons and says it is a suggestion.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 

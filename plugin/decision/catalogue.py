@@ -24,7 +24,7 @@ from ..core.mapping import CodingSchema, first_error
 from ..core.questionnaire import Form
 from ..datafiles import read_json
 from ..errors import KnowledgeError
-from . import episode
+from . import course
 from . import predicates as p
 
 FILES = ("citations", "findings", "red-flags", "differential", "referrals")
@@ -392,7 +392,7 @@ class DecisionKnowledge:
     pt_focus: Mapping[str, FocusDef]
     thresholds: Mapping[str, Any]
     #: How visits are compared (``course.json``); None only where a test builds its own.
-    course: episode.CourseKnowledge | None = None
+    course: course.CourseKnowledge | None = None
 
     def condition(self, id_: str) -> ConditionDef:
         return next(c for c in self.conditions if c.id == id_)
@@ -546,7 +546,7 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
         factors=tuple(factors), caveats=caveats, services=MappingProxyType(services),
         rules=tuple(rules), pt_focus=MappingProxyType(pt_focus),
         thresholds=MappingProxyType(dict(thresholds)),
-        course=episode.parse(_read_plain(directory / "course.json"),
+        course=course.parse(_read_plain(directory / "course.json"),
                              source=str(directory / "course.json")))
 
 

@@ -9,7 +9,7 @@ Pure: visits in (``decision/episode.Visit``), a Readiness out.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plugin.core import answers as answers_mod
-from plugin.decision import assessment, episode, facts
+from plugin.decision import assessment, course, episode, facts
 from plugin.errors import KnowledgeError
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "cases"
@@ -188,7 +188,7 @@ def test_assessing_visits_needs_the_current_date(kb) -> None:
 
 def test_a_course_predicate_is_refused_unless_it_names_known_verdicts(kb, tmp_path) -> None:
     with pytest.raises(KnowledgeError, match="course"):
-        episode.parse({"changes": {"pain.current": {"label": "Pain", "mcid": 2,
+        course.parse({"changes": {"pain.current": {"label": "Pain", "mcid": 2,
                                                     "mcid_source": "x"}},
                        "course_from": ["pain.typo"]}, source="course.json")
     from plugin.decision import predicates as p
