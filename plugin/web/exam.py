@@ -306,6 +306,8 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
     _read_exam(record)  # also when re-shown after a refused signing: it is seen again
     checked = drafts.check(form, record.answers)
     prior = visits.prior_visits(_store(), record)
+    for earlier in prior:  # the visits it is compared with are read too: audited
+        read_of(f"QuestionnaireResponse/{earlier.exam_id}", record.patient_id)
     support = _decision_support(checked.valid, prior)
     values, field_errors = impression if impression else (record.impression, {})
     ranked = support["assessment"]["differential"]
