@@ -20,7 +20,7 @@ from .core import terminology as t
 from .core.mapping import ObservationMappings
 from .core.questionnaire import Form
 from .core.scoring import Instrument
-from .decision import catalogue, codesystem, handouts
+from .decision import catalogue, codesystem, handouts, return_to_sport
 from .decision.catalogue import DecisionKnowledge
 from .decision.handouts import Handouts
 from .datafiles import read_json
@@ -29,6 +29,8 @@ from .errors import KnowledgeError
 EXTENSION_KEY = "plugin.knowledge"
 #: The Questionnaire whose linkIds the decision rules speak (the exam dictionary's).
 DECISION_FORM = "posterior-thigh-exam"
+#: The follow-up visit's Questionnaire (contract K2): the return-to-sport items live there.
+FOLLOW_UP_FORM = "posterior-thigh-follow-up"
 #: The exercise drawings the patient handout names (printed by the document templates).
 DRAWINGS_DIR = Path(__file__).resolve().parent / "adapters" / "documents" / "static" / "exercises"
 
@@ -50,6 +52,8 @@ class KnowledgeBase:
     #: by score linkId.
     interpretations: Mapping[str, interpretation.Meaning] = field(
         default_factory=lambda: MappingProxyType({}))
+    #: The return-to-sport criteria (``mappings/decision/return-to-sport.json``).
+    return_to_sport: return_to_sport.ReturnToSport | None = None
 
     def form_for(self, canonical: str) -> Form | None:
         """The Form a canonical names: ``url`` (newest loaded) or ``url|version``."""
@@ -119,13 +123,30 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
                              "is built from mappings/decision; do not keep a copy")
     code_systems[codesystem.ID] = codesystem.build(decision)
     meanings = _interpretations(mdir / "outcomes" / "interpretation.json", instruments)
+    rts = _return_to_sport(mdir / "decision" / "return-to-sport.json", decision, forms)
     return KnowledgeBase(forms=MappingProxyType(forms),
                          code_systems=MappingProxyType(code_systems),
                          structure_definitions=MappingProxyType(structure_definitions),
                          observation_mappings=MappingProxyType(observation_mappings),
                          decision=decision, handouts=patient_handouts,
                          instruments=MappingProxyType(instruments),
-                         interpretations=meanings)
+                         interpretations=meanings, return_to_sport=rts)
+
+
+def _return_to_sport(path: Path, decision: DecisionKnowledge, forms: Mapping[str, Form]
+                     ) -> return_to_sport.ReturnToSport:
+    """The criteria, checked; their linkIds must be questions of the follow-up
+    Questionnaire when it is loaded (a clinic without follow-ups still loads)."""
+    if not path.exists():
+        raise KnowledgeError(str(path), "", "missing: the return-to-sport criteria")
+    known = {c.id for c in decision.conditions} | {r.id for r in decision.red_flags}
+    rts = return_to_sport.parse(read_json(path), source=str(path), conditions=known)
+    form = forms.get(FOLLOW_UP_FORM)
+    if form is not None:
+        for link_id in return_to_sport.link_ids(rts):
+            if link_id not in form.index:
+                raise KnowledgeError(str(path), link_id, f"is not a question of {form.id}")
+    return rts
 
 
 def _observation_mappings(folder: Path, forms: Mapping[str, Form]

@@ -8,9 +8,12 @@ decides: every output carries its reasons and says it is a suggestion.
 """
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import episode as ep
 from . import predicates as p
 from .catalogue import (PRIORITIES, ConditionDef, DecisionKnowledge, FactorDef,
                         FocusDef, RedFlagDef, ServiceDef)
@@ -102,6 +105,8 @@ class Assessment:
     knowledge_version: str
     disclaimer: str
     findings: Findings
+    #: Set when earlier visits of the episode were given: what was compared and how long.
+    episode: ep.Episode | None = None
 
     @property
     def facts(self) -> Facts:
@@ -128,13 +133,30 @@ class Assessment:
                         for c in self.caveats],
             "knowledge_version": self.knowledge_version,
             "disclaimer": self.disclaimer,
+            **({"episode": self.episode.as_json()} if self.episode else {}),
         }
 
 
-def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
-    """Red flags, then the ranked differential, then referrals and caveats."""
+def assess(knowledge: DecisionKnowledge, facts: Facts, prior: Sequence[ep.Visit] = (), *,
+           on: dt.date | None = None, kind: str = "follow-up") -> Assessment:
+    """Red flags, then the ranked differential, then referrals and caveats.
+
+    ``prior``: the episode's earlier signed visits, oldest first, and ``on`` the date of
+    this one (``kind`` its type). Then the timing rules use the real elapsed time, the
+    story recorded earlier stands unless asked again, and the rules on the response to
+    treatment (``{"course": ...}``) can fire, citing the visits compared. Without them
+    the behaviour is that of a single exam. Red flags are always this visit's own."""
+    episode = None
+    if prior:
+        if on is None:
+            raise ValueError("comparing visits needs the date of the current one")
+        visits = (*prior, ep.Visit("", kind, on, ep.plain(facts.answers), None))
+        facts = ep.over_episode(facts, visits)
+        episode = ep.Episode(tuple(prior), ep.elapsed(visits),
+                          ep.course(knowledge.course, visits) if knowledge.course else None)
     findings = Findings(knowledge, facts)
     env = findings.env
+    env.course = episode.course.verdict if episode and episode.course else None
     flags = _red_flags(knowledge, findings)
     urgency = min((f.definition.urgency for f in flags), key=URGENCY_ORDER.index,
                   default="routine")
@@ -150,12 +172,30 @@ def assess(knowledge: DecisionKnowledge, facts: Facts) -> Assessment:
         knowledge.pt_focus[i] for i in [*(c.condition.id for c in differential if c.suggested),
                                         *(f.definition.id for f in factors)]
         if i in knowledge.pt_focus)
-    referrals = _referrals(knowledge, env, urgency, focus, suggested, set(raised))
+    referrals = _referrals(knowledge, env, urgency, focus, suggested, set(raised),
+                           episode.course if episode else None)
     caveats = [Caveat(c.id, c.text, c.citations) for c in knowledge.caveats
                if c.when.evaluate(env, None).truth]
     caveats += _completeness_caveats(differential)
+    caveats += _episode_caveats(episode)
     return Assessment(urgency, flags, differential, factors, referrals, focus, tuple(caveats),
-                      knowledge.version, knowledge.disclaimer, findings)
+                      knowledge.version, knowledge.disclaimer, findings, episode)
+
+
+def _episode_caveats(episode: ep.Episode | None) -> list[Caveat]:
+    """Say which time and which comparison the suggestions used, in words."""
+    if episode is None:
+        return []
+    caveats = []
+    if episode.elapsed is not None:
+        caveats.append(Caveat("episode-elapsed", f"Time since onset used by the timing "
+                              f"rules: {episode.elapsed.text}.", ()))
+    if episode.course is not None:
+        c = episode.course
+        if c.verdict is not None:
+            caveats.append(Caveat("episode-course", f"Response since the {c.before.named}: "
+                                  f"{ep.WORDS[c.verdict]} ({c.text}).", ()))
+    return caveats
 
 
 def red_flags(knowledge: DecisionKnowledge, facts: Facts) -> tuple[RaisedFlag, ...]:
@@ -287,7 +327,7 @@ def _label(knowledge: DecisionKnowledge, finding: str, when: str) -> str:
 
 def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
                focus: tuple[FocusDef, ...], suggested: set[str],
-               raised: set[str]) -> tuple[Referral, ...]:
+               raised: set[str], course: ep.Comparison | None = None) -> tuple[Referral, ...]:
     """Every rule that holds, grouped by service (the most pressing rule leads). Rules
     that follow another referral (``{"referral": id}``: the work-up a referral needs)
     run second, over the services the first run suggested."""
@@ -305,6 +345,8 @@ def _referrals(knowledge: DecisionKnowledge, env: p.Env, urgency: str,
                                    citations=other.citations)
                     result = p.Result(True, result.sources | also.sources)
                     break
+            if course is not None and ("course", "not-improving") in rule.when.refs():
+                rule = replace(rule, reason=f"{rule.reason} Compared: {course.text}.")
             by_service.setdefault(rule.service, []).append((rule, result))
 
     def shown(hits: list[Any]) -> bool:  # in an emergency nothing routine distracts

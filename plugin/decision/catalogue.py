@@ -24,6 +24,7 @@ from ..core.mapping import CodingSchema, first_error
 from ..core.questionnaire import Form
 from ..datafiles import read_json
 from ..errors import KnowledgeError
+from . import course
 from . import predicates as p
 
 FILES = ("citations", "findings", "red-flags", "differential", "referrals")
@@ -390,6 +391,8 @@ class DecisionKnowledge:
     rules: tuple[RuleDef, ...]
     pt_focus: Mapping[str, FocusDef]
     thresholds: Mapping[str, Any]
+    #: How visits are compared (``course.json``); None only where a test builds its own.
+    course: course.CourseKnowledge | None = None
 
     def condition(self, id_: str) -> ConditionDef:
         return next(c for c in self.conditions if c.id == id_)
@@ -512,14 +515,14 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
             rule_ids[v["id"]] = None
             instead.append(InsteadDef(
                 v["id"], _predicate(v["when"], form, thresholds, src["referrals"], f"{at}.when",
-                                    known),
+                                    {**known, "course": set(p.COURSES)}),
                 fill(v["reason"], src["referrals"], f"{at}.reason"),
                 fill(v["timing"], src["referrals"], f"{at}.timing"),
                 cites(v["citation"], src["referrals"], f"{at}.citation")))
         rules.append(RuleDef(
             r["id"], r["service"], r["priority"],
             _predicate(r["when"], form, thresholds, src["referrals"], f"{where}.when",
-                       {**known, "referral": set(services)}),
+                       {**known, "referral": set(services), "course": set(p.COURSES)}),
             fill(r["reason"], src["referrals"], f"{where}.reason"),
             fill(r["timing"], src["referrals"], f"{where}.timing"),
             cites(r["citation"], src["referrals"], f"{where}.citation"), tuple(instead)))
@@ -542,7 +545,15 @@ def load(directory: str | Path, form: Form, thresholds: Mapping[str, Any]) -> De
         red_flags=tuple(red_flags), conditions=tuple(conditions), scoring=scoring,
         factors=tuple(factors), caveats=caveats, services=MappingProxyType(services),
         rules=tuple(rules), pt_focus=MappingProxyType(pt_focus),
-        thresholds=MappingProxyType(dict(thresholds)))
+        thresholds=MappingProxyType(dict(thresholds)),
+        course=course.parse(_read_plain(directory / "course.json"),
+                             source=str(directory / "course.json")))
+
+
+def _read_plain(path: Path) -> Any:
+    if not path.exists():
+        raise KnowledgeError(str(path), "", "missing: how visits are compared")
+    return read_json(path)
 
 
 def _check_follow_ups(rules: list[RuleDef], source: str) -> None:

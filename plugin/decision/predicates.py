@@ -52,8 +52,10 @@ class Env:
                  finding: Callable[[str, str | None, str | None], Result] | None = None,
                  condition: Callable[[str], Truth] | None = None,
                  red_flag: Callable[[str], Result] | None = None,
-                 referral: Callable[[str], Result] | None = None) -> None:
+                 referral: Callable[[str], Result] | None = None,
+                 course: str | None = None) -> None:
         self.answers = answers
+        self.course = course  # the episode's response to treatment (decision/episode.py)
         self.not_done = not_done
         self.finding = finding
         self.condition = condition
@@ -236,6 +238,27 @@ class StageRef(Predicate):
         return {(self.kind, self.id)}
 
 
+@dataclass(frozen=True)
+class CourseRef(Predicate):
+    """The episode's response to treatment is one of ``verdicts`` (improving,
+    not-improving, worse; ``decision/episode.py`` compares the first visit with the
+    current one). Unknown for a single visit: no change was seen, none is assumed."""
+
+    verdicts: frozenset[str]
+
+    def evaluate(self, env: Env, side: str | None) -> Result:
+        if env.course is None:
+            return UNKNOWN
+        return Result(env.course in self.verdicts)
+
+    def refs(self) -> set[tuple[str, str]]:
+        return {("course", v) for v in sorted(self.verdicts)}
+
+
+#: What ``{"course": [...]}`` may name.
+COURSES = ("improving", "not-improving", "worse")
+
+
 def _union(results: Sequence[Result]) -> frozenset[Source]:
     return frozenset().union(*(r.sources for r in results))
 
@@ -276,6 +299,13 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
     if keys == {"holds", "unless"}:
         return Holds(compile_(data["holds"], scope, f"{where}.holds"),
                      compile_(data["unless"], scope, f"{where}.unless"))
+    if "course" in data:
+        verdicts = data["course"]
+        if keys != {"course"} or not isinstance(verdicts, list) or not verdicts \
+                or not set(verdicts) <= set(COURSES):
+            raise KnowledgeError(scope.source, f"{where}.course",
+                                 f"a non-empty list of {', '.join(COURSES)}")
+        return CourseRef(frozenset(verdicts))
     for kind, cls in (("finding", FindingRef), ("condition", ConditionRef),
                       ("red_flag", StageRef), ("referral", StageRef)):
         if kind in data:
@@ -296,7 +326,7 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
             return cls(kind, data[kind]) if cls is StageRef else cls(data[kind])
     raise KnowledgeError(scope.source, where, f"not a predicate: keys {sorted(keys)}; use "
                          "answer, all, any, not, count+at_least, holds+unless, finding, "
-                         "condition, red_flag or referral")
+                         "condition, red_flag, referral or course")
 
 
 def _children(data: Any, scope: Scope, where: str) -> tuple[Predicate, ...]:

@@ -27,7 +27,7 @@ from ..core.responses import Context
 from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
-from . import freeze, observations, pipeline, signoff, trail
+from . import freeze, observations, pipeline, signoff, trail, visits
 from .trail import By
 
 
@@ -231,7 +231,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                           reason=exam.amend_reason, one_step=one_step_sections(exam),
                           form=kb.form_for(exam.questionnaire))
     impression = impression_of(kb, exam.impression)
-    assessed = pipeline.assess_exam(kb, signed.exam)
+    prior = visits.prior_visits(store, exam)  # a follow-up's episode; none otherwise
+    assessed = visits.assess(kb, signed.exam.answers, prior, on=now.date())
     suggested = pipeline.suggested_referrals(assessed)
     missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
@@ -241,9 +242,11 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            clinician=signed.response["author"]["display"], now=now,
                            revision=exam.revisions + 1, reason=exam.amend_reason,
                            time_zone=time_zone, clinic_contact=clinic_contact,
-                           impression=impression)
+                           impression=impression,
+                           episode=_episode(kb, prior, exam, assessed, impression, now))
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
-                          ehr_practitioner=ehr_practitioner, impression=impression)
+                          ehr_practitioner=ehr_practitioner, impression=impression,
+                          assessed=assessed)
                 if ehr_base else None)
     served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
                                       number=exam.revisions + 1, response=signed.response,
@@ -260,6 +263,16 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     return signed
 
 
+def _episode(kb: Any, prior: list[Any], exam: store_mod.ExamRecord, assessed: Any,
+             impression: impression_mod.Impression, now: dt.datetime) -> Any:
+    """A follow-up's "Since last visit" view for its documents (``visits.episode_view``)."""
+    ranked = assessed.differential
+    return visits.episode_view(kb, prior, exam.answers, exam=exam, on=now.date(),
+                               top_condition=ranked[0].condition.id if ranked else None,
+                               impression=(impression.condition,) if impression.condition
+                               else ())
+
+
 #: The summary's place in the delivery until it is rendered: its DocumentReference
 #: (identifier, date, context, place in the Provenance) is made with the signature and
 #: its attachment filled with the rendered bytes (``freeze.render_pending``) before the
@@ -269,15 +282,17 @@ PENDING_PDF = b"%PDF-1.7\n% the clinician summary, rendered after the signature\
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime, ehr_base: str, *, ehr_practitioner: str | None = None,
-              impression: impression_mod.Impression = impression_mod.NONE) -> dict[str, Any]:
+              impression: impression_mod.Impression = impression_mod.NONE,
+              assessed: Any = None) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
-    as a DocumentReference (the part every EHR accepts, whatever its profile)."""
+    as a DocumentReference (the part every EHR accepts, whatever its profile), and the
+    assessment the clinician signed (``assessed``)."""
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
         author=ehr_author(signed.exam.context.author, ehr_practitioner)))
     summary = Document("summary", documents.SUMMARY_TITLE, PENDING_PDF)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
-                           documents=[summary], impression=impression)
+                           documents=[summary], impression=impression, assessed=assessed)
 
 
 def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[str, Any]:

@@ -41,11 +41,13 @@ def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
 
 def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime,
            documents: Sequence[Document] = (),
-           impression: Impression = impression_mod.NONE) -> dict[str, Any]:
+           impression: Impression = impression_mod.NONE,
+           assessed: Assessment | None = None) -> dict[str, Any]:
     """The exam, its assessment, the clinician's impression and plan (signed with it)
     and its rendered documents (each as a DocumentReference) as one transaction
-    Bundle."""
-    result = assess_exam(kb, exam)
+    Bundle. ``assessed``: the assessment already made (a follow-up's, over its episode:
+    the EHR gets what the clinician reviewed); by default the exam's own."""
+    result = assessed if assessed is not None else assess_exam(kb, exam)
 
     def derived(resolve: bundle.Resolve) -> list[dict[str, Any]]:
         assert exam.context.subject is not None  # bundle derives only for a subject

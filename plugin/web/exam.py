@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
@@ -20,7 +20,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 from .. import knowledge
 from ..adapters import identities, outbox, signing_key, store as store_mod, users
 from ..core import datetimes, drafts, layout, patient as patient_mod, responses
-from ..record import exams, freeze, pipeline, signoff
+from ..record import exams, freeze, pipeline, signoff, visits
 from ..record.trail import By
 from ..decision import impression as impression_mod, sources
 from ..errors import (AnswerError, ConflictError, DuplicatePatientError, InputError,
@@ -279,14 +279,16 @@ def _signable(raw: Mapping[str, Any], checked: drafts.Checked) -> dict[str, Any]
     return {k: v for k, v in raw.items() if k in checked.valid}
 
 
-def _assessment(valid: Any) -> dict[str, Any]:
+def _assessment(valid: Any, prior: Sequence[Any] = ()) -> dict[str, Any]:
+    if prior:  # a follow-up: over its episode (record.visits)
+        return visits.assess(_kb(), valid, list(prior), on=_now().date()).as_json()
     return pipeline.assess_answers(_kb(), valid).as_json()
 
 
-def _decision_support(valid: Any) -> dict[str, Any]:
+def _decision_support(valid: Any, prior: Sequence[Any] = ()) -> dict[str, Any]:
     """What the assessment include needs: the assessment, its numbered sources and the
     reasons to print (review and record pages alike)."""
-    assessment = _assessment(valid)
+    assessment = _assessment(valid, prior)
     return {"assessment": assessment,
             "sources": sources.numbered(assessment, _kb().decision.citations),
             "shown": sources.shown_evidence}
@@ -303,8 +305,16 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
         return redirect(url_for("exam.record", exam_id=exam_id))
     _read_exam(record)  # also when re-shown after a refused signing: it is seen again
     checked = drafts.check(form, record.answers)
-    support = _decision_support(checked.valid)
+    prior = visits.prior_visits(_store(), record)
+    for earlier in prior:  # the visits it is compared with are read too: audited
+        read_of(f"QuestionnaireResponse/{earlier.exam_id}", record.patient_id)
+    support = _decision_support(checked.valid, prior)
     values, field_errors = impression if impression else (record.impression, {})
+    ranked = support["assessment"]["differential"]
+    episode = visits.episode_view(
+        _kb(), prior, record.answers, exam=record, on=_now().date(),
+        top_condition=ranked[0]["condition"] if ranked else None,
+        impression=tuple(filter(None, [exams.impression_of(_kb(), record.impression).condition])))
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
@@ -315,7 +325,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
         password_error=password_error,
         plan=impression_form.panel(_kb().decision, values, support["assessment"],
                                    field_errors),
-        layout=layout,
+        layout=layout, episode=episode,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
 

@@ -107,7 +107,8 @@ def summary_heading(form: Any) -> str:
 
 
 def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
-                 impression: Impression = impression_mod.NONE) -> str:
+                 impression: Impression = impression_mod.NONE,
+                 episode: Mapping[str, Any] | None = None) -> str:
     """The clinician summary: header, red flags, findings left | right, body map,
     differential with its evidence, referrals, PT focus, the disclaimer and sources."""
     form = exam.form
@@ -126,12 +127,14 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         sources=sources_mod.numbered(assessment, kb.decision.citations),
         shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version,
         abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK,
-        decided=impression_mod.view(kb.decision, impression, assessment))
+        decided=impression_mod.view(kb.decision, impression, assessment),
+        episode=episode)  # a follow-up's "Since last visit" (decision.visit_report)
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
                  header: HandoutHeader | None = None,
-                 impression: Impression = impression_mod.NONE) -> str:
+                 impression: Impression = impression_mod.NONE,
+                 episode: Mapping[str, Any] | None = None) -> str:
     """The patient handout. Routine: the most likely condition in plain words, first
     exercises, when to come back, and the emergency box whenever the spine or a nerve
     may be involved. Under a red flag the urgency's own content replaces all of that
@@ -149,7 +152,7 @@ def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = 
     return _environment().get_template("handout.html").render(
         title=HANDOUT_TITLE, handouts=handouts, top=top, urgency=assessment["urgency"],
         emergency_box=nerve or not suggested, red_flag=urgent_content(handouts, assessment),
-        large_print=large_print, header=header or HandoutHeader())
+        large_print=large_print, header=header or HandoutHeader(), episode=episode)
 
 
 @dataclass(frozen=True)
@@ -187,8 +190,10 @@ def urgent_content(handouts: Any, assessment: Mapping[str, Any]) -> UrgentConten
 
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                 variant: str | None = "pdf/a-3a",
-                impression: Impression = impression_mod.NONE) -> bytes:
-    return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression),
+                impression: Impression = impression_mod.NONE,
+                episode: Mapping[str, Any] | None = None) -> bytes:
+    return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression,
+                                   episode=episode),
                       variant=variant,
                       title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"],
                       refits=REFITS["summary"], min_last_page=MIN_LAST_PAGE)
@@ -197,9 +202,10 @@ def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit
 def handout_pdf(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
                 header: HandoutHeader | None = None,
                 variant: str | None = "pdf/a-3a",
-                impression: Impression = impression_mod.NONE) -> bytes:
+                impression: Impression = impression_mod.NONE,
+                episode: Mapping[str, Any] | None = None) -> bytes:
     return pdf.render(handout_html(kb, assessment, large_print=large_print, header=header,
-                                   impression=impression),
+                                   impression=impression, episode=episode),
                       variant=variant, title=HANDOUT_TITLE, stylesheets=STYLESHEETS["handout"],
                       refits=REFITS["handout"], min_last_page=MIN_LAST_PAGE)
 

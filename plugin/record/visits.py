@@ -1,0 +1,79 @@
+"""Which signed visits came before this one, and the decision support that uses them.
+
+Why here: the episode's visits are read from the store (each one's latest signed
+revision), and the engine and the documents want them as plain ``decision.episode.Visit``
+records; this is the one place that decides which visits are prior. Until episodes are
+stored (``exams.episode_id``, ``Store.episode_exams``), an episode is a follow-up with
+the patient's signed exams back to and including the latest initial exam before it; an
+initial exam starts a new episode and has no prior visits, so a patient who comes back
+a year later with a new problem is never compared with the old one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from ..adapters.store import ExamRecord, Store
+from ..core import answers as answers_mod
+from ..decision import assessment, facts, visit_report
+from ..decision.episode import Visit
+from . import freeze, pipeline
+
+INITIAL = "posterior-thigh-exam"
+FOLLOW_UP = "posterior-thigh-follow-up"
+
+
+def kind_of(questionnaire: str) -> str:
+    """A visit's type from its Questionnaire's canonical (``url|version``) or id."""
+    url = questionnaire.partition("|")[0]
+    return "follow-up" if url.rstrip("/").rsplit("/", 1)[-1] == FOLLOW_UP else "initial"
+
+
+def prior_visits(store: Store, exam: ExamRecord) -> list[Visit]:
+    """The episode's signed visits before ``exam``, oldest first; none for an initial
+    exam. Each is its latest signed revision (an amendment replaces what it amended)."""
+    if kind_of(exam.questionnaire) != "follow-up":
+        return []
+    earlier = [e for e in store.exams_for(exam.patient_id)  # newest first
+               if e.id != exam.id and e.revisions and e.created <= exam.created]
+    chosen: list[ExamRecord] = []
+    for record in earlier:
+        chosen.append(record)
+        if kind_of(record.questionnaire) == "initial":
+            break
+    else:
+        return []  # a follow-up without its first visit: nothing to count from
+    return [_visit(store, record) for record in reversed(chosen)]
+
+
+def assess(kb: Any, answers: answers_mod.Answers, prior: list[Visit], *,
+           on: dt.date) -> assessment.Assessment:
+    """The assessment of this visit's validated answers over its episode."""
+    if not prior:
+        return pipeline.assess_answers(kb, answers)
+    return assessment.assess(kb.decision, facts.from_answers(answers), prior, on=on)
+
+
+def episode_view(kb: Any, prior: list[Visit], answers: Mapping[str, Any], *,
+                 exam: ExamRecord, on: dt.date, top_condition: str | None,
+                 impression: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The "Since last visit" table, the return-to-sport checklist and what has improved
+    (``decision.visit_report``) for this visit's plain ``answers``; None without prior
+    visits."""
+    if not prior:
+        return None
+    current = Visit(exam.id, kind_of(exam.questionnaire), on, dict(answers), top_condition)
+    return visit_report.view(kb.decision.course, kb.return_to_sport, [*prior, current],
+                             impression=impression)
+
+
+def _visit(store: Store, record: ExamRecord) -> Visit:
+    revision = store.revision(record.id, record.revisions)
+    frozen = freeze.read(store, record.id, record.revisions)
+    top = None
+    if frozen is not None:
+        ranked = frozen[0].assessment.get("differential") or []
+        top = ranked[0]["condition"] if ranked else None
+    return Visit(record.id, kind_of(record.questionnaire), revision.signed_at.date(),
+                 dict(revision.answers), top)
