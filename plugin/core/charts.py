@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 
 #: The drawing's size in SVG user units (it scales to its box: ``viewBox``).
 WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 56, 20, 44, 46
+LEFT, RIGHT, TOP, BOTTOM = 56, 40, 44, 46
 #: How each side is drawn: stroke colour, dash pattern ("" = solid), point shape.
 STYLES = {"left": ("#1f5fa8", "", "circle"), "right": ("#a3401a", "7 5", "square"),
           "": ("#222222", "", "diamond")}
@@ -149,7 +149,7 @@ def svg(chart: Chart) -> Markup:
     out.append(f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" '
                f'y2="{TOP + plot_h}" stroke="#444444" stroke-width="1"/>')
     if chart.unit:
-        out.append(f'<text x="{LEFT - 6}" y="{TOP - 10}" font-size="12" text-anchor="end" '
+        out.append(f'<text x="4" y="{TOP - 10}" font-size="12" '
                    f'fill="#222222">{escape(chart.unit)}</text>')
     for day in date_ticks(dates):
         tx = x(day)
@@ -162,7 +162,7 @@ def svg(chart: Chart) -> Markup:
         out.append(f'<g class="marker"><title>{escape(marker_text(marker))}</title>'
                    f'<line x1="{mx:.1f}" y1="{TOP - 4}" x2="{mx:.1f}" y2="{TOP + plot_h}" '
                    f'stroke="#6a3d9a" stroke-width="1.5" stroke-dasharray="2 3"/>'
-                   f'<text x="{mx:.1f}" y="{TOP - 8 - 12 * (n % 2)}" font-size="11" '
+                   f'<text x="{mx:.1f}" y="{TOP - 18 - 12 * (n % 2)}" font-size="11" '
                    f'text-anchor="middle" fill="#6a3d9a">{escape(marker_tag(n))}</text></g>')
     for s in chart.series:
         colour, dash, shape = STYLES[s.side]
@@ -183,8 +183,8 @@ def svg(chart: Chart) -> Markup:
 
 
 def table(chart: Chart) -> Markup:
-    """The chart's data as a table: a row per visit date, a column per side, the unit
-    in the header; the markers listed under it."""
+    """The chart's data as a table: a row per visit, a column per side, the unit in
+    the header."""
     sides = [s.side for s in chart.series]
     by_side = {s.side: {(p.date, p.visit): p.value for p in s.points} for s in chart.series}
     unit = f" ({escape(chart.unit)})" if chart.unit else ""
@@ -199,12 +199,17 @@ def table(chart: Chart) -> Markup:
                         if visit in by_side[side] else "<td>–</td>" for side in sides)
         out.append(f'<tr><th scope="row">{escape(long_date(day))}</th>{cells}</tr>')
     out.append("</tbody></table>")
-    if chart.markers:
-        out.append('<ul class="chart-markers" aria-label="Events marked on the chart">')
-        out += [f"<li>{escape(marker_tag(n))}: {escape(marker_text(m))}</li>"
-                for n, m in enumerate(chart.markers)]
-        out.append("</ul>")
     return Markup("".join(out))
+
+
+def markers(found: Sequence[Marker]) -> Markup:
+    """The events the charts mark (``E1``…), in words with their dates: listed once
+    above the charts, which all mark the same events."""
+    if not found:
+        return Markup("")
+    return Markup('<ul class="chart-markers" id="chart-markers">' + "".join(
+        f"<li>{escape(marker_tag(n))}: {escape(marker_text(m))}</li>"
+        for n, m in enumerate(found)) + "</ul>")
 
 
 def describe(chart: Chart) -> str:
@@ -220,7 +225,9 @@ def describe(chart: Chart) -> str:
     if any(s.band for s in chart.series):
         text += " The shaded band is the minimal important change around the first value."
     if chart.markers:
-        text += f" {len(chart.markers)} event{'s' if len(chart.markers) != 1 else ''} marked."
+        text += (f" {len(chart.markers)} event{'s' if len(chart.markers) != 1 else ''} "
+                 f"marked ({', '.join(marker_tag(n) for n in range(len(chart.markers)))}: "
+                 f"listed above the charts).")
     return text
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..adapters import visits as visits_store
 from ..adapters.store import Store
-from ..core import datetimes, trends
+from ..core import charts as charts_mod, datetimes, trends
 from ..core.charts import Chart, Marker
 from ..decision import impression as impression_mod
 
@@ -53,6 +53,11 @@ class Progress:
     visits: tuple[Visit, ...]  # the signed ones, oldest first
     charts: tuple[Chart, ...]
     markers: tuple[Marker, ...] = ()
+
+    @property
+    def markers_list(self) -> Any:
+        """The marked events in words, listed once above the charts."""
+        return charts_mod.markers(self.markers)
 
     @property
     def enough(self) -> bool:

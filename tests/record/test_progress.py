@@ -129,3 +129,39 @@ def test_one_signed_visit_is_not_enough(store, kb) -> None:
     exams.begin(store, kb, patient, now=APRIL, by=BY)
     made = progress.progress(store, kb, patient.id, time_zone="UTC")
     assert not made.enough and made.charts == ()
+
+
+def test_the_signed_summary_charts_the_visits_up_to_it(sqlite_store, kb, tmp_path) -> None:
+    """Frozen at the signature: the first visit's summary has no charts, the second's
+    charts both visits (text and drawn pixels of the PDF), and a later visit changes
+    neither."""
+    from PIL import Image
+
+    from plugin.adapters import frozen
+    from plugin.record import freeze
+    from tests.support import pdfs
+
+    store = sqlite_store
+    patient = exams.add_patient(store, PATIENT, by=BY)
+    first = _visit(store, kb, patient, FIRST, MARCH, PLAN)
+    second = _visit(store, kb, patient, SECOND, APRIL)
+    before = freeze.read(store, second.id, 1)[0].html["summary"]
+    _visit(store, kb, patient, THIRD, MAY)
+    assert freeze.read(store, second.id, 1)[0].html["summary"] == before  # frozen
+    assert freeze.render_pending(store, worker_id="test", lease_seconds=60) == 3
+    one = pdfs.text_of(frozen.document(store, first.id, 1, "summary").content)
+    assert "Progress across visits" not in one
+    pdf = frozen.document(store, second.id, 1, "summary").content
+    text = " ".join(pdfs.text_of(pdf).split())
+    assert "Progress across visits" in text and "2 signed visits" in text
+    assert "Straight leg raise: angle at symptom onset, left +15 since 3 March 2026" in text
+    assert "E1: Referral made: Physiotherapy (3 March 2026)" in text
+    assert "26 May 2026" not in text  # the later visit is not in a frozen record
+    # the charts are drawn: the left series' blue is on the page that charts them
+    pages = pdfs.pages_as_png(pdf, tmp_path, "progress", dpi=50)
+    texts = pdfs.page_texts(pdf)
+    page = next(n for n, t in enumerate(texts) if "Progress across visits" in t)
+    data = Image.open(pages[page]).convert("RGB").tobytes()
+    blue = sum(1 for n in range(0, len(data), 3) if abs(data[n] - 0x1f) < 40
+               and abs(data[n + 1] - 0x5f) < 40 and abs(data[n + 2] - 0xa8) < 40)
+    assert blue > 50

@@ -28,7 +28,7 @@ KINDS = ("summary", "handout")
 SUMMARY_TITLE = "Posterior thigh exam: clinician summary"
 HANDOUT_TITLE = "About your thigh pain"
 #: Each document's stylesheets (in ``static/``), handed to ``pdf.render`` by name.
-STYLESHEETS = {"summary": ("base.css", "summary.css"), "handout": ("base.css", "handout.css")}
+STYLESHEETS = {"summary": ("base.css", "summary.css", "progress.css"), "handout": ("base.css", "handout.css")}
 #: Tried in order when a document's last page would be nearly empty (``pdf.render``).
 REFITS = {"summary": ("summary-tight.css",),
           "handout": ("handout-tight.css", "handout-loose.css")}
@@ -98,9 +98,11 @@ def plain_date(iso: str) -> str:
 
 
 def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
-                 impression: Impression = impression_mod.NONE) -> str:
+                 impression: Impression = impression_mod.NONE, progress: Any = None) -> str:
     """The clinician summary: header, red flags, findings left | right, body map,
-    differential with its evidence, referrals, PT focus, the disclaimer and sources."""
+    differential with its evidence, referrals, PT focus, the disclaimer and sources;
+    ``progress`` (``record.progress.Progress``): the charts across visits, when there
+    are two signed visits or more."""
     form = exam.form
     raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
@@ -117,7 +119,8 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         sources=sources_mod.numbered(assessment, kb.decision.citations),
         shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version,
         abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK,
-        decided=impression_mod.view(kb.decision, impression, assessment))
+        decided=impression_mod.view(kb.decision, impression, assessment),
+        progress=progress)
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
