@@ -88,8 +88,10 @@ class Chart:
 
     @property
     def visits(self) -> list[tuple[dt.date, str]]:
-        """Each visit with a value, oldest first (the table's rows)."""
-        return sorted({(p.date, p.visit) for s in self.series for p in s.points})
+        """Each visit with a value, oldest first (the table's rows); visits on one day
+        in the order the series hold them (the order they were signed)."""
+        seen = dict.fromkeys((p.date, p.visit) for s in self.series for p in s.points)
+        return sorted(seen, key=lambda visit: visit[0])
 
 
 def short_date(day: dt.date) -> str:
@@ -149,7 +151,7 @@ def svg(chart: Chart) -> Markup:
     out.append(f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" '
                f'y2="{TOP + plot_h}" stroke="#444444" stroke-width="1"/>')
     if chart.unit:
-        out.append(f'<text x="4" y="{TOP - 10}" font-size="12" '
+        out.append(f'<text x="{LEFT - 6}" y="{TOP - 10}" font-size="12" text-anchor="end" '
                    f'fill="#222222">{escape(chart.unit)}</text>')
     for day in date_ticks(dates):
         tx = x(day)
