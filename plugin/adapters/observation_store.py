@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (Connection, Engine, and_, exists, false, func, insert, or_, select,
-                        update)
+                        tuple_, update)
 
 from ..errors import InputError, NotFoundError
 from .tables import exams, observation_codes, observations, revisions
@@ -132,6 +132,29 @@ def search(engine: Engine, *, patient_ids: Collection[str],
                              .where(where)).scalar_one()
         rows = conn.execute(page).all() if limit > 0 else []
     return total, [_record(row) for row in rows]
+
+
+def of_codes(engine: Engine, patient_id: str,
+             codes: Collection[tuple[str, str]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(exam id, resource) of the patient's current Observations with any of ``codes``
+    (system, code), oldest first, then by exam and form order: one query, all of them
+    (no page, no count), the two columns alone. The progress charts read the numeric
+    findings this way: the coded and boolean ones, most of an exam, stay unread."""
+    if not codes:
+        return []
+    coded = exists().where(
+        observation_codes.c.exam_id == observations.c.exam_id,
+        observation_codes.c.revision == observations.c.revision,
+        observation_codes.c.observation_id == observations.c.id,
+        tuple_(observation_codes.c.system, observation_codes.c.code).in_(sorted(codes)))
+    statement = (select(observations.c.exam_id, observations.c.resource)
+                 .where(observations.c.patient_id == patient_id, observations.c.current,
+                        coded)
+                 .order_by(observations.c.date, observations.c.exam_id,
+                           observations.c.position))
+    with engine.connect() as conn:
+        return [(exam_id, json.loads(resource))
+                for exam_id, resource in conn.execute(statement)]
 
 
 def versions(engine: Engine, exam_id: str, observation_id: str) -> Versions:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..adapters import visits as visits_store
+from ..adapters import observation_store, visits as visits_store
 from ..adapters.store import Store
 from ..core import charts as charts_mod, datetimes, trends
 from ..core.charts import Chart, Marker
@@ -30,8 +30,8 @@ FOLLOW_UP = "posterior-thigh-follow-up"
 SIDE = "history.affected-side"
 #: The history answers that record care, drawn as markers when first reported.
 PT_WEEKS, INJECTIONS, ESWT = "history.pt-weeks", "history.injections", "history.eswt"
-#: Observations read per query (a patient's are paged through; normally one page).
-PAGE = 10_000
+#: The value types of a number: an observation mapping's (``core.mapping``) or a score's.
+NUMERIC = frozenset({"Quantity", "integer", "decimal"})
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,8 @@ def progress(store: Store, kb: Any, patient_id: str, *, time_zone: str,
             impression=pending.impression, top=_top(pending.assessment)))
     shown = [_visit(kb, row, time_zone) for row in rows]
     dates = {v.exam_id: v.date for v in shown}
-    stored = [(r.exam_id, r.resource) for r in _observations(store, patient_id)
-              if r.exam_id in dates and (pending is None or r.exam_id != pending.exam_id)]
+    stored = [(exam_id, resource) for exam_id, resource in _observations(store, kb, patient_id)
+              if exam_id in dates and (pending is None or exam_id != pending.exam_id)]
     if pending is not None:
         stored += [(pending.exam_id, o) for o in pending.observations]
     markers = tuple(_markers(kb, rows, dates))
@@ -129,15 +129,27 @@ def is_follow_up(questionnaire: str, kb: Any) -> bool:
     return form is not None and form.id == FOLLOW_UP
 
 
-def _observations(store: Store, patient_id: str) -> list[Any]:
-    """All the patient's current Observations, oldest first: one query a page."""
-    found: list[Any] = []
-    while True:
-        total, page = store.search_observations(patient_ids=[patient_id], sort="date",
-                                                limit=PAGE, offset=len(found))
-        found += page
-        if not page or len(found) >= total:
-            return found
+def _observations(store: Store, kb: Any, patient_id: str
+                  ) -> list[tuple[str, Mapping[str, Any]]]:
+    """The patient's current Observations of a numeric finding or score, oldest first
+    (one query; the coded findings, most of an exam, stay in the database)."""
+    return observation_store.of_codes(store.engine, patient_id, numeric_codes(kb))
+
+
+def numeric_codes(kb: Any) -> frozenset[trends.Code]:
+    """The codes of every numeric finding the loaded knowledge records (every
+    Questionnaire's observation mappings: a follow-up's too) and of every numeric
+    outcome-measure score: what can be charted, read from the knowledge, not listed."""
+    found = {(m.codes[0]["system"], m.codes[0]["code"])
+             for mappings in kb.observation_mappings.values()
+             for m in mappings.by_link_id.values() if m.value in NUMERIC and m.codes}
+    for instrument in kb.instruments.values():
+        items = {i.get("linkId"): i for i in _walk(instrument.resource.get("item") or [])}
+        for calc in instrument.calculations:
+            codes = (items.get(calc.link_id) or {}).get("code") or []
+            if calc.type in NUMERIC and codes:
+                found.add((codes[0].get("system", ""), codes[0]["code"]))
+    return frozenset(found)
 
 
 def _visit(kb: Any, row: visits_store.VisitRow, time_zone: str) -> Visit:
@@ -146,16 +158,29 @@ def _visit(kb: Any, row: visits_store.VisitRow, time_zone: str) -> Visit:
     moment = row.first_signed or row.created
     date = dt.date.fromisoformat(datetimes.local_date(moment, time_zone))
     side = _one((row.answers or {}).get(SIDE))
-    top = row.top if row.top and row.top.get("suggested") else None
     return Visit(exam_id=row.exam_id, kind=kind, date=date, signed=bool(row.revisions),
                  side=_option(kb, row.questionnaire, SIDE, side)
                  if isinstance(side, str) else None,
-                 top_condition=top.get("display") if top else None)
+                 top_condition=_condition(kb, row.top))
+
+
+def _condition(kb: Any, top: Mapping[str, Any] | None) -> str | None:
+    """A visit's top condition in words: a condition id named as the decision
+    knowledge names it (as the signed impression's view does), or the display the
+    frozen assessment printed."""
+    if not top:
+        return None
+    if "condition" in top and "display" not in top:
+        known = {c.id: c.display for c in kb.decision.conditions}
+        return known.get(top["condition"],
+                         f"{top['condition']} (no longer in the vocabulary)")
+    return top.get("display") if top.get("suggested") else None
 
 
 def _top(assessment: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    differential = assessment.get("differential") or []
-    return differential[0] if differential else None
+    """The first suggested condition of an assessment (its JSON), as a visit row holds it."""
+    suggested = [c for c in assessment.get("differential") or [] if c.get("suggested")]
+    return {"condition": suggested[0]["condition"]} if suggested else {}
 
 
 def _markers(kb: Any, rows: Sequence[visits_store.VisitRow],

@@ -165,3 +165,22 @@ def test_the_signed_summary_charts_the_visits_up_to_it(sqlite_store, kb, tmp_pat
     blue = sum(1 for n in range(0, len(data), 3) if abs(data[n] - 0x1f) < 40
                and abs(data[n + 1] - 0x5f) < 40 and abs(data[n + 2] - 0xa8) < 40)
     assert blue > 50
+
+
+def test_a_revision_signed_before_impressions_kept_outcomes_reads_its_frozen_top(
+        store, kb) -> None:
+    """The top condition of an older revision (no ``outcomes`` in its impression) is
+    read from its frozen assessment; one signed before freezing has none."""
+    from sqlalchemy import update
+
+    from plugin.adapters.tables import frozen_inputs, revisions
+
+    patient = exams.add_patient(store, PATIENT, by=BY)
+    older = _visit(store, kb, patient, FIRST, MARCH)
+    oldest = _visit(store, kb, patient, FIRST, APRIL)
+    with store.engine.begin() as conn:
+        conn.execute(update(revisions).values(impression=None))
+        conn.execute(frozen_inputs.delete().where(frozen_inputs.c.exam_id == oldest.id))
+    listed = {v.exam_id: v for v in progress.visits(store, kb, patient.id, time_zone="UTC")}
+    assert listed[older.id].top_condition == "Lumbar radiculopathy (disc-related sciatica)"
+    assert listed[oldest.id].top_condition is None and listed[oldest.id].signed
