@@ -24,8 +24,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (Connection, Engine, and_, exists, false, func, insert, or_, select,
-                        tuple_, update)
+from sqlalchemy import (Connection, Engine, and_, cast, exists, false, func, insert, or_,
+                        select, tuple_, update)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from ..errors import InputError, NotFoundError
 from .tables import exams, observation_codes, observations, revisions
@@ -134,12 +135,22 @@ def search(engine: Engine, *, patient_ids: Collection[str],
     return total, [_record(row) for row in rows]
 
 
+#: What the progress charts read of an Observation (``of_codes``): its code, value, date
+#: and body site (the laterality), nothing else.
+CHART_FIELDS = ("code", "valueQuantity", "valueInteger", "valueDecimal",
+                "effectiveDateTime", "bodySite")
+
+
 def of_codes(engine: Engine, patient_id: str,
              codes: Collection[tuple[str, str]]) -> list[tuple[str, Mapping[str, Any]]]:
-    """(exam id, resource) of the patient's current Observations with any of ``codes``
-    (system, code), oldest first, then by exam and form order: one query, all of them
-    (no page, no count), the two columns alone. The progress charts read the numeric
-    findings this way: the coded and boolean ones, most of an exam, stay unread."""
+    """(exam id, Observation cut to ``CHART_FIELDS``) of the patient's current
+    Observations with any of ``codes`` (system, code), oldest first, then by exam and
+    form order: one query, all of them (no page, no count). The progress charts read
+    the numeric findings this way: the coded and boolean ones, most of an exam, stay
+    unread, and of each row only those fields leave the database (each stored resource
+    is parsed once there: SQLite's ``json_extract`` with several paths, PostgreSQL's
+    ``jsonb`` cast in a subquery kept apart by ``OFFSET 0`` so it is not cast again per
+    field)."""
     if not codes:
         return []
     coded = exists().where(
@@ -147,14 +158,26 @@ def of_codes(engine: Engine, patient_id: str,
         observation_codes.c.revision == observations.c.revision,
         observation_codes.c.observation_id == observations.c.id,
         tuple_(observation_codes.c.system, observation_codes.c.code).in_(sorted(codes)))
-    statement = (select(observations.c.exam_id, observations.c.resource)
-                 .where(observations.c.patient_id == patient_id, observations.c.current,
-                        coded)
-                 .order_by(observations.c.date, observations.c.exam_id,
-                           observations.c.position))
+    where = and_(observations.c.patient_id == patient_id, observations.c.current, coded)
+    if engine.dialect.name == "postgresql":
+        rows = (select(observations.c.exam_id, observations.c.date, observations.c.position,
+                       cast(observations.c.resource, JSONB).label("doc"))
+                .where(where).offset(0).subquery())
+        statement = (select(rows.c.exam_id, func.jsonb_build_array(
+            *(rows.c.doc[name] for name in CHART_FIELDS)))
+            .order_by(rows.c.date, rows.c.exam_id, rows.c.position))
+    else:
+        statement = (select(observations.c.exam_id, func.json_extract(
+            observations.c.resource, *(f"$.{name}" for name in CHART_FIELDS)))
+            .where(where)
+            .order_by(observations.c.date, observations.c.exam_id, observations.c.position))
+    found = []
     with engine.connect() as conn:
-        return [(exam_id, json.loads(resource))
-                for exam_id, resource in conn.execute(statement)]
+        for exam_id, picked in conn.execute(statement):
+            values = json.loads(picked) if isinstance(picked, str) else picked
+            found.append((exam_id, {k: v for k, v in zip(CHART_FIELDS, values)
+                                    if v is not None}))
+    return found
 
 
 def versions(engine: Engine, exam_id: str, observation_id: str) -> Versions:

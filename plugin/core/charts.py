@@ -174,10 +174,9 @@ def svg(chart: Chart) -> Markup:
             out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" '
                        f'stroke-width="2.5"' + (f' stroke-dasharray="{dash}"' if dash else "")
                        + "/>")
-        for p in s.points:
-            out.append(_shape(shape, x(p.date), y(p.value), colour,
-                              f"{SIDE_WORDS[s.side]}, {short_date(p.date)}: "
-                              f"{number(p.value)}{' ' + chart.unit if chart.unit else ''}"))
+        # no <title> per point: the table beside the chart holds every value (and 50
+        # visits' titles were a third of the page's markup)
+        out += [_shape(shape, x(p.date), y(p.value), colour) for p in s.points]
         out.append("</g>")
     out.append(_legend(chart))
     out.append("</svg>")
@@ -265,17 +264,14 @@ def date_ticks(dates: Sequence[dt.date]) -> list[dt.date]:
     return [dates[round(n * step)] for n in range(MAX_DATE_TICKS)]
 
 
-def _shape(shape: str, cx: float, cy: float, colour: str, label: str) -> str:
-    title = f"<title>{escape(label)}</title>"
+def _shape(shape: str, cx: float, cy: float, colour: str) -> str:
     if shape == "circle":
-        body = f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"/>'
-    elif shape == "square":
-        body = (f'<rect x="{cx - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" '
+        return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"/>'
+    if shape == "square":
+        return (f'<rect x="{cx - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" '
                 f'fill="#ffffff" stroke="{colour}" stroke-width="2.5"/>')
-    else:
-        body = (f'<path d="M{cx:.1f} {cy - 6:.1f}L{cx + 6:.1f} {cy:.1f}L{cx:.1f} '
-                f'{cy + 6:.1f}L{cx - 6:.1f} {cy:.1f}Z" fill="{colour}"/>')
-    return f'<g class="point">{title}{body}</g>'
+    return (f'<path d="M{cx:.1f} {cy - 6:.1f}L{cx + 6:.1f} {cy:.1f}L{cx:.1f} '
+            f'{cy + 6:.1f}L{cx - 6:.1f} {cy:.1f}Z" fill="{colour}"/>')
 
 
 def _legend(chart: Chart) -> str:
@@ -289,7 +285,7 @@ def _legend(chart: Chart) -> str:
         lx, ly = LEFT + 100 * n, HEIGHT - 10
         out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 30}" y2="{ly}" stroke="{colour}" '
                    f'stroke-width="2.5"' + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
-        out.append(_shape(shape, lx + 15, ly, colour, SIDE_WORDS[s.side]))
+        out.append(_shape(shape, lx + 15, ly, colour))
         out.append(f'<text x="{lx + 36}" y="{ly + 4}" font-size="12" fill="#222222">'
                    f'{SIDE_WORDS[s.side]}</text>')
     out.append("</g>")

@@ -104,8 +104,8 @@ def charts(found: Sequence[Reading], *, meanings: Mapping[Code, Meaning] | None 
             series.append(Series(side, points, band))
             if len(points) >= MIN_VISITS:
                 changes.append(change(meaning, title, side, points[0], points[-1]))
-        result.append(Chart(key=f"{len(result) + 1}-{_key(code)}", title=title, unit=any_reading.unit,
-                            series=tuple(series), markers=tuple(markers),
+        result.append(Chart(key=f"{len(result) + 1}-{_key(code)}", title=title,
+                            unit=any_reading.unit, series=tuple(series), markers=tuple(markers),
                             band_note=_band_note(meaning), changes=tuple(changes)))
     return result
 

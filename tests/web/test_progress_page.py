@@ -4,7 +4,6 @@ each visit's date, type, side and top condition in words; the progress page's ch
 the read audited before anything is served."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 
