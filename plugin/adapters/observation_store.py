@@ -24,9 +24,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (Connection, Engine, and_, cast, exists, false, func, insert, or_,
-                        select, tuple_, update)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (Connection, Engine, and_, exists, false, func, insert, or_, select,
+                        tuple_, update)
 
 from ..errors import InputError, NotFoundError
 from .tables import exams, observation_codes, observations, revisions
@@ -148,33 +147,45 @@ def of_codes(engine: Engine, patient_id: str,
     form order: one query, all of them (no page, no count). The progress charts read
     the numeric findings this way: the coded and boolean ones, most of an exam, stay
     unread, and of each row only those fields leave the database (each stored resource
-    is parsed once there: SQLite's ``json_extract`` with several paths, PostgreSQL's
-    ``jsonb`` cast in a subquery kept apart by ``OFFSET 0`` so it is not cast again per
-    field)."""
+    is parsed once there by SQLite's ``json_extract`` with several paths; PostgreSQL
+    sends the text, parsed here: its jsonb cast cost more than it saved)."""
     if not codes:
         return []
-    coded = exists().where(
-        observation_codes.c.exam_id == observations.c.exam_id,
-        observation_codes.c.revision == observations.c.revision,
-        observation_codes.c.observation_id == observations.c.id,
-        tuple_(observation_codes.c.system, observation_codes.c.code).in_(sorted(codes)))
-    where = and_(observations.c.patient_id == patient_id, observations.c.current, coded)
+    # driven by the codes, not by the patient's Observations: the patient's exams and
+    # their current revision's codings (an index-only read, materialised so neither
+    # planner starts from the Observations), then only the matching rows; a scan of the
+    # patient's Observations would read every stored resource
+    matched = (select(observation_codes.c.exam_id, observation_codes.c.revision,
+                      observation_codes.c.observation_id)
+               .select_from(exams.join(observation_codes, and_(
+                   observation_codes.c.exam_id == exams.c.id,
+                   observation_codes.c.revision == exams.c.revisions)))
+               .where(exams.c.patient_id == patient_id,
+                      tuple_(observation_codes.c.system, observation_codes.c.code)
+                      .in_(sorted(codes)))
+               .distinct().cte("matched").prefix_with("MATERIALIZED"))
+    found_from = matched.join(observations, and_(
+        observations.c.exam_id == matched.c.exam_id,
+        observations.c.revision == matched.c.revision,
+        observations.c.id == matched.c.observation_id))
+    where = observations.c.current
+    order = (observations.c.date, observations.c.exam_id, observations.c.position)
     if engine.dialect.name == "postgresql":
-        rows = (select(observations.c.exam_id, observations.c.date, observations.c.position,
-                       cast(observations.c.resource, JSONB).label("doc"))
-                .where(where).offset(0).subquery())
-        statement = (select(rows.c.exam_id, func.jsonb_build_array(
-            *(rows.c.doc[name] for name in CHART_FIELDS)))
-            .order_by(rows.c.date, rows.c.exam_id, rows.c.position))
+        # the text as stored, parsed here once: a jsonb cast and a built array cost
+        # PostgreSQL more than the parse they save
+        statement = (select(observations.c.id, observations.c.exam_id,
+                            observations.c.resource)
+                     .select_from(found_from).where(where).order_by(*order))
     else:
-        statement = (select(observations.c.exam_id, func.json_extract(
+        statement = (select(observations.c.id, observations.c.exam_id, func.json_extract(
             observations.c.resource, *(f"$.{name}" for name in CHART_FIELDS)))
-            .where(where)
-            .order_by(observations.c.date, observations.c.exam_id, observations.c.position))
+            .select_from(found_from).where(where).order_by(*order))
     found = []
     with engine.connect() as conn:
-        for exam_id, picked in conn.execute(statement):
-            values = json.loads(picked) if isinstance(picked, str) else picked
+        for _, exam_id, picked in conn.execute(statement):
+            values = json.loads(picked)
+            if isinstance(values, dict):  # the whole resource (PostgreSQL)
+                values = [values.get(name) for name in CHART_FIELDS]
             found.append((exam_id, {k: v for k, v in zip(CHART_FIELDS, values)
                                     if v is not None}))
     return found

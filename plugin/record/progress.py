@@ -142,7 +142,8 @@ def numeric_codes(kb: Any) -> frozenset[trends.Code]:
     outcome-measure score: what can be charted, read from the knowledge, not listed."""
     found = {(m.codes[0]["system"], m.codes[0]["code"])
              for mappings in kb.observation_mappings.values()
-             for m in mappings.by_link_id.values() if m.value in NUMERIC and m.codes}
+             for m in mappings.by_link_id.values() if m.value in NUMERIC and m.codes
+             and not m.codes[0]["code"].startswith(trends.CONTEXT_PREFIX)}
     for instrument in kb.instruments.values():
         items = {i.get("linkId"): i for i in _walk(instrument.resource.get("item") or [])}
         for calc in instrument.calculations:
