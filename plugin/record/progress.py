@@ -26,7 +26,6 @@ from ..decision import impression as impression_mod
 
 #: A visit's type, by the id of the Questionnaire it was recorded with.
 KINDS = {"posterior-thigh-exam": "Initial exam", "posterior-thigh-follow-up": "Follow-up"}
-FOLLOW_UP = "posterior-thigh-follow-up"
 SIDE = "history.affected-side"
 #: The history answers that record care, drawn as markers when first reported.
 PT_WEEKS, INJECTIONS, ESWT = "history.pt-weeks", "history.injections", "history.eswt"
@@ -122,11 +121,6 @@ def meanings(kb: Any) -> dict[trends.Code, Any]:
             if meaning is not None and codes:
                 found[(codes[0].get("system", ""), codes[0]["code"])] = meaning
     return found
-
-
-def is_follow_up(questionnaire: str, kb: Any) -> bool:
-    form = kb.form_for(questionnaire)
-    return form is not None and form.id == FOLLOW_UP
 
 
 def _observations(store: Store, kb: Any, patient_id: str
