@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (Connection, Engine, and_, exists, false, func, insert, or_, select,
-                        update)
+                        tuple_, update)
 
 from ..errors import InputError, NotFoundError
 from .tables import exams, observation_codes, observations, revisions
@@ -132,6 +132,63 @@ def search(engine: Engine, *, patient_ids: Collection[str],
                              .where(where)).scalar_one()
         rows = conn.execute(page).all() if limit > 0 else []
     return total, [_record(row) for row in rows]
+
+
+#: What the progress charts read of an Observation (``of_codes``): its code, value, date
+#: and body site (the laterality), nothing else.
+CHART_FIELDS = ("code", "valueQuantity", "valueInteger", "valueDecimal",
+                "effectiveDateTime", "bodySite")
+
+
+def of_codes(engine: Engine, patient_id: str,
+             codes: Collection[tuple[str, str]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(exam id, Observation cut to ``CHART_FIELDS``) of the patient's current
+    Observations with any of ``codes`` (system, code), oldest first, then by exam and
+    form order: one query, all of them (no page, no count). The progress charts read
+    the numeric findings this way: the coded and boolean ones, most of an exam, stay
+    unread, and of each row only those fields leave the database (each stored resource
+    is parsed once there by SQLite's ``json_extract`` with several paths; PostgreSQL
+    sends the text, parsed here: its jsonb cast cost more than it saved)."""
+    if not codes:
+        return []
+    # driven by the codes, not by the patient's Observations: the patient's exams and
+    # their current revision's codings (an index-only read, materialised so neither
+    # planner starts from the Observations), then only the matching rows; a scan of the
+    # patient's Observations would read every stored resource
+    matched = (select(observation_codes.c.exam_id, observation_codes.c.revision,
+                      observation_codes.c.observation_id)
+               .select_from(exams.join(observation_codes, and_(
+                   observation_codes.c.exam_id == exams.c.id,
+                   observation_codes.c.revision == exams.c.revisions)))
+               .where(exams.c.patient_id == patient_id,
+                      tuple_(observation_codes.c.system, observation_codes.c.code)
+                      .in_(sorted(codes)))
+               .distinct().cte("matched").prefix_with("MATERIALIZED"))
+    found_from = matched.join(observations, and_(
+        observations.c.exam_id == matched.c.exam_id,
+        observations.c.revision == matched.c.revision,
+        observations.c.id == matched.c.observation_id))
+    where = observations.c.current
+    order = (observations.c.date, observations.c.exam_id, observations.c.position)
+    if engine.dialect.name == "postgresql":
+        # the text as stored, parsed here once: a jsonb cast and a built array cost
+        # PostgreSQL more than the parse they save
+        statement = (select(observations.c.id, observations.c.exam_id,
+                            observations.c.resource)
+                     .select_from(found_from).where(where).order_by(*order))
+    else:
+        statement = (select(observations.c.id, observations.c.exam_id, func.json_extract(
+            observations.c.resource, *(f"$.{name}" for name in CHART_FIELDS)))
+            .select_from(found_from).where(where).order_by(*order))
+    found = []
+    with engine.connect() as conn:
+        for _, exam_id, picked in conn.execute(statement):
+            values = json.loads(picked)
+            if isinstance(values, dict):  # the whole resource (PostgreSQL)
+                values = [values.get(name) for name in CHART_FIELDS]
+            found.append((exam_id, {k: v for k, v in zip(CHART_FIELDS, values)
+                                    if v is not None}))
+    return found
 
 
 def versions(engine: Engine, exam_id: str, observation_id: str) -> Versions:

@@ -27,7 +27,7 @@ from ..core.responses import Context
 from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
-from . import freeze, observations, pipeline, signoff, trail, visits
+from . import freeze, observations, pipeline, progress, signoff, trail, visits
 from .trail import By
 
 
@@ -237,29 +237,38 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
         raise InputError(missing[0][1], issues=missing, status=422, code="required")
-    frozen = freeze.freeze(kb, signed.exam, assessment=assessed.as_json(),
+    served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
+                                      number=exam.revisions + 1, response=signed.response,
+                                      signed_at=now)
+    decided = impression_mod.signed(kb.decision, impression, suggested,
+                                    [c.condition.id for c in assessed.differential
+                                     if c.suggested])
+    assessment = assessed.as_json()
+    charted = progress.progress(store, kb, exam.patient_id, time_zone=time_zone,
+                                pending=progress.Pending(
+                                    exam_id=exam.id, questionnaire=exam.questionnaire,
+                                    signed_at=now, answers=exam.answers,
+                                    observations=[r.resource for r in served],
+                                    assessment=assessment, impression=decided))
+    frozen = freeze.freeze(kb, signed.exam, assessment=assessment,
                            patient=patient_record.resource,
                            clinician=signed.response["author"]["display"], now=now,
                            revision=exam.revisions + 1, reason=exam.amend_reason,
                            time_zone=time_zone, clinic_contact=clinic_contact,
                            impression=impression,
-                           episode=_episode(kb, prior, exam, assessed, impression, now))
+                           episode=_episode(kb, prior, exam, assessed, impression, now),
+                           progress=charted)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
                           ehr_practitioner=ehr_practitioner, impression=impression,
                           assessed=assessed)
                 if ehr_base else None)
-    served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
-                                      number=exam.revisions + 1, response=signed.response,
-                                      signed_at=now)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
                observations=served, frozen=(frozen.knowledge_version, frozen.as_json()),
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
                                       else "signed", revision=True),
-               impression=impression_mod.signed(
-                   kb.decision, impression, suggested,
-                   [c.condition.id for c in assessed.differential if c.suggested]))
+               impression=decided)
     return signed
 
 

@@ -79,20 +79,22 @@ def freeze(kb: Any, exam: Exam, *, assessment: Mapping[str, Any],
            now: dt.datetime, revision: int | None = None, reason: str | None = None,
            time_zone: str = "UTC", clinic_contact: str = "",
            impression: Impression = impression_mod.NONE,
-           episode: Mapping[str, Any] | None = None) -> Frozen:
+           episode: Mapping[str, Any] | None = None, progress: Any = None) -> Frozen:
     """The frozen inputs of a signed ``exam`` assessed as ``assessment`` (its JSON):
     the documents say the revision, the amendment's reason, the signer and the signing
     time (``now``) in the clinic's ``time_zone``, the clinician's ``impression`` and
     plan, and the handout the patient's name, date, side and ``clinic_contact``; a
     follow-up's ``episode`` view (``record.visits.episode_view``) adds "Since last visit"
-    to the summary and "What has improved" to the handout."""
+    to the summary and "What has improved" to the handout; the summary charts
+    ``progress`` (``record.progress``: the visits up to this one)."""
     numbered = sources_mod.numbered(assessment, kb.decision.citations)
     visit = documents.visit_of(exam, patient, clinician, now, revision=revision,
                                reason=reason, signed_at=now, time_zone=time_zone)
     header = documents.handout_header(exam, patient, now=now, time_zone=time_zone,
                                       clinic_contact=clinic_contact)
     html = {"summary": documents.summary_html(kb, exam, assessment, visit,
-                                              impression=impression, episode=episode)}
+                                              impression=impression, episode=episode,
+                                              progress=progress)}
     for kind, (template, large) in KINDS.items():
         if template == "handout":
             html[kind] = documents.handout_html(kb, assessment, large_print=large,

@@ -20,7 +20,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
 from .. import knowledge
 from ..adapters import identities, outbox, signing_key, store as store_mod, users
 from ..core import datetimes, drafts, layout, patient as patient_mod, responses
-from ..record import exams, freeze, pipeline, signoff, visits
+from ..record import exams, freeze, pipeline, progress, signoff, visits
 from ..record.trail import By
 from ..decision import impression as impression_mod, sources
 from ..errors import (AnswerError, ConflictError, DuplicatePatientError, InputError,
@@ -148,7 +148,9 @@ def patient(patient_id: str) -> str:
     record = _patient(patient_id)
     exams_ = _store().exams_for(patient_id)
     read_of(f"Patient/{record.id}", record.id)
-    return render_template("exam/patient.html", patient=record, exams=exams_)
+    visits = {v.exam_id: v for v in progress.visits(
+        _store(), _kb(), record.id, time_zone=current_app.config["TIME_ZONE"])}
+    return render_template("exam/patient.html", patient=record, exams=exams_, visits=visits)
 
 
 @bp.post("/patients/<patient_id>/exams")
@@ -582,3 +584,4 @@ def cancel_amendment(exam_id: str) -> Any:
 # the documents' routes (PDFs) live in their own module, on this blueprint
 from . import exam_documents  # noqa: E402,F401  (imported last: it uses the helpers above)
 from . import exam_follow_ups  # noqa: E402,F401  (the follow-up visit's route, likewise)
+from . import progress as progress_page  # noqa: E402,F401  (the same: the progress page)

@@ -28,7 +28,7 @@ KINDS = ("summary", "handout")
 SUMMARY_TITLE = "Posterior thigh exam: clinician summary"
 HANDOUT_TITLE = "About your thigh pain"
 #: Each document's stylesheets (in ``static/``), handed to ``pdf.render`` by name.
-STYLESHEETS = {"summary": ("base.css", "summary.css"), "handout": ("base.css", "handout.css")}
+STYLESHEETS = {"summary": ("base.css", "summary.css", "progress.css"), "handout": ("base.css", "handout.css")}
 #: Tried in order when a document's last page would be nearly empty (``pdf.render``).
 REFITS = {"summary": ("summary-tight.css",),
           "handout": ("handout-tight.css", "handout-loose.css")}
@@ -108,9 +108,11 @@ def summary_heading(form: Any) -> str:
 
 def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                  impression: Impression = impression_mod.NONE,
-                 episode: Mapping[str, Any] | None = None) -> str:
+                 episode: Mapping[str, Any] | None = None, progress: Any = None) -> str:
     """The clinician summary: header, red flags, findings left | right, body map,
-    differential with its evidence, referrals, PT focus, the disclaimer and sources."""
+    differential with its evidence, referrals, PT focus, the disclaimer and sources;
+    ``progress`` (``record.progress.Progress``): the charts across visits, when there
+    are two signed visits or more."""
     form = exam.form
     raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
@@ -128,7 +130,8 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version,
         abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK,
         decided=impression_mod.view(kb.decision, impression, assessment),
-        episode=episode)  # a follow-up's "Since last visit" (decision.visit_report)
+        episode=episode,  # a follow-up's "Since last visit" (decision.visit_report)
+        progress=progress)
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
