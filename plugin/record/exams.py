@@ -27,6 +27,7 @@ from ..core.responses import Context
 from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
+from ..knowledge import FOLLOW_UP_FORM
 from . import freeze, observations, pipeline, progress, signoff, trail, visits
 from .trail import By
 
@@ -129,7 +130,7 @@ def begin_follow_up(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                          status=409, code="business-rule")
     episode_id = exam.episode_id or exam.id
     visits = store.episode_exams(episode_id)
-    form = kb.forms[pipeline.FOLLOW_UP_FORM]
+    form = kb.forms[FOLLOW_UP_FORM]
     for visit in visits:
         if visit.state == "draft" and not visit.revisions and visit.questionnaire == \
                 form.canonical:

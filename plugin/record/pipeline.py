@@ -23,8 +23,6 @@ from ..errors import InputError
 
 #: The Questionnaire the plain format answers (the product has one exam).
 DEFAULT_FORM = "posterior-thigh-exam"
-#: The Questionnaire of a follow-up visit (re-tests the initial exam's items, same linkIds).
-FOLLOW_UP_FORM = "posterior-thigh-follow-up"
 #: Extraction reads a finished record only (SDC: extract after completion).
 EXTRACTABLE = responses.FINISHED
 

@@ -23,9 +23,10 @@ from ..adapters.store import Store
 from ..core import charts as charts_mod, datetimes, trends
 from ..core.charts import Chart, Marker
 from ..decision import impression as impression_mod
+from ..knowledge import DECISION_FORM, FOLLOW_UP_FORM
 
 #: A visit's type, by the id of the Questionnaire it was recorded with.
-KINDS = {"posterior-thigh-exam": "Initial exam", "posterior-thigh-follow-up": "Follow-up"}
+KINDS = {DECISION_FORM: "Initial exam", FOLLOW_UP_FORM: "Follow-up"}
 SIDE = "history.affected-side"
 #: The history answers that record care, drawn as markers when first reported.
 PT_WEEKS, INJECTIONS, ESWT = "history.pt-weeks", "history.injections", "history.eswt"

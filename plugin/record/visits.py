@@ -2,11 +2,9 @@
 
 Why here: the episode's visits are read from the store (each one's latest signed
 revision), and the engine and the documents want them as plain ``decision.episode.Visit``
-records; this is the one place that decides which visits are prior. Until episodes are
-stored (``exams.episode_id``, ``Store.episode_exams``), an episode is a follow-up with
-the patient's signed exams back to and including the latest initial exam before it; an
-initial exam starts a new episode and has no prior visits, so a patient who comes back
-a year later with a new problem is never compared with the old one.
+records; this is the one place that decides which visits are prior: the signed visits of the
+episode the follow-up belongs to (``exams.episode_id``, ``Store.episode_exams``). An
+initial exam starts a new episode and has no prior visits.
 """
 from __future__ import annotations
 
@@ -18,33 +16,27 @@ from ..adapters.store import ExamRecord, Store
 from ..core import answers as answers_mod
 from ..decision import assessment, facts, visit_report
 from ..decision.episode import Visit
+from ..knowledge import FOLLOW_UP_FORM
 from . import freeze, pipeline
-
-INITIAL = "posterior-thigh-exam"
-FOLLOW_UP = "posterior-thigh-follow-up"
 
 
 def kind_of(questionnaire: str) -> str:
     """A visit's type from its Questionnaire's canonical (``url|version``) or id."""
     url = questionnaire.partition("|")[0]
-    return "follow-up" if url.rstrip("/").rsplit("/", 1)[-1] == FOLLOW_UP else "initial"
+    return "follow-up" if url.rstrip("/").rsplit("/", 1)[-1] == FOLLOW_UP_FORM else "initial"
 
 
 def prior_visits(store: Store, exam: ExamRecord) -> list[Visit]:
     """The episode's signed visits before ``exam``, oldest first; none for an initial
-    exam. Each is its latest signed revision (an amendment replaces what it amended)."""
-    if kind_of(exam.questionnaire) != "follow-up":
+    exam (it starts its episode). Each is its latest signed revision (an amendment
+    replaces what it amended). The episode is the one the follow-up names
+    (``exams.episode_id``), so a patient who comes back with a new complaint, a new
+    initial exam, is never compared with the old one."""
+    if kind_of(exam.questionnaire) != "follow-up" or not exam.episode_id:
         return []
-    earlier = [e for e in store.exams_for(exam.patient_id)  # newest first
+    earlier = [e for e in store.episode_exams(exam.episode_id)  # oldest first
                if e.id != exam.id and e.revisions and e.created <= exam.created]
-    chosen: list[ExamRecord] = []
-    for record in earlier:
-        chosen.append(record)
-        if kind_of(record.questionnaire) == "initial":
-            break
-    else:
-        return []  # a follow-up without its first visit: nothing to count from
-    return [_visit(store, record) for record in reversed(chosen)]
+    return [_visit(store, record) for record in earlier]
 
 
 def assess(kb: Any, answers: answers_mod.Answers, prior: list[Visit], *,

@@ -1,6 +1,6 @@
-"""Which visits are prior (record/visits.py, the one place that decides it): a
-follow-up's episode runs back to the latest initial exam before it; an initial exam
-starts a new one. On SQLite and on a real PostgreSQL."""
+"""Which visits are prior (record/visits.py, the one place that decides it): the signed
+visits of the episode a follow-up names; an initial exam starts a new one. On SQLite and
+on a real PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
@@ -16,8 +16,9 @@ PATIENT = {"resourceType": "Patient", "name": [{"family": "Brennan", "given": ["
 
 
 def _exam(store: Store, patient_id: str, questionnaire: str, answers: dict,
-          signed: dt.date | None) -> ExamRecord:
+          signed: dt.date | None, episode: ExamRecord | None = None) -> ExamRecord:
     exam = store.create_exam(patient_id, questionnaire, answers=answers,
+                             episode_id=None if episode is None else episode.id,
                              draft={"resourceType": "QuestionnaireResponse",
                                     "status": "in-progress", "questionnaire": questionnaire})
     if signed is None:
@@ -30,14 +31,16 @@ def _exam(store: Store, patient_id: str, questionnaire: str, answers: dict,
                                                     tzinfo=dt.timezone.utc))
 
 
-def test_a_follow_up_counts_back_to_the_latest_initial_exam(store) -> None:
+def test_a_follow_up_counts_the_signed_visits_of_its_own_episode(store) -> None:
     pid = store.add_patient(PATIENT).id
-    _exam(store, pid, INITIAL, {"pain.current": 8}, dt.date(2025, 1, 10))  # an old episode
+    old = _exam(store, pid, INITIAL, {"pain.current": 8}, dt.date(2025, 1, 10))  # another episode
+    _exam(store, pid, FOLLOW_UP, {"pain.current": 8}, dt.date(2025, 2, 10), old)
     first = _exam(store, pid, INITIAL, {"pain.current": 7, "history.duration":
                                         {"value": 3, "unit": "wk"}}, dt.date(2026, 9, 7))
     _exam(store, pid, INITIAL, {"pain.current": 1}, None)  # a draft: not a visit
-    second = _exam(store, pid, FOLLOW_UP, {"pain.current": 6}, dt.date(2026, 10, 5))
-    current = _exam(store, pid, FOLLOW_UP, {"pain.current": 5}, None)
+    second = _exam(store, pid, FOLLOW_UP, {"pain.current": 6}, dt.date(2026, 10, 5), first)
+    current = _exam(store, pid, FOLLOW_UP, {"pain.current": 5}, None, first)
+    _exam(store, pid, FOLLOW_UP, {"pain.current": 4}, dt.date(2026, 11, 5), old)  # later, elsewhere
     prior = visits.prior_visits(store, current)
     assert [(v.exam_id, v.kind, v.date) for v in prior] == [
         (first.id, "initial", dt.date(2026, 9, 7)), (second.id, "follow-up", dt.date(2026, 10, 5))]
@@ -49,13 +52,14 @@ def test_an_initial_exam_starts_a_new_episode(store) -> None:
     pid = store.add_patient(PATIENT).id
     _exam(store, pid, INITIAL, {"pain.current": 7}, dt.date(2026, 9, 7))
     again = _exam(store, pid, INITIAL, {"pain.current": 2}, None)
+    assert again.episode_id == again.id
     assert visits.prior_visits(store, again) == []
 
 
-def test_a_follow_up_without_its_initial_exam_has_nothing_to_count_from(store) -> None:
+def test_a_follow_up_of_an_unsigned_episode_has_nothing_to_count_from(store) -> None:
     pid = store.add_patient(PATIENT).id
-    _exam(store, pid, FOLLOW_UP, {"pain.current": 6}, dt.date(2026, 10, 5))
-    current = _exam(store, pid, FOLLOW_UP, {"pain.current": 5}, None)
+    first = _exam(store, pid, INITIAL, {"pain.current": 6}, None)
+    current = _exam(store, pid, FOLLOW_UP, {"pain.current": 5}, None, first)
     assert visits.prior_visits(store, current) == []
 
 
