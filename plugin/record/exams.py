@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,12 +21,12 @@ from .. import __version__
 from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import carry_forward, drafts, patient as patient_mod, populate
-from ..core import responses
+from ..core import prom_results, responses
 from ..core.responses import Context
 from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
-from . import freeze, observations, pipeline, signoff, trail
+from . import freeze, observations, pipeline, signoff, trail, visit_proms
 from .trail import By
 
 
@@ -179,7 +179,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
          by: By, time_zone: str = "UTC", clinic_contact: str = "",
-         ehr_practitioner: str | None = None) -> signoff.Signed:
+         ehr_practitioner: str | None = None,
+         proms: Sequence[Mapping[str, Any]] = ()) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
     frozen (``freeze``: the assessment as reviewed, what the documents are made from,
     the clinician's impression and plan) and queued for the EHR (when delivery is on,
@@ -189,13 +190,23 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     PDF, and the delivery waits for its documents. They print times in the clinic's
     ``time_zone`` and the handout the ``clinic_contact`` line. ``ehr_practitioner`` is
     the signer's own Practitioner at that EHR (the fhirUser of their launch), which the
-    EHR's copy names."""
+    EHR's copy names.
+
+    ``proms``: the visit's completed outcome measures (QuestionnaireResponse JSON, as
+    ``record.proms.completed`` gives them), checked and scored again here (one that is
+    not finished or does not validate refuses the signature, naming the instrument);
+    they go into the frozen revision with their meaning as shown (the change since the
+    patient's earlier scores), the record Bundle and the EHR's delivery (each response
+    and its survey Observations, identified by this exam, so an amendment carries the
+    same ones again), the stored Observations the FHIR API searches, and the decision
+    support (a STarT Back band is a finding)."""
+    scored = visit_proms.checked(kb, proms)
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason, one_step=one_step_sections(exam))
     impression = impression_of(kb, exam.impression)
-    assessed = pipeline.assess_exam(kb, signed.exam)
+    assessed = pipeline.assess_exam(kb, signed.exam, scored)
     suggested = pipeline.suggested_referrals(assessed)
     missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
@@ -205,13 +216,18 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            clinician=signed.response["author"]["display"], now=now,
                            revision=exam.revisions + 1, reason=exam.amend_reason,
                            time_zone=time_zone, clinic_contact=clinic_contact,
-                           impression=impression)
+                           impression=impression, proms=[s for _, s in scored],
+                           prom_lines=prom_results.results(
+                               scored, kb.interpretations,
+                               earlier=visit_proms.earlier(store, exam.patient_id, exam.id,
+                                                           scored)))
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
-                          ehr_practitioner=ehr_practitioner, impression=impression)
+                          ehr_practitioner=ehr_practitioner, impression=impression,
+                          proms=scored)
                 if ehr_base else None)
     served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
                                       number=exam.revisions + 1, response=signed.response,
-                                      signed_at=now)
+                                      signed_at=now, proms=scored)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
                signed_by=signer.display, signed_at=now, delivery=delivery,
@@ -233,15 +249,17 @@ PENDING_PDF = b"%PDF-1.7\n% the clinician summary, rendered after the signature\
 
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime, ehr_base: str, *, ehr_practitioner: str | None = None,
-              impression: impression_mod.Impression = impression_mod.NONE) -> dict[str, Any]:
+              impression: impression_mod.Impression = impression_mod.NONE,
+              proms: Sequence[pipeline.Prom] = ()) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
-    as a DocumentReference (the part every EHR accepts, whatever its profile)."""
+    as a DocumentReference (the part every EHR accepts, whatever its profile), and the
+    visit's outcome measures about the patient as the EHR knows them."""
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
         author=ehr_author(signed.exam.context.author, ehr_practitioner)))
     summary = Document("summary", documents.SUMMARY_TITLE, PENDING_PDF)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
-                           documents=[summary], impression=impression)
+                           documents=[summary], impression=impression, proms=proms)
 
 
 def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[str, Any]:

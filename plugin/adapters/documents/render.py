@@ -8,7 +8,7 @@ are referenced as ``app-static:`` URLs, the only ones the renderer will fetch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -98,9 +98,12 @@ def plain_date(iso: str) -> str:
 
 
 def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
-                 impression: Impression = impression_mod.NONE) -> str:
-    """The clinician summary: header, red flags, findings left | right, body map,
-    differential with its evidence, referrals, PT focus, the disclaimer and sources."""
+                 impression: Impression = impression_mod.NONE,
+                 proms: Sequence[Any] = ()) -> str:
+    """The clinician summary: header, red flags, findings left | right, body map, the
+    visit's outcome measures (``core.prom_results.PromResult``: scores, bands, change,
+    copyright), differential with its evidence, referrals, PT focus, the disclaimer and
+    sources."""
     form = exam.form
     raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
@@ -117,7 +120,7 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         sources=sources_mod.numbered(assessment, kb.decision.citations),
         shown=sources_mod.shown_evidence, knowledge_version=kb.decision.version,
         abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK,
-        decided=impression_mod.view(kb.decision, impression, assessment))
+        decided=impression_mod.view(kb.decision, impression, assessment), proms=proms)
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
