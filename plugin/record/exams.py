@@ -21,7 +21,7 @@ from .. import __version__
 from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import carry_forward, drafts, patient as patient_mod, populate
-from ..core import prom_results, responses
+from ..core import responses
 from ..core.responses import Context
 from ..core.documents import Document
 from ..decision import impression as impression_mod
@@ -200,7 +200,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     and its survey Observations, identified by this exam, so an amendment carries the
     same ones again), the stored Observations the FHIR API searches, and the decision
     support (a STarT Back band is a finding)."""
-    scored = visit_proms.checked(kb, proms)
+    scored, lines = visit_proms.shown(store, kb, exam, proms)
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
@@ -217,10 +217,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            revision=exam.revisions + 1, reason=exam.amend_reason,
                            time_zone=time_zone, clinic_contact=clinic_contact,
                            impression=impression, proms=[s for _, s in scored],
-                           prom_lines=prom_results.results(
-                               scored, kb.interpretations,
-                               earlier=visit_proms.earlier(store, exam.patient_id, exam.id,
-                                                           scored)))
+                           prom_lines=lines)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
                           ehr_practitioner=ehr_practitioner, impression=impression,
                           proms=scored)

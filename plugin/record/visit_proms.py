@@ -38,7 +38,9 @@ def checked(kb: Any, proms: Sequence[Mapping[str, Any]]) -> list[Prom]:
         try:
             scored = prom_extract.checked(instrument, response)
         except InputError as exc:
-            raise InputError(f"{instrument.title}: {exc.message}",
+            message = exc.message if exc.message.startswith(instrument.title) \
+                else f"{instrument.title}: {exc.message}"
+            raise InputError(message,
                              expression=f"proms[{n}]", status=422,
                              code="business-rule") from exc
         result.append((instrument, scored))
@@ -85,3 +87,13 @@ def _instant(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return moment if moment.utcoffset() is not None else None
+
+
+def shown(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
+          proms: Sequence[Mapping[str, Any]]) -> tuple[list[Prom], list[prom_results.PromResult]]:
+    """The visit's PROMs checked and scored, and their meaning as the review shows it
+    (and the signature will freeze it): the change since the patient's earlier scores
+    included. InputError as ``checked``."""
+    scored = checked(kb, proms)
+    return scored, prom_results.results(scored, kb.interpretations,
+                                        earlier=earlier(store, exam.patient_id, exam.id, scored))
