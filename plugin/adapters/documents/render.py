@@ -181,8 +181,10 @@ def urgent_content(handouts: Any, assessment: Mapping[str, Any]) -> UrgentConten
 
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                 variant: str | None = "pdf/a-3a",
-                impression: Impression = impression_mod.NONE) -> bytes:
-    return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression),
+                impression: Impression = impression_mod.NONE,
+                proms: Sequence[Any] = ()) -> bytes:
+    return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression,
+                                   proms=proms),
                       variant=variant,
                       title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"],
                       refits=REFITS["summary"], min_last_page=MIN_LAST_PAGE)
@@ -222,14 +224,16 @@ def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
                      now: dt.datetime, revision: int | None = None,
                      reason: str | None = None, signed_at: dt.datetime | None = None,
                      time_zone: str = "UTC",
-                     impression: Impression = impression_mod.NONE) -> Document:
+                     impression: Impression = impression_mod.NONE,
+                     proms: Sequence[Any] = ()) -> Document:
     """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
     unless the response is completed or amended; with the revision, the amendment's
-    reason, the signer and the signing time when the caller knows them."""
+    reason, the signer and the signing time when the caller knows them; ``proms`` the
+    visit's outcome measures as shown (``core.prom_results``)."""
     visit = visit_of(exam, patient, clinician, now, revision=revision, reason=reason,
                      signed_at=signed_at, time_zone=time_zone)
-    pdf = summary_pdf(kb, exam, assessment, visit, impression=impression)
+    pdf = summary_pdf(kb, exam, assessment, visit, impression=impression, proms=proms)
     return Document("summary", SUMMARY_TITLE, pdf)
 
 

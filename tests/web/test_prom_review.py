@@ -1,0 +1,40 @@
+"""The tablet review shows the visit's outcome measures as the record will keep them:
+each score with its band, the copyright notice, the decision support's suggestion from a
+STarT Back high risk; a PROM that is not finished is named on the review and refuses
+the signature (nothing signed). The PROMs reach the page through contract K1
+(``web.exam.visit_proms``, wired to ``record.proms.completed`` at the merge)."""
+from __future__ import annotations
+
+import html
+
+from plugin.adapters import store as store_mod
+from plugin.web import exam as exam_view
+from tests.support import pages
+from tests.support.prom_cases import lefs, start_back
+from tests.support.signin import PASSWORD
+
+
+def test_the_review_shows_scores_bands_copyright_and_the_suggestion(client, monkeypatch):
+    high = start_back({1, 5, 6, 7, 8}, "very-much")
+    monkeypatch.setattr(exam_view, "visit_proms", lambda record: [high])
+    exam_id, _ = pages.ready_exam(client)
+    page = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
+    shown = html.unescape(page[page.index('id="proms"'):])
+    assert "Keele STarT Back Screening Tool" in shown
+    assert "STarT Back risk group: High risk" in shown
+    assert "© Keele University 2007" in shown and "keele.ac.uk/sbst" in shown
+    assert "Consider psychologically informed physiotherapy" in page
+
+
+def test_an_unfinished_prom_is_named_and_refuses_the_signature(app, client, monkeypatch):
+    unfinished = {**lefs({1: 2}), "status": "in-progress"}
+    monkeypatch.setattr(exam_view, "visit_proms", lambda record: [unfinished])
+    exam_id, version = pages.ready_exam(client)
+    page = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
+    assert 'id="prom-problem"' in page
+    assert "Lower Extremity Functional Scale (LEFS): Only a completed response" in page
+    signed = client.post(f"/exams/{exam_id}/sign", data={"version": version,
+                                                         "password": PASSWORD})
+    assert signed.status_code == 422
+    assert "Lower Extremity Functional Scale (LEFS)" in signed.get_data(as_text=True)
+    assert store_mod.from_app(app).exam(exam_id).state == "draft"
