@@ -9,7 +9,7 @@ import html
 
 from plugin.adapters import store as store_mod
 from plugin.web import exam as exam_view
-from tests.support import pages
+from tests.support import pages, pdfs
 from tests.support.prom_cases import lefs, start_back
 from tests.support.signin import PASSWORD
 
@@ -24,6 +24,10 @@ def test_the_review_shows_scores_bands_copyright_and_the_suggestion(client, monk
     assert "STarT Back risk group: High risk" in shown
     assert "© Keele University 2007" in shown and "keele.ac.uk/sbst" in shown
     assert "Consider psychologically informed physiotherapy" in page
+    # the draft's clinician summary prints the same, with the copyright notice
+    draft = pdfs.text_of(client.get(f"/exams/{exam_id}/summary.pdf").data)
+    flat = " ".join(draft.split())
+    assert "STarT Back risk group: High risk" in flat and "© Keele University 2007" in flat
 
 
 def test_an_unfinished_prom_is_named_and_refuses_the_signature(app, client, monkeypatch):
