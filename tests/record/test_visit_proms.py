@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from plugin.adapters import frozen as frozen_store, outbox, store as store_mod
+from plugin.adapters import frozen as frozen_store, store as store_mod
 from plugin.adapters.tables import outbox as outbox_table
 from plugin.core.fhir_models import validate
 from plugin.errors import InputError
@@ -182,6 +182,9 @@ def test_a_visits_proms_reach_the_record_the_ehr_the_api_and_the_summary(
                        "&_sort=date").get_json()
     assert [(e["resource"]["valueInteger"], e["resource"]["meta"]["versionId"])
             for e in again["entry"]] == [(40, "1"), (60, "2")]
+    for url in (f"/exams/{second}/record", f"/exams/{second}/revisions/1"):
+        shown = client.get(url).get_data(as_text=True)  # as signed, each revision
+        assert "LEFS +20 since 27 October 2026: a meaningful improvement" in shown, url
     assert freeze.render_pending(store, worker_id="t", lease_seconds=60) == 1
     until_delivered(store, server.url, [second])
     after = server.state()["resources"]
