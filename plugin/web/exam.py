@@ -292,11 +292,14 @@ def visit_proms(record_: store_mod.ExamRecord) -> list[Mapping[str, Any]]:
 
 def _proms_shown(record_: store_mod.ExamRecord) -> dict[str, Any]:
     """The review's outcome measures: scored, with their meaning (change since the
-    patient's earlier scores), or why one cannot be signed yet."""
+    patient's earlier scores, read from the Observations of their other signed exams:
+    audited as that search), or why one cannot be signed yet."""
     try:
         scored, lines = visit_proms_mod.shown(_store(), _kb(), record_, visit_proms(record_))
     except InputError as exc:
         return {"scored": [], "proms": [], "prom_results": [], "prom_problem": exc.message}
+    if scored:  # the patient's earlier scores were searched (their other signed exams)
+        search_of("Observation", [record_.patient_id])
     return {"scored": scored, "proms": [s for _, s in scored], "prom_results": lines,
             "prom_problem": None}
 

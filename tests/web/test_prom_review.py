@@ -6,19 +6,26 @@ the signature (nothing signed). The PROMs reach the page through contract K1
 from __future__ import annotations
 
 import html
+import json
 
-from plugin.adapters import store as store_mod
+from plugin.adapters import audit, store as store_mod
 from plugin.web import exam as exam_view
 from tests.support import pages, pdfs
 from tests.support.prom_cases import lefs, start_back
 from tests.support.signin import PASSWORD
 
 
-def test_the_review_shows_scores_bands_copyright_and_the_suggestion(client, monkeypatch):
+def test_the_review_shows_scores_bands_copyright_and_the_suggestion(app, client, monkeypatch):
     high = start_back({1, 5, 6, 7, 8}, "very-much")
     monkeypatch.setattr(exam_view, "visit_proms", lambda record: [high])
     exam_id, _ = pages.ready_exam(client)
+    engine = store_mod.from_app(app).engine
+    before = len(list(audit.events_since(engine, None)))
     page = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
+    # the patient's earlier scores were searched: audited as a search of Observations
+    new = [json.loads(e) for e in list(audit.events_since(engine, None))[before:]]
+    assert any(e.get("subtype", [{}])[0].get("code") == "search-type"
+               and "search of Observation" in json.dumps(e) for e in new)
     shown = html.unescape(page[page.index('id="proms"'):])
     assert "Keele STarT Back Screening Tool" in shown
     assert "STarT Back risk group: High risk" in shown
