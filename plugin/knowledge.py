@@ -20,7 +20,7 @@ from .core import terminology as t
 from .core.mapping import ObservationMappings
 from .core.questionnaire import Form
 from .core.scoring import Instrument
-from .decision import catalogue, codesystem, handouts, return_to_sport
+from .decision import catalogue, codesystem, handouts, predicates, return_to_sport
 from .decision.catalogue import DecisionKnowledge
 from .decision.handouts import Handouts
 from .datafiles import read_json
@@ -124,6 +124,7 @@ def load(questionnaires_dir: str | Path, mappings_dir: str | Path,
     code_systems[codesystem.ID] = codesystem.build(decision)
     meanings = _interpretations(mdir / "outcomes" / "interpretation.json", instruments)
     rts = _return_to_sport(mdir / "decision" / "return-to-sport.json", decision, forms)
+    _check_score_tests(decision, mdir / "outcomes" / "interpretation.json")
     return KnowledgeBase(forms=MappingProxyType(forms),
                          code_systems=MappingProxyType(code_systems),
                          structure_definitions=MappingProxyType(structure_definitions),
@@ -204,6 +205,22 @@ def _interpretations(path: Path, instruments: Mapping[str, Instrument]
                                          f"answer option of {link_id}")
             kept[link_id] = meaning
     return MappingProxyType(kept)
+
+
+def _check_score_tests(decision: Any, path: Path) -> None:
+    """Every outcome-measure band a decision finding tests (``{"score", "band"}``) is a
+    band of that score in the interpretation file: a typo would make the finding never
+    hold, silently. (A score of an instrument the clinic did not load is allowed: its
+    finding is then never known.)"""
+    meanings = (interpretation.parse(read_json(path), source=str(path)) if path.exists()
+                else {})
+    for finding in decision.findings.values():
+        for test in predicates.score_tests(finding.when):
+            meaning = meanings.get(test.link_id)
+            if meaning is None or test.band not in {b.code for b in meaning.bands}:
+                raise KnowledgeError(str(path.parent.parent / "decision" / "findings.json"),
+                                     finding.id, f"tests band {test.band!r} of score "
+                                     f"{test.link_id!r}, which {path.name} does not define")
 
 
 def init_app(app: Any) -> None:

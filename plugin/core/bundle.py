@@ -46,7 +46,8 @@ def full_url(identifier: Mapping[str, str]) -> str:
 
 def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str,
                recorded: str, derived: Derived | None = None,
-               documents: Sequence[Document] = ()) -> dict[str, Any]:
+               documents: Sequence[Document] = (),
+               more: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """QR + Observations (+ the assessment's Conditions and ServiceRequests) (+ one
     DocumentReference per document) + Device + Provenance as one transaction Bundle.
 
@@ -59,7 +60,8 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     assessment is included only for an exam with a subject (Condition and
     ServiceRequest require one); documents always are, with the subject when there is
     one, and each names the QuestionnaireResponse it was made from in
-    ``context.related``.
+    ``context.related``. ``more``: ready entries that belong to the same record (a
+    visit's outcome measures: ``prom_extract.visit_entries``), after the Observations.
     """
     qr = responses.build(exam)
     qr_identifier = qr["identifier"]
@@ -70,6 +72,7 @@ def extraction(exam: Exam, mappings: ObservationMappings, *, plugin_version: str
     device_url = full_url(device["identifier"][0])
     entries = [_entry(qr_url, qr, qr_identifier)]
     entries += [_entry(full_url(o["identifier"][0]), o, o["identifier"][0]) for o in observations]
+    entries += [dict(e) for e in more]
     if derived is not None and exam.context.subject:
         entries += [_entry(full_url(r["identifier"][0]), r, r["identifier"][0])
                     for r in derived(observation_resolver(exam, observations))]

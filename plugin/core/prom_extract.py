@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InputError
@@ -35,21 +35,7 @@ def extract(instrument: scoring.Instrument, response: Mapping[str, Any], *,
     valid FHIR, not finished, or holds an item or code the instrument does not have).
     ``subject`` (from a Patient parameter) is used when the response names none;
     ``now`` stands in for a missing ``authored``."""
-    problems = fhir_models.validate(dict(response))
-    if problems:
-        raise InputError("The QuestionnaireResponse is not valid FHIR R4: "
-                         + "; ".join(problems[:5]), expression="QuestionnaireResponse")
-    if response.get("status") not in FINISHED:
-        raise InputError(f"Only a completed response is extracted; status is "
-                         f"{response.get('status')!r}.", status=422, code="business-rule",
-                         expression="QuestionnaireResponse.status")
-    _check_answers(instrument, response)
-    try:
-        scored = scoring.score(instrument, response)
-    except scoring.ScoringError as exc:
-        raise InputError(f"{instrument.title}: {exc}", status=422, code="business-rule",
-                         expression="QuestionnaireResponse.item") from exc
-    scored["questionnaire"] = instrument.canonical
+    scored = checked(instrument, response)
     if subject is not None and "subject" not in scored:
         scored["subject"] = dict(subject)
     scored.setdefault("authored", now)
@@ -57,20 +43,96 @@ def extract(instrument: scoring.Instrument, response: Mapping[str, Any], *,
     scored.pop("meta", None)
     key = hashlib.sha256(json.dumps({k: v for k, v in scored.items() if k != "identifier"},
                                     sort_keys=True).encode()).hexdigest()[:32]
-    qr_identifier = {"system": t.ID_QUESTIONNAIRE_RESPONSE, "value": f"prom-{key}"}
+    return {"resourceType": "Bundle", "type": "transaction",
+            "entry": entries(instrument, scored, f"prom-{key}", meanings=meanings)}
+
+
+def checked(instrument: scoring.Instrument, response: Mapping[str, Any]) -> dict[str, Any]:
+    """The response re-checked and re-scored on the server: valid FHIR R4, finished,
+    every answer one the instrument can score; a copy with every score recomputed and
+    ``questionnaire`` the instrument's canonical (InputError otherwise). ``$extract`` and the signature of a visit's PROMs both start here."""
+    problems = fhir_models.validate(dict(response))
+    if problems:
+        raise InputError("The QuestionnaireResponse is not valid FHIR R4: "
+                         + "; ".join(problems[:5]), expression="QuestionnaireResponse")
+    if response.get("status") not in FINISHED:
+        raise InputError(f"Only a completed response is extracted; status is "
+                         f"{response.get('status')!r}.", status=422,
+                         code="business-rule", expression="QuestionnaireResponse.status")
+    _check_answers(instrument, response)
+    try:
+        scored = scoring.score(instrument, response)
+    except scoring.ScoringError as exc:
+        raise InputError(f"{instrument.title}: {exc}", status=422, code="business-rule",
+                         expression="QuestionnaireResponse.item") from exc
+    scored["questionnaire"] = instrument.canonical
+    return scored
+
+
+def entries(instrument: scoring.Instrument, scored: Mapping[str, Any], key: str, *,
+            meanings: Mapping[str, interpretation.Meaning]) -> list[dict[str, Any]]:
+    """Conditional-create entries for a scored, finished response (``checked``) and one
+    survey Observation per score it has: the response's identifier is ``key`` (stable,
+    so a retry never duplicates), each Observation's ``<key>-<score linkId>``."""
+    scored = dict(scored)
+    qr_identifier = {"system": t.ID_QUESTIONNAIRE_RESPONSE, "value": key}
     scored["identifier"] = qr_identifier
     qr_url = full_url(qr_identifier)
-    entries = [_entry(qr_url, scored, qr_identifier)]
-    values = {i["linkId"]: _value(i["answer"][0]) for i in scored.get("item") or []
-              if i.get("linkId") in {c.link_id for c in instrument.calculations}}
+    result = [_entry(qr_url, scored, qr_identifier)]
+    values = score_values(instrument, scored)
     for calc in instrument.calculations:
         if calc.link_id not in values:
             continue  # not scorable from these answers: no Observation
         observation = _observation(instrument, calc, values, scored, qr_url,
                                    meanings.get(calc.link_id))
         identifier = observation["identifier"][0]
-        entries.append(_entry(full_url(identifier), observation, identifier))
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        result.append(_entry(full_url(identifier), observation, identifier))
+    return result
+
+
+def visit_entries(proms: Sequence[tuple[scoring.Instrument, Mapping[str, Any]]], *,
+                  exam_id: str, subject: Mapping[str, Any],
+                  encounter: Mapping[str, Any] | None, author: Mapping[str, Any] | None,
+                  meanings: Mapping[str, interpretation.Meaning]) -> list[dict[str, Any]]:
+    """The entries of a visit's scored PROMs in the exam's record Bundle: each response
+    about the exam's subject, in its encounter, authored by the signer (as the exam's
+    response) with the patient as its source (they answered it), identified
+    ``<exam id>/prom/<instrument id>`` (``/2``, ``/3`` for a repeat), so the same visit
+    gives the same identifiers on every retry and amendment; then its Observations."""
+    result: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for instrument, scored in proms:
+        seen[instrument.id] = seen.get(instrument.id, 0) + 1
+        key = f"{exam_id}/prom/{instrument.id}"
+        if seen[instrument.id] > 1:
+            key += f"/{seen[instrument.id]}"
+        qr = {k: v for k, v in scored.items()
+              if k not in ("id", "meta", "encounter", "author", "source", "identifier")}
+        qr["subject"] = dict(subject)
+        if encounter:
+            qr["encounter"] = dict(encounter)
+        if author:
+            qr["author"] = dict(author)
+        qr["source"] = dict(subject)
+        result += entries(instrument, _ordered(qr), key, meanings=meanings)
+    return result
+
+
+#: A QuestionnaireResponse's elements in the order FHIR defines them (readable JSON).
+_ORDER = ("resourceType", "identifier", "questionnaire", "status", "subject", "encounter",
+          "authored", "author", "source", "item")
+
+
+def _ordered(resource: Mapping[str, Any]) -> dict[str, Any]:
+    return {**{k: resource[k] for k in _ORDER if k in resource},
+            **{k: v for k, v in resource.items() if k not in _ORDER}}
+
+
+def score_values(instrument: scoring.Instrument, scored: Mapping[str, Any]) -> dict[str, Any]:
+    """A scored response's score values by score linkId (a coded score: its Coding)."""
+    calculated = {c.link_id for c in instrument.calculations}
+    return {i["linkId"]: _value(i["answer"][0]) for i in scored.get("item") or []
+            if i.get("linkId") in calculated and i.get("answer")}
 
 
 def _observation(instrument: scoring.Instrument, calc: scoring.Calculation,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -293,7 +293,7 @@ def over_episode(facts: Facts, visits: Sequence[Visit]) -> Facts:
     for link_id, value in effective.items():
         if link_id not in current or value is not current[link_id]:
             answers[link_id] = loaded(value)
-    return Facts(MappingProxyType(answers), facts.references)
+    return replace(facts, answers=MappingProxyType(answers))  # references, scores kept
 
 
 def side_of(link_id: str) -> str | None:

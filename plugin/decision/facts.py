@@ -36,6 +36,10 @@ class Facts:
     answers: Mapping[str, tuple[Any, ...]]
     references: Mapping[tuple[str, Any], Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({}))
+    #: the visit's outcome-measure bands (score linkId -> band code, from
+    #: ``core.prom_results.bands``): the one door for PROM findings; none by default, so
+    #: an exam without PROMs is assessed exactly as before
+    scores: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def age(self) -> int | None:
@@ -49,13 +53,15 @@ class Facts:
 
 
 def from_answers(answers: Mapping[str, tuple[Any, ...]], *, age: int | None = None,
-                 references: Mapping[tuple[str, Any], Mapping[str, Any]] | None = None) -> Facts:
+                 references: Mapping[tuple[str, Any], Mapping[str, Any]] | None = None,
+                 scores: Mapping[str, str] | None = None) -> Facts:
     """Facts from validated answers; ``age`` (e.g. from Patient.birthDate) fills a
-    missing ``patient.age-years``."""
+    missing ``patient.age-years``; ``scores`` the visit's outcome-measure bands."""
     merged = dict(answers)
     if age is not None and AGE not in merged:
         merged[AGE] = (age,)
-    return Facts(MappingProxyType(merged), MappingProxyType(dict(references or {})))
+    return Facts(MappingProxyType(merged), MappingProxyType(dict(references or {})),
+                 MappingProxyType(dict(scores or {})))
 
 
 def from_observations(form: Form, mappings: ObservationMappings,

@@ -43,7 +43,8 @@ class Findings:
         # cyclic GC, whose full collections were the slow tail (p99) of ``$extract``
         this = weakref.ref(self)
         self.env = p.Env(facts.answers, knowledge.not_done,
-                         finding=lambda *args: this().result(*args))  # type: ignore[union-attr]
+                         finding=lambda *args: this().result(*args),
+                         scores=facts.scores)  # type: ignore[union-attr]
         for definition in knowledge.findings.values():  # dependencies come first
             for s in (p.SIDES if definition.sided else (None,)):
                 self._values[(definition.id, s)] = definition.when.evaluate(self.env, s)

@@ -1,7 +1,9 @@
 """The closed rule vocabulary: predicates over an exam's answers, in three-valued logic.
 
 Rules in ``mappings/decision/`` are JSON, never code: a predicate is an answer test
-(``{"answer": "slr.{side}.response", "in": [...]}``), a reference to a finding, a
+(``{"answer": "slr.{side}.response", "in": [...]}``), an outcome-measure band test
+(``{"score": "sbst-risk", "band": "sbst-risk-high"}``: the visit's score in that band of
+``mappings/outcomes/interpretation.json``), a reference to a finding, a
 suggested condition or a raised red flag, or ``all``/``any``/``not``/``count``/
 ``holds``-``unless`` over predicates; a referral rule may also name another suggested
 service (``{"referral": "spine-surgeon"}``). Nothing is evaluated with ``eval``.
@@ -53,9 +55,12 @@ class Env:
                  condition: Callable[[str], Truth] | None = None,
                  red_flag: Callable[[str], Result] | None = None,
                  referral: Callable[[str], Result] | None = None,
-                 course: str | None = None) -> None:
+                 course: str | None = None,
+                 scores: Mapping[str, str] | None = None) -> None:
         self.answers = answers
         self.course = course  # the episode's response to treatment (decision/episode.py)
+        #: the visit's outcome-measure bands: score linkId -> band code
+        self.scores = scores or {}
         self.not_done = not_done
         self.finding = finding
         self.condition = condition
@@ -107,6 +112,33 @@ class Answer(Predicate):
             return Result(value is self.operand, source)
         number = seconds(value) if isinstance(value, Quantity) else value
         return Result(NUMERIC[self.op](number, self.operand), source)
+
+
+@dataclass(frozen=True)
+class Score(Predicate):
+    """The visit's outcome-measure score is in ``band``: unknown when the measure was
+    not completed at this visit (not done is never negative)."""
+
+    link_id: str
+    band: str
+
+    def evaluate(self, env: Env, side: str | None) -> Result:
+        value = env.scores.get(self.link_id)
+        return UNKNOWN if value is None else Result(value == self.band)
+
+
+
+def score_tests(predicate: Predicate) -> list[Score]:
+    """Every outcome-measure band test inside ``predicate`` (checked at start-up
+    against the loaded interpretations: ``knowledge``)."""
+    if isinstance(predicate, Score):
+        return [predicate]
+    found: list[Score] = []
+    for value in vars(predicate).values():
+        for child in (value if isinstance(value, tuple) else (value,)):
+            if isinstance(child, Predicate):
+                found += score_tests(child)
+    return found
 
 
 @dataclass(frozen=True)
@@ -283,6 +315,12 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
     keys = set(data)
     if "answer" in data:
         return _answer(data, scope, where)
+    if "score" in data:
+        if keys != {"score", "band"} or not all(isinstance(data[k], str) and data[k]
+                                                 for k in keys):
+            raise KnowledgeError(scope.source, where, "a score test is "
+                                 "{\"score\": <score linkId>, \"band\": <band code>}")
+        return Score(data["score"], data["band"])
     if keys == {"all"} or keys == {"any"}:
         kind = next(iter(keys))
         children = _children(data[kind], scope, f"{where}.{kind}")
@@ -325,8 +363,8 @@ def compile_(data: Any, scope: Scope, where: str) -> Predicate:
                 return FindingRef(data[kind], side)
             return cls(kind, data[kind]) if cls is StageRef else cls(data[kind])
     raise KnowledgeError(scope.source, where, f"not a predicate: keys {sorted(keys)}; use "
-                         "answer, all, any, not, count+at_least, holds+unless, finding, "
-                         "condition, red_flag, referral or course")
+                         "answer, score+band, all, any, not, count+at_least, holds+unless, "
+                         "finding, condition, red_flag, referral or course")
 
 
 def _children(data: Any, scope: Scope, where: str) -> tuple[Predicate, ...]:

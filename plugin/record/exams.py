@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +28,7 @@ from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
 from ..knowledge import FOLLOW_UP_FORM
-from . import freeze, observations, pipeline, progress, signoff, trail, visits
+from . import freeze, observations, pipeline, progress, signoff, trail, visit_proms, visits
 from .trail import By
 
 
@@ -215,7 +215,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
          by: By, time_zone: str = "UTC", clinic_contact: str = "",
-         ehr_practitioner: str | None = None) -> signoff.Signed:
+         ehr_practitioner: str | None = None,
+         proms: Sequence[Mapping[str, Any]] = ()) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
     frozen (``freeze``: the assessment as reviewed, what the documents are made from,
     the clinician's impression and plan) and queued for the EHR (when delivery is on,
@@ -225,7 +226,17 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     PDF, and the delivery waits for its documents. They print times in the clinic's
     ``time_zone`` and the handout the ``clinic_contact`` line. ``ehr_practitioner`` is
     the signer's own Practitioner at that EHR (the fhirUser of their launch), which the
-    EHR's copy names."""
+    EHR's copy names.
+
+    ``proms``: the visit's completed outcome measures (QuestionnaireResponse JSON, as
+    ``record.proms.completed`` gives them), checked and scored again here (one that is
+    not finished or does not validate refuses the signature, naming the instrument);
+    they go into the frozen revision with their meaning as shown (the change since the
+    patient's earlier scores), the record Bundle and the EHR's delivery (each response
+    and its survey Observations, identified by this exam, so an amendment carries the
+    same ones again), the stored Observations the FHIR API searches, and the decision
+    support (a STarT Back band is a finding)."""
+    scored, lines = visit_proms.shown(store, kb, exam, proms)
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
@@ -233,7 +244,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                           form=kb.form_for(exam.questionnaire))
     impression = impression_of(kb, exam.impression)
     prior = visits.prior_visits(store, exam)  # a follow-up's episode; none otherwise
-    assessed = visits.assess(kb, signed.exam.answers, prior, on=now.date())
+    assessed = pipeline.assess_exam(kb, signed.exam, scored, prior=prior, on=now.date())
     suggested = pipeline.suggested_referrals(assessed)
     missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
@@ -258,10 +269,11 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            time_zone=time_zone, clinic_contact=clinic_contact,
                            impression=impression,
                            episode=_episode(kb, prior, exam, assessed, impression, now),
-                           progress=charted)
+                           progress=charted, proms=[s for _, s in scored],
+                           prom_lines=lines)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
                           ehr_practitioner=ehr_practitioner, impression=impression,
-                          assessed=assessed)
+                          assessed=assessed, proms=scored)
                 if ehr_base else None)
     store.sign(exam.id, expected_version=expected_version, answers=exam.answers,
                response=signed.response, provenance=signed.provenance,
@@ -293,16 +305,19 @@ PENDING_PDF = b"%PDF-1.7\n% the clinician summary, rendered after the signature\
 def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.PatientRecord,
               now: dt.datetime, ehr_base: str, *, ehr_practitioner: str | None = None,
               impression: impression_mod.Impression = impression_mod.NONE,
-              assessed: Any = None) -> dict[str, Any]:
+              assessed: Any = None,
+              proms: Sequence[pipeline.Prom] = ()) -> dict[str, Any]:
     """The record the EHR receives: the transaction Bundle with the clinician summary
-    as a DocumentReference (the part every EHR accepts, whatever its profile), and the
-    assessment the clinician signed (``assessed``)."""
+    as a DocumentReference (the part every EHR accepts, whatever its profile), the
+    assessment the clinician signed (``assessed``), and the visit's outcome measures
+    about the patient as the EHR knows them."""
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
         author=ehr_author(signed.exam.context.author, ehr_practitioner)))
     summary = Document("summary", documents.SUMMARY_TITLE, PENDING_PDF)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
-                           documents=[summary], impression=impression, assessed=assessed)
+                           documents=[summary], impression=impression, assessed=assessed,
+                           proms=proms)
 
 
 def ehr_subject(patient_record: store_mod.PatientRecord, ehr_base: str) -> dict[str, Any]:

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..adapters import frozen as frozen_store
 from ..adapters.documents import render as documents
 from ..adapters.store import Store
-from ..core import documents as document_refs
+from ..core import documents as document_refs, prom_results
 from ..core.responses import Exam
 from ..decision import impression as impression_mod, sources as sources_mod
 from ..decision.impression import Impression
@@ -57,21 +57,33 @@ class Frozen:
     numbers: Mapping[str, int]
     #: each document's HTML (``KINDS``), rendered to PDF once after the signature
     html: Mapping[str, str]
+    #: the visit's completed outcome measures as signed: the scored responses and their
+    #: meaning as shown (``core.prom_results.as_json``: scores, bands, change, MCID and
+    #: its source, copyright). Revisions frozen before PROMs were kept have none.
+    prom_responses: tuple[Mapping[str, Any], ...] = ()
+    prom_results: tuple[Mapping[str, Any], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The stored form (``frozen_inputs.inputs``)."""
-        return {k: [list(s) for s in v] if k == "sources" else v
+        return {k: [list(s) for s in v] if k == "sources" else
+                list(v) if k in ("prom_responses", "prom_results") else v
                 for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Frozen:
         return cls(knowledge_version=data["knowledge_version"], assessment=data["assessment"],
                    sources=tuple((int(n), str(text)) for n, text in data["sources"]),
-                   numbers=dict(data["numbers"]), html=dict(data["html"]))
+                   numbers=dict(data["numbers"]), html=dict(data["html"]),
+                   prom_responses=tuple(data.get("prom_responses") or ()),
+                   prom_results=tuple(data.get("prom_results") or ()))
 
     def numbered(self) -> sources_mod.Sources:
         """The sources as the pages print them (``decision.sources``)."""
         return sources_mod.Sources(self.sources, self.numbers)
+
+    def proms(self) -> list[prom_results.PromResult]:
+        """The outcome measures as the pages print them."""
+        return prom_results.from_json(self.prom_results)
 
 
 def freeze(kb: Any, exam: Exam, *, assessment: Mapping[str, Any],
@@ -79,14 +91,17 @@ def freeze(kb: Any, exam: Exam, *, assessment: Mapping[str, Any],
            now: dt.datetime, revision: int | None = None, reason: str | None = None,
            time_zone: str = "UTC", clinic_contact: str = "",
            impression: Impression = impression_mod.NONE,
-           episode: Mapping[str, Any] | None = None, progress: Any = None) -> Frozen:
+           episode: Mapping[str, Any] | None = None, progress: Any = None,
+           proms: Sequence[Mapping[str, Any]] = (),
+           prom_lines: Sequence[prom_results.PromResult] = ()) -> Frozen:
     """The frozen inputs of a signed ``exam`` assessed as ``assessment`` (its JSON):
     the documents say the revision, the amendment's reason, the signer and the signing
     time (``now``) in the clinic's ``time_zone``, the clinician's ``impression`` and
-    plan, and the handout the patient's name, date, side and ``clinic_contact``; a
-    follow-up's ``episode`` view (``record.visits.episode_view``) adds "Since last visit"
-    to the summary and "What has improved" to the handout; the summary charts
-    ``progress`` (``record.progress``: the visits up to this one)."""
+    plan, the visit's scored outcome measures (``proms``) and their meaning as shown
+    (``prom_lines``), and the handout the patient's name, date, side and
+    ``clinic_contact``; a follow-up's ``episode`` view (``record.visits.episode_view``)
+    adds "Since last visit" to the summary and "What has improved" to the handout; the
+    summary charts ``progress`` (``record.progress``: the visits up to this one)."""
     numbered = sources_mod.numbered(assessment, kb.decision.citations)
     visit = documents.visit_of(exam, patient, clinician, now, revision=revision,
                                reason=reason, signed_at=now, time_zone=time_zone)
@@ -94,7 +109,7 @@ def freeze(kb: Any, exam: Exam, *, assessment: Mapping[str, Any],
                                       clinic_contact=clinic_contact)
     html = {"summary": documents.summary_html(kb, exam, assessment, visit,
                                               impression=impression, episode=episode,
-                                              progress=progress)}
+                                              progress=progress, proms=prom_lines)}
     for kind, (template, large) in KINDS.items():
         if template == "handout":
             html[kind] = documents.handout_html(kb, assessment, large_print=large,
@@ -102,7 +117,9 @@ def freeze(kb: Any, exam: Exam, *, assessment: Mapping[str, Any],
                                                 episode=episode)
     return Frozen(knowledge_version=str(assessment["knowledge_version"]),
                   assessment=assessment, sources=numbered.listed,
-                  numbers=dict(numbered.numbers), html=html)
+                  numbers=dict(numbered.numbers), html=html,
+                  prom_responses=tuple(dict(p) for p in proms),
+                  prom_results=tuple(prom_results.as_json(prom_lines)))
 
 
 def read(store: Store, exam_id: str, revision: int) -> tuple[Frozen, bool] | None:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import __version__
 from ..adapters import store as store_mod
 from ..adapters.store import ObservationRecord
-from ..core import bundle
+from ..core import bundle, prom_extract
 from ..errors import PluginError
 from . import pipeline
 
@@ -40,15 +40,24 @@ OBS = "Observation"
 
 
 def of_revision(kb: Any, *, exam_id: str, patient_id: str, number: int,
-                response: Mapping[str, Any], signed_at: dt.datetime) -> list[ObservationRecord]:
+                response: Mapping[str, Any], signed_at: dt.datetime,
+                proms: Sequence[pipeline.Prom] = ()) -> list[ObservationRecord]:
     """The Observations of revision ``number`` of the exam, signed as ``response`` at
-    ``signed_at``, as served here (in form order)."""
+    ``signed_at``, as served here (in form order), then the survey Observations of the
+    visit's outcome measures ``proms`` (their ``derivedFrom`` names the response by its
+    identifier: this service does not serve a PROM's response)."""
     signed_at = signed_at.astimezone(dt.timezone.utc)
     exam = pipeline.exam_from_input(kb, dict(response), now=signed_at)
+    more = prom_extract.visit_entries(
+        proms, exam_id=exam_id, subject={"reference": f"Patient/{patient_id}"},
+        encounter=exam.context.encounter, author=exam.context.author,
+        meanings=kb.interpretations)
     record = bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=__version__,
-                               recorded=signed_at.isoformat(timespec="seconds"))
-    local = {e["fullUrl"]: f"{QR}/{exam_id}" for e in record["entry"]
-             if e["resource"]["resourceType"] == QR}
+                               recorded=signed_at.isoformat(timespec="seconds"), more=more)
+    first = record["entry"][0]  # the exam's own response
+    local: dict[str, Any] = {first["fullUrl"]: f"{QR}/{exam_id}"}
+    local.update({e["fullUrl"]: {"type": QR, "identifier": e["resource"]["identifier"]}
+                  for e in more if e["resource"]["resourceType"] == QR})
     found = [e for e in record["entry"] if e["resource"]["resourceType"] == OBS]
     ids = {e["fullUrl"]: observation_id(exam_id, e["fullUrl"]) for e in found}
     local.update({url: f"{OBS}/{id_}" for url, id_ in ids.items()})
@@ -99,10 +108,14 @@ def observation_id(exam_id: str, full_url: str) -> str:
     return f"{exam_id}-{full_url.removeprefix('urn:uuid:').replace('-', '')[:16]}"
 
 
-def _localised(value: Any, local: Mapping[str, str]) -> Any:
+def _localised(value: Any, local: Mapping[str, Any]) -> Any:
     """``value`` with every reference to a Bundle entry served here rewritten to its
-    address on this server."""
+    address on this server, and one to an entry not served here (a PROM's response) to
+    a logical reference (its identifier)."""
     if isinstance(value, Mapping):
+        target = local.get(value.get("reference"))  # type: ignore[arg-type]
+        if isinstance(target, Mapping):
+            return dict(target)
         return {k: (local.get(v, v) if k == "reference" and isinstance(v, str)
                     else _localised(v, local)) for k, v in value.items()}
     if isinstance(value, list):

@@ -13,11 +13,13 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-from ..core import answers, bundle, json_input, patient as patient_mod, responses
+from ..core import answers, bundle, json_input, patient as patient_mod, prom_extract
+from ..core import prom_results, responses
 from ..core.documents import Document
 from ..core.responses import Context, Exam
 from ..decision import assessment, facts, fhir as decision_fhir, impression as impression_mod
 from ..decision.assessment import Assessment
+from ..decision.episode import Visit
 from ..decision.impression import Impression
 from ..errors import InputError
 
@@ -25,6 +27,9 @@ from ..errors import InputError
 DEFAULT_FORM = "posterior-thigh-exam"
 #: Extraction reads a finished record only (SDC: extract after completion).
 EXTRACTABLE = responses.FINISHED
+#: A visit's completed outcome measure, checked and scored on the server
+#: (``record.visit_proms.checked``), with its instrument.
+Prom = tuple[Any, Mapping[str, Any]]
 
 
 def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
@@ -40,12 +45,19 @@ def extract(kb: Any, data: Any, *, patient: Mapping[str, Any] | None = None,
 def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime,
            documents: Sequence[Document] = (),
            impression: Impression = impression_mod.NONE,
-           assessed: Assessment | None = None) -> dict[str, Any]:
-    """The exam, its assessment, the clinician's impression and plan (signed with it)
+           assessed: Assessment | None = None,
+           proms: Sequence[Prom] = ()) -> dict[str, Any]:
+    """The exam, its assessment, the clinician's impression and plan (signed with it),
+    the visit's completed outcome measures (each response and its survey Observations)
     and its rendered documents (each as a DocumentReference) as one transaction
     Bundle. ``assessed``: the assessment already made (a follow-up's, over its episode:
     the EHR gets what the clinician reviewed); by default the exam's own."""
-    result = assessed if assessed is not None else assess_exam(kb, exam)
+    result = assessed if assessed is not None else assess_exam(kb, exam, proms)
+    assert not proms or exam.context.subject is not None, "a PROM is about its patient"
+    more = prom_extract.visit_entries(
+        proms, exam_id=exam.exam_id, subject=exam.context.subject or {},
+        encounter=exam.context.encounter, author=exam.context.author,
+        meanings=kb.interpretations)
 
     def derived(resolve: bundle.Resolve) -> list[dict[str, Any]]:
         assert exam.context.subject is not None  # bundle derives only for a subject
@@ -57,18 +69,28 @@ def record(kb: Any, exam: Exam, *, plugin_version: str, recorded: dt.datetime,
                                                     author=exam.context.author, **context))
     return bundle.extraction(exam, kb.mappings_for(exam.form), plugin_version=plugin_version,
                              recorded=recorded.isoformat(timespec="seconds"),
-                             derived=derived, documents=documents)
+                             derived=derived, documents=documents, more=more)
 
 
-def assess_exam(kb: Any, exam: Exam) -> Assessment:
+def assess_exam(kb: Any, exam: Exam, proms: Sequence[Prom] = (), *,
+                prior: Sequence[Visit] = (), on: dt.date | None = None) -> Assessment:
     """The decision engine over an exam's answers (age included, prefilled from the
-    Patient when one was given). Pure: the same exam always gives the same result."""
-    return assess_answers(kb, exam.answers)
+    Patient when one was given), the visit's outcome measures and, for a follow-up, the
+    episode's earlier visits. Pure: the same exam always gives the same result."""
+    return assess_answers(kb, exam.answers, proms, prior=prior, on=on)
 
 
-def assess_answers(kb: Any, typed: answers.Answers) -> Assessment:
-    """The decision engine over validated answers (a draft's valid part, for review)."""
-    return assessment.assess(kb.decision, facts.from_answers(typed))
+def assess_answers(kb: Any, typed: answers.Answers, proms: Sequence[Prom] = (), *,
+                   prior: Sequence[Visit] = (), on: dt.date | None = None) -> Assessment:
+    """The decision engine over validated answers (a draft's valid part, for review),
+    the visit's outcome measures — their bands are the engine's only PROM facts
+    (``decision.facts.Facts.scores``) — and ``prior``, a follow-up's earlier signed
+    visits (``record.visits.prior_visits``; ``on``: this visit's date). Without PROMs
+    or prior visits, the assessment is the exam's alone."""
+    scores = prom_results.bands(prom_results.results(proms, kb.interpretations)) \
+        if proms else None
+    return assessment.assess(kb.decision, facts.from_answers(typed, scores=scores),
+                             prior, on=on)
 
 
 def suggested_referrals(result: Assessment) -> list[tuple[str, str]]:

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..adapters.store import ExamRecord, Store
-from ..core import answers as answers_mod
-from ..decision import assessment, facts, visit_report
+from ..decision import visit_report
 from ..decision.episode import Visit
 from ..knowledge import FOLLOW_UP_FORM
-from . import freeze, pipeline
+from . import freeze
 
 
 def kind_of(questionnaire: str) -> str:
@@ -37,14 +36,6 @@ def prior_visits(store: Store, exam: ExamRecord) -> list[Visit]:
     earlier = [e for e in store.episode_exams(exam.episode_id)  # oldest first
                if e.id != exam.id and e.revisions and e.created <= exam.created]
     return [_visit(store, record) for record in earlier]
-
-
-def assess(kb: Any, answers: answers_mod.Answers, prior: list[Visit], *,
-           on: dt.date) -> assessment.Assessment:
-    """The assessment of this visit's validated answers over its episode."""
-    if not prior:
-        return pipeline.assess_answers(kb, answers)
-    return assessment.assess(kb.decision, facts.from_answers(answers), prior, on=on)
 
 
 def episode_view(kb: Any, prior: list[Visit], answers: Mapping[str, Any], *,

@@ -21,6 +21,7 @@ from .. import knowledge
 from ..adapters import identities, outbox, signing_key, store as store_mod, users
 from ..core import datetimes, drafts, layout, patient as patient_mod, responses
 from ..record import exams, freeze, pipeline, progress, signoff, visits
+from ..record import visit_proms as visit_proms_mod
 from ..record.trail import By
 from ..decision import impression as impression_mod, sources
 from ..errors import (AnswerError, ConflictError, DuplicatePatientError, InputError,
@@ -281,16 +282,41 @@ def _signable(raw: Mapping[str, Any], checked: drafts.Checked) -> dict[str, Any]
     return {k: v for k, v in raw.items() if k in checked.valid}
 
 
-def _assessment(valid: Any, prior: Sequence[Any] = ()) -> dict[str, Any]:
-    if prior:  # a follow-up: over its episode (record.visits)
-        return visits.assess(_kb(), valid, list(prior), on=_now().date()).as_json()
-    return pipeline.assess_answers(_kb(), valid).as_json()
+def _assessment(valid: Any, proms: Sequence[pipeline.Prom] = (),
+                prior: Sequence[Any] = ()) -> dict[str, Any]:
+    """The assessment of the valid answers with the visit's outcome measures and, for a
+    follow-up, over its episode (``record.visits``)."""
+    return pipeline.assess_answers(_kb(), valid, proms, prior=prior,
+                                   on=_now().date()).as_json()
 
 
-def _decision_support(valid: Any, prior: Sequence[Any] = ()) -> dict[str, Any]:
-    """What the assessment include needs: the assessment, its numbered sources and the
-    reasons to print (review and record pages alike)."""
-    assessment = _assessment(valid, prior)
+def visit_proms(record_: store_mod.ExamRecord) -> list[Mapping[str, Any]]:
+    """The visit's finished PROMs as QuestionnaireResponse JSON (contract K1:
+    ``record.proms.completed``, wired here at the merge; it raises InputError naming an
+    instrument still unfinished). None until then."""
+    return []
+
+
+def _proms_shown(record_: store_mod.ExamRecord) -> dict[str, Any]:
+    """The review's outcome measures: scored, with their meaning (change since the
+    patient's earlier scores, read from the Observations of their other signed exams:
+    audited as that search), or why one cannot be signed yet."""
+    try:
+        scored, lines = visit_proms_mod.shown(_store(), _kb(), record_, visit_proms(record_))
+    except InputError as exc:
+        return {"scored": [], "proms": [], "prom_results": [], "prom_problem": exc.message}
+    if scored:  # the patient's earlier scores were searched (their other signed exams)
+        search_of("Observation", [record_.patient_id])
+    return {"scored": scored, "proms": [s for _, s in scored], "prom_results": lines,
+            "prom_problem": None}
+
+
+def _decision_support(valid: Any, proms: Sequence[pipeline.Prom] = (),
+                      prior: Sequence[Any] = ()) -> dict[str, Any]:
+    """What the assessment include needs: the assessment (with the visit's outcome
+    measures, over a follow-up's episode), its numbered sources and the reasons to
+    print (review and record pages alike)."""
+    assessment = _assessment(valid, proms, prior)
     return {"assessment": assessment,
             "sources": sources.numbered(assessment, _kb().decision.citations),
             "shown": sources.shown_evidence}
@@ -310,7 +336,8 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
     prior = visits.prior_visits(_store(), record)
     for earlier in prior:  # the visits it is compared with are read too: audited
         read_of(f"QuestionnaireResponse/{earlier.exam_id}", record.patient_id)
-    support = _decision_support(checked.valid, prior)
+    proms = _proms_shown(record)
+    support = _decision_support(checked.valid, proms.pop("scored"), prior)
     values, field_errors = impression if impression else (record.impression, {})
     ranked = support["assessment"]["differential"]
     episode = visits.episode_view(
@@ -327,7 +354,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
         password_error=password_error,
         plan=impression_form.panel(_kb().decision, values, support["assessment"],
                                    field_errors),
-        layout=layout, episode=episode,
+        layout=layout, episode=episode, **proms,
         section_of=lambda link_id: drafts.section_of(form, link_id).link_id), status
 
 
@@ -381,7 +408,8 @@ def complete_signature(exam_id: str, user: users.User, reauthenticated: dt.datet
                    now=now, ehr_base=ehr_base, by=requester(),
                    ehr_practitioner=identities.practitioner_at(_store(), user.id, ehr_base)
                    if ehr_base else None, time_zone=current_app.config["TIME_ZONE"],
-                   clinic_contact=current_app.config["CLINIC_CONTACT"])
+                   clinic_contact=current_app.config["CLINIC_CONTACT"],
+                   proms=visit_proms(record))
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:
@@ -484,15 +512,18 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     _read_exam(record_, revision=version)
     checked = drafts.check(form, shown.answers)
     frozen = freeze.read(_store(), record_.id, shown.number)
+    proms: dict[str, Any] = {"proms": [], "prom_results": [], "prom_problem": None}
     if frozen is None:  # signed before freezing existed: made as it was then
         support, newer, ready, reassessed = _decision_support(checked.valid), None, True, None
     else:
         inputs, ready = frozen
         support = {"assessment": inputs.assessment, "sources": inputs.numbered(),
                    "shown": sources.shown_evidence}
+        proms.update(proms=list(inputs.prom_responses), prom_results=inputs.proms())
         running = _kb().decision.version
         newer = running if running != inputs.knowledge_version else None
-        reassessed = (_decision_support(checked.valid)
+        reassessed = (_decision_support(checked.valid,
+                                        visit_proms_mod.checked(_kb(), inputs.prom_responses))
                       if newer and request.args.get("reassess") == "1" else None)
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
@@ -503,7 +534,7 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
                                     (shown.impression or {}).get("outcomes")),
         one_step_pages=_one_step_pages(form, responses.one_step_of(shown.response)),
         **support, newer_knowledge=newer, reassessed=reassessed, documents_ready=ready,
-        revisions=_store().revisions(record_.id), message=message, layout=layout,
+        revisions=_store().revisions(record_.id), message=message, layout=layout, **proms,
         delivery=outbox.status_for(_store(), record_.id) if current else None), status
 
 

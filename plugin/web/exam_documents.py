@@ -18,7 +18,7 @@ from ..decision import impression as impression_mod
 from ..errors import NotFoundError
 from ..record import exams
 from .audit import refused_read
-from .exam import _assessment, _kb, _load, _now, _read_exam, _store, bp
+from .exam import _assessment, _kb, _load, _now, _proms_shown, _read_exam, _store, bp
 
 
 #: What a PDF link answers while a signed revision's documents are being rendered.
@@ -107,9 +107,13 @@ def _summary(exam_id: str, number: int | None) -> Response:
     if served is not None:
         return served
     exam_, patient_record, signed, impression = _live(exam_id, number)
+    # a draft's outcome measures, as its review shows them (a signed revision's are frozen)
+    proms = _proms_shown(_store().exam(exam_id)) if signed is None else \
+        {"scored": [], "prom_results": []}
     summary = documents.summary_document(
         _kb(), exam_, patient_record.resource, now=_now(),
-        assessment=_assessment(exam_.answers),
+        assessment=_assessment(exam_.answers, proms["scored"]),
+        proms=proms["prom_results"],
         clinician=signed.signed_by if signed else None,
         revision=signed.number if signed else None, reason=signed.reason if signed else None,
         signed_at=signed.signed_at if signed else None,

@@ -8,7 +8,7 @@ are referenced as ``app-static:`` URLs, the only ones the renderer will fetch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -108,11 +108,14 @@ def summary_heading(form: Any) -> str:
 
 def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                  impression: Impression = impression_mod.NONE,
-                 episode: Mapping[str, Any] | None = None, progress: Any = None) -> str:
-    """The clinician summary: header, red flags, findings left | right, body map,
-    differential with its evidence, referrals, PT focus, the disclaimer and sources;
-    ``progress`` (``record.progress.Progress``): the charts across visits, when there
-    are two signed visits or more."""
+                 episode: Mapping[str, Any] | None = None, progress: Any = None,
+                 proms: Sequence[Any] = ()) -> str:
+    """The clinician summary: header, red flags, findings left | right, body map, the
+    visit's outcome measures (``core.prom_results.PromResult``: scores, bands, change,
+    copyright), differential with its evidence, referrals, PT focus, the disclaimer and
+    sources; a follow-up's ``episode`` ("Since last visit") and ``progress``
+    (``record.progress.Progress``): the charts across visits, when there are two signed
+    visits or more."""
     form = exam.form
     raw = {link_id: _plain(form, link_id, values) for link_id, values in exam.answers.items()}
     sites = [(site, raw.get(site.left.link_id), raw.get(site.right.link_id))
@@ -131,7 +134,7 @@ def summary_html(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visi
         abnormal_key=layout.ABNORMAL_KEY, mark=layout.ABNORMAL_MARK,
         decided=impression_mod.view(kb.decision, impression, assessment),
         episode=episode,  # a follow-up's "Since last visit" (decision.visit_report)
-        progress=progress)
+        progress=progress, proms=proms)
 
 
 def handout_html(kb: Any, assessment: Mapping[str, Any], *, large_print: bool = False,
@@ -194,9 +197,10 @@ def urgent_content(handouts: Any, assessment: Mapping[str, Any]) -> UrgentConten
 def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit, *,
                 variant: str | None = "pdf/a-3a",
                 impression: Impression = impression_mod.NONE,
-                episode: Mapping[str, Any] | None = None) -> bytes:
+                episode: Mapping[str, Any] | None = None,
+                proms: Sequence[Any] = ()) -> bytes:
     return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression,
-                                   episode=episode),
+                                   episode=episode, proms=proms),
                       variant=variant,
                       title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"],
                       refits=REFITS["summary"], min_last_page=MIN_LAST_PAGE)
@@ -237,14 +241,16 @@ def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
                      now: dt.datetime, revision: int | None = None,
                      reason: str | None = None, signed_at: dt.datetime | None = None,
                      time_zone: str = "UTC",
-                     impression: Impression = impression_mod.NONE) -> Document:
+                     impression: Impression = impression_mod.NONE,
+                     proms: Sequence[Any] = ()) -> Document:
     """The clinician summary of ``exam``, as every surface makes it (tablet, CLI, the
     record for the EHR): assessed by the engine, dated by the exam, marked as a draft
     unless the response is completed or amended; with the revision, the amendment's
-    reason, the signer and the signing time when the caller knows them."""
+    reason, the signer and the signing time when the caller knows them; ``proms`` the
+    visit's outcome measures as shown (``core.prom_results``)."""
     visit = visit_of(exam, patient, clinician, now, revision=revision, reason=reason,
                      signed_at=signed_at, time_zone=time_zone)
-    pdf = summary_pdf(kb, exam, assessment, visit, impression=impression)
+    pdf = summary_pdf(kb, exam, assessment, visit, impression=impression, proms=proms)
     return Document("summary", SUMMARY_TITLE, pdf)
 
 

@@ -1,0 +1,51 @@
+"""The tablet review shows the visit's outcome measures as the record will keep them:
+each score with its band, the copyright notice, the decision support's suggestion from a
+STarT Back high risk; a PROM that is not finished is named on the review and refuses
+the signature (nothing signed). The PROMs reach the page through contract K1
+(``web.exam.visit_proms``, wired to ``record.proms.completed`` at the merge)."""
+from __future__ import annotations
+
+import html
+import json
+
+from plugin.adapters import audit, store as store_mod
+from plugin.web import exam as exam_view
+from tests.support import pages, pdfs
+from tests.support.prom_cases import lefs, start_back
+from tests.support.signin import PASSWORD
+
+
+def test_the_review_shows_scores_bands_copyright_and_the_suggestion(app, client, monkeypatch):
+    high = start_back({1, 5, 6, 7, 8}, "very-much")
+    monkeypatch.setattr(exam_view, "visit_proms", lambda record: [high])
+    exam_id, _ = pages.ready_exam(client)
+    engine = store_mod.from_app(app).engine
+    before = len(list(audit.events_since(engine, None)))
+    page = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
+    # the patient's earlier scores were searched: audited as a search of Observations
+    new = [json.loads(e) for e in list(audit.events_since(engine, None))[before:]]
+    assert any(e.get("subtype", [{}])[0].get("code") == "search-type"
+               and "search of Observation" in json.dumps(e) for e in new)
+    shown = html.unescape(page[page.index('id="proms"'):])
+    assert "Keele STarT Back Screening Tool" in shown
+    assert "STarT Back risk group: High risk" in shown
+    assert "© Keele University 2007" in shown and "keele.ac.uk/sbst" in shown
+    assert "Consider psychologically informed physiotherapy" in page
+    # the draft's clinician summary prints the same, with the copyright notice
+    draft = pdfs.text_of(client.get(f"/exams/{exam_id}/summary.pdf").data)
+    flat = " ".join(draft.split())
+    assert "STarT Back risk group: High risk" in flat and "© Keele University 2007" in flat
+
+
+def test_an_unfinished_prom_is_named_and_refuses_the_signature(app, client, monkeypatch):
+    unfinished = {**lefs({1: 2}), "status": "in-progress"}
+    monkeypatch.setattr(exam_view, "visit_proms", lambda record: [unfinished])
+    exam_id, version = pages.ready_exam(client)
+    page = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
+    assert 'id="prom-problem"' in page
+    assert "Lower Extremity Functional Scale (LEFS): Only a completed response" in page
+    signed = client.post(f"/exams/{exam_id}/sign", data={"version": version,
+                                                         "password": PASSWORD})
+    assert signed.status_code == 422
+    assert "Lower Extremity Functional Scale (LEFS)" in signed.get_data(as_text=True)
+    assert store_mod.from_app(app).exam(exam_id).state == "draft"
