@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"patients", "exams", "revisions", "outbox", "launches", "cds_jtis", "ehr_servers",
           "audit_events", "users", "sessions", "setup_tokens", "login_failures",
           "api_clients", "api_tokens", "identities", "observations", "observation_codes",
-          "frozen_inputs", "documents"}
+          "frozen_inputs", "documents", "prom_responses"}
 HEAD = ScriptDirectory.from_config(migrations.config(None)).get_current_head()
 
 
@@ -45,7 +45,7 @@ def differences(store: Store) -> list:
 
 
 def test_there_is_one_head() -> None:
-    assert HEAD == "0011"
+    assert HEAD == "0012"
 
 
 def test_upgrade_builds_the_tables_on_an_empty_database(store) -> None:
