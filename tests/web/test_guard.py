@@ -21,7 +21,8 @@ EXPECTED_OPEN = {
     "/sso/<name>", "/sso/callback",
 }
 CLINICIAN_ONLY = {"exam.sign", "exam.amend", "exam.cancel_amendment", "exam.deliver_again",
-                  "exam.delivery_patient", "sso.step_up", "exam.save_impression"}
+                  "exam.delivery_patient", "sso.step_up", "exam.save_impression",
+                  "proms.add", "proms.remove", "proms.hand"}
 
 
 def _url(rule) -> str:  # type: ignore[no-untyped-def]
