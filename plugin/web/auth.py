@@ -30,10 +30,10 @@ from flask import (Flask, Response, current_app, g, jsonify, redirect, render_te
                    request, session, url_for)
 
 from ..adapters import sessions, store as store_mod, users
-from ..core import outcome, scopes
+from ..core import audit_events, outcome, scopes
 from ..core.audit_events import Actor
 from . import api_access
-from .audit import ACTOR_KEY
+from .audit import ACTOR_KEY, audited_read, current_actor
 from .errors import FHIR_PREFIX, fhir_response
 
 #: Endpoints anyone may reach. The CDS Hooks calls are open to the guard because each
@@ -180,9 +180,6 @@ def _patient_mode(endpoint: str) -> Response | None:
     bound = patient_mode_prom()
     if endpoint in PATIENT_MODE and (request.view_args or {}).get("prom_id", bound) == bound:
         return None
-    from .audit import audited_read, current_actor
-    from ..core import audit_events
-
     interaction = "read" if request.method in ("GET", "HEAD") else "update"
     audited_read(interaction, actor=current_actor(), resource=f"QuestionnaireResponse/{bound}",
                  failure=audit_events.Failure(audit_events.MINOR_FAILURE, outcome.simple(

@@ -87,3 +87,31 @@ for (const orientation of ['landscape', 'portrait']) {
     });
   });
 }
+
+test('the clinician page autosaves, shows the server score, and refuses a stale tab', { timeout: 120000 }, async () => {
+  const context = await newTablet(browser, 'landscape');
+  const page = await context.newPage();
+  const errors = collectConsoleErrors(page);
+  await addPatient(page, `PromDraft${Date.now()}`);
+  const exam = await startExam(page);
+  await page.goto(`${exam}/review`);
+  await page.selectOption('#prom-instrument', 'psfs');
+  await Promise.all([page.waitForURL(/\/proms\/[0-9a-f-]+$/), page.tap('.prom-add button')]);
+  const stale = await context.newPage();
+  await stale.goto(page.url());
+  await page.fill('[name="psfs-activity-1"]', 'Sprinting');
+  await page.locator('[id="q-psfs-score-1"] label.opt', { hasText: /^6$/ }).tap();
+  await page.waitForFunction(() => /Saved\./.test(document.getElementById('save-status').textContent)
+    && /6/.test(document.getElementById('prom-scores').textContent));
+  await page.reload();
+  assert.equal(await page.inputValue('[name="psfs-activity-1"]'), 'Sprinting');
+  assert.match(await page.textContent('#prom-scores'), /6/);
+  // the other tab still holds version 1: its change is refused, with the exam's words
+  await stale.locator('[id="q-psfs-score-2"] label.opt', { hasText: /^3$/ }).tap();
+  await stale.waitForSelector('#conflict:not([hidden])');
+  assert.match(await stale.textContent('#conflict'), /changed on another tablet or tab/);
+  await page.reload();
+  assert.equal(await page.locator('[id="q-psfs-score-2"] input:checked').count(), 0);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
