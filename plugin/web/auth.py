@@ -55,6 +55,7 @@ OPEN = frozenset({
 PATIENT_MODE = frozenset({
     "proms.patient_question", "proms.patient_answer", "proms.save", "proms.finish",
     "proms.thanks", "proms.return_page", "proms.return_post", "static", "exam.static",
+    "sso.callback",  # back from re-authenticating to leave patient mode
 })
 PATIENT_MODE_REFUSED = ("This tablet is in patient mode: only the questionnaire can be "
                         "used. Please hand the tablet back to your clinician.")

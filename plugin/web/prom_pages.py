@@ -17,10 +17,11 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, session, url_for)
 
 from .. import knowledge
-from ..adapters import prom_store, sessions, store as store_mod, users
+from ..adapters import prom_store, sessions, smart, store as store_mod, users
 from ..adapters.prom_store import PromRecord
 from ..core import prom_answers
-from ..errors import AnswerError, ConflictError, InputError, LockedError, NotFoundError
+from ..errors import (AnswerError, ConflictError, InputError, LockedError, NotFoundError,
+                      PluginError)
 from ..record import proms
 from . import boundary
 from .audit import read_of
@@ -396,6 +397,17 @@ def return_post(prom_id: str) -> Any:
     assert user is not None  # the guard let no anonymous request through
     if not _in_patient_mode():
         return redirect(_after_return(prom_id), 303)
+    if not user.has_password:  # confirmed at their sign-in service, like a signature
+        from . import sso
+
+        try:
+            elsewhere = sso.patient_return(user, prom_id)
+        except (PluginError, smart.SmartError, ValueError) as error:
+            words = error.message if isinstance(error, PluginError) else str(error)
+            return _return_page(prom_id, status=502, error=(
+                f"Your sign-in service could not be reached ({words}). Try again."))
+        if elsewhere is not None:
+            return elsewhere
     if not user.has_password or request.form.get("action") == "sign-in-again":
         sessions.end(_store(), session.get(SESSION_KEY))
         session.pop(SESSION_KEY, None)
@@ -404,6 +416,12 @@ def return_post(prom_id: str) -> Any:
                                  now=_now(), address=request.remote_addr):
         return _return_page(prom_id, status=422, error=(
             "That password is not right. Please hand the tablet back to your clinician."))
+    return returned(prom_id)
+
+
+def returned(prom_id: str) -> Any:
+    """The clinician confirmed who they are (password here, or at their sign-in service):
+    out of patient mode, to the PROM's page with its score."""
     proms.back_to_clinician(_store(), _session_id())
     return redirect(_after_return(prom_id), 303)
 

@@ -40,7 +40,9 @@ def _url(rule) -> str:  # type: ignore[no-untyped-def]
 def test_every_other_route_is_refused_in_patient_mode(app, handed) -> None:
     client, exam_id, prom_id = handed
     # static files, and the load balancer's probe (it reads no session, serves only "ok")
-    allowed, reached = {"static", "exam.static", "signin.health"}, []
+    # and the sign-in service's way back, which only the return out of patient mode may
+    # use (a sign-in or signature started before is refused: tests/web/test_patient_mode_sso)
+    allowed, reached = {"static", "exam.static", "signin.health", "sso.callback"}, []
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.endpoint in allowed:
             continue
@@ -51,6 +53,7 @@ def test_every_other_route_is_refused_in_patient_mode(app, handed) -> None:
         if response.status_code != 403:
             reached.append((rule.rule, response.status_code))
     assert reached == []
+    assert client.get("/sso/callback?state=forged&code=x").status_code == 400
     # a script's write elsewhere gets JSON; the FHIR API an OperationOutcome
     draft = client.put(f"/exams/{exam_id}/draft", json={}, headers={"If-Match": '"1"'})
     assert draft.status_code == 403 and draft.get_json()["error"] == "patient-mode"
