@@ -144,8 +144,8 @@ def add(exam_id: str) -> Any:
                          now=_now(), by=requester())
     except InputError as exc:
         return _back_to_review(exam_id, exc.message, 422)
-    except LockedError as exc:
-        return _back_to_review(exam_id, exc.message, 409)
+    except LockedError:  # signed meanwhile: its record (amend it to add one)
+        return redirect(url_for("exam.record", exam_id=exam_id), 303)
     return redirect(url_for("proms.form", exam_id=exam_id, prom_id=prom.id), 303)
 
 

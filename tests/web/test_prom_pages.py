@@ -182,3 +182,26 @@ def test_user_text_is_escaped(client) -> None:
     page = client.get(f"/exams/{exam_id}/proms/{prom_id}").get_data(as_text=True)
     assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
     assert not re.search(r"<script(?![^>]*(src=|application/json))", page)
+
+
+def test_a_signed_exams_questionnaire_is_locked_with_it(client, app, kb, form) -> None:
+    from tests.support import tablet
+
+    exam_id = begin_exam(client)
+    prom_id = add(client, exam_id)
+    store = store_mod.from_app(app)
+    exam = store.exam(exam_id)
+    tablet.sign(app, kb, exam, store.patient(exam.patient_id), tablet.MARCH, answers={})
+    refused = put(client, exam_id, prom_id, 1, {"lefs-item-1": "lefs-4"})
+    assert refused.status_code == 409 and "signed" in refused.get_json()["message"]
+    again = client.post(f"/exams/{exam_id}/proms", data={"instrument": "lefs"})
+    assert again.status_code == 303 and again.headers["Location"] == f"/exams/{exam_id}/record"
+    assert len(prom_store.for_exam(store, exam_id)) == 1
+
+
+def test_the_review_audits_each_questionnaire_it_lists(client, app) -> None:
+    exam_id = begin_exam(client)
+    prom_id = add(client, exam_id)
+    before = events(app, f"QuestionnaireResponse/{prom_id}").count("R")
+    client.get(f"/exams/{exam_id}/review")
+    assert events(app, f"QuestionnaireResponse/{prom_id}").count("R") == before + 1
