@@ -69,6 +69,8 @@ def test_the_review_lists_the_visits_questionnaires_and_adds_one(client, app) ->
     assert "not scored yet" in page
     review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
     assert "Not finished" in review
+    for action in ("Open", "Hand to patient", "Remove"):
+        assert f">{action}</" in review
     assert events(app, f"QuestionnaireResponse/{prom_id}")[0] == "C"
 
 
