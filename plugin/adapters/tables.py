@@ -1,7 +1,7 @@
 """The exam store's tables, defined once: the Store queries them, and a test compares
 them with what the Alembic migrations build, so the two can never drift apart.
 
-Eleven tables (with ``prom_responses``, below): ``patients`` (linked to the EHR's Patient when launched from it);
+Ten tables: ``patients`` (linked to the EHR's Patient when launched from it);
 ``exams`` (one row per exam holding its working answers and
 its single draft, with a ``version`` that is the ETag); ``revisions`` (one row per
 signature, never updated, so the history of a signed record stays as it was signed);
@@ -29,6 +29,10 @@ API access (SMART Backend Services): ``api_clients`` (the integrators registered
 get); ``api_tokens`` (the access tokens issued, keyed by the SHA-256 of the token, so a
 copy of the table hands out no access). The JWT ids of their client assertions share
 ``cds_jtis`` (``adapters.replay``: one replay memory per issuer, whoever the issuer is).
+
+Outcome measures: ``prom_responses`` (the PROMs added to an exam, answered on the tablet,
+locked with the exam's signature); a session in patient mode names its PROM
+(``sessions.patient_prom_id``).
 """
 from __future__ import annotations
 

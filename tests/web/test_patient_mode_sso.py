@@ -33,7 +33,8 @@ def _return(client, prom_id):
     return client.get(f"{parts.path}?{parts.query}"), url
 
 
-def test_an_sso_clinician_returns_after_logging_in_again_at_the_provider(app, op) -> None:  # noqa: F811
+def test_an_sso_clinician_returns_after_logging_in_again_at_the_provider(
+        app, op) -> None:  # noqa: F811
     op.configure(signed_in_at=int(time.time()) - 3600)
     client, exam_id, prom_id = _handed(app, op)
     back, authorize = _return(client, prom_id)
