@@ -207,3 +207,35 @@ def test_the_review_audits_each_questionnaire_it_lists(client, app) -> None:
     before = events(app, f"QuestionnaireResponse/{prom_id}").count("R")
     client.get(f"/exams/{exam_id}/review")
     assert events(app, f"QuestionnaireResponse/{prom_id}").count("R") == before + 1
+
+
+@pytest.mark.parametrize("body", [
+    "not json", "[]", '{"answers": []}', '{"answers": {"lefs-item-1": NaN}}',
+    '{"answers": {"lefs-item-1": "lefs-4\\u0000"}}', '{"answers": {"lefs-item-1": true}}',
+    '{"answers": {"lefs-item-1": 1e400}}', '{"answers": {"lefs-item-1": "' + "x" * 5000 + '"}}',
+])
+def test_hostile_autosaves_are_refused_or_reported_never_a_500(client, body) -> None:
+    exam_id = begin_exam(client)
+    prom_id = add(client, exam_id)
+    response = client.put(f"/exams/{exam_id}/proms/{prom_id}/answers", data=body,
+                          headers={"If-Match": '"1"', "Content-Type": "application/json"})
+    assert response.status_code in (200, 400, 422), response.get_data(as_text=True)
+    assert response.get_json()
+    if response.status_code == 200:  # kept as entered, reported, never scored
+        assert response.get_json()["errors"]["lefs-item-1"]
+
+
+def test_hostile_patient_screen_posts_are_refused_never_a_500(client) -> None:
+    exam_id = begin_exam(client)
+    prom_id = add(client, exam_id)
+    client.post(f"/exams/{exam_id}/proms/{prom_id}/hand")
+    base = f"/exams/{exam_id}/proms/{prom_id}/patient"
+    assert client.post(f"{base}/1", data={"version": "abc", "lefs-item-1": "lefs-2"}
+                       ).status_code == 400
+    skipped = client.post(f"{base}/1", data={"version": "abc"})  # nothing to save: on
+    assert skipped.status_code == 303 and skipped.headers["Location"].endswith("/patient/2")
+    assert client.post(f"{base}/999", data={"version": 1}).status_code == 404
+    assert client.get(f"{base}/0").status_code == 404
+    wrong = client.post(f"{base}/1", data={"version": 1, "lefs-item-1": "lefs-9"})
+    assert wrong.status_code == 422
+    assert "Choose one of the answers shown." in wrong.get_data(as_text=True)
