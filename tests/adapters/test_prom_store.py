@@ -116,3 +116,43 @@ def test_patient_mode_is_kept_with_the_session(store, exam) -> None:
     assert sessions.current(store, token, **live).patient_prom_id == prom.id
     prom_store.patient_mode(store, sessions.digest(token), None)
     assert sessions.current(store, token, **live).patient_prom_id is None
+
+
+def test_a_save_racing_the_signature_waits_for_it_and_is_refused(store, exam) -> None:
+    """The signature's transaction holds the exam's row; a PROM save that comes in
+    meanwhile waits for it and then finds the exam signed: it can never change a PROM
+    the signature did not see."""
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    from plugin.adapters import engine as engine_mod
+    from plugin.adapters.tables import exams
+
+    prom = prom_store.add(store, exam.id, LEFS, answers={}, response=QR, added_by="ann")
+    locked, outcome = threading.Event(), {}
+
+    def signature() -> None:
+        with engine_mod.writer(store.engine).begin() as conn:
+            conn.execute(update(exams).where(exams.c.id == exam.id)
+                         .values(state="signed", version=exams.c.version + 1))
+            locked.set()
+            time.sleep(0.6)
+
+    def save() -> None:
+        try:
+            prom_store.save(store, prom.id, expected_version=1, answers={"a": 1}, response=QR)
+            outcome["result"] = "saved"
+        except LockedError:
+            outcome["result"] = "locked"
+
+    signing = threading.Thread(target=signature)
+    signing.start()
+    assert locked.wait(10)
+    started = time.monotonic()
+    save()
+    signing.join()
+    assert outcome["result"] == "locked"
+    assert time.monotonic() - started > 0.3  # it waited for the signature
+    assert prom_store.get(store, prom.id).answers == {}
