@@ -13,8 +13,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
 
     from . import config, knowledge
     from .adapters import signing_key, store
-    from .web import (auth, boundary, cds_hooks, errors, exam, fhir_api, oauth_token, security,
-                      signin, smart, sso)
+    from .web import (auth, boundary, cds_hooks, errors, exam, fhir_api, oauth_token,
+                      prom_pages, security, signin, smart, sso)
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(config.DEFAULTS)
@@ -39,6 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # type: ignore[no
     app.register_blueprint(fhir_api.bp)
     app.register_blueprint(oauth_token.bp)
     app.register_blueprint(exam.bp)
+    prom_pages.init_app(app)
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(smart.bp)
     app.register_blueprint(signin.bp)

@@ -32,6 +32,8 @@ class Session:
     last_seen: dt.datetime
     #: The account, read in the same query as the session (every request needs both).
     user: users_mod.User | None = None
+    #: Patient mode: the PROM the tablet was handed to the patient for (else None).
+    patient_prom_id: str | None = None
 
 
 def digest(token: str) -> str:
@@ -58,7 +60,8 @@ def current(store: Store, token: str | None, *, now: dt.datetime, idle: dt.timed
         return None
     key = digest(token)
     query = (select(users, sessions.c.created.label("session_created"),
-                    sessions.c.last_seen.label("session_last_seen"))
+                    sessions.c.last_seen.label("session_last_seen"),
+                    sessions.c.patient_prom_id.label("session_patient_prom_id"))
              .join_from(sessions, users, sessions.c.user_id == users.c.id)
              .where(sessions.c.id == key))
     with store.engine.connect() as conn:
@@ -73,7 +76,9 @@ def current(store: Store, token: str | None, *, now: dt.datetime, idle: dt.timed
         with engine_mod.writer(store.engine).begin() as conn:
             conn.execute(update(sessions).where(sessions.c.id == key).values(last_seen=now))
     user = users_mod.from_row(row)
-    return Session(key, user.id, created, now, user)
+    prom = row["session_patient_prom_id"]
+    return Session(key, user.id, created, now, user,
+                   None if prom is None else str(prom))
 
 
 def end(store: Store, token: str | None) -> None:

@@ -32,7 +32,7 @@ from . import engine as engine_mod, migrations, observation_store
 from .engine import StoreError
 from .observation_store import ObservationRecord
 from .tables import (EDITABLE, STATES, UTCDateTime, exams, frozen_inputs, outbox, patients,
-                     revisions)
+                     prom_responses, revisions)
 
 __all__ = ["CURRENT_STATUSES", "STATES", "Audit", "Current", "ExamRecord",
            "ObservationRecord", "PatientRecord", "Revision", "Store", "StoreError",
@@ -344,8 +344,15 @@ class Store:
              observations: Sequence[ObservationRecord] | None = None,
              frozen: tuple[str, Mapping[str, Any]] | None = None,
              audit: Audit | None = None,
-             impression: Mapping[str, Any] | None = None) -> ExamRecord:
+             impression: Mapping[str, Any] | None = None,
+             prom_ids: Collection[str] | None = None) -> ExamRecord:
         """Lock the answers as the next revision; the amendment's reason goes with it.
+
+        ``prom_ids``: the visit's outcome questionnaires the revision records (all
+        finished). Checked in this transaction against what the visit holds: one added,
+        removed or left unfinished since they were read is a ConflictError, nothing
+        written, so no PROM is ever left out of, or locked unfinished by, a signature
+        (PROM writes lock the exam's row, so the check and they never interleave).
 
         ``delivery``: the revision's transaction Bundle for the EHR, queued in the outbox
         in this same transaction, so a signed revision never lacks its delivery (and a
@@ -373,6 +380,8 @@ class Store:
             row = _bump(conn, key, expected_version, EDITABLE, state="signed",
                         answers=answers, draft=None, revisions=exams.c.revisions + 1,
                         impression=decided)
+            if prom_ids is not None:
+                _same_proms(conn, key, prom_ids)
             # a response built for another revision number: refused, nothing written
             if status != ("completed" if row.revisions == 1 else "amended"):
                 raise InputError(f"revision {row.revisions} cannot have status {status!r}",
@@ -625,6 +634,15 @@ def _bump(conn: Connection, key: str, expected: int, states: tuple[str, ...],
         raise _wrong_state(state, states, version)
     raise ConflictError(f"the exam changed since version {expected}; "
                         f"it is now at version {version}: reload it", current=version)
+
+
+def _same_proms(conn: Connection, exam_key: str, signed: Collection[str]) -> None:
+    """Refuse a signature whose outcome questionnaires are no longer the visit's."""
+    rows = conn.execute(select(prom_responses.c.id, prom_responses.c.state)
+                        .where(prom_responses.c.exam_id == exam_key)).all()
+    if {r.id for r in rows} != set(signed) or any(r.state != "completed" for r in rows):
+        raise ConflictError("The visit's outcome questionnaires changed while it was being "
+                            "signed: review them and sign again.")
 
 
 def _audit(conn: Connection, audit: Audit | None, record: Any) -> None:

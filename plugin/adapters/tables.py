@@ -29,6 +29,10 @@ API access (SMART Backend Services): ``api_clients`` (the integrators registered
 get); ``api_tokens`` (the access tokens issued, keyed by the SHA-256 of the token, so a
 copy of the table hands out no access). The JWT ids of their client assertions share
 ``cds_jtis`` (``adapters.replay``: one replay memory per issuer, whoever the issuer is).
+
+Outcome measures: ``prom_responses`` (the PROMs added to an exam, answered on the tablet,
+locked with the exam's signature); a session in patient mode names its PROM
+(``sessions.patient_prom_id``).
 """
 from __future__ import annotations
 
@@ -320,6 +324,31 @@ observation_codes = Table(
     Index(None, "code", "system"),
 )
 
+#: States of a PROM in a visit (``prom_responses``): being answered, or finished.
+PROM_STATES = ("in-progress", "completed")
+
+#: The outcome measures (PROMs) added to an exam (a visit): the instrument's canonical
+#: ``url|version``, the answers as entered and the scored QuestionnaireResponse made from
+#: them (scores always recomputed by the server), ``version`` the autosave's ETag,
+#: ``position`` the order they were added. Written only while the exam is editable (0012).
+prom_responses = Table(
+    "prom_responses", metadata,
+    Column("id", _id(), primary_key=True),
+    Column("exam_id", _id(), ForeignKey("exams.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("instrument", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("answers", json_type(), nullable=False),
+    Column("response", json_type(), nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("updated", UTCDateTime(), nullable=False),
+    Column("added_by", Text, nullable=False),
+    CheckConstraint("state IN ('in-progress', 'completed')", name="state"),
+    CheckConstraint("version >= 1", name="version"),
+    UniqueConstraint("exam_id", "position"),
+)
+
 cds_jtis = Table(
     "cds_jtis", metadata,
     Column("iss", Text, primary_key=True),
@@ -376,6 +405,10 @@ sessions = Table(
     Column("user_id", _id(), ForeignKey("users.id"), nullable=False),
     Column("created", UTCDateTime(), nullable=False),  # the sign-in: absolute lifetime
     Column("last_seen", UTCDateTime(), nullable=False),  # the idle timeout
+    # Patient mode: the tablet was handed to the patient for this PROM (prom_responses.id)
+    # and reaches only its pages until the clinician's password is entered (0012). No
+    # foreign key: a removed PROM must not end patient mode.
+    Column("patient_prom_id", _id()),
     Index(None, "user_id"),
 )
 

@@ -28,7 +28,8 @@ from ..core.documents import Document
 from ..decision import impression as impression_mod
 from ..errors import DuplicatePatientError, InputError
 from ..knowledge import FOLLOW_UP_FORM
-from . import freeze, observations, pipeline, progress, signoff, trail, visit_proms, visits
+from . import freeze, observations, pipeline, progress, proms as proms_mod, signoff, trail
+from . import visit_proms, visits
 from .trail import By
 
 
@@ -215,8 +216,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
          patient_record: store_mod.PatientRecord, *, expected_version: int,
          signer: signoff.Signer, now: dt.datetime, ehr_base: str | None,
          by: By, time_zone: str = "UTC", clinic_contact: str = "",
-         ehr_practitioner: str | None = None,
-         proms: Sequence[Mapping[str, Any]] = ()) -> signoff.Signed:
+         ehr_practitioner: str | None = None) -> signoff.Signed:
     """Sign the working answers as the next revision (an amendment when one is open),
     frozen (``freeze``: the assessment as reviewed, what the documents are made from,
     the clinician's impression and plan) and queued for the EHR (when delivery is on,
@@ -228,14 +228,15 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     the signer's own Practitioner at that EHR (the fhirUser of their launch), which the
     EHR's copy names.
 
-    ``proms``: the visit's completed outcome measures (QuestionnaireResponse JSON, as
-    ``record.proms.completed`` gives them), checked and scored again here (one that is
-    not finished or does not validate refuses the signature, naming the instrument);
-    they go into the frozen revision with their meaning as shown (the change since the
+    The visit's outcome measures (``record.proms.completed``: a PROM still unfinished
+    refuses the signature, naming the instrument) are checked and scored again here and
+    signed with it (``Store.sign`` refuses the signature if the visit's PROMs changed
+    meanwhile); they go into the frozen revision with their meaning as shown (the change since the
     patient's earlier scores), the record Bundle and the EHR's delivery (each response
     and its survey Observations, identified by this exam, so an amendment carries the
     same ones again), the stored Observations the FHIR API searches, and the decision
     support (a STarT Back band is a finding)."""
+    proms = proms_mod.completed(store, kb, exam.id)
     scored, lines = visit_proms.shown(store, kb, exam, proms)
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
@@ -281,7 +282,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                observations=served, frozen=(frozen.knowledge_version, frozen.as_json()),
                audit=trail.exam_write(by, "update", "amendment signed" if exam.revisions
                                       else "signed", revision=True),
-               impression=decided)
+               impression=decided,
+               prom_ids=[p["id"] for p in proms])
     return signed
 
 

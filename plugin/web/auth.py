@@ -30,10 +30,10 @@ from flask import (Flask, Response, current_app, g, jsonify, redirect, render_te
                    request, session, url_for)
 
 from ..adapters import sessions, store as store_mod, users
-from ..core import outcome, scopes
+from ..core import audit_events, outcome, scopes
 from ..core.audit_events import Actor
 from . import api_access
-from .audit import ACTOR_KEY
+from .audit import ACTOR_KEY, audited_read, current_actor
 from .errors import FHIR_PREFIX, fhir_response
 
 #: Endpoints anyone may reach. The CDS Hooks calls are open to the guard because each
@@ -49,6 +49,16 @@ OPEN = frozenset({
     "fhir.search_structure_definitions", "fhir.read_structure_definition",
     "cds_hooks.discovery", "cds_hooks.call", "cds_hooks.feedback",
 })
+#: Patient mode (``web.prom_pages``): the only endpoints a session handed to a patient
+#: reaches, each only for the PROM the session is bound to (its ``prom_id``), plus the
+#: static files. Everything else is refused (403) and audited, open pages included.
+PATIENT_MODE = frozenset({
+    "proms.patient_question", "proms.patient_answer", "proms.save", "proms.finish",
+    "proms.thanks", "proms.return_page", "proms.return_post", "static", "exam.static",
+    "sso.callback",  # back from re-authenticating to leave patient mode
+})
+PATIENT_MODE_REFUSED = ("This tablet is in patient mode: only the questionnaire can be "
+                        "used. Please hand the tablet back to your clinician.")
 #: The session cookie's key holding the session token (the row is keyed by its hash).
 SESSION_KEY = "sid"
 REALM = 'Bearer realm="posterior-thigh-exam"'
@@ -95,6 +105,11 @@ def has_role(role: str) -> bool:
     return user is not None and role in user.roles
 
 
+def patient_mode_prom() -> str | None:
+    """The PROM this request's session was handed to the patient for, or None."""
+    return g.get("patient_prom")
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -120,6 +135,7 @@ def resolve_user() -> users.User | None:
         sessions.end(_store(), token)
         session.pop(SESSION_KEY, None)
         return None
+    g.patient_prom = live.patient_prom_id
     return user
 
 
@@ -132,6 +148,8 @@ def _guard() -> Response | None:
             g.user = resolve_user()
             if g.user is not None:
                 g.setdefault(ACTOR_KEY, actor(g.user))
+            if patient_mode_prom() is not None:
+                return _patient_mode(endpoint)
         return None
     api = request.path == FHIR_PREFIX or request.path.startswith(FHIR_PREFIX + "/")
     if api and "Authorization" in request.headers:  # a token client, never a session
@@ -143,6 +161,10 @@ def _guard() -> Response | None:
         g.setdefault(ACTOR_KEY, actor(user))
     if user is None:
         return _unauthenticated(api)
+    if patient_mode_prom() is not None:
+        refused = _patient_mode(endpoint)
+        if refused is not None:
+            return refused
     if api and request.method not in ("GET", "HEAD") and current_app.config["WTF_CSRF_ENABLED"]:
         csrf = current_app.extensions["csrf"]
         csrf.protect()  # a session used for a write must prove it is our page
@@ -151,6 +173,32 @@ def _guard() -> Response | None:
     if role is not None and role not in user.roles:
         return _forbidden(api, role)
     return None
+
+
+def _patient_mode(endpoint: str) -> Response | None:
+    """In patient mode: None for the bound PROM's own pages, else the refusal (a page,
+    JSON for a script's request, an OperationOutcome under /fhir), audited first."""
+    bound = patient_mode_prom()
+    if endpoint in PATIENT_MODE and (request.view_args or {}).get("prom_id", bound) == bound:
+        return None
+    interaction = "read" if request.method in ("GET", "HEAD") else "update"
+    audited_read(interaction, actor=current_actor(), resource=f"QuestionnaireResponse/{bound}",
+                 failure=audit_events.Failure(audit_events.MINOR_FAILURE, outcome.simple(
+                     "error", "forbidden", "refused in patient mode: "
+                     f"{request.method} {request.path}"[:300])))
+    api = request.path == FHIR_PREFIX or request.path.startswith(FHIR_PREFIX + "/")
+    if api:
+        return _outcome(403, "forbidden", PATIENT_MODE_REFUSED)
+    if request.is_json or request.method == "PUT" or \
+            request.accept_mimetypes.best == "application/json":
+        response = jsonify(error="patient-mode", message=PATIENT_MODE_REFUSED)
+        response.status_code = 403
+        return response
+    from .prom_pages import patient_start
+
+    return current_app.make_response((render_template(
+        "exam/prom_refused.html", message=PATIENT_MODE_REFUSED,
+        back=patient_start(bound), prom_id=bound), 403))
 
 
 def _unauthenticated(api: bool) -> Response:
@@ -192,4 +240,5 @@ def _outcome(status: int, code: str, message: str) -> Response:
 def init_app(app: Flask) -> None:
     """Install the guard (after the boundary and CSRF hooks) and the template helpers."""
     app.before_request(_guard)
-    app.jinja_env.globals.update(current_user=current_user, has_role=has_role)
+    app.jinja_env.globals.update(current_user=current_user, has_role=has_role,
+                                 patient_mode_prom=patient_mode_prom)

@@ -21,7 +21,7 @@ from .. import knowledge
 from ..adapters import identities, outbox, signing_key, store as store_mod, users
 from ..core import datetimes, drafts, layout, patient as patient_mod, responses
 from ..record import exams, freeze, pipeline, progress, signoff, visits
-from ..record import visit_proms as visit_proms_mod
+from ..record import proms as proms_mod, visit_proms as visit_proms_mod
 from ..record.trail import By
 from ..decision import impression as impression_mod, sources
 from ..errors import (AnswerError, ConflictError, DuplicatePatientError, InputError,
@@ -291,10 +291,9 @@ def _assessment(valid: Any, proms: Sequence[pipeline.Prom] = (),
 
 
 def visit_proms(record_: store_mod.ExamRecord) -> list[Mapping[str, Any]]:
-    """The visit's finished PROMs as QuestionnaireResponse JSON (contract K1:
-    ``record.proms.completed``, wired here at the merge; it raises InputError naming an
-    instrument still unfinished). None until then."""
-    return []
+    """The visit's finished PROMs as scored QuestionnaireResponse JSON (contract K1,
+    ``record.proms.completed``); InputError names an instrument still unfinished."""
+    return proms_mod.completed(_store(), _kb(), record_.id)
 
 
 def _proms_shown(record_: store_mod.ExamRecord) -> dict[str, Any]:
@@ -408,8 +407,7 @@ def complete_signature(exam_id: str, user: users.User, reauthenticated: dt.datet
                    now=now, ehr_base=ehr_base, by=requester(),
                    ehr_practitioner=identities.practitioner_at(_store(), user.id, ehr_base)
                    if ehr_base else None, time_zone=current_app.config["TIME_ZONE"],
-                   clinic_contact=current_app.config["CLINIC_CONTACT"],
-                   proms=visit_proms(record))
+                   clinic_contact=current_app.config["CLINIC_CONTACT"])
     except ConflictError:
         return _review(exam_id, message=CONFLICT, status=409)
     except LockedError:

@@ -40,7 +40,7 @@ from ..adapters import (id_tokens, identities, launches, oidc, smart, store as s
 from ..core import audit_events
 from ..errors import PluginError
 from . import exam as exam_views, launch_signin, signin
-from .auth import actor, current_user, requires
+from .auth import PATIENT_MODE_REFUSED, actor, current_user, patient_mode_prom, requires
 
 bp = Blueprint("sso", __name__, template_folder="templates")
 
@@ -102,9 +102,12 @@ def callback() -> Any:
     pending = _take(request.args.get("state") or "")
     if pending is None:
         return _refused(NOT_STARTED, 400)
+    if patient_mode_prom() is not None and pending["purpose"] != "patient-return":
+        return _refused(PATIENT_MODE_REFUSED, 403)  # only the way back out of it
     if request.args.get("error"):
-        what = "The exam was not signed" if pending["purpose"] == "sign" else \
-            "The sign-in was not completed"
+        what = {"sign": "The exam was not signed",
+                "patient-return": "The tablet stays in patient mode"}.get(
+                    pending["purpose"], "The sign-in was not completed")
         return _refused(f"{what}: {_words(request.args.get('error'))}.", 403)
     code = request.args.get("code")
     if not code:
@@ -115,6 +118,8 @@ def callback() -> Any:
     try:
         claims = _verified(pending, code)
     except PluginError as error:
+        if pending["purpose"] == "patient-return":
+            return _refused(f"The tablet stays in patient mode: {error.message}.", 403)
         if pending["purpose"] == "sign":
             return exam_views.review_again(pending["exam_id"], "The exam was not signed: "
                                            f"{error.message}.", 403)
@@ -122,6 +127,8 @@ def callback() -> Any:
         return _refused(f"The sign-in was refused: {error.message}.", 403)
     if pending["purpose"] == "sign":
         return _finish_signature(pending, claims)
+    if pending["purpose"] == "patient-return":
+        return _finish_return(pending, claims)
     return _sign_in(providers()[pending["provider"]], claims, pending.get("next") or "/")
 
 
@@ -174,24 +181,10 @@ def step_up(exam_id: str) -> Any:
         version = int(request.form.get("version", ""))
     except ValueError:
         abort(400, "The form is missing its version; reload the page.")
-    target = _step_up_target(user)
-    if target is None:
+    if _step_up_target(user) is None:
         return exam_views.review_again(exam_id, _cannot_sign(user), 422)
-    kind, key, identity = target
-    pending = {"purpose": "sign", "exam_id": exam_id, "version": version,
-               "user_id": user.id, "kind": kind, "key": key, "issuer": identity.issuer,
-               "subject": identity.subject}
     try:
-        if kind == "provider":
-            provider = providers()[key]
-            endpoints = oidc.discover(provider.issuer, timeout=_timeout())
-            url = _authorize(endpoints, provider.client_id, scope=SCOPE,
-                             extra=oidc.STEP_UP[provider.step_up], pending=pending)
-        else:
-            client, config = _ehr(key)
-            url = _authorize(oidc.from_smart(config), client.client_id,
-                             scope="openid fhirUser", extra={"prompt": "login", "aud": key},
-                             pending=pending)
+        url = _reauthorize(user, {"purpose": "sign", "exam_id": exam_id, "version": version})
     except (PluginError, smart.SmartError, ValueError) as error:
         words = error.message if isinstance(error, PluginError) else str(error)
         return exam_views.review_again(exam_id, "The exam was not signed: your sign-in "
@@ -199,6 +192,49 @@ def step_up(exam_id: str) -> Any:
     # a page that moves on by itself, not a redirect: the form's CSP (form-action 'self')
     # forbids a form post to be redirected to another site
     return render_template("auth/sso_continue.html", url=url, label=step_up_label(user))
+
+
+def _reauthorize(user: users.User, pending: dict[str, Any]) -> str:
+    """The URL where ``user`` authenticates again (``_step_up_target``, which must
+    exist), for ``pending`` (its purpose and what to finish when they come back)."""
+    target = _step_up_target(user)
+    assert target is not None
+    kind, key, identity = target
+    pending = {**pending, "user_id": user.id, "kind": kind, "key": key,
+               "issuer": identity.issuer, "subject": identity.subject}
+    if kind == "provider":
+        provider = providers()[key]
+        endpoints = oidc.discover(provider.issuer, timeout=_timeout())
+        return _authorize(endpoints, provider.client_id, scope=SCOPE,
+                          extra=oidc.STEP_UP[provider.step_up], pending=pending)
+    client, config = _ehr(key)
+    return _authorize(oidc.from_smart(config), client.client_id, scope="openid fhirUser",
+                      extra={"prompt": "login", "aud": key}, pending=pending)
+
+
+def patient_return(user: users.User, prom_id: str) -> Any:
+    """Leaving patient mode for a user without a local password: the continue page to
+    their identity provider (or EHR), which must ask them again, like a signature; None
+    when they have nowhere to authenticate again."""
+    if _step_up_target(user) is None:
+        return None
+    url = _reauthorize(user, {"purpose": "patient-return", "prom_id": prom_id})
+    return render_template("auth/sso_continue.html", url=url, label=step_up_label(user))
+
+
+def _finish_return(pending: Mapping[str, Any], claims: id_tokens.IdClaims) -> Any:
+    """Back from re-authenticating to leave patient mode: the same person, freshly
+    authenticated, takes the tablet back; anyone else leaves it in patient mode."""
+    from . import prom_pages
+
+    user = current_user()
+    subject = claims.subject if pending["kind"] == "provider" else \
+        launch_signin.absolute(claims.fhir_user or "", pending["key"])
+    if user is None or user.id != pending["user_id"] or \
+            claims.issuer != pending["issuer"] or subject != pending["subject"]:
+        return _refused("The tablet stays in patient mode: another person confirmed who "
+                        "they are than the one signed in here.", 403)
+    return prom_pages.returned(pending["prom_id"])
 
 
 def step_up_label(user: users.User | None) -> str | None:
@@ -304,7 +340,7 @@ def _verified(pending: Mapping[str, Any], code: str) -> id_tokens.IdClaims:
         client_id = provider.client_id
     keys = id_tokens.fetch_keys(endpoints.jwks_uri, timeout=_timeout())
     after = dt.datetime.fromtimestamp(float(pending["started"]), dt.timezone.utc) \
-        if pending["purpose"] == "sign" else None
+        if pending["purpose"] in ("sign", "patient-return") else None
     return id_tokens.verify(answer.get("id_token"), keys, issuer=endpoints.issuer,
                             client_id=client_id, nonce=pending["nonce"], now=_now(),
                             authenticated_after=after)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"patients", "exams", "revisions", "outbox", "launches", "cds_jtis", "ehr_servers",
           "audit_events", "users", "sessions", "setup_tokens", "login_failures",
           "api_clients", "api_tokens", "identities", "observations", "observation_codes",
-          "frozen_inputs", "documents"}
+          "frozen_inputs", "documents", "prom_responses"}
 HEAD = ScriptDirectory.from_config(migrations.config(None)).get_current_head()
 
 

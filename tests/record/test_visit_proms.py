@@ -8,24 +8,25 @@ STarT Back high risk makes the decision support suggest psychologically informed
 physiotherapy. On SQLite and on a real PostgreSQL server; both validators pass."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from plugin.adapters import frozen as frozen_store, store as store_mod
-from plugin.adapters.tables import outbox as outbox_table
+from plugin.adapters import frozen as frozen_store, prom_store, store as store_mod
+from plugin.adapters.tables import outbox as outbox_table, prom_responses
 from plugin.core.fhir_models import validate
-from plugin.errors import InputError
-from plugin.record import exams, freeze
+from plugin.errors import ConflictError, InputError
+from plugin.record import exams, freeze, proms
 from tests.adapters.test_delivery import MRN, fhir_server  # noqa: F401 (a fixture)
 from tests.adapters.test_delivery_strict import ALL, EHR_RUTH, assert_arrived_complete_once, \
     until_delivered, without_tag
 from tests.record.test_write_audit import BY, SIGNER
 from tests.support import pdfs
-from tests.support.conformance import IndependentValidator, assert_conformant
-from tests.support.prom_cases import OM, lefs, start_back
+from tests.support.conformance import assert_conformant
+from tests.support.prom_cases import OM, add_finished, lefs, start_back
 from tests.support.signin import signed_in
 from tests.support.tablet import ANSWERS
 
@@ -35,12 +36,6 @@ RUTH = {"resourceType": "Patient", "identifier": [{"system": MRN, "value": "MRN-
         "name": [{"family": "Osei", "given": ["Ruth"]}], "birthDate": "1974-01-08"}
 LOINC = "http://loinc.org"
 FOCUS = "psychologically informed physiotherapy"
-
-
-@pytest.fixture(scope="module")
-def validator():
-    with IndependentValidator() as v:
-        yield v
 
 
 @pytest.fixture()
@@ -59,8 +54,10 @@ def _visit(store, kb, patient, when: dt.datetime, proms, ehr_base: str) -> str:
     form = kb.form_for(exam.questionnaire)
     exam, _ = exams.save_draft(store, form, exam, patient, expected_version=exam.version,
                                answers=ANSWERS, now=when, by=BY)
+    for response in proms:  # as the tablet adds them and the patient finishes them
+        add_finished(store, kb, exam, patient, response, now=when, by=BY)
     exams.sign(store, kb, exam, patient, expected_version=exam.version, signer=SIGNER,
-               now=when, ehr_base=ehr_base, by=BY, proms=proms)
+               now=when, ehr_base=ehr_base, by=BY)
     return exam.id
 
 
@@ -174,7 +171,7 @@ def test_a_visits_proms_reach_the_record_the_ehr_the_api_and_the_summary(
     exam = exams.amend(store, form, exam, patient, expected_version=exam.version,
                        reason="Typing error in the history.", now=NOW, by=BY)
     exams.sign(store, kb, exam, patient, expected_version=exam.version, signer=SIGNER,
-               now=NOW + dt.timedelta(hours=1), ehr_base=server.url, by=BY, proms=proms)
+               now=NOW + dt.timedelta(hours=1), ehr_base=server.url, by=BY)
     _, amended = _queued(store, second)
     assert [q["identifier"]["value"] for q in _of_type(amended, "QuestionnaireResponse")[1:]] \
         == [f"{second}/prom/lefs", f"{second}/prom/keele-start-back"]
@@ -198,19 +195,60 @@ def test_an_unfinished_or_broken_prom_refuses_the_signature(store, kb) -> None:
     form = kb.form_for(exam.questionnaire)
     exam, _ = exams.save_draft(store, form, exam, patient, expected_version=exam.version,
                                answers=ANSWERS, now=NOW, by=BY)
-    unfinished = {**lefs({1: 2}), "status": "in-progress"}
-    unknown_code = start_back(set(), "not-at-all")
-    unknown_code["item"][0]["answer"][0]["valueCoding"]["code"] = "sbst-maybe"
-    for proms, words in (([unfinished], "Lower Extremity Functional Scale (LEFS): Only a "
-                                        "completed response"),
-                         ([unknown_code], "Keele STarT Back Screening Tool: sbst-item-1"),
-                         ([{**lefs({}), "questionnaire": "http://example.org/Q|1"}],
-                          "names no loaded instrument")):
-        with pytest.raises(InputError) as refused:
+
+    def refused(words: str) -> None:
+        with pytest.raises(InputError) as refusal:
             exams.sign(store, kb, exam, patient, expected_version=exam.version,
-                       signer=SIGNER, now=NOW, ehr_base=None, by=BY, proms=proms)
-        assert refused.value.message.startswith(words) or words in refused.value.message
-        assert refused.value.status == 422
+                       signer=SIGNER, now=NOW, ehr_base=None, by=BY)
+        assert words in refusal.value.message
+        assert refusal.value.status == 422
+
+    # a PROM added to the visit and not finished
+    unfinished = proms.add(store, kb, exam, patient, "lefs", now=NOW, by=BY)
+    proms.save(store, kb, unfinished, patient, expected_version=unfinished.version,
+               answers={"lefs-item-1": "lefs-2"}, now=NOW, by=BY)
+    refused("The Lower Extremity Functional Scale (LEFS) questionnaire is not finished")
+    proms.remove(store, prom_store.get(store, unfinished.id), expected_version=2, by=BY)
+    # a stored response whose answer the instrument does not have (written behind the
+    # product's back): re-checked at the signature
+    broken = add_finished(store, kb, exam, patient, start_back(set(), "not-at-all"), now=NOW,
+                          by=BY)
+    with store.engine.begin() as conn:
+        response = copy.deepcopy(broken.response)
+        response["item"][0]["answer"][0]["valueCoding"]["code"] = "sbst-maybe"
+        conn.execute(update(prom_responses).where(prom_responses.c.id == broken.id)
+                     .values(response=response))
+    refused("Keele STarT Back Screening Tool: sbst-item-1")
+    # an instrument no longer loaded (its file taken out of questionnaires/)
+    with store.engine.begin() as conn:
+        conn.execute(update(prom_responses).where(prom_responses.c.id == broken.id)
+                     .values(instrument="http://example.org/Q|1"))
+    refused("is no longer loaded")
     assert store.exam(exam.id).state == "draft"  # nothing signed, nothing lost
     assert store.search_observations(patient_ids=[patient.id])[0] == 0
     assert dict(store.exam(exam.id).answers) == ANSWERS
+
+
+def test_a_prom_added_while_the_exam_is_being_signed_refuses_the_signature(store, kb):
+    """The visit's PROMs are read, then the signature is written: one added between the
+    two is never left out of the record (or locked unfinished by it)."""
+    patient = exams.add_patient(store, RUTH, by=BY)
+    exam = exams.begin(store, kb, patient, now=NOW, by=BY)
+    form = kb.form_for(exam.questionnaire)
+    exam, _ = exams.save_draft(store, form, exam, patient, expected_version=exam.version,
+                               answers=ANSWERS, now=NOW, by=BY)
+    add_finished(store, kb, exam, patient, lefs({n: 2 for n in range(1, 21)}), now=NOW, by=BY)
+    read = proms.completed
+
+    def read_then_add(*args, **kwargs):
+        found = read(*args, **kwargs)
+        proms.add(store, kb, exam, patient, "keele-start-back", now=NOW, by=BY)
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(proms, "completed", read_then_add)
+        with pytest.raises(ConflictError, match="outcome questionnaires changed"):
+            exams.sign(store, kb, exam, patient, expected_version=exam.version,
+                       signer=SIGNER, now=NOW, ehr_base=None, by=BY)
+    assert store.exam(exam.id).state == "draft"
+    assert store.search_observations(patient_ids=[patient.id])[0] == 0

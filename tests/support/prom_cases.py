@@ -98,3 +98,26 @@ def answers_of(scored: dict[str, Any], link_ids: set[str]) -> dict[str, Any]:
             (value,) = item["answer"][0].values()
             found[item["linkId"]] = value
     return found
+
+
+def plain_answers(response_: dict[str, Any]) -> dict[str, Any]:
+    """The tablet's plain answers (linkId -> code, number or text) of a response."""
+    found: dict[str, Any] = {}
+    for item in response_.get("item") or []:
+        if item.get("answer"):
+            (value,) = item["answer"][0].values()
+            found[item["linkId"]] = value["code"] if isinstance(value, dict) else value
+    return found
+
+
+def add_finished(store: Any, kb: Any, exam: Any, patient: Any, response_: dict[str, Any], *,
+                 now: Any, by: Any) -> Any:
+    """Add the response's instrument to the visit and finish it with its answers, as the
+    tablet does (``record.proms``: add, save, finish); a score it carries is dropped."""
+    from plugin.record import proms
+    instrument = kb.instrument_for(response_["questionnaire"])
+    prom = proms.add(store, kb, exam, patient, instrument.id, now=now, by=by)
+    prom, _ = proms.save(store, kb, prom, patient, expected_version=prom.version,
+                         answers=plain_answers(response_), now=now, by=by)
+    return proms.finish(store, kb, prom, patient, expected_version=prom.version, now=now,
+                        by=by)

@@ -22,7 +22,7 @@ EXPECTED_OPEN = {
 }
 CLINICIAN_ONLY = {"exam.sign", "exam.amend", "exam.cancel_amendment", "exam.deliver_again",
                   "exam.delivery_patient", "sso.step_up", "exam.save_impression",
-                  "exam.begin_follow_up"}
+                  "exam.begin_follow_up", "proms.add", "proms.remove", "proms.hand"}
 
 
 def _url(rule) -> str:  # type: ignore[no-untyped-def]
