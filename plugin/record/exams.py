@@ -252,7 +252,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
         raise InputError(missing[0][1], issues=missing, status=422, code="required")
     served = observations.of_revision(kb, exam_id=exam.id, patient_id=exam.patient_id,
                                       number=exam.revisions + 1, response=signed.response,
-                                      signed_at=now)
+                                      signed_at=now, proms=scored)
     decided = impression_mod.signed(kb.decision, impression, suggested,
                                     [c.condition.id for c in assessed.differential
                                      if c.suggested])

@@ -152,7 +152,11 @@ def completed(store: store_mod.Store, kb: Any, exam_id: str) -> list[dict[str, A
         if instrument is None:
             raise InputError(f"The {title} questionnaire is no longer loaded, so its scores "
                              "cannot be checked.", status=422, expression=f"prom.{prom.id}")
-        found.append(scoring.score(instrument, prom.response))
+        try:  # what is stored is checked again: it is what the record will keep
+            found.append(scoring.score(instrument, prom.response))
+        except scoring.ScoringError as exc:
+            raise InputError(f"{title}: {exc}", status=422, code="invalid",
+                             expression=f"prom.{prom.id}") from exc
     return found
 
 
