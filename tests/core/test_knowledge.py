@@ -182,7 +182,8 @@ VERIFIED: dict[str, dict[str, tuple[str, ...]]] = {
             # AHRQ CDS Connect's pain management summary
             "91349-1": ("STarT Back Screening Tool panel",),
             "91340-0": ("My back pain has spread down my leg(s) at some time in the last 2 weeks",),
-            "91341-8": ("I have had pain in the shoulder or neck at some time in the last 2 weeks",),
+            "91341-8": ("I have had pain in the shoulder or neck at some time in the last "
+                        "2 weeks",),
             "91342-6": ("I have only walked short distances because of my back pain",),
             "91343-4": ("In the last 2 weeks, I have dressed more slowly than usual because of "
                         "back pain",),
