@@ -1,7 +1,8 @@
 """Our own extensions are published: a receiver that meets
 ``…/StructureDefinition/recorded-in-one-step`` or ``…/carried-forward`` in a
 QuestionnaireResponse, or ``…/item-wording-not-included`` on a Questionnaire, can read
-(or search by url) its definition here, without signing in, and what we write fits what the definition says (where it sits, its value type)."""
+(or search by url) its definition here, without signing in, and what we write fits what
+the definition says (where it sits, its value type)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
