@@ -90,3 +90,17 @@ def test_a_marker_without_a_place_for_the_wording_stops_start_up(tmp_path, value
     error = knowledge_copies.load_error(tmp_path, corrupt)
     assert str(error).endswith("lefs.json: extension: item-wording-not-included takes one "
                               "valueString: where the owner's wording is found")
+
+
+def test_a_response_stored_with_the_retired_risk_code_is_rescored_to_loincs(kb) -> None:
+    """A STarT Back finished before this change holds the project's old risk code: the
+    server's recomputation (at signature, at $extract) gives LOINC's answer instead."""
+    from plugin.core import scoring
+    from tests.support.prom_cases import OM, start_back
+
+    stored = start_back({1, 2, 3, 4, 5}, "extremely")  # total 6, distress 2: medium
+    stored["item"].append({"linkId": "sbst-risk", "answer": [{"valueCoding": {
+        "system": OM, "code": "sbst-risk-high", "display": "High risk"}}]})
+    scored = scoring.score(kb.instruments["keele-start-back"], stored)
+    assert [i["answer"] for i in scored["item"] if i["linkId"] == "sbst-risk"] == [[
+        {"valueCoding": {"system": LOINC, "code": "LA8982-6", "display": "Medium"}}]]
