@@ -65,6 +65,14 @@ def questions(instrument: scoring.Instrument) -> list[Question]:
     return found
 
 
+def instructions(instrument: scoring.Instrument) -> list[str]:
+    """The texts of the top-level display items (the instrument's own instructions, e.g.
+    STarT Back's "Thinking about the last 2 weeks ..."), in order: shown with the
+    questions, never answered."""
+    return [item["text"] for item in instrument.resource.get("item") or []
+            if item.get("type") == "display" and item.get("text")]
+
+
 def score_items(instrument: scoring.Instrument) -> list[tuple[str, str]]:
     """(linkId, text) of each score item, in order."""
     by_link = {i.get("linkId"): i for i in instrument.resource.get("item") or []}

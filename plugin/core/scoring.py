@@ -29,6 +29,7 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from ..errors import KnowledgeError
+from . import terminology as t
 
 EXT_CALCULATED = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression"
 #: SDC 4 / Extensions Pack name; R4's ``ordinalValue`` is read too (same meaning).
@@ -62,10 +63,28 @@ class Instrument:
     calculations: tuple[Calculation, ...]
     #: Each answerable item's linkId -> the (system, code) its options allow (empty: not coded).
     options: Mapping[str, frozenset[tuple[str, str]]]
+    #: Where the owner's item wording is found when this Questionnaire does not carry it
+    #: (its ``item-wording-not-included`` extension); None when the items carry the wording.
+    #: Data, not a guess from the text: only the file knows whether its text is the
+    #: published wording, and a clinic that adds the wording removes the extension.
+    wording_not_included: str | None = None
 
     @property
     def canonical(self) -> str:
         return f"{self.url}|{self.version}"
+
+
+def _wording_not_included(resource: Mapping[str, Any], source: str) -> str | None:
+    """The ``item-wording-not-included`` extension's value (where the wording is found)."""
+    found = [e for e in resource.get("extension") or []
+             if e.get("url") == t.EXT_ITEM_WORDING_NOT_INCLUDED]
+    if not found:
+        return None
+    value = found[0].get("valueString")
+    if len(found) > 1 or not isinstance(value, str) or not value.strip():
+        raise KnowledgeError(source, "extension", "item-wording-not-included takes one "
+                                                  "valueString: where the owner's wording is found")
+    return value
 
 
 def is_scored(resource: Mapping[str, Any]) -> bool:
@@ -131,7 +150,8 @@ def parse(resource: Mapping[str, Any], *, source: str) -> Instrument:
     instrument = Instrument(id=resource["id"], url=resource["url"], version=resource["version"],
                             title=resource.get("title") or resource["id"], resource=resource,
                             weights=MappingProxyType(weights), calculations=tuple(calculations),
-                            options=MappingProxyType(options))
+                            options=MappingProxyType(options),
+                            wording_not_included=_wording_not_included(resource, source))
     empty = {"resourceType": "QuestionnaireResponse", "status": "in-progress",
              "questionnaire": instrument.canonical}
     for calc in instrument.calculations:

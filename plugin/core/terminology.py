@@ -47,6 +47,10 @@ EXT_RECORDED_IN_ONE_STEP = f"{BASE}/StructureDefinition/recorded-in-one-step"
 #: Ours, on an item of an in-progress QuestionnaireResponse (valueReference: the earlier
 #: exam's response): the answer was carried from that exam and not yet changed.
 EXT_CARRIED_FORWARD = f"{BASE}/StructureDefinition/carried-forward"
+#: Ours, on a Questionnaire (valueString: where the owner's wording is found): its items
+#: carry placeholders, not the instrument's published wording, so it is never handed to a
+#: patient to fill in alone (``record.proms.hand_to_patient``).
+EXT_ITEM_WORDING_NOT_INCLUDED = f"{BASE}/StructureDefinition/item-wording-not-included"
 EXT_STRUCTURE_LATERALITY = "http://hl7.org/fhir/StructureDefinition/observation-structureLaterality"
 
 #: Decision support: our codes for conditions, red flags and services without a verified

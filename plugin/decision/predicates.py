@@ -2,7 +2,7 @@
 
 Rules in ``mappings/decision/`` are JSON, never code: a predicate is an answer test
 (``{"answer": "slr.{side}.response", "in": [...]}``), an outcome-measure band test
-(``{"score": "sbst-risk", "band": "sbst-risk-high"}``: the visit's score in that band of
+(``{"score": "sbst-risk", "band": "LA9193-9"}``, LOINC's "High": the visit's score in that band of
 ``mappings/outcomes/interpretation.json``), a reference to a finding, a
 suggested condition or a raised red flag, or ``all``/``any``/``not``/``count``/
 ``holds``-``unless`` over predicates; a referral rule may also name another suggested

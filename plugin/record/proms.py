@@ -160,11 +160,27 @@ def completed(store: store_mod.Store, kb: Any, exam_id: str) -> list[dict[str, A
     return found
 
 
-def hand_to_patient(store: store_mod.Store, session_id: str, prom: PromRecord) -> None:
+def not_for_patients(instrument: scoring.Instrument) -> str | None:
+    """Why this instrument is not handed to a patient (None: it may be), in the clinician's
+    words: its Questionnaire says its items do not carry the owner's published wording
+    (``item-wording-not-included``), and a patient must never answer placeholders."""
+    if instrument.wording_not_included is None:
+        return None
+    return (f"{instrument.title} cannot be handed to the patient: its questions here carry "
+            "numbers, not the owner's published wording. Fill it in with the patient from "
+            f"the owner's paper form ({instrument.wording_not_included.rstrip('.')}).")
+
+
+def hand_to_patient(store: store_mod.Store, kb: Any, session_id: str,
+                    prom: PromRecord) -> None:
     """Patient mode: this session reaches only the PROM's pages until the clinician's
-    password is entered again (``web.auth`` enforces it on every request)."""
+    password is entered again (``web.auth`` enforces it on every request). Refused
+    (InputError 409) for a finished PROM and for an instrument without its wording."""
     if prom.finished:
         raise InputError("This questionnaire is finished already.", status=409)
+    reason = not_for_patients(instrument_of(kb, prom))
+    if reason is not None:
+        raise InputError(reason, status=409, code="business-rule")
     prom_store.patient_mode(store, session_id, prom.id)
 
 

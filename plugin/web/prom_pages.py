@@ -119,7 +119,9 @@ def visit_proms(exam: store_mod.ExamRecord) -> list[dict[str, Any]]:
         instrument = _kb().instrument_for(prom.instrument)
         _read(prom)
         rows.append({"prom": prom, "title": instrument.title if instrument else prom.instrument,
-                     "scores": score_lines(instrument, prom) if instrument else []})
+                     "scores": score_lines(instrument, prom) if instrument else [],
+                     "not_for_patients": proms.not_for_patients(instrument) if instrument
+                     else None})
     return rows
 
 
@@ -172,6 +174,8 @@ def _form_page(prom: PromRecord, instrument: Any, patient_record: store_mod.Pati
     return render_template(
         "exam/prom_form.html", prom=prom, instrument=instrument, patient=patient_record,
         exam=exam, questions=prom_answers.questions(instrument), raw=checked.raw,
+        instructions=prom_answers.instructions(instrument),
+        not_for_patients=proms.not_for_patients(instrument),
         errors=errors if errors is not None else checked.errors, message=message,
         scores=score_lines(instrument, prom), editable=exam.state != "signed",
         client_data=_client_data(prom)), status
@@ -265,7 +269,7 @@ def hand(exam_id: str, prom_id: str) -> Any:
     """"Hand to patient": this session is in patient mode for this PROM from now on."""
     prom, instrument, patient_record = _load(exam_id, prom_id)
     try:
-        proms.hand_to_patient(_store(), _session_id(), prom)
+        proms.hand_to_patient(_store(), _kb(), _session_id(), prom)
     except InputError as exc:
         return _form_page(prom, instrument, patient_record, message=exc.message, status=409)
     return redirect(url_for("proms.patient_question", exam_id=exam_id, prom_id=prom_id,
@@ -353,6 +357,7 @@ def _patient_page(prom: PromRecord, instrument: Any, number: int, *, status: int
     return render_template(
         "exam/prom_patient.html", prom=prom, instrument=instrument, question=question,
         number=number, total=len(questions), value=checked.raw.get(question.link_id),
+        instructions=prom_answers.instructions(instrument),
         error=(checked.errors.get(question.link_id) or [None])[0], message=message,
         help=PATIENT_HELP, client_data=_client_data(prom)), status
 

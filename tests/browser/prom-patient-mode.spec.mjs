@@ -1,8 +1,10 @@
-// A PROM in patient mode by touch at both iPad sizes: the clinician adds LEFS to an
-// exam from the review, hands the tablet to the patient, who answers the 20 items one
-// per screen (progress shown), finds everything else refused, and the tablet returns to
-// the clinician only with the clinician's own password (a wrong one keeps it in patient
-// mode), who then sees the server's score. axe on every kind of screen.
+// A PROM in patient mode by touch at both iPad sizes: the clinician adds LEFS, which
+// ships without its wording and so offers no "Hand to patient" (the reason instead),
+// then STarT Back, hands the tablet to the patient, who answers its 9 items (LOINC's
+// wording, under Keele's instruction) one per screen (progress shown), finds everything
+// else refused, and the tablet returns to the clinician only with the clinician's own
+// password (a wrong one keeps it in patient mode), who then sees the server's score.
+// axe on every kind of screen.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -23,19 +25,32 @@ async function smallTargets(page) {
 }
 
 for (const orientation of ['landscape', 'portrait']) {
-  describe(`a LEFS in patient mode on a tablet in ${orientation}`, () => {
-    test('add, hand over, answer 20 screens, refused elsewhere, return with the password', { timeout: 180000 }, async () => {
+  describe(`a STarT Back in patient mode on a tablet in ${orientation}`, () => {
+    test('LEFS not handed over; STarT Back: add, hand over, answer 9 screens, refused elsewhere, return with the password', { timeout: 180000 }, async () => {
       const context = await newTablet(browser, orientation);
       const page = await context.newPage();
       const errors = collectConsoleErrors(page);
       await addPatient(page, `Prom${orientation}${Date.now()}`);
       const exam = await startExam(page);
 
-      // the clinician adds LEFS from the review's "Outcome questionnaires"
+      // LEFS (no published wording shipped): the reason instead of "Hand to patient"
       await page.goto(`${exam}/review`);
       await page.selectOption('#prom-instrument', 'lefs');
       await Promise.all([page.waitForURL(/\/proms\/[0-9a-f-]+$/), page.tap('.prom-add button')]);
       assert.match(await page.textContent('.copyright'), /Phys Ther 1999/);
+      assert.match(await page.textContent('#not-for-patients'),
+        /cannot be handed to the patient.*Fill it in with the patient from the owner's paper form/);
+      assert.equal(await page.locator('button:has-text("Hand to patient")').count(), 0);
+      await checkA11y(page, 'PROM form without its wording');
+      await page.goto(`${exam}/review`);
+      assert.match(await page.textContent('#proms .hand-refused'), /cannot be handed to the patient/);
+      assert.equal(await page.locator('#proms button:has-text("Hand to patient")').count(), 0);
+
+      // the clinician adds STarT Back from the review's "Outcome questionnaires"
+      await page.selectOption('#prom-instrument', 'keele-start-back');
+      await Promise.all([page.waitForURL(/\/proms\/[0-9a-f-]+$/), page.tap('.prom-add button')]);
+      assert.match(await page.textContent('.copyright'), /Keele University 2007/);
+      assert.equal(await page.locator('#not-for-patients').count(), 0);
       await checkA11y(page, 'PROM form');
       await Promise.all([page.waitForURL(/\/patient\/1$/), page.tap('button:has-text("Hand to patient")')]);
       const promPage = page.url().replace(/\/patient\/1$/, '');
@@ -44,14 +59,20 @@ for (const orientation of ['landscape', 'portrait']) {
       await checkA11y(page, 'patient screen');
       assert.deepEqual(await smallTargets(page), []);
       assert.equal(await page.locator('text=Sign out').count(), 0);
-      for (let n = 1; n <= 20; n += 1) {
-        assert.equal((await page.textContent('#progress')).trim(), `Question ${n} of 20`);
+      assert.match(await page.textContent('main'),
+        /Thinking about the last 2 weeks please answer the following questions/);
+      assert.match(await page.textContent('.prom-q legend'),
+        /My back pain has spread down my leg\(s\) at some time in the last 2 weeks/);
+      for (let n = 1; n <= 9; n += 1) {
+        assert.equal((await page.textContent('#progress')).trim(), `Question ${n} of 9`);
         assert.equal(await page.locator('.prom-q').count(), 1);
-        await page.locator('.prom-q label.opt').nth(3).tap();  // "3: a little bit of difficulty"
+        // items 1-8: "Agree"; item 9 (bothersomeness): "Extremely"
+        const option = n < 9 ? /^\s*Agree\s*$/ : /^\s*Extremely\s*$/;
+        await page.locator('.prom-q label.opt', { hasText: option }).tap();
         if (n === 7) { await shot(page, `prom-patient-${orientation}`); }
-        const next = n < 20 ? `/patient/${n + 1}` : '/patient/done';
+        const next = n < 9 ? `/patient/${n + 1}` : '/patient/done';
         await Promise.all([page.waitForURL((url) => url.pathname.endsWith(next)),
-          page.tap(n < 20 ? 'button:has-text("Next")' : 'button:has-text("Finish")')]);
+          page.tap(n < 9 ? 'button:has-text("Next")' : 'button:has-text("Finish")')]);
       }
       assert.match(await page.textContent('main'), /please hand the tablet back/i);
       await checkA11y(page, 'thank-you screen');
@@ -76,7 +97,9 @@ for (const orientation of ['landscape', 'portrait']) {
       await page.fill('#password', clinician().password);
       await Promise.all([page.waitForURL((url) => url.href === promPage),
         page.tap('button:has-text("Return to clinician")')]);
-      assert.match(await page.textContent('#prom-scores'), /60/);  // 20 x 3, by the server
+      const scores = await page.textContent('#prom-scores');  // by the server
+      assert.match(scores, /total score \(0-9\)\s*9/);
+      assert.match(scores, /risk group\s*High/);
       assert.match(await page.textContent('.prom-state'), /Finished/);
       await page.goto(`${exam}/review`);
       assert.match(await page.textContent('#proms'), /Finished/);

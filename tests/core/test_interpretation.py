@@ -52,15 +52,16 @@ def test_without_an_earlier_score_there_is_no_change(meanings) -> None:
 
 
 @pytest.mark.parametrize(("total", "psychosocial", "band"), [
-    (0, 0, "sbst-risk-low"), (3, 3, "sbst-risk-low"),          # total ≤ 3: low, whatever else
-    (4, 3, "sbst-risk-medium"), (9, 3, "sbst-risk-medium"),     # subscale just below 4
-    (4, 4, "sbst-risk-high"), (9, 5, "sbst-risk-high"),
+    (0, 0, "low"), (3, 3, "low"),          # total ≤ 3: low, whatever else
+    (4, 3, "medium"), (9, 3, "medium"),    # subscale just below 4
+    (4, 4, "high"), (9, 5, "high"),
 ])
 def test_start_back_band_edges(meanings, total, psychosocial, band) -> None:
     result = interpret(meanings["sbst-risk"], {"sbst-total": total,
                                                "sbst-psychosocial": psychosocial})
-    assert result.band.code == band
-    assert result.text == f"STarT Back: {band.removeprefix('sbst-risk-')} risk"
+    # the band's code is LOINC's answer for that risk level (LL3578-3), as the record sends it
+    assert result.band.code == {"low": "LA9194-7", "medium": "LA8982-6", "high": "LA9193-9"}[band]
+    assert result.text == f"STarT Back: {band} risk"
 
 
 def test_every_threshold_names_its_source(meanings) -> None:

@@ -177,8 +177,27 @@ VERIFIED: dict[str, dict[str, tuple[str, ...]]] = {
         "263221003": ("Fracture of ischial tuberosity (disorder)",),
     },
     LOINC: {"72514-3": ("Pain severity - 0-10 verbal numeric rating [Score] - Reported",),
-            # AHRQ CDS Connect pain management summary: "Total score [STarT Back]"
+            # STarT Back: loinc.org/91349-1 (the panel and its items), /91350-9, /91351-7,
+            # /91352-5 and its answer list LL3578-3 (accessed 2026-12-06); 91351-7 also in
+            # AHRQ CDS Connect's pain management summary
+            "91349-1": ("STarT Back Screening Tool panel",),
+            "91340-0": ("My back pain has spread down my leg(s) at some time in the last 2 weeks",),
+            "91341-8": ("I have had pain in the shoulder or neck at some time in the last "
+                        "2 weeks",),
+            "91342-6": ("I have only walked short distances because of my back pain",),
+            "91343-4": ("In the last 2 weeks, I have dressed more slowly than usual because of "
+                        "back pain",),
+            "91344-2": ("It's not really safe for a person with a condition like mine to be "
+                        "physically active",),
+            "91345-9": ("Worrying thoughts have been going through my mind a lot of the time",),
+            "91346-7": ("I feel that my back pain is terrible and it's never going to get any "
+                        "better",),
+            "91347-5": ("In general I have not enjoyed all the things I used to enjoy",),
+            "91348-3": ("Overall, how bothersome has your back pain been in the last 2 weeks?",),
+            "91350-9": ("Distress subscore [STarT Back]",),
             "91351-7": ("Total score [STarT Back]",),
+            "91352-5": ("STarT Back Screening risk level",),
+            "LA9194-7": ("Low",), "LA8982-6": ("Medium",), "LA9193-9": ("High",),
             "38208-5": ("Pain severity - Reported",),
             # imaging orders (ServiceRequest.code)
             "24968-0": ("MR Lumbar spine",), "24702-3": ("MR Thigh",),

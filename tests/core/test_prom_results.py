@@ -43,12 +43,12 @@ def test_start_back_shows_each_score_and_its_risk_band_with_the_bands_source(kb)
     (shown,) = prom_results.results(_scored(kb, start_back({1, 2, 3, 4}, "moderately")),
                                     kb.interpretations)
     assert [(s.link_id, s.value) for s in shown.scores] == [
-        ("sbst-total", "4"), ("sbst-psychosocial", "0"), ("sbst-risk", "Medium risk")]
+        ("sbst-total", "4"), ("sbst-psychosocial", "0"), ("sbst-risk", "Medium")]
     risk = shown.scores[-1]
-    assert (risk.band, risk.band_code) == ("medium risk", "sbst-risk-medium")
+    assert (risk.band, risk.band_code) == ("medium risk", "LA8982-6")
     assert "keele.ac.uk/sbst" in risk.sources[0]
     assert "the copyright statement must be kept" in shown.copyright
-    assert prom_results.bands([shown]) == {"sbst-risk": "sbst-risk-medium"}
+    assert prom_results.bands([shown]) == {"sbst-risk": "LA8982-6"}
 
 
 def test_an_unscorable_response_shows_no_score_and_no_band(kb) -> None:

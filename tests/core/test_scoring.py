@@ -74,7 +74,7 @@ def test_a_client_score_is_overwritten(kb) -> None:
 def test_a_client_score_is_removed_when_not_scorable(kb) -> None:
     sent = start_back({1, 2}, None)
     sent["item"].append({"linkId": "sbst-risk", "answer": [{"valueCoding": {
-        "system": OM, "code": "sbst-risk-low"}}]})
+        "system": "http://loinc.org", "code": "LA9194-7"}}]})
     scored = scoring.score(kb.instruments["keele-start-back"], sent)
     assert "sbst-risk" not in {i["linkId"] for i in scored["item"]}
     assert len(scored["item"]) == 8

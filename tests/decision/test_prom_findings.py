@@ -56,7 +56,7 @@ def test_without_proms_the_assessment_is_the_exams(kb, form) -> None:
 def test_a_band_the_interpretation_does_not_define_stops_start_up(tmp_path) -> None:
     root = knowledge_copies.copy(tmp_path / "k")
     path = root / "mappings" / "decision" / "findings.json"
-    path.write_text(path.read_text().replace('"band": "sbst-risk-high"',
+    path.write_text(path.read_text().replace('"band": "LA9193-9"',
                                              '"band": "sbst-risk-very-high"'))
     with pytest.raises(KnowledgeError, match="sbst-risk-very-high"):
         knowledge.load(root / "questionnaires", root / "mappings")

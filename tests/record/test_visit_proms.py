@@ -93,7 +93,7 @@ def test_a_visits_proms_reach_the_record_the_ehr_the_api_and_the_summary(
     assert (total.value, total.meaningful) == ("60", True)
     assert total.change == "LEFS +20 since 27 October 2026: a meaningful improvement"
     assert "MCID 9 points" in total.sources[0]
-    assert [s.value for s in shown_sbst.scores] == ["6", "5", "High risk"]
+    assert [s.value for s in shown_sbst.scores] == ["6", "5", "High"]
     assert shown_sbst.scores[-1].band == "high risk"
     assert "© Keele University 2007" in shown_sbst.copyright
     # the decision support: STarT Back high risk -> the physiotherapy focus, with its source
@@ -122,8 +122,8 @@ def test_a_visits_proms_reach_the_record_the_ehr_the_api_and_the_summary(
     surveys = [o for o in _of_type(record, "Observation")
                if o.get("derivedFrom", [{}])[0].get("reference") in prom_urls]
     codes = {(c["system"], c["code"]) for o in surveys for c in o["code"]["coding"]}
-    assert codes == {(OM, "lefs-total"), (LOINC, "91351-7"), (OM, "sbst-psychosocial"),
-                     (OM, "sbst-risk")}
+    assert codes == {(OM, "lefs-total"), (LOINC, "91351-7"), (LOINC, "91350-9"),
+                     (OM, "sbst-psychosocial"), (LOINC, "91352-5"), (OM, "sbst-risk")}
     assert {o["category"][0]["coding"][0]["code"] for o in surveys} == {"survey"}
 
     # the FHIR API: the patient's LEFS across visits, and by date
@@ -149,7 +149,7 @@ def test_a_visits_proms_reach_the_record_the_ehr_the_api_and_the_summary(
     flat = " ".join(summary.split())
     assert "LEFS total (0-80): 60; LEFS +20 since 27 October 2026: a meaningful improvement" \
         in flat
-    assert "STarT Back risk group: High risk" in flat
+    assert "STarT Back risk group: High." in flat  # LOINC's "High" says the band
     assert "© Keele University 2007" in flat and "Binkley JM" in flat
     assert FOCUS in flat
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 OM = "http://posterior-thigh-exam.org/fhir/CodeSystem/outcome-measures"
+LOINC = "http://loinc.org"
 BASE = "http://posterior-thigh-exam.org/fhir/Questionnaire"
 
 
@@ -47,8 +48,12 @@ def start_back(agree: set[int], bother: str | None, answered: range = range(1, 9
     return response("keele-start-back", items)
 
 
+#: LOINC answer list LL3578-3 of 91352-5 "STarT Back Screening risk level" (loinc.org).
+RISK_LEVELS = {"low": "LA9194-7", "medium": "LA8982-6", "high": "LA9193-9"}
+
+
 def _risk(level: str) -> dict[str, str]:
-    return {"system": OM, "code": f"sbst-risk-{level}", "display": f"{level.capitalize()} risk"}
+    return {"system": LOINC, "code": RISK_LEVELS[level], "display": level.capitalize()}
 
 
 #: instrument -> [(label, response, {score linkId: expected value})]

@@ -1,7 +1,8 @@
 """Our own extensions are published: a receiver that meets
 ``…/StructureDefinition/recorded-in-one-step`` or ``…/carried-forward`` in a
-QuestionnaireResponse can read (or search by url) its definition here, without signing
-in, and what we write fits what the definition says (where it sits, its value type)."""
+QuestionnaireResponse, or ``…/item-wording-not-included`` on a Questionnaire, can read
+(or search by url) its definition here, without signing in, and what we write fits what
+the definition says (where it sits, its value type)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -22,7 +23,8 @@ def _ok(response) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 def test_every_extension_of_ours_is_defined_and_read_without_a_user(anonymous) -> None:
-    assert set(OURS) == {"EXT_RECORDED_IN_ONE_STEP", "EXT_CARRIED_FORWARD"}
+    assert set(OURS) == {"EXT_RECORDED_IN_ONE_STEP", "EXT_CARRIED_FORWARD",
+                         "EXT_ITEM_WORDING_NOT_INCLUDED"}
     for url in OURS.values():
         id_ = url.rsplit("/", 1)[1]
         definition = _ok(anonymous.get(f"/fhir/StructureDefinition/{id_}"))
@@ -67,7 +69,21 @@ def test_what_we_write_fits_the_definitions(anonymous, form) -> None:
     qr = drafts.response(form, checked, Context(status="in-progress", identifier="exam-2"),
                          frozenset({"red-flags"}), {"history.onset": source})
     written = list(_extensions(qr.get("item")))
-    assert {e["url"] for _, e in written} == set(OURS.values())
+    assert {e["url"] for _, e in written} == {t.EXT_RECORDED_IN_ONE_STEP, t.EXT_CARRIED_FORWARD}
+    _fits(anonymous, written)
+
+
+def test_the_questionnaire_marker_fits_its_definition(anonymous) -> None:
+    """LEFS as served says its items carry no published wording, as the definition says."""
+    lefs = _ok(anonymous.get("/fhir/Questionnaire/lefs"))
+    written = [("Questionnaire", e) for e in lefs.get("extension") or []]
+    assert [e["url"] for _, e in written] == [t.EXT_ITEM_WORDING_NOT_INCLUDED]
+    _fits(anonymous, written)
+    start_back = _ok(anonymous.get("/fhir/Questionnaire/keele-start-back"))
+    assert "extension" not in start_back  # its items carry LOINC's wording
+
+
+def _fits(anonymous, written) -> None:  # type: ignore[no-untyped-def]
     for path, extension in written:
         definition = _ok(anonymous.get("/fhir/StructureDefinition",
                                        query_string={"url": extension["url"]}))

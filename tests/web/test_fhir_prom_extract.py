@@ -70,12 +70,22 @@ def test_start_back_total_in_loinc_and_risk_band_with_its_meaning(client) -> Non
     bundle = _extract(client, start_back({1, 2, 5, 6, 7}, "very-much"))
     _common(bundle)
     found = _by_code(bundle)
-    assert set(found) == {"91351-7", "sbst-psychosocial", "sbst-risk"}
-    assert found["91351-7"]["code"]["coding"][0]["system"] == LOINC
+    # every score under its LOINC code first (receivers trend by LOINC); the subscore and
+    # the risk level keep the project's code beside it (earlier records used it alone)
+    assert set(found) == {"91351-7", "91350-9", "91352-5"}
+    assert found["91351-7"]["code"]["coding"] == [
+        {"system": LOINC, "code": "91351-7", "display": "Total score [STarT Back]"}]
     assert found["91351-7"]["valueInteger"] == 6
-    assert found["sbst-psychosocial"]["valueInteger"] == 4
-    assert found["sbst-risk"]["valueCodeableConcept"]["coding"][0]["code"] == "sbst-risk-high"
-    assert found["sbst-risk"]["note"] == [{"text": "STarT Back: high risk"}]
+    assert found["91350-9"]["code"]["coding"] == [
+        {"system": LOINC, "code": "91350-9", "display": "Distress subscore [STarT Back]"},
+        {"system": OM, "code": "sbst-psychosocial",
+         "display": "STarT Back psychosocial subscale score"}]
+    assert found["91350-9"]["valueInteger"] == 4
+    assert [c["code"] for c in found["91352-5"]["code"]["coding"]] == ["91352-5", "sbst-risk"]
+    # the risk level is LOINC's answer (LL3578-3): High LA9193-9
+    assert found["91352-5"]["valueCodeableConcept"] == {"coding": [
+        {"system": LOINC, "code": "LA9193-9", "display": "High"}]}
+    assert found["91352-5"]["note"] == [{"text": "STarT Back: high risk"}]
 
 
 def test_an_unscorable_response_gives_no_score_observation(client) -> None:

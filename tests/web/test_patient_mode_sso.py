@@ -20,7 +20,7 @@ def _handed(app, op):  # noqa: F811
     client = app.test_client()
     _sign_in(client, op)
     exam_id = begin_exam(client)
-    prom_id = add(client, exam_id)
+    prom_id = add(client, exam_id, "keele-start-back")
     assert client.post(f"/exams/{exam_id}/proms/{prom_id}/hand").status_code == 303
     assert client.get("/patients").status_code == 403
     return client, exam_id, prom_id
@@ -62,7 +62,7 @@ def test_a_signature_started_before_the_hand_over_cannot_finish_in_patient_mode(
     exam_id, version = pages.ready_exam(client)
     url = continue_url(client.post(f"/exams/{exam_id}/sign/elsewhere",
                                    data={"version": version}))
-    prom_id = add(client, exam_id)
+    prom_id = add(client, exam_id, "keele-start-back")
     assert client.post(f"/exams/{exam_id}/proms/{prom_id}/hand").status_code == 303
     back = requests.get(url, allow_redirects=False, timeout=10)
     parts = urllib.parse.urlsplit(back.headers["Location"])

@@ -51,6 +51,12 @@ def all_lefs(code: str = "lefs-3") -> dict:
     return {link_id: code for link_id in LEFS_ITEMS}
 
 
+def all_start_back() -> dict:
+    """Every STarT Back item at its scoring answer: total 9, high risk."""
+    return {**{f"sbst-item-{n}": "sbst-agree" for n in range(1, 9)},
+            "sbst-item-9": "sbst-bother-extremely"}
+
+
 def events(app, resource: str) -> list[str]:
     with store_mod.from_app(app).engine.connect() as conn:
         return list(conn.execute(select(audit_events.c.action).where(
@@ -69,8 +75,12 @@ def test_the_review_lists_the_visits_questionnaires_and_adds_one(client, app) ->
     assert "not scored yet" in page
     review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
     assert "Not finished" in review
-    for action in ("Open", "Hand to patient", "Remove"):
+    for action in ("Open", "Remove"):
         assert f">{action}</" in review
+    assert ">Hand to patient</" not in review  # LEFS ships without its wording
+    add(client, exam_id, "keele-start-back")
+    review = client.get(f"/exams/{exam_id}/review").get_data(as_text=True)
+    assert review.count(">Hand to patient</") == 1  # STarT Back's, with LOINC's wording
     assert events(app, f"QuestionnaireResponse/{prom_id}")[0] == "C"
 
 
@@ -227,15 +237,15 @@ def test_hostile_autosaves_are_refused_or_reported_never_a_500(client, body) -> 
 
 def test_hostile_patient_screen_posts_are_refused_never_a_500(client) -> None:
     exam_id = begin_exam(client)
-    prom_id = add(client, exam_id)
-    client.post(f"/exams/{exam_id}/proms/{prom_id}/hand")
+    prom_id = add(client, exam_id, "keele-start-back")
+    assert client.post(f"/exams/{exam_id}/proms/{prom_id}/hand").status_code == 303
     base = f"/exams/{exam_id}/proms/{prom_id}/patient"
-    assert client.post(f"{base}/1", data={"version": "abc", "lefs-item-1": "lefs-2"}
+    assert client.post(f"{base}/1", data={"version": "abc", "sbst-item-1": "sbst-agree"}
                        ).status_code == 400
     skipped = client.post(f"{base}/1", data={"version": "abc"})  # nothing to save: on
     assert skipped.status_code == 303 and skipped.headers["Location"].endswith("/patient/2")
     assert client.post(f"{base}/999", data={"version": 1}).status_code == 404
     assert client.get(f"{base}/0").status_code == 404
-    wrong = client.post(f"{base}/1", data={"version": 1, "lefs-item-1": "lefs-9"})
+    wrong = client.post(f"{base}/1", data={"version": 1, "sbst-item-1": "lefs-4"})
     assert wrong.status_code == 422
     assert "Choose one of the answers shown." in wrong.get_data(as_text=True)

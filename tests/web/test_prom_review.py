@@ -40,13 +40,14 @@ def test_the_review_shows_scores_bands_copyright_and_the_suggestion(app, client,
                and "search of Observation" in json.dumps(e) for e in new)
     shown = html.unescape(page[page.index('id="proms"'):])
     assert "Keele STarT Back Screening Tool" in shown
-    assert "STarT Back risk group: High risk" in shown
+    # LOINC's answer "High" (LA9193-9) says the band: not repeated as "High, high risk"
+    assert "<strong>STarT Back risk group: High</strong>" in shown
     assert "© Keele University 2007" in shown and "keele.ac.uk/sbst" in shown
     assert "Consider psychologically informed physiotherapy" in page
     # the draft's clinician summary prints the same, with the copyright notice
     draft = pdfs.text_of(client.get(f"/exams/{exam_id}/summary.pdf").data)
     flat = " ".join(draft.split())
-    assert "STarT Back risk group: High risk" in flat and "© Keele University 2007" in flat
+    assert "STarT Back risk group: High." in flat and "© Keele University 2007" in flat
 
 
 def test_an_unfinished_prom_is_named_and_refuses_the_signature(app, client, kb):
