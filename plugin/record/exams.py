@@ -269,7 +269,8 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            revision=exam.revisions + 1, reason=exam.amend_reason,
                            time_zone=time_zone, clinic_contact=clinic_contact,
                            impression=impression,
-                           episode=_episode(kb, prior, exam, assessed, impression, now),
+                           episode=_episode(kb, store, prior, exam, assessed, impression, now,
+                                            [s for _, s in scored]),
                            progress=charted, proms=[s for _, s in scored],
                            prom_lines=lines)
     delivery = (_delivery(kb, signed, patient_record, now, ehr_base,
@@ -287,14 +288,17 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     return signed
 
 
-def _episode(kb: Any, prior: list[Any], exam: store_mod.ExamRecord, assessed: Any,
-             impression: impression_mod.Impression, now: dt.datetime) -> Any:
-    """A follow-up's "Since last visit" view for its documents (``visits.episode_view``)."""
+def _episode(kb: Any, store: store_mod.Store, prior: list[Any], exam: store_mod.ExamRecord,
+             assessed: Any, impression: impression_mod.Impression, now: dt.datetime,
+             proms: Sequence[Mapping[str, Any]]) -> Any:
+    """A follow-up's "Since last visit" view for its record and documents
+    (``visits.episode_view``), its outcome measures compared with the last visit's."""
     ranked = assessed.differential
     return visits.episode_view(kb, prior, exam.answers, exam=exam, on=now.date(),
                                top_condition=ranked[0].condition.id if ranked else None,
                                impression=(impression.condition,) if impression.condition
-                               else ())
+                               else (), proms=proms,
+                               earlier_proms=visits.previous_proms(store, prior))
 
 
 #: The summary's place in the delivery until it is rendered: its DocumentReference
@@ -316,7 +320,7 @@ def _delivery(kb: Any, signed: signoff.Signed, patient_record: store_mod.Patient
     exam = replace(signed.exam, context=replace(
         signed.exam.context, subject=ehr_subject(patient_record, ehr_base),
         author=ehr_author(signed.exam.context.author, ehr_practitioner)))
-    summary = Document("summary", documents.SUMMARY_TITLE, PENDING_PDF)
+    summary = Document("summary", documents.summary_heading(exam.form), PENDING_PDF)
     return pipeline.record(kb, exam, plugin_version=__version__, recorded=now,
                            documents=[summary], impression=impression, assessed=assessed,
                            proms=proms)

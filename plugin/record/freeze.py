@@ -62,6 +62,9 @@ class Frozen:
     #: its source, copyright). Revisions frozen before PROMs were kept have none.
     prom_responses: tuple[Mapping[str, Any], ...] = ()
     prom_results: tuple[Mapping[str, Any], ...] = ()
+    #: a follow-up's comparison with its episode as signed (``record.visits.episode_view``:
+    #: "Since last visit", the return-to-sport checklist); None for an initial exam
+    episode: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The stored form (``frozen_inputs.inputs``)."""
@@ -75,7 +78,8 @@ class Frozen:
                    sources=tuple((int(n), str(text)) for n, text in data["sources"]),
                    numbers=dict(data["numbers"]), html=dict(data["html"]),
                    prom_responses=tuple(data.get("prom_responses") or ()),
-                   prom_results=tuple(data.get("prom_results") or ()))
+                   prom_results=tuple(data.get("prom_results") or ()),
+                   episode=data.get("episode"))
 
     def numbered(self) -> sources_mod.Sources:
         """The sources as the pages print them (``decision.sources``)."""
@@ -119,7 +123,8 @@ def freeze(kb: Any, exam: Exam, *, assessment: Mapping[str, Any],
                   assessment=assessment, sources=numbered.listed,
                   numbers=dict(numbered.numbers), html=html,
                   prom_responses=tuple(dict(p) for p in proms),
-                  prom_results=tuple(prom_results.as_json(prom_lines)))
+                  prom_results=tuple(prom_results.as_json(prom_lines)),
+                  episode=episode)
 
 
 def read(store: Store, exam_id: str, revision: int) -> tuple[Frozen, bool] | None:

@@ -9,7 +9,7 @@ initial exam starts a new episode and has no prior visits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..adapters.store import ExamRecord, Store
@@ -40,15 +40,29 @@ def prior_visits(store: Store, exam: ExamRecord) -> list[Visit]:
 
 def episode_view(kb: Any, prior: list[Visit], answers: Mapping[str, Any], *,
                  exam: ExamRecord, on: dt.date, top_condition: str | None,
-                 impression: tuple[str, ...] = ()) -> dict[str, Any] | None:
+                 impression: tuple[str, ...] = (), proms: Sequence[Mapping[str, Any]] = (),
+                 earlier_proms: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
     """The "Since last visit" table, the return-to-sport checklist and what has improved
     (``decision.visit_report``) for this visit's plain ``answers``; None without prior
-    visits."""
+    visits. ``proms``: this visit's scored outcome measures, compared with
+    ``earlier_proms``, the last visit's (``previous_proms``), in the same table."""
     if not prior:
         return None
     current = Visit(exam.id, kind_of(exam.questionnaire), on, dict(answers), top_condition)
+    meanings = kb.interpretations
+    scores = ((visit_report.prom_scores(earlier_proms, meanings),
+               visit_report.prom_scores(proms, meanings)) if proms else None)
     return visit_report.view(kb.decision.course, kb.return_to_sport, [*prior, current],
-                             impression=impression)
+                             impression=impression, proms=scores, meanings=meanings)
+
+
+def previous_proms(store: Store, prior: list[Visit]) -> list[Mapping[str, Any]]:
+    """The outcome measures signed with the last prior visit (its frozen revision)."""
+    if not prior:
+        return []
+    last = store.exam(prior[-1].exam_id)
+    frozen = freeze.read(store, last.id, last.revisions)
+    return list(frozen[0].prom_responses) if frozen is not None else []
 
 
 def _visit(store: Store, record: ExamRecord) -> Visit:

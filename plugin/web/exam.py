@@ -283,11 +283,11 @@ def _signable(raw: Mapping[str, Any], checked: drafts.Checked) -> dict[str, Any]
 
 
 def _assessment(valid: Any, proms: Sequence[pipeline.Prom] = (),
-                prior: Sequence[Any] = ()) -> dict[str, Any]:
+                prior: Sequence[Any] = (), on: dt.date | None = None) -> dict[str, Any]:
     """The assessment of the valid answers with the visit's outcome measures and, for a
-    follow-up, over its episode (``record.visits``)."""
+    follow-up, over its episode (``record.visits``) as of ``on`` (default today)."""
     return pipeline.assess_answers(_kb(), valid, proms, prior=prior,
-                                   on=_now().date()).as_json()
+                                   on=on or _now().date()).as_json()
 
 
 def visit_proms(record_: store_mod.ExamRecord) -> list[Mapping[str, Any]]:
@@ -311,11 +311,11 @@ def _proms_shown(record_: store_mod.ExamRecord) -> dict[str, Any]:
 
 
 def _decision_support(valid: Any, proms: Sequence[pipeline.Prom] = (),
-                      prior: Sequence[Any] = ()) -> dict[str, Any]:
+                      prior: Sequence[Any] = (), on: dt.date | None = None) -> dict[str, Any]:
     """What the assessment include needs: the assessment (with the visit's outcome
     measures, over a follow-up's episode), its numbered sources and the reasons to
     print (review and record pages alike)."""
-    assessment = _assessment(valid, proms, prior)
+    assessment = _assessment(valid, proms, prior, on)
     return {"assessment": assessment,
             "sources": sources.numbered(assessment, _kb().decision.citations),
             "shown": sources.shown_evidence}
@@ -342,7 +342,8 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
     episode = visits.episode_view(
         _kb(), prior, record.answers, exam=record, on=_now().date(),
         top_condition=ranked[0]["condition"] if ranked else None,
-        impression=tuple(filter(None, [exams.impression_of(_kb(), record.impression).condition])))
+        impression=tuple(filter(None, [exams.impression_of(_kb(), record.impression).condition])),
+        proms=proms["proms"], earlier_proms=visits.previous_proms(_store(), prior))
     return render_template(
         "exam/review.html", exam=record, patient=patient_record, form=form,
         pages=layout.pages(form), progress=drafts.progress(form, checked.valid),
@@ -510,7 +511,8 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
     _read_exam(record_, revision=version)
     checked = drafts.check(form, shown.answers)
     frozen = freeze.read(_store(), record_.id, shown.number)
-    proms: dict[str, Any] = {"proms": [], "prom_results": [], "prom_problem": None}
+    proms: dict[str, Any] = {"proms": [], "prom_results": [], "prom_problem": None,
+                             "episode": None}
     if frozen is None:  # signed before freezing existed: made as it was then
         support, newer, ready, reassessed = _decision_support(checked.valid), None, True, None
     else:
@@ -521,8 +523,11 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
         running = _kb().decision.version
         newer = running if running != inputs.knowledge_version else None
         reassessed = (_decision_support(checked.valid,
-                                        visit_proms_mod.checked(_kb(), inputs.prom_responses))
+                                        visit_proms_mod.checked(_kb(), inputs.prom_responses),
+                                        visits.prior_visits(_store(), record_),
+                                        on=shown.signed_at.date())
                       if newer and request.args.get("reassess") == "1" else None)
+        proms["episode"] = inputs.episode
     return render_template(
         "exam/record.html", exam=record_, patient=patient_record, form=form,
         revision=shown, current=current,

@@ -38,13 +38,15 @@ def _age(patient: dict[str, Any], on: dt.date) -> int:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
-def _typed(kb, answers: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
-    form = kb.forms["posterior-thigh-exam"]
-    typed, errors = answers_mod.load_partial(
-        form, {k: v for k, v in answers.items() if k in form.index})
+def _typed(kb, answers: dict[str, Any], kind: str) -> dict[str, tuple[Any, ...]]:
+    """The visit's answers typed by its own form's schema (a follow-up's by the follow-up
+    Questionnaire, K2 items included): a value the form would refuse fails the case."""
+    form = kb.forms["posterior-thigh-follow-up" if kind == "follow-up" else "posterior-thigh-exam"]
+    unknown = sorted(set(answers) - set(form.index))
+    assert not unknown, f"not items of {form.id}: {unknown}"
+    typed, errors = answers_mod.load_partial(form, answers)
     assert not errors, errors
-    return {**typed, **{k: episode.loaded(v) for k, v in answers.items()
-                        if k not in form.index}}
+    return dict(typed)
 
 
 def _assess(kb, case: dict[str, Any], upto: int) -> tuple[Any, list[episode.Visit]]:
@@ -54,10 +56,10 @@ def _assess(kb, case: dict[str, Any], upto: int) -> tuple[Any, list[episode.Visi
     for n, v in enumerate(case["visits"][:upto + 1]):
         on = dt.date.fromisoformat(v["date"])
         result = assessment.assess(
-            kb.decision, facts.from_answers(_typed(kb, v["answers"]),
+            kb.decision, facts.from_answers(_typed(kb, v["answers"], v["kind"]),
                                             age=_age(case["patient"], on)),
             list(prior), on=on, kind=v["kind"]) if prior else pipeline.assess_answers(
-            kb, {**_typed(kb, v["answers"]), "patient.age-years": (_age(case["patient"], on),)})
+            kb, {**_typed(kb, v["answers"], v["kind"]), "patient.age-years": (_age(case["patient"], on),)})
         top = result.differential[0].condition.id if result.differential else None
         visit = episode.Visit(f"exam-{n}", v["kind"], on, v["answers"], top)
         if n == upto:

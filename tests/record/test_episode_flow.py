@@ -74,6 +74,8 @@ def test_a_follow_up_knows_its_episode_on_screen_on_paper_and_in_the_charts(make
     assert "Since last visit" in review
     assert cited in review
     assert lefs_change in review
+    since = review[review.index('id="since-last-visit"'):]
+    assert "40 → 52" in since[:since.index("</section>")]  # the LEFS in the table too
 
     exams.sign(store, kb, follow_up, patient, expected_version=follow_up.version,
                signer=SIGNER, now=second_day, ehr_base=None, by=BY)
@@ -86,10 +88,17 @@ def test_a_follow_up_knows_its_episode_on_screen_on_paper_and_in_the_charts(make
     (top, *_) = frozen.assessment["differential"]
     assert top["condition"] == "lumbar-radiculopathy"
 
+    # the signed record page shows the comparison as signed
+    page = html.unescape(client.get(f"/exams/{follow_up.id}/record").get_data(as_text=True))
+    assert 'id="since-last-visit"' in page and cited in page
+    assert 'id="since-last-visit"' not in html.unescape(
+        client.get(f"/exams/{initial.id}/record").get_data(as_text=True))
+
     # its documents, rendered from the frozen record
     assert freeze.render_pending(store, worker_id="t", lease_seconds=60) == 2  # both visits
-    summary = _flat(pdfs.text_of(frozen_store.document(store, follow_up.id, 1,
-                                                       "summary").content))
+    summary_pdf = frozen_store.document(store, follow_up.id, 1, "summary").content
+    assert pdfs.title_of(summary_pdf) == "Posterior thigh pain follow-up: clinician summary"
+    summary = _flat(pdfs.text_of(summary_pdf))
     assert "Since last visit" in summary and "Pain now" in summary
     assert "Progress across visits" in summary  # the charts, frozen at the signature
     assert lefs_change in summary

@@ -30,6 +30,11 @@ def _reader(pdf_bytes: bytes) -> PdfReader:
     return PdfReader(io.BytesIO(pdf_bytes))
 
 
+def title_of(pdf_bytes: bytes) -> str | None:
+    """The document title in the PDF's metadata (what a viewer's title bar shows)."""
+    return _reader(pdf_bytes).metadata.title
+
+
 def text_of(pdf_bytes: bytes) -> str:
     """The extracted text of all pages, joined by newlines."""
     return "\n".join(page.extract_text() or "" for page in _reader(pdf_bytes).pages)

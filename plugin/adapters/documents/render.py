@@ -100,7 +100,7 @@ def plain_date(iso: str) -> str:
 def summary_heading(form: Any) -> str:
     """The summary's heading: says which visit it records (a follow-up names its own
     form, "Posterior thigh pain follow-up: clinician summary"); the initial exam's is
-    ``SUMMARY_TITLE``, also the PDF's and the DocumentReference's title."""
+    ``SUMMARY_TITLE``. It is also the PDF's and the DocumentReference's title."""
     if form.id == "posterior-thigh-exam":
         return SUMMARY_TITLE
     return f"{form.title}: clinician summary"
@@ -202,7 +202,7 @@ def summary_pdf(kb: Any, exam: Exam, assessment: Mapping[str, Any], visit: Visit
     return pdf.render(summary_html(kb, exam, assessment, visit, impression=impression,
                                    episode=episode, proms=proms),
                       variant=variant,
-                      title=SUMMARY_TITLE, stylesheets=STYLESHEETS["summary"],
+                      title=summary_heading(exam.form), stylesheets=STYLESHEETS["summary"],
                       refits=REFITS["summary"], min_last_page=MIN_LAST_PAGE)
 
 
@@ -251,7 +251,7 @@ def summary_document(kb: Any, exam: Exam, patient: Mapping[str, Any] | None, *,
     visit = visit_of(exam, patient, clinician, now, revision=revision, reason=reason,
                      signed_at=signed_at, time_zone=time_zone)
     pdf = summary_pdf(kb, exam, assessment, visit, impression=impression, proms=proms)
-    return Document("summary", SUMMARY_TITLE, pdf)
+    return Document("summary", summary_heading(exam.form), pdf)
 
 
 def visit_of(exam: Exam, patient: Mapping[str, Any] | None, clinician: str | None,
@@ -272,8 +272,9 @@ def pdf_from_html(template: str, html: str) -> bytes:
     """The PDF of a document's HTML made earlier by ``summary_html`` (``template``
     "summary") or ``handout_html`` ("handout"): a signed revision's documents are
     rendered from the HTML frozen at its signature (laid out again like any other, so
-    the last page is never near-empty)."""
-    return pdf.render(html, title=SUMMARY_TITLE if template == "summary" else HANDOUT_TITLE,
+    the last page is never near-empty). The summary's title is its HTML ``<title>``
+    (``summary_heading``: a follow-up's names the follow-up)."""
+    return pdf.render(html, title=None if template == "summary" else HANDOUT_TITLE,
                       stylesheets=STYLESHEETS[template], refits=REFITS[template],
                       min_last_page=MIN_LAST_PAGE)
 
