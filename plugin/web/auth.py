@@ -29,12 +29,13 @@ from urllib.parse import urlsplit
 from flask import (Flask, Response, current_app, g, jsonify, redirect, render_template,
                    request, session, url_for)
 
-from ..adapters import sessions, store as store_mod, users
+from ..adapters import sessions, users
 from ..core import audit_events, outcome, scopes
 from ..core.audit_events import Actor
 from . import api_access
 from .audit import ACTOR_KEY, audited_read, current_actor
 from .errors import FHIR_PREFIX, fhir_response
+from .current import now as _now, store as _store
 
 #: Endpoints anyone may reach. The CDS Hooks calls are open to the guard because each
 #: is checked by its own signed JWT (web/cds_auth); static files are the app's own.
@@ -108,14 +109,6 @@ def has_role(role: str) -> bool:
 def patient_mode_prom() -> str | None:
     """The PROM this request's session was handed to the patient for, or None."""
     return g.get("patient_prom")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)
 
 
 def resolve_user() -> users.User | None:

@@ -17,7 +17,6 @@ from typing import Any
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
                    render_template, request, url_for)
 
-from .. import knowledge
 from ..adapters import identities, outbox, signing_key, store as store_mod, users
 from ..core import datetimes, drafts, layout, patient as patient_mod, responses
 from ..record import exams, freeze, pipeline, progress, signoff, visits
@@ -30,6 +29,7 @@ from . import boundary, impression_form
 from .audit import read_of, refused_read, search_of
 from .auth import current_user, requires
 from .patient_form import PatientInput
+from .current import kb as _kb, now as _now, store as _store
 
 bp = Blueprint("exam", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/exam")
@@ -51,18 +51,6 @@ def _local_time(moment: dt.datetime) -> str:
     """A stored (UTC) time as the clinic reads it: in ``TIME_ZONE``, with the zone's
     abbreviation (the same format as the PDF summary's signing time)."""
     return datetimes.local(moment, current_app.config["TIME_ZONE"])
-
-
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)
-
-
-def _kb() -> Any:
-    return current_app.extensions[knowledge.EXTENSION_KEY]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def requester() -> By:

@@ -18,7 +18,8 @@ from ..decision import impression as impression_mod
 from ..errors import NotFoundError
 from ..record import exams
 from .audit import refused_read
-from .exam import _assessment, _kb, _load, _now, _proms_shown, _read_exam, _store, bp
+from .current import kb as _kb, now as _now, store as _store
+from .exam import _assessment, _load, _proms_shown, _read_exam, bp
 
 
 #: What a PDF link answers while a signed revision's documents are being rendered.

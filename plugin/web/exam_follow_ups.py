@@ -15,7 +15,8 @@ from flask import redirect
 from ..errors import InputError
 from ..record import exams
 from .auth import requires
-from .exam import _load, _now, _review, _kb, _store, bp, first_page, requester
+from .current import kb as _kb, now as _now, store as _store
+from .exam import _load, _review, bp, first_page, requester
 
 
 @bp.post("/exams/<exam_id>/follow-ups")

@@ -16,18 +16,18 @@ token that does not verify stops the launch, saying why.
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
 from typing import Any
 
 from flask import current_app, g, request
 
-from ..adapters import id_tokens, identities, launches, smart, store as store_mod, users
+from ..adapters import id_tokens, identities, launches, smart, users
 from ..core import audit_events, patient as patient_mod
 from ..errors import PluginError
 from . import signin
 from .audit import ACTOR_KEY
 from .auth import actor, current_user
+from .current import now as _now, store as _store
 
 
 class LaunchSignInRefused(PluginError):
@@ -133,9 +133,3 @@ def _timeout() -> float:
     return float(current_app.config["SMART_TIMEOUT_SECONDS"])
 
 
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)

@@ -41,6 +41,7 @@ from ..core.audit_events import Failure
 from ..errors import UnavailableError
 from . import client_jwt
 from .fhir_rest import base_url
+from .current import store as _store
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oauth", __name__)
@@ -265,5 +266,3 @@ def _audit(client_id: str | None, name: str | None, *, scope: str | None = None,
         log.error("the refused token request could not be audited")
 
 
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)

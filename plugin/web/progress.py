@@ -13,7 +13,8 @@ from flask import current_app, render_template
 
 from ..record import progress as progress_mod
 from .audit import search_of
-from .exam import _kb, _patient, _store, bp
+from .current import kb as _kb, store as _store
+from .exam import _patient, bp
 
 
 @bp.get("/patients/<patient_id>/progress")

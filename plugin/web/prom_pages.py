@@ -9,14 +9,12 @@ entered again. Views are glue: the use cases are ``record.proms``.
 """
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, jsonify, redirect,
+from flask import (Blueprint, Response, abort, jsonify, redirect,
                    render_template, request, session, url_for)
 
-from .. import knowledge
 from ..adapters import prom_store, sessions, smart, store as store_mod, users
 from ..adapters.prom_store import PromRecord
 from ..core import prom_answers
@@ -27,6 +25,7 @@ from . import boundary
 from .audit import read_of
 from .auth import SESSION_KEY, current_user, requires
 from .exam import requester
+from .current import kb as _kb, now as _now, store as _store
 
 bp = Blueprint("proms", __name__, template_folder="templates")
 
@@ -37,18 +36,6 @@ FINISHED = "This questionnaire is finished; its answers can no longer be changed
 #: What the patient reads on every screen (plain words; the clinician's are on the form).
 PATIENT_HELP = ("Choose the answer that fits you best today. Your answer is saved when you "
                 "choose it. You can go back to change an answer.")
-
-
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)
-
-
-def _kb() -> Any:
-    return current_app.extensions[knowledge.EXTENSION_KEY]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _load(exam_id: str, prom_id: str) -> tuple[PromRecord, Any, store_mod.PatientRecord]:

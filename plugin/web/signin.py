@@ -14,16 +14,16 @@ written the sign-in does not happen (503): no session begins unaudited.
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from flask import (Blueprint, Response, current_app, jsonify, redirect, render_template,
+from flask import (Blueprint, Response, jsonify, redirect, render_template,
                    request, session, url_for)
 from sqlalchemy import text
 
-from ..adapters import audit, sessions, setup_link, store as store_mod, users
+from ..adapters import audit, sessions, setup_link, users
 from ..core import audit_events, outcome, passwords
 from .auth import SESSION_KEY, actor, current_user
+from .current import now as _now, store as _store
 
 bp = Blueprint("signin", __name__, template_folder="templates")
 
@@ -32,14 +32,6 @@ FAILED = ("The username or password is not right, or the account is locked. Afte
           f"{users.LOCK_MINUTES} minutes.")
 THROTTLED = ("Too many failed sign-ins from this device. Wait "
              f"{users.ADDRESS_WINDOW_MINUTES} minutes, then try again.")
-
-
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def next_path() -> str:

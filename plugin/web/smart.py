@@ -28,6 +28,7 @@ from ..adapters import launches, smart, store as store_mod
 from ..errors import InputError, PluginError
 from ..record import exams
 from . import exam as exam_views, launch_signin
+from .current import store as _store
 
 bp = Blueprint("smart", __name__)
 
@@ -207,5 +208,3 @@ def _sealer() -> launches.Sealer:
     return launches.Sealer(current_app.secret_key or "")
 
 
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)

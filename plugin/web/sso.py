@@ -35,12 +35,12 @@ from typing import Any
 from flask import (Blueprint, Flask, abort, current_app, redirect, render_template, request,
                    session, url_for)
 
-from ..adapters import (id_tokens, identities, launches, oidc, smart, store as store_mod,
-                        users)
+from ..adapters import id_tokens, identities, launches, oidc, smart, users
 from ..core import audit_events
 from ..errors import PluginError
 from . import exam as exam_views, launch_signin, signin
 from .auth import PATIENT_MODE_REFUSED, actor, current_user, patient_mode_prom, requires
+from .current import now as _now, store as _store
 
 bp = Blueprint("sso", __name__, template_folder="templates")
 
@@ -378,9 +378,3 @@ def _timeout() -> float:
     return float(current_app.config["SMART_TIMEOUT_SECONDS"])
 
 
-def _store() -> store_mod.Store:
-    return store_mod.from_app(current_app)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
