@@ -105,3 +105,47 @@ export async function smallTargets(page) {
         + `"${(n.textContent || n.getAttribute('aria-label') || '').trim().slice(0, 30)}" `
         + `${Math.round(r.width)}x${Math.round(r.height)}`));
 }
+
+/** Touch helpers that count every tap, click and drag (typing a number counts the tap
+ * into its field; the keys are not taps): the tap-count specs' one way of counting.
+ * ``taps`` and ``typed`` are read after the script; a spec adds 1 to ``taps`` itself for
+ * a touch made another way. */
+export function tapCounter(page) {
+  const counter = { taps: 0, typed: 0 };
+  const q = (id) => `[id="q-${id}"]`;
+  const tap = async (selector) => { counter.taps += 1; await page.locator(selector).first().tap(); };
+  Object.assign(counter, {
+    q,
+    tap,
+    option: (id, label) => tap(`${q(id)} label.opt:has-text("${label}")`),
+    exact: (id, code) => tap(`${q(id)} label.opt:has(input[value="${code}"])`),
+    type: async (id, text) => {
+      counter.taps += 1; counter.typed += 1; await page.fill(`[id="in-${id}"]`, text);
+    },
+    /** The pager's "next" (or the primary link at the end of a section). */
+    next: async () => {
+      counter.taps += 1;
+      const from = page.url();
+      await Promise.all([page.waitForURL((url) => url.href !== from),
+        page.locator('.pager a[rel=next], .pager a.primary').last().tap()]);
+      await page.waitForLoadState('load');
+    },
+    /** One tap on the scale where ``value`` lies, then the stepper for what the finger
+     * missed (each step a tap): what a clinician does. */
+    scale: async (id, value) => {
+      const slider = page.locator(`${q(id)} input[type=range]`);
+      const [min, max] = [Number(await slider.getAttribute('min')), Number(await slider.getAttribute('max'))];
+      const box = await slider.boundingBox();
+      counter.taps += 1;
+      await page.touchscreen.tap(box.x + 8 + ((value - min) / (max - min)) * (box.width - 16),
+        box.y + box.height / 2);
+      for (let n = 0; n < 20; n += 1) {
+        const now = Number(await page.inputValue(`[id="in-${id}"]`));
+        if (now === value) return;
+        await tap(`${q(id)} button.step >> nth=${now < value ? 1 : 0}`);
+      }
+      assert.fail(`${id} never reached ${value}`);
+    },
+  });
+  return counter;
+}

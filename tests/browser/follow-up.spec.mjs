@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkA11y, clinician, collectConsoleErrors, launchBrowser, newTablet, shot } from './harness.mjs';
-import { addPatient, saved, startExam } from './exam-helpers.mjs';
+import { addPatient, saved, startExam, tapCounter } from './exam-helpers.mjs';
 
 /** tap-count.spec.mjs: a complete typical initial exam (README). */
 const INITIAL_EXAM_TAPS = 87;
@@ -37,36 +37,11 @@ for (const orientation of ['landscape', 'portrait']) {
     const errors = collectConsoleErrors(page);
     const initial = await signedInitialExam(page, `Follow${orientation}${Date.now()}`);
     await checkA11y(page, `record with "Follow-up visit" (${orientation})`);
-    let taps = 0;
-    const q = (id) => `[id="q-${id}"]`;
-    const tap = async (selector) => { taps += 1; await page.locator(selector).first().tap(); };
-    const option = (id, label) => tap(`${q(id)} label.opt:has-text("${label}")`);
-    const next = async () => {
-      taps += 1;
-      const from = page.url();
-      await Promise.all([page.waitForURL((url) => url.href !== from),
-        page.locator('.pager a[rel=next], .pager a.primary').last().tap()]);
-      await page.waitForLoadState('load');
-    };
+    const counter = tapCounter(page);
+    const { q, tap, option, next, scale } = counter;
     const section = () => new URL(page.url()).pathname.split('/').pop();
-    /** One tap on the scale where ``value`` lies, then the stepper for what the finger
-     * missed (each step a tap), as tap-count.spec.mjs does. */
-    const scale = async (id, value) => {
-      const slider = page.locator(`${q(id)} input[type=range]`);
-      const [min, max] = [Number(await slider.getAttribute('min')), Number(await slider.getAttribute('max'))];
-      const box = await slider.boundingBox();
-      taps += 1;
-      await page.touchscreen.tap(box.x + 8 + ((value - min) / (max - min)) * (box.width - 16),
-        box.y + box.height / 2);
-      for (let n = 0; n < 20; n += 1) {
-        const now = Number(await page.inputValue(`[id="in-${id}"]`));
-        if (now === value) return;
-        await tap(`${q(id)} button.step >> nth=${now < value ? 1 : 0}`);
-      }
-      assert.fail(`${id} never reached ${value}`);
-    };
 
-    taps += 1;
+    counter.taps += 1;
     await Promise.all([page.waitForURL(/\/pages\//), page.tap('#begin-follow-up')]);
     const followUp = page.url().replace(/\/pages\/.*$/, '');
     assert.notEqual(followUp, initial, 'a new exam, not the signed one');
@@ -125,14 +100,14 @@ for (const orientation of ['landscape', 'portrait']) {
     assert.equal(answers['follow-up.global-rating'][0].valueCoding.code, 'improving');
     assert.equal(answers['history.affected-side'][0].valueCoding.code, '7771000');
 
-    taps += 1; await page.locator('#password').tap();
+    counter.taps += 1; await page.locator('#password').tap();
     await page.fill('#password', clinician().password);
-    taps += 1;
+    counter.taps += 1;
     await Promise.all([page.waitForURL(/\/record$/), page.tap('button:has-text("Sign and lock")')]);
     assert.match(await page.textContent('main'), /Improving/);
     assert.deepEqual(errors, [], 'no page or console errors (CSP included)');
-    console.log(`tap count: a typical follow-up took ${taps} touches (${orientation}); the initial exam ${INITIAL_EXAM_TAPS}; limit ${LIMIT}`);
-    assert.ok(taps <= LIMIT, `${taps} touches, more than ${LIMIT}`);
+    console.log(`tap count: a typical follow-up took ${counter.taps} touches (${orientation}); the initial exam ${INITIAL_EXAM_TAPS}; limit ${LIMIT}`);
+    assert.ok(counter.taps <= LIMIT, `${counter.taps} touches, more than ${LIMIT}`);
     await context.close();
   });
 }

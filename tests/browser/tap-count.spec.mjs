@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clinician, launchBrowser, newTablet } from './harness.mjs';
-import { addPatient, saved } from './exam-helpers.mjs';
+import { addPatient, saved, tapCounter } from './exam-helpers.mjs';
 
 const LIMIT = 90;
 let browser;
@@ -18,38 +18,10 @@ test(`a complete typical exam takes at most ${LIMIT} touches`, { timeout: 240000
   const context = await newTablet(browser, 'landscape');
   const page = await context.newPage();
   await addPatient(page, `Taps${Date.now()}`);
-  let taps = 0;
-  let typed = 0;
-  const q = (id) => `[id="q-${id}"]`;
-  const tap = async (selector) => { taps += 1; await page.locator(selector).first().tap(); };
-  const option = (id, label) => tap(`${q(id)} label.opt:has-text("${label}")`);
-  const exact = (id, code) => tap(`${q(id)} label.opt:has(input[value="${code}"])`);
-  const type = async (id, text) => { taps += 1; typed += 1; await page.fill(`[id="in-${id}"]`, text); };
-  const next = async () => {
-    taps += 1;
-    const from = page.url();
-    await Promise.all([page.waitForURL((url) => url.href !== from),
-      page.locator('.pager a[rel=next], .pager a.primary').last().tap()]);
-    await page.waitForLoadState('load');
-  };
-  /** One tap on the scale where ``value`` lies, then the stepper for what the finger
-   * missed (each step a tap): what a clinician does. */
-  const scale = async (id, value) => {
-    const slider = page.locator(`${q(id)} input[type=range]`);
-    const [min, max] = [Number(await slider.getAttribute('min')), Number(await slider.getAttribute('max'))];
-    const box = await slider.boundingBox();
-    taps += 1;
-    await page.touchscreen.tap(box.x + 8 + ((value - min) / (max - min)) * (box.width - 16),
-      box.y + box.height / 2);
-    for (let n = 0; n < 20; n += 1) {
-      const now = Number(await page.inputValue(`[id="in-${id}"]`));
-      if (now === value) return;
-      await tap(`${q(id)} button.step >> nth=${now < value ? 1 : 0}`);
-    }
-    assert.fail(`${id} never reached ${value}`);
-  };
+  const counter = tapCounter(page);
+  const { q, tap, option, exact, type, next, scale } = counter;
 
-  taps += 1;
+  counter.taps += 1;
   await Promise.all([page.waitForURL(/\/pages\//), page.tap('button:has-text("Start exam")')]);
   const exam = page.url().replace(/\/pages\/.*$/, '');
   // patient: the age is prefilled from the birth date
@@ -59,7 +31,7 @@ test(`a complete typical exam takes at most ${LIMIT} touches`, { timeout: 240000
   await option('history.affected-side', 'Right');
   await option('history.onset', 'Gradual');
   await type('history.duration', '5');
-  taps += 1; await page.selectOption(`${q('history.duration')} select`, 'mo');
+  counter.taps += 1; await page.selectOption(`${q('history.duration')} select`, 'mo');
   await option('history.pain-location', 'Sit bone');
   await option('history.pain-location', 'Posterior thigh, upper third');
   await option('history.leg-vs-back', 'No back pain');
@@ -150,11 +122,11 @@ test(`a complete typical exam takes at most ${LIMIT} touches`, { timeout: 240000
   assert.equal(answers['hamstring-tests.puranen-orava.left'][0].valueCoding.code, 'negative');
   assert.match(await page.textContent('#differential li'), /Proximal hamstring tendinopathy/);
 
-  taps += 1; await page.locator('#password').tap();
+  counter.taps += 1; await page.locator('#password').tap();
   await page.fill('#password', clinician().password);
-  taps += 1;
+  counter.taps += 1;
   await Promise.all([page.waitForURL(/\/record$/), page.tap('button:has-text("Sign and lock")')]);
-  console.log(`tap count: a complete typical exam took ${taps} touches (${typed} numbers typed, plus the password); limit ${LIMIT}`);
-  assert.ok(taps <= LIMIT, `${taps} touches, more than ${LIMIT}`);
+  console.log(`tap count: a complete typical exam took ${counter.taps} touches (${counter.typed} numbers typed, plus the password); limit ${LIMIT}`);
+  assert.ok(counter.taps <= LIMIT, `${counter.taps} touches, more than ${LIMIT}`);
   await context.close();
 });
