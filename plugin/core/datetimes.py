@@ -52,6 +52,12 @@ def local(moment: dt.datetime, zone_name: str) -> str:
     return f"{shown:%Y-%m-%d %H:%M} {shown.tzname()}"
 
 
+def local_day(moment: dt.datetime, zone_name: str) -> dt.date:
+    """The calendar day of ``moment`` in the clinic's zone: the date a visit, a score or
+    a comparison is said to be on (a signature at 23:30 local time is that day's)."""
+    return dt.date.fromisoformat(local_date(moment, zone_name))
+
+
 def local_date(moment: dt.datetime, zone_name: str) -> str:
     """The calendar date of ``moment`` in the clinic's zone (a handout's date)."""
     if moment.tzinfo is None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import interpretation, prom_extract, scoring
+from . import datetimes, interpretation, prom_extract, scoring
 
 #: An earlier value of a score for the same patient: (date, value) by score linkId.
 Earlier = Mapping[str, tuple[dt.date, Any]]
@@ -55,10 +55,11 @@ class PromResult:
 
 def results(instruments: Sequence[tuple[scoring.Instrument, Mapping[str, Any]]],
             meanings: Mapping[str, interpretation.Meaning], *,
-            earlier: Earlier | None = None) -> list[PromResult]:
+            earlier: Earlier | None = None, time_zone: str = "UTC") -> list[PromResult]:
     """The display lines of scored, finished responses (``prom_extract.checked``), each
     with its instrument, in the visit's order; ``earlier`` the patient's earlier values
-    of the same scores (from earlier visits), for the change."""
+    of the same scores (from earlier visits), for the change. ``authored`` is shown as
+    the day it was answered at the clinic (``time_zone``)."""
     earlier = earlier or {}
     shown = []
     for instrument, scored in instruments:
@@ -91,10 +92,19 @@ def results(instruments: Sequence[tuple[scoring.Instrument, Mapping[str, Any]]],
                                  sources=tuple(sources))
             lines.append(line)
         shown.append(PromResult(instrument_id=instrument.id, title=instrument.title,
-                                authored=scored.get("authored"),
+                                authored=_day(scored.get("authored"), time_zone),
                                 copyright=instrument.resource.get("copyright"),
                                 scores=tuple(lines)))
     return shown
+
+
+def _day(authored: Any, time_zone: str) -> str | None:
+    """The clinic's calendar day (ISO) of an ``authored`` instant; a bare date as it is."""
+    if not isinstance(authored, str):
+        return None
+    if not datetimes.is_instant(authored):
+        return authored[:10]
+    return datetimes.local_date(datetimes.parse_aware(authored), time_zone)
 
 
 def bands(shown: Sequence[PromResult]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from .. import __version__
 from ..adapters import outbox, smart, store as store_mod
 from ..adapters.documents import render as documents
 from ..core import carry_forward, drafts, patient as patient_mod, populate
-from ..core import responses
+from ..core import datetimes, responses
 from ..core.responses import Context
 from ..core.documents import Document
 from ..decision import impression as impression_mod
@@ -237,15 +237,16 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
     same ones again), the stored Observations the FHIR API searches, and the decision
     support (a STarT Back band is a finding)."""
     proms = proms_mod.completed(store, kb, exam.id)
-    scored, lines = visit_proms.shown(store, kb, exam, proms)
+    scored, lines = visit_proms.shown(store, kb, exam, proms, time_zone=time_zone)
     signed = signoff.sign(kb, exam.answers, record_id=exam.id,
                           patient=patient_record.resource, encounter=exam.encounter,
                           signer=signer, signed_at=now, revision=exam.revisions + 1,
                           reason=exam.amend_reason, one_step=one_step_sections(exam),
                           form=kb.form_for(exam.questionnaire))
     impression = impression_of(kb, exam.impression)
-    prior = visits.prior_visits(store, exam)  # a follow-up's episode; none otherwise
-    assessed = pipeline.assess_exam(kb, signed.exam, scored, prior=prior, on=now.date())
+    today = datetimes.local_day(now, time_zone)  # the visit's day at the clinic
+    prior = visits.prior_visits(store, exam, time_zone=time_zone)  # a follow-up's episode
+    assessed = pipeline.assess_exam(kb, signed.exam, scored, prior=prior, on=today)
     suggested = pipeline.suggested_referrals(assessed)
     missing = impression_mod.missing_reasons(impression, suggested)
     if missing:
@@ -269,7 +270,7 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
                            revision=exam.revisions + 1, reason=exam.amend_reason,
                            time_zone=time_zone, clinic_contact=clinic_contact,
                            impression=impression,
-                           episode=_episode(kb, store, prior, exam, assessed, impression, now,
+                           episode=_episode(kb, store, prior, exam, assessed, impression, today,
                                             [s for _, s in scored]),
                            progress=charted, proms=[s for _, s in scored],
                            prom_lines=lines)
@@ -289,12 +290,12 @@ def sign(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
 
 
 def _episode(kb: Any, store: store_mod.Store, prior: list[Any], exam: store_mod.ExamRecord,
-             assessed: Any, impression: impression_mod.Impression, now: dt.datetime,
+             assessed: Any, impression: impression_mod.Impression, today: dt.date,
              proms: Sequence[Mapping[str, Any]]) -> Any:
     """A follow-up's "Since last visit" view for its record and documents
     (``visits.episode_view``), its outcome measures compared with the last visit's."""
     ranked = assessed.differential
-    return visits.episode_view(kb, prior, exam.answers, exam=exam, on=now.date(),
+    return visits.episode_view(kb, prior, exam.answers, exam=exam, on=today,
                                top_condition=ranked[0].condition.id if ranked else None,
                                impression=(impression.condition,) if impression.condition
                                else (), proms=proms,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..adapters import store as store_mod
-from ..core import prom_extract, prom_results
+from ..core import datetimes, prom_extract, prom_results
 from ..errors import InputError
 from .pipeline import Prom
 
@@ -48,7 +48,7 @@ def checked(kb: Any, proms: Sequence[Mapping[str, Any]]) -> list[Prom]:
 
 
 def earlier(store: store_mod.Store, patient_id: str, exam_id: str,
-            proms: Sequence[Prom]) -> prom_results.Earlier:
+            proms: Sequence[Prom], *, time_zone: str = "UTC") -> prom_results.Earlier:
     """The patient's latest earlier value of each score of ``proms``: from the stored
     Observations (current revisions) of their other signed visits, dated before this
     visit's response. A later amendment of this same exam is not "earlier"."""
@@ -68,7 +68,7 @@ def earlier(store: store_mod.Store, patient_id: str, exam_id: str,
                     continue
                 value = _value(record.resource)
                 if value is not None:
-                    found[calc.link_id] = (record.date.date(), value)
+                    found[calc.link_id] = (datetimes.local_day(record.date, time_zone), value)
                     break
     return found
 
@@ -90,10 +90,12 @@ def _instant(value: Any) -> dt.datetime | None:
 
 
 def shown(store: store_mod.Store, kb: Any, exam: store_mod.ExamRecord,
-          proms: Sequence[Mapping[str, Any]]) -> tuple[list[Prom], list[prom_results.PromResult]]:
+          proms: Sequence[Mapping[str, Any]], *, time_zone: str = "UTC"
+          ) -> tuple[list[Prom], list[prom_results.PromResult]]:
     """The visit's PROMs checked and scored, and their meaning as the review shows it
     (and the signature will freeze it): the change since the patient's earlier scores
-    included. InputError as ``checked``."""
+    included, every date the clinic's (``time_zone``). InputError as ``checked``."""
     scored = checked(kb, proms)
-    return scored, prom_results.results(scored, kb.interpretations,
-                                        earlier=earlier(store, exam.patient_id, exam.id, scored))
+    before = earlier(store, exam.patient_id, exam.id, scored, time_zone=time_zone)
+    return scored, prom_results.results(scored, kb.interpretations, earlier=before,
+                                        time_zone=time_zone)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..adapters.store import ExamRecord, Store
+from ..core import datetimes
 from ..decision import visit_report
 from ..decision.episode import Visit
 from ..knowledge import FOLLOW_UP_FORM
@@ -25,7 +26,7 @@ def kind_of(questionnaire: str) -> str:
     return "follow-up" if url.rstrip("/").rsplit("/", 1)[-1] == FOLLOW_UP_FORM else "initial"
 
 
-def prior_visits(store: Store, exam: ExamRecord) -> list[Visit]:
+def prior_visits(store: Store, exam: ExamRecord, *, time_zone: str = "UTC") -> list[Visit]:
     """The episode's signed visits before ``exam``, oldest first; none for an initial
     exam (it starts its episode). Each is its latest signed revision (an amendment
     replaces what it amended). The episode is the one the follow-up names
@@ -35,7 +36,7 @@ def prior_visits(store: Store, exam: ExamRecord) -> list[Visit]:
         return []
     earlier = [e for e in store.episode_exams(exam.episode_id)  # oldest first
                if e.id != exam.id and e.revisions and e.created <= exam.created]
-    return [_visit(store, record) for record in earlier]
+    return [_visit(store, record, time_zone) for record in earlier]
 
 
 def episode_view(kb: Any, prior: list[Visit], answers: Mapping[str, Any], *,
@@ -65,12 +66,13 @@ def previous_proms(store: Store, prior: list[Visit]) -> list[Mapping[str, Any]]:
     return list(frozen[0].prom_responses) if frozen is not None else []
 
 
-def _visit(store: Store, record: ExamRecord) -> Visit:
+def _visit(store: Store, record: ExamRecord, time_zone: str) -> Visit:
     revision = store.revision(record.id, record.revisions)
     frozen = freeze.read(store, record.id, record.revisions)
     top = None
     if frozen is not None:
         ranked = frozen[0].assessment.get("differential") or []
         top = ranked[0]["condition"] if ranked else None
-    return Visit(record.id, kind_of(record.questionnaire), revision.signed_at.date(),
+    return Visit(record.id, kind_of(record.questionnaire),
+                 datetimes.local_day(revision.signed_at, time_zone),
                  dict(revision.answers), top)

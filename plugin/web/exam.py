@@ -275,7 +275,16 @@ def _assessment(valid: Any, proms: Sequence[pipeline.Prom] = (),
     """The assessment of the valid answers with the visit's outcome measures and, for a
     follow-up, over its episode (``record.visits``) as of ``on`` (default today)."""
     return pipeline.assess_answers(_kb(), valid, proms, prior=prior,
-                                   on=on or _now().date()).as_json()
+                                   on=on or _today()).as_json()
+
+
+def _time_zone() -> str:
+    return current_app.config["TIME_ZONE"]
+
+
+def _today() -> dt.date:
+    """Today at the clinic (``TIME_ZONE``): the day a visit under review is on."""
+    return datetimes.local_day(_now(), _time_zone())
 
 
 def visit_proms(record_: store_mod.ExamRecord) -> list[Mapping[str, Any]]:
@@ -289,7 +298,8 @@ def _proms_shown(record_: store_mod.ExamRecord) -> dict[str, Any]:
     patient's earlier scores, read from the Observations of their other signed exams:
     audited as that search), or why one cannot be signed yet."""
     try:
-        scored, lines = visit_proms_mod.shown(_store(), _kb(), record_, visit_proms(record_))
+        scored, lines = visit_proms_mod.shown(_store(), _kb(), record_, visit_proms(record_),
+                                              time_zone=_time_zone())
     except InputError as exc:
         return {"scored": [], "proms": [], "prom_results": [], "prom_problem": exc.message}
     if scored:  # the patient's earlier scores were searched (their other signed exams)
@@ -320,7 +330,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
         return redirect(url_for("exam.record", exam_id=exam_id))
     _read_exam(record)  # also when re-shown after a refused signing: it is seen again
     checked = drafts.check(form, record.answers)
-    prior = visits.prior_visits(_store(), record)
+    prior = visits.prior_visits(_store(), record, time_zone=_time_zone())
     for earlier in prior:  # the visits it is compared with are read too: audited
         read_of(f"QuestionnaireResponse/{earlier.exam_id}", record.patient_id)
     proms = _proms_shown(record)
@@ -328,7 +338,7 @@ def _review(exam_id: str, *, message: str | None = None, status: int = 200,
     values, field_errors = impression if impression else (record.impression, {})
     ranked = support["assessment"]["differential"]
     episode = visits.episode_view(
-        _kb(), prior, record.answers, exam=record, on=_now().date(),
+        _kb(), prior, record.answers, exam=record, on=_today(),
         top_condition=ranked[0]["condition"] if ranked else None,
         impression=tuple(filter(None, [exams.impression_of(_kb(), record.impression).condition])),
         proms=proms["proms"], earlier_proms=visits.previous_proms(_store(), prior))
@@ -512,8 +522,9 @@ def _revision_page(record_: store_mod.ExamRecord, patient_record: store_mod.Pati
         newer = running if running != inputs.knowledge_version else None
         reassessed = (_decision_support(checked.valid,
                                         visit_proms_mod.checked(_kb(), inputs.prom_responses),
-                                        visits.prior_visits(_store(), record_),
-                                        on=shown.signed_at.date())
+                                        visits.prior_visits(_store(), record_,
+                                                            time_zone=_time_zone()),
+                                        on=datetimes.local_day(shown.signed_at, _time_zone()))
                       if newer and request.args.get("reassess") == "1" else None)
         proms["episode"] = inputs.episode
     return render_template(

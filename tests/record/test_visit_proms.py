@@ -252,3 +252,24 @@ def test_a_prom_added_while_the_exam_is_being_signed_refuses_the_signature(store
                        signer=SIGNER, now=NOW, ehr_base=None, by=BY)
     assert store.exam(exam.id).state == "draft"
     assert store.search_observations(patient_ids=[patient.id])[0] == 0
+
+
+def test_prom_dates_are_the_clinics_days(store, kb) -> None:
+    """Answered at 09:00 in Auckland, which is the evening before in UTC: the record says
+    the clinic's day, for the response and for the earlier score it is compared with."""
+    patient = exams.add_patient(store, RUTH, by=BY)
+    evening = dt.datetime(2026, 12, 5, 20, 0, tzinfo=dt.timezone.utc)  # 6 Dec, 09:00 NZDT
+    exam_ids = []
+    for when, rating in ((evening - dt.timedelta(days=40), 2), (evening, 3)):
+        exam = exams.begin(store, kb, patient, now=when, by=BY)
+        exam, _ = exams.save_draft(store, kb.form_for(exam.questionnaire), exam, patient,
+                                   expected_version=exam.version, answers=ANSWERS, now=when,
+                                   by=BY)
+        add_finished(store, kb, exam, patient, lefs({n: rating for n in range(1, 21)}),
+                     now=when, by=BY)
+        exams.sign(store, kb, exam, patient, expected_version=exam.version, signer=SIGNER,
+                   now=when, ehr_base=None, by=BY, time_zone="Pacific/Auckland")
+        exam_ids.append(exam.id)
+    (shown,) = freeze.read(store, exam_ids[1], 1)[0].proms()
+    assert shown.authored == "2026-12-06"
+    assert shown.scores[0].change == "LEFS +20 since 27 October 2026: a meaningful improvement"

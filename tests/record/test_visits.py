@@ -67,3 +67,18 @@ def test_visit_kinds_follow_the_questionnaire() -> None:
     assert visits.kind_of(FOLLOW_UP) == "follow-up"
     assert visits.kind_of("posterior-thigh-follow-up") == "follow-up"
     assert visits.kind_of(INITIAL) == "initial"
+
+
+def test_a_visit_is_on_the_clinics_day(store) -> None:
+    pid = store.add_patient(PATIENT).id
+    late = dt.datetime(2026, 9, 7, 23, 30, tzinfo=dt.timezone.utc)  # 8 Sep 11:30 in Auckland
+    first = store.create_exam(pid, INITIAL, answers={}, draft={
+        "resourceType": "QuestionnaireResponse", "status": "in-progress", "questionnaire": INITIAL})
+    first = store.sign(first.id, expected_version=first.version, answers={}, response={
+        "resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": INITIAL},
+        provenance={"resourceType": "Provenance"}, signed_by="Dr Lee", signed_at=late)
+    current = _exam(store, pid, FOLLOW_UP, {}, None, first)
+    (visit,) = visits.prior_visits(store, current, time_zone="Pacific/Auckland")
+    assert visit.date == dt.date(2026, 9, 8)
+    (in_utc,) = visits.prior_visits(store, current)
+    assert in_utc.date == dt.date(2026, 9, 7)
