@@ -17,7 +17,6 @@ token that does not verify stops the launch, saying why.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from flask import current_app, g, request
 
