@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import re
 from pathlib import Path
 
 from plugin.adapters import frozen as frozen_store, store as store_mod
@@ -20,8 +21,10 @@ from tests.support import pdfs
 from tests.support.prom_cases import add_finished, lefs
 from tests.support.signin import signed_in
 
-CASE = json.loads((Path(__file__).resolve().parents[1] / "data" / "episodes" /
-                   "radicular-plateau-at-7-weeks.json").read_text(encoding="utf-8"))
+EPISODES = Path(__file__).resolve().parents[1] / "data" / "episodes"
+CASE = json.loads((EPISODES / "radicular-plateau-at-7-weeks.json").read_text(encoding="utf-8"))
+STRAIN = json.loads((EPISODES / "hamstring-strain-return-to-sport-4-of-7.json")
+                    .read_text(encoding="utf-8"))
 
 
 def _day(moment: dt.datetime) -> str:
@@ -117,3 +120,43 @@ def test_a_follow_up_knows_its_episode_on_screen_on_paper_and_in_the_charts(make
                              .get_data(as_text=True))
     assert lefs_change in progress
     assert progress.count("<svg") >= 3  # SLR angle, pain, LEFS at least
+
+
+def _signed_episode(store, kb, case) -> tuple[object, object, object]:
+    """The case's two visits signed as the tablet signs them, the second as a follow-up
+    of the first, their days as in the case and the second today."""
+    patient = exams.add_patient(store, {k: v for k, v in case["patient"].items() if k != "id"},
+                                by=BY)
+    (first, second) = case["visits"]
+    today = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    days = [today - (dt.date.fromisoformat(second["date"])
+                     - dt.date.fromisoformat(first["date"])), today]
+    exam = exams.begin(store, kb, patient, now=days[0], by=BY)
+    signed = []
+    for n, (visit, when) in enumerate(zip(case["visits"], days)):
+        if n:
+            exam = exams.begin_follow_up(store, kb, signed[0], now=when, by=BY)
+        exam, _ = exams.save_draft(store, kb.form_for(exam.questionnaire), exam, patient,
+                                   expected_version=exam.version,
+                                   answers={**exam.answers, **visit["answers"]}, now=when, by=BY)
+        exams.sign(store, kb, exam, patient, expected_version=exam.version, signer=SIGNER,
+                   now=when, ehr_base=None, by=BY)
+        signed.append(store.exam(exam.id))
+    return patient, signed[0], signed[1]
+
+
+def test_a_hamstring_patient_is_shown_which_return_to_sport_criteria_they_meet(make_app, kb):
+    app = make_app({"WTF_CSRF_ENABLED": False})
+    store = store_mod.from_app(app)
+    _, _, follow_up = _signed_episode(store, kb, STRAIN)
+    summary_line = STRAIN["expected"]["return_to_sport"]
+    page = html.unescape(signed_in(app).get(f"/exams/{follow_up.id}/record")
+                         .get_data(as_text=True))
+    checklist = page[page.index('id="return-to-sport"'):]
+    checklist = checklist[:checklist.index("</section>")]
+    assert summary_line in checklist
+    assert not re.search(r"\b(fit|cleared|ready to return)\b", checklist, re.IGNORECASE)
+    assert freeze.render_pending(store, worker_id="t", lease_seconds=60) == 2
+    summary = _flat(pdfs.text_of(frozen_store.document(store, follow_up.id, 1,
+                                                       "summary").content))
+    assert "Return to sport: consensus criteria" in summary and summary_line in summary
