@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ TimeRange = tuple[dt.datetime | None, dt.datetime | None]
 CURRENT_STATUSES = ("in-progress", "completed", "amended")
 
 
+#: How many times ``Store.upgrade`` asks again for SQLite's lock when refused at once.
+UPGRADE_ATTEMPTS = 5
+
+
 class Store:
     """All reads and writes of exams; one per app (process), thread-safe."""
 
@@ -144,12 +149,28 @@ class Store:
 
     def upgrade(self) -> None:
         """Migrate to the newest schema. Safe when several processes start at once: the
-        first takes the lock and migrates, the others wait and then find nothing to do."""
+        first takes the lock and migrates, the others wait and then find nothing to do.
+
+        On SQLite, one of three processes starting together on a brand-new database was
+        once refused with "database is locked" on a loaded machine, although a migration
+        takes ~0.1 s and the busy timeout is 15 s: SQLite answers some lock conflicts at
+        once, without its busy handler (which one it was could not be reproduced). So a
+        lock refusal is tried again a few times, with a growing pause: the migration runs
+        in one transaction, and trying again is harmless."""
         from alembic.util import CommandError
 
         try:
-            with self._writer.begin() as conn:  # SQLite: BEGIN IMMEDIATE, the lock
-                migrations.upgrade(conn)
+            for attempt in range(UPGRADE_ATTEMPTS):
+                try:
+                    with self._writer.begin() as conn:  # SQLite: BEGIN IMMEDIATE, the lock
+                        migrations.upgrade(conn)
+                    break
+                except exc.OperationalError as error:
+                    if (self._engine.dialect.name != "sqlite" or "locked" not in str(error)
+                            or attempt == UPGRADE_ATTEMPTS - 1):
+                        raise
+                    self._engine.dispose()
+                    time.sleep(0.2 * 2 ** attempt)
         except (exc.SQLAlchemyError, CommandError) as error:
             raise StoreError(f"cannot upgrade the database: {engine_mod.first_line(error)}",
                              original_error=error) from error

@@ -12,9 +12,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import exc as sa_exc, inspect, text
 
-from plugin.adapters import migrations
+from plugin.adapters import migrations, store as store_module
 from plugin.adapters.store import Store, StoreError
 from plugin.adapters.tables import metadata
 
@@ -125,3 +125,32 @@ def test_missing_server_binaries_fail_with_the_fix(monkeypatch) -> None:
     with pytest.raises(postgres.PostgresUnavailable,
                        match="PostgreSQL server binaries not found: run scripts/setup"):
         postgres.find_bindir()
+
+
+def test_an_upgrade_refused_the_lock_at_once_tries_again(tmp_path, monkeypatch) -> None:
+    """SQLite may answer "database is locked" without waiting (see ``Store.upgrade``):
+    the upgrade asks again rather than stopping the process that starts."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    real, calls = migrations.upgrade, []
+
+    def refused_once(conn):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa_exc.OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+        return real(conn)
+
+    monkeypatch.setattr(migrations, "upgrade", refused_once)
+    store.upgrade()
+    assert len(calls) == 2 and current_revision(store) == HEAD
+
+
+def test_an_upgrade_refused_every_time_says_so(tmp_path, monkeypatch) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+    def refused(conn):
+        raise sa_exc.OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(migrations, "upgrade", refused)
+    monkeypatch.setattr(store_module.time, "sleep", lambda seconds: None)
+    with pytest.raises(StoreError, match="cannot upgrade the database: .*database is locked"):
+        store.upgrade()
