@@ -122,15 +122,9 @@ def response(instrument: scoring.Instrument, checked: Checked, *, prom_id: str,
     return scoring.score(instrument, built)
 
 
-def scores_of(instrument: scoring.Instrument, response_: Mapping[str, Any]
-              ) -> dict[str, Any]:
-    """Each score item's value in a stored response (recomputed, never read back)."""
-    return scoring.scores(instrument, response_)
-
-
 def unscored(instrument: scoring.Instrument, response_: Mapping[str, Any]) -> list[str]:
     """The score items the answers do not yet give a value (finishing needs none)."""
-    values = scores_of(instrument, response_)
+    values = scoring.scores(instrument, response_)  # recomputed, never read back
     return [link_id for link_id, text in score_items(instrument) if values[link_id] is None]
 
 

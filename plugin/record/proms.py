@@ -130,7 +130,7 @@ def for_exam(store: store_mod.Store, exam_id: str) -> list[PromRecord]:
 
 def scores(kb: Any, prom: PromRecord) -> dict[str, Any]:
     """A PROM's scores recomputed from its stored response (score linkId -> value)."""
-    return prom_answers.scores_of(instrument_of(kb, prom), prom.response)
+    return scoring.scores(instrument_of(kb, prom), prom.response)
 
 
 def completed(store: store_mod.Store, kb: Any, exam_id: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, jsonify, redirect,
 
 from ..adapters import prom_store, sessions, smart, store as store_mod, users
 from ..adapters.prom_store import PromRecord
-from ..core import prom_answers
+from ..core import prom_answers, scoring
 from ..errors import (AnswerError, ConflictError, InputError, LockedError, NotFoundError,
                       PluginError)
 from ..record import proms
@@ -82,7 +82,7 @@ def _form_version() -> int:
 def score_lines(instrument: Any, prom: PromRecord) -> list[tuple[str, str]]:
     """(label, value in words) of each score, recomputed from the stored answers; a
     score the answers do not give yet reads "not scored yet"."""
-    values = prom_answers.scores_of(instrument, prom.response)
+    values = scoring.scores(instrument, prom.response)  # recomputed, never read back
     return [(text, _words(values[link_id]))
             for link_id, text in prom_answers.score_items(instrument)]
 
